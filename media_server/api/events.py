@@ -1,0 +1,93 @@
+"""Event websockets: ``/v1/calls/{call_id}/events`` (one call) and ``/v1/events`` (the team's calls).
+
+Resume with ``?after=<last id seen>``: every buffered event with a larger id is sent once, then live
+ones. A subscriber that stops reading is dropped (close code 1013 and a reason saying how to
+resume); the call it watched never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketState
+
+from media_server.api.auth import presented_key, services_of
+from media_server.bus import SubscriberTooSlow
+from media_server.events import to_json
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["events"])
+
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+SEND_TIMEOUT_S = 10.0
+
+
+@router.websocket("/v1/calls/{call_id}/events")
+async def call_events(ws: WebSocket, call_id: str) -> None:
+    await _serve(ws, call_id)
+
+
+@router.websocket("/v1/events")
+async def team_events(ws: WebSocket) -> None:
+    await _serve(ws, None)
+
+
+async def _serve(ws: WebSocket, call_id: str | None) -> None:
+    services = services_of(ws)
+    await ws.accept()
+    key = await services.authenticate(presented_key(ws))
+    if key is None or not key.can("read"):
+        await ws.close(CLOSE_POLICY, "unauthorized: missing or invalid API key")
+        return
+    after_raw = ws.query_params.get("after")
+    after: int | None = None
+    if after_raw is not None:
+        if not after_raw.isdigit():
+            await ws.close(CLOSE_POLICY, "after must be an event id (a non-negative integer)")
+            return
+        after = int(after_raw)
+    if call_id is not None:
+        live = services.calls.live.get(call_id)
+        if live is not None and live.team != key.team:
+            await ws.close(CLOSE_POLICY, "no such call for this key")
+            return
+    subscription = services.bus.subscribe(key.team, call_id, after)
+    last_id = after or 0
+    reader = asyncio.create_task(_drain_client(ws))
+    reader.add_done_callback(lambda _task: subscription.close())
+    try:
+        async for event in subscription:
+            if reader.done():
+                return
+            await asyncio.wait_for(ws.send_text(to_json(event)), SEND_TIMEOUT_S)
+            last_id = max(last_id, event.id)
+    except SubscriberTooSlow as exc:
+        log.warning("dropping slow subscriber (team %s, call %s): %s", key.team, call_id, exc)
+        await _close(ws, CLOSE_TRY_AGAIN, f"subscriber too slow; reconnect with ?after={last_id}")
+    except TimeoutError:
+        log.warning("dropping stalled subscriber (team %s, call %s)", key.team, call_id)
+        await _close(ws, CLOSE_TRY_AGAIN, f"subscriber too slow; reconnect with ?after={last_id}")
+    except Exception:  # the client went away mid-send
+        pass
+    finally:
+        subscription.close()
+        reader.cancel()
+
+
+async def _drain_client(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so that its close is noticed."""
+    with contextlib.suppress(Exception):
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code, reason), 2.0)

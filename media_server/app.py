@@ -1,0 +1,59 @@
+"""The ASGI application: REST, websockets, and the services behind them."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from media_server import __version__
+from media_server.api import calls, events, ingest
+from media_server.api.auth import require_key, services_of
+from media_server.config import Settings
+from media_server.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        log.info(
+            "media server ready: model %s on %s, database %s",
+            services.scheduler.engine.name,
+            services.scheduler.engine.device,
+            settings.db_url.split("///")[0] + "///…" if "///" in settings.db_url else settings.db_url,
+        )
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(title="media-server", version=__version__, lifespan=lifespan)
+    app.include_router(ingest.router)
+    app.include_router(events.router)
+    app.include_router(calls.router)
+
+    @app.get("/health", tags=["status"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/status", tags=["status"])
+    async def status(request: Request) -> dict[str, Any]:
+        key = await require_key(request)
+        services = services_of(request)
+        return {
+            "version": __version__,
+            "model": services.scheduler.engine.name,
+            "device": services.scheduler.engine.device,
+            "liveCalls": sum(1 for c in services.calls.live.values() if c.team == key.team),
+            "scheduler": dataclasses.asdict(services.scheduler.stats()),
+        }
+
+    return app

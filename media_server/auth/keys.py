@@ -1,0 +1,64 @@
+"""API keys. A key is shown once, when it is created; only its SHA-256 hash is stored.
+
+Keys are 256-bit random tokens, so a fast hash is enough (there is nothing to brute-force);
+lookups are by hash, in constant time per key.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+KEY_PREFIX = "msk_"
+_TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"  # everything for the team, keys included
+    MANAGER = "manager"  # every call of the team, listen-in, delete
+    REP = "rep"  # streams and sees calls
+    INGEST = "ingest"  # telephony platforms: may only stream calls in
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    team: str
+    role: Role
+    created_at: datetime
+    label: str = ""
+
+    def can(self, action: str) -> bool:
+        allowed = {
+            "ingest": {Role.ADMIN, Role.MANAGER, Role.REP, Role.INGEST},
+            "read": {Role.ADMIN, Role.MANAGER, Role.REP},
+            "delete": {Role.ADMIN, Role.MANAGER},
+        }
+        return self.role in allowed.get(action, set())
+
+
+def validate_team(team: str) -> str:
+    if not _TEAM.match(team):
+        raise ValueError("team must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return team
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def same_hash(a: str, b: str) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+def looks_like_key(key: str) -> bool:
+    return key.startswith(KEY_PREFIX) and 20 <= len(key) <= 128

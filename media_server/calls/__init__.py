@@ -1,0 +1,1 @@
+"""Calls: participants, channels and consent; the registry of live calls."""

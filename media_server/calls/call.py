@@ -1,0 +1,292 @@
+"""A live call: participants, channels, consent, and the recognizers of the channels it may transcribe.
+
+Consent is applied here, before audio goes anywhere: a channel whose voices have not all consented
+gets no recognizer, and its audio is dropped on arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from media_server.bus import EventBus
+from media_server.calls.consent import may_transcribe, may_transcribe_all
+from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
+from media_server.config import ConsentPolicy
+from media_server.events import new_event
+from media_server.frames import AudioFrame
+from media_server.store.records import (
+    CallRecord,
+    ChannelRecord,
+    ParticipantRecord,
+    SegmentRecord,
+    SpeakerRecord,
+)
+from media_server.v1 import events_pb2 as pb
+from models.asr.scheduler import DecodeScheduler
+from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
+from models.vad import SileroVAD
+
+log = logging.getLogger(__name__)
+
+SPEAKER_ROLES: dict[str, tuple[Role, ...]] = {
+    "rep": (Role.REP,),
+    "customer": (Role.CUSTOMER,),
+    "mixed": (Role.REP, Role.CUSTOMER),
+}
+_CONSENT_PB = {
+    Consent.GRANTED: pb.CONSENT_GRANTED,
+    Consent.DENIED: pb.CONSENT_DENIED,
+    Consent.UNKNOWN: pb.CONSENT_UNKNOWN,
+}
+# Gaps in a channel's timeline longer than this are filled with silence (lost or suppressed packets).
+_MAX_DRIFT_S = 0.06
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    index: int
+    speaker: str  # "rep", "customer" or "mixed"
+    sample_rate: int
+
+
+@dataclass
+class CallServices:
+    """What a call needs from the server, passed down explicitly."""
+
+    bus: EventBus
+    vad: SileroVAD
+    scheduler: DecodeScheduler
+    streaming: StreamingConfig
+    consent_policy: ConsentPolicy
+
+
+@dataclass
+class CallChannel:
+    spec: ChannelSpec
+    transcribed: bool
+    recognizer: StreamingRecognizer | None = None
+    consumer: asyncio.Task[None] | None = None
+    segments: list[SegmentRecord] = field(default_factory=list)
+    samples: int = 0  # samples placed on the channel's timeline so far
+
+    @property
+    def position(self) -> float:
+        return self.samples / self.spec.sample_rate
+
+
+class Call:
+    def __init__(
+        self,
+        call_id: str,
+        team: str,
+        source: str,
+        metadata: CallMetadata,
+        channels: list[ChannelSpec],
+        services: CallServices,
+    ) -> None:
+        self.id = call_id
+        self.team = team
+        self.source = source
+        self.metadata = metadata
+        self.services = services
+        self.started_at = datetime.now(UTC)
+        self.last_audio = time.monotonic()
+        self.ended = False
+        policy = services.consent_policy
+        self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
+        self.channels: dict[int, CallChannel] = {}
+        for spec in channels:
+            voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
+            self.channels[spec.index] = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
+
+    # -- life cycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for channel in self.channels.values():
+            if channel.transcribed:
+                channel.recognizer = StreamingRecognizer(
+                    channel.spec.sample_rate,
+                    self.services.vad,
+                    self.services.scheduler,
+                    self.services.streaming,
+                )
+                channel.consumer = asyncio.create_task(
+                    self._consume(channel), name=f"call-{self.id}-{channel.spec.index}"
+                )
+        started = pb.CallStarted(
+            source=self.source,
+            participants=[self._participant_pb(p) for p in self.metadata.participants],
+            channels=[
+                pb.Channel(
+                    index=c.spec.index,
+                    speaker=c.spec.speaker,
+                    sample_rate=c.spec.sample_rate,
+                    transcribed=c.transcribed,
+                )
+                for c in self.channels.values()
+            ],
+            metadata=self.metadata.extra,
+        )
+        await self.publish(call_started=started)
+
+    def push(self, frame: AudioFrame) -> None:
+        """Place audio on its channel's timeline. Audio of a channel without consent goes nowhere."""
+        channel = self.channels.get(frame.channel)
+        if channel is None:
+            raise ValueError(f"call {self.id} has no channel {frame.channel}")
+        self.last_audio = time.monotonic()
+        if frame.start_time is not None:
+            gap = int((frame.start_time - channel.position) * channel.spec.sample_rate)
+            if gap > _MAX_DRIFT_S * channel.spec.sample_rate:
+                self._feed(channel, np.zeros(gap, dtype=np.int16))
+        self._feed(channel, frame.pcm)
+
+    def _feed(self, channel: CallChannel, pcm: npt.NDArray[np.int16]) -> None:
+        channel.samples += pcm.size
+        if channel.recognizer is not None:
+            channel.recognizer.push(pcm)
+
+    async def dtmf(self, channel: int, digit: str) -> None:
+        await self.publish(dtmf=pb.Dtmf(channel=channel, digit=digit))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.publish(error=pb.Error(code=code, message=message))
+
+    async def finish(self, status: str, reason: str) -> CallRecord:
+        """Flush every recognizer (the last utterance gets its final), then describe the call."""
+        self.ended = True
+        for channel in self.channels.values():
+            if channel.recognizer is not None:
+                channel.recognizer.end()
+        consumers = [c.consumer for c in self.channels.values() if c.consumer is not None]
+        if consumers:
+            await asyncio.gather(*consumers, return_exceptions=True)
+        return self.record(status, reason)
+
+    async def abandon(self) -> None:
+        """Stop at once, dropping pending decodes (server shutdown)."""
+        for channel in self.channels.values():
+            if channel.recognizer is not None:
+                await channel.recognizer.aclose()
+            if channel.consumer is not None:
+                channel.consumer.cancel()
+
+    # -- transcripts ---------------------------------------------------------------------------------
+
+    async def _consume(self, channel: CallChannel) -> None:
+        assert channel.recognizer is not None
+        async for event in channel.recognizer.events():
+            try:
+                await self._on_speech(channel, event)
+            except Exception:
+                log.exception("call %s: could not publish a transcript", self.id)
+
+    async def _on_speech(self, channel: CallChannel, event: SpeechEvent) -> None:
+        spec = channel.spec
+        if event.type is SpeechEventType.START_OF_SPEECH:
+            await self.publish(
+                speech_started=pb.SpeechStarted(channel=spec.index, speaker=spec.speaker, start=event.start)
+            )
+            return
+        final = event.type is SpeechEventType.FINAL
+        words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in event.words]
+        start = words[0].start if words else event.start
+        end = words[-1].end if words else event.end
+        if final and event.text:
+            channel.segments.append(
+                SegmentRecord(
+                    channel=spec.index,
+                    speaker=spec.speaker,
+                    text=event.text,
+                    start=start,
+                    end=end,
+                    confidence=round(event.confidence, 4),
+                    words=[
+                        {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence}
+                        for w in event.words
+                    ],
+                )
+            )
+        transcript = pb.Transcript(
+            channel=spec.index,
+            speaker=spec.speaker,
+            is_final=final,
+            text=event.text,
+            words=words,
+            start=event.start,
+            end=event.end,
+            segment=event.segment,
+            confidence=event.confidence,
+        )
+        await self.publish(transcript=transcript)
+
+    async def publish(self, **payload: object) -> pb.Event:
+        return await self.services.bus.publish(new_event(self.id, self.team, **payload))
+
+    # -- the stored form -----------------------------------------------------------------------------
+
+    def _participant_pb(self, p: ParticipantInfo) -> pb.Participant:
+        kept = self._kept(p)
+        return pb.Participant(
+            role=p.role.value,
+            id=kept.id,
+            name=kept.name,
+            phone=kept.phone,
+            email=kept.email,
+            consent=_CONSENT_PB[p.consent],
+            transcribed=p.role in self.transcribed_roles,
+        )
+
+    def _kept(self, p: ParticipantInfo) -> ParticipantInfo:
+        """Identity is kept for the rep and for customers who may be transcribed; otherwise only the flag."""
+        if p.role is Role.REP or p.role in self.transcribed_roles:
+            return p
+        return ParticipantInfo(p.role, consent=p.consent)
+
+    def record(self, status: str, reason: str) -> CallRecord:
+        segments = sorted((s for c in self.channels.values() for s in c.segments), key=lambda s: (s.start, s.channel))
+        speakers: dict[str, SpeakerRecord] = {}
+        for s in segments:
+            stats = speakers.setdefault(s.speaker, SpeakerRecord(s.speaker, 0.0, 0))
+            stats.talk_time += max(0.0, s.end - s.start)
+            stats.word_count += len(s.words) or len(s.text.split())
+        for stats in speakers.values():
+            stats.talk_time = round(stats.talk_time, 3)
+        participants = []
+        for p in self.metadata.participants:
+            kept = self._kept(p)
+            participants.append(
+                ParticipantRecord(
+                    role=p.role.value,
+                    consent=p.consent.value,
+                    transcribed=p.role in self.transcribed_roles,
+                    id=kept.id,
+                    name=kept.name,
+                    phone=kept.phone,
+                    email=kept.email,
+                )
+            )
+        return CallRecord(
+            id=self.id,
+            team=self.team,
+            source=self.source,
+            status=status,
+            end_reason=reason,
+            started_at=self.started_at,
+            ended_at=datetime.now(UTC),
+            participants=participants,
+            channels=[
+                ChannelRecord(c.spec.index, c.spec.speaker, c.spec.sample_rate, c.transcribed)
+                for c in self.channels.values()
+            ],
+            segments=segments,
+            speakers=list(speakers.values()),
+            metadata=dict(self.metadata.extra),
+        )

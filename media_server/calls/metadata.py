@@ -1,0 +1,162 @@
+"""Call metadata as platforms send it (Twilio customParameters, jambonz/FreeSWITCH JSON), normalised.
+
+Keys are accepted in camelCase or snake_case; values may be strings (Twilio's customParameters are
+always strings) or JSON values. Recognised keys:
+
+- ``team``, ``repId``, ``repName``, ``customerPhone``, ``customerEmail``, ``customerName``
+- consent: ``repConsent`` / ``customerConsent`` = ``granted`` | ``denied`` | ``unknown``, or a
+  ``consent`` object ``{"rep": ..., "customer": ...}``, or per entry of ``participants``
+- ``participants``: a list of ``{"role": "rep"|"customer", "id", "name", "phone", "email", "consent"}``
+- ``token``: the API key, for platforms that cannot set an Authorization header
+
+Anything else is kept as free-form string metadata on the call.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Consent(enum.StrEnum):
+    GRANTED = "granted"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+
+
+class Role(enum.StrEnum):
+    REP = "rep"
+    CUSTOMER = "customer"
+
+
+class MetadataError(ValueError):
+    """Metadata that cannot be understood; the message says which field and why."""
+
+
+@dataclass
+class ParticipantInfo:
+    role: Role
+    id: str = ""
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    consent: Consent = Consent.UNKNOWN
+
+
+@dataclass
+class CallMetadata:
+    team: str | None = None
+    token: str | None = None
+    rep: ParticipantInfo = field(default_factory=lambda: ParticipantInfo(Role.REP))
+    customer: ParticipantInfo = field(default_factory=lambda: ParticipantInfo(Role.CUSTOMER))
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def participants(self) -> tuple[ParticipantInfo, ParticipantInfo]:
+        return (self.rep, self.customer)
+
+    def participant(self, role: Role) -> ParticipantInfo:
+        return self.rep if role is Role.REP else self.customer
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_MAX_EXTRA = 64
+
+
+def _snake(key: str) -> str:
+    return _CAMEL.sub("_", key).lower().replace("-", "_")
+
+
+def parse_consent(value: Any, where: str) -> Consent:
+    if value is None or value == "":
+        return Consent.UNKNOWN
+    if isinstance(value, bool):
+        return Consent.GRANTED if value else Consent.DENIED
+    text = str(value).strip().lower()
+    aliases = {"yes": "granted", "true": "granted", "no": "denied", "false": "denied"}
+    text = aliases.get(text, text)
+    try:
+        return Consent(text)
+    except ValueError:
+        raise MetadataError(f"{where}: consent must be granted, denied or unknown, not {value!r}") from None
+
+
+def _str(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value)[:256]
+    raise MetadataError(f"{where}: expected a string")
+
+
+def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
+    meta = CallMetadata()
+    if not raw:
+        return meta
+    if not isinstance(raw, Mapping):
+        raise MetadataError("metadata must be a JSON object")
+    values = {_snake(str(k)): v for k, v in raw.items()}
+    meta.team = _str(values.pop("team", None), "team") or None
+    meta.token = _str(values.pop("token", None), "token") or None
+    rep, customer = meta.rep, meta.customer
+    rep.id = _str(values.pop("rep_id", None), "repId")
+    rep.name = _str(values.pop("rep_name", None), "repName")
+    rep.email = _str(values.pop("rep_email", None), "repEmail")
+    customer.phone = _str(values.pop("customer_phone", None), "customerPhone")
+    customer.email = _str(values.pop("customer_email", None), "customerEmail")
+    customer.name = _str(values.pop("customer_name", None), "customerName")
+    customer.id = _str(values.pop("customer_id", None), "customerId")
+    rep.consent = parse_consent(values.pop("rep_consent", None), "repConsent")
+    customer.consent = parse_consent(values.pop("customer_consent", None), "customerConsent")
+
+    consent = values.pop("consent", None)
+    if isinstance(consent, str) and consent.strip().startswith("{"):
+        consent = _json(consent, "consent")
+    if consent is not None:
+        if not isinstance(consent, Mapping):
+            raise MetadataError('consent: expected an object like {"rep": "granted", "customer": "denied"}')
+        for key, value in consent.items():
+            role = _role(key, "consent")
+            meta.participant(role).consent = parse_consent(value, f"consent.{key}")
+
+    participants = values.pop("participants", None)
+    if isinstance(participants, str) and participants.strip().startswith("["):
+        participants = _json(participants, "participants")
+    if participants is not None:
+        if not isinstance(participants, list):
+            raise MetadataError("participants: expected a list")
+        for i, item in enumerate(participants):
+            if not isinstance(item, Mapping):
+                raise MetadataError(f"participants[{i}]: expected an object")
+            entry = {_snake(str(k)): v for k, v in item.items()}
+            target = meta.participant(_role(entry.get("role"), f"participants[{i}].role"))
+            for attr in ("id", "name", "phone", "email"):
+                if entry.get(attr) not in (None, ""):
+                    setattr(target, attr, _str(entry[attr], f"participants[{i}].{attr}"))
+            if "consent" in entry:
+                target.consent = parse_consent(entry["consent"], f"participants[{i}].consent")
+
+    for key, value in list(values.items())[:_MAX_EXTRA]:
+        if isinstance(value, str | int | float | bool):
+            meta.extra[key] = str(value)[:512]
+    return meta
+
+
+def _role(value: Any, where: str) -> Role:
+    text = str(value or "").strip().lower()
+    aliases = {"agent": "rep", "caller": "customer", "callee": "customer", "client": "customer"}
+    try:
+        return Role(aliases.get(text, text))
+    except ValueError:
+        raise MetadataError(f"{where}: role must be rep or customer, not {value!r}") from None
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"{where}: invalid JSON ({exc.msg})") from None

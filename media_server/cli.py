@@ -1,0 +1,204 @@
+"""``media-server``: serve, manage keys, stream a call, transcribe a file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from media_server import __version__
+from media_server.auth.keys import Role
+from media_server.config import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from media_server.app import create_app
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=settings.ingest.max_frame_bytes * 2,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from media_server.store.store import Store
+
+    settings = _settings(args)
+
+    async def create() -> str:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_url)
+        await store.open()
+        try:
+            key, secret = await store.create_key(args.team, Role(args.role), args.label or "")
+        finally:
+            await store.close()
+        print(f"created {key.role.value} key {key.id} for team {key.team}; it is shown only once:")
+        return secret
+
+    try:
+        print(asyncio.run(create()))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _metadata(args: argparse.Namespace) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for item in args.meta or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--meta expects KEY=VALUE, got {item!r}")
+        meta[key] = value
+    meta.setdefault("repConsent", args.rep_consent)
+    meta.setdefault("customerConsent", args.customer_consent)
+    return meta
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from media_server.client.stream import print_events, stream_call
+    from media_server.client.wav import read_wav
+
+    recording = read_wav(args.file)
+    call_id = args.call_id
+
+    async def run() -> int:
+        import uuid
+
+        cid = call_id or ("CA" + uuid.uuid4().hex)
+        printer = None if args.quiet else asyncio.create_task(print_events(args.url, cid, args.token))
+        result = await stream_call(
+            recording,
+            args.url,
+            args.protocol,
+            args.token,
+            call_id=cid,
+            metadata=_metadata(args),
+            speed=args.speed,
+            speaker=args.speaker,
+            token_in_header=args.header,
+        )
+        if printer is not None:
+            try:
+                await asyncio.wait_for(printer, 15)
+            except TimeoutError:
+                printer.cancel()
+        print(
+            f"streamed {result.frames_sent * 0.02:.1f} s of audio as call {result.call_id}; "
+            f"server closed with {result.close_code} {result.close_reason}".rstrip()
+        )
+        return 0 if result.close_code in (1000, None) else 1
+
+    return asyncio.run(run())
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from media_server.client.wav import read_wav
+    from media_server.services import build_scheduler, streaming_config
+    from media_server.transcribe import transcribe_recording
+    from models.vad import SileroVAD
+
+    settings = _settings(args)
+    _configure_logging("warning")
+    recording = read_wav(args.file)
+    scheduler = build_scheduler(settings)
+    try:
+        segments = asyncio.run(
+            transcribe_recording(recording, SileroVAD(settings.vad.model_path), scheduler, streaming_config(settings))
+        )
+    finally:
+        scheduler.close()
+    if args.json:
+        print(json.dumps([s.__dict__ for s in segments], indent=2))
+    else:
+        for s in segments:
+            label = f"{s.speaker}: " if s.speaker != "speaker" else ""
+            print(f"[{s.start:7.2f} - {s.end:7.2f}] {label}{s.text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="media-server", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="where the database lives (default ./data)")
+        p.add_argument("--config", type=Path, help="a TOML or JSON settings file")
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    common(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; it is printed as the last line")
+    create.add_argument("--team", required=True)
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--label", help="a note to recognise the key by")
+    common(create)
+    create.set_defaults(func=cmd_keys_create)
+
+    stream = sub.add_parser("stream", help="play a WAV file into the server as a telephony platform would")
+    stream.add_argument("file", type=Path)
+    stream.add_argument("--url", default="ws://127.0.0.1:8080", help="server base URL or full ingest URL")
+    stream.add_argument("--protocol", choices=["twilio", "l16"], default="twilio")
+    stream.add_argument("--token", required=True, help="API key")
+    stream.add_argument("--header", action="store_true", help="send the key as an Authorization header")
+    stream.add_argument("--call-id")
+    stream.add_argument("--speaker", choices=["rep", "customer"], default="customer", help="who a mono file is")
+    stream.add_argument("--rep-consent", default="granted", choices=["granted", "denied", "unknown"])
+    stream.add_argument("--customer-consent", default="granted", choices=["granted", "denied", "unknown"])
+    stream.add_argument("--meta", action="append", metavar="KEY=VALUE", help="call metadata (repeatable)")
+    stream.add_argument("--speed", type=float, default=1.0, help="playback speed (1 = real time)")
+    stream.add_argument("--quiet", action="store_true", help="do not print the call's transcript")
+    stream.set_defaults(func=cmd_stream)
+
+    transcribe = sub.add_parser("transcribe", help="transcribe a WAV file with the live pipeline")
+    transcribe.add_argument("file", type=Path)
+    transcribe.add_argument("--json", action="store_true")
+    common(transcribe)
+    transcribe.set_defaults(func=cmd_transcribe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Audio codecs used by the ingest adapters."""

@@ -1,0 +1,120 @@
+"""One typed settings object, read from flags, environment (``MEDIA_SERVER_*``) and a TOML/JSON file.
+
+Precedence, highest first: command-line flags, environment variables, the ``--config`` file,
+the defaults below. Nested sections in the environment use ``__``:
+``MEDIA_SERVER_ASR__MODEL=small.en``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConsentPolicy(StrEnum):
+    ALL_PARTY = "all_party"  # every participant must have granted consent to be transcribed
+    ONE_PARTY = "one_party"  # only an explicit "denied" keeps a participant out
+
+
+class AsrSettings(BaseModel):
+    model: str | None = Field(
+        default=None,
+        description="Whisper model name (downloaded) or a local CTranslate2 directory; "
+        "unset or not downloadable: the bundled tiny.en weights",
+    )
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0  # 0: CTranslate2 picks (all cores)
+    download_root: str | None = None
+    max_batch: int = 8
+    max_wait_ms: int = 10
+    interim_max_age_ms: int = 1000
+
+
+class StreamingSettings(BaseModel):
+    endpointing_ms: int = Field(500, ge=100, le=5000)
+    interim_results: bool = True
+    interim_interval_ms: int = Field(1000, ge=200, le=5000)
+    max_utterance_s: float = Field(20.0, ge=2.0, le=28.0)
+
+
+class VadSettings(BaseModel):
+    model_path: str | None = None
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class IngestSettings(BaseModel):
+    max_frame_bytes: int = Field(64 * 1024, ge=1024, description="largest websocket frame accepted")
+    idle_timeout_s: float = Field(30.0, gt=0, description="a call with no audio for this long is ended")
+    start_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first (start) message")
+    reorder_window: int = Field(16, ge=0, description="Telnyx media frames held back to restore order")
+
+
+class EventSettings(BaseModel):
+    buffer_per_call: int = Field(5000, ge=10, description="events kept per call for resuming subscribers")
+    keep_ended_s: float = Field(600.0, ge=0, description="how long an ended call's events stay resumable")
+    subscriber_queue: int = Field(1000, ge=10, description="events queued for a subscriber before it is dropped")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDIA_SERVER_", env_nested_delimiter="__", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    consent_policy: ConsentPolicy = ConsentPolicy.ALL_PARTY
+    log_level: str = "info"
+    asr: AsrSettings = AsrSettings()
+    streaming: StreamingSettings = StreamingSettings()
+    vad: VadSettings = VadSettings()
+    ingest: IngestSettings = IngestSettings()
+    events: EventSettings = EventSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return value.lower()
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'media_server.db').resolve()}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        data = tomllib.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table of settings")
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults < the config file < environment < explicit overrides (flags); ``None`` overrides are ignored."""
+    file_values = read_config_file(config_file) if config_file else {}
+    env_values = Settings().model_dump(exclude_unset=True)  # only what the environment set
+    merged = _deep_merge(_deep_merge(file_values, env_values), {k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(merged)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,81 @@
+"""Everything the server runs on, built once from the settings and passed down explicitly."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from media_server.auth.keys import ApiKey, looks_like_key
+from media_server.bus import EventBus, InMemoryEventBus
+from media_server.calls.call import CallServices
+from media_server.calls.registry import CallRegistry
+from media_server.config import Settings
+from media_server.store.store import Store
+from models.asr.scheduler import DecodeScheduler
+from models.asr.whisper_ct2 import FasterWhisperEngine
+from models.streaming import StreamingConfig
+from models.vad import SileroVAD
+
+log = logging.getLogger(__name__)
+
+
+def streaming_config(settings: Settings) -> StreamingConfig:
+    s = settings.streaming
+    return StreamingConfig(
+        endpointing_ms=s.endpointing_ms,
+        interim_results=s.interim_results,
+        interim_interval_s=s.interim_interval_ms / 1000,
+        max_utterance_s=s.max_utterance_s,
+        speech_threshold=settings.vad.threshold,
+        silence_threshold=max(0.05, settings.vad.threshold - 0.15),
+    )
+
+
+def build_scheduler(settings: Settings) -> DecodeScheduler:
+    a = settings.asr
+    engine = FasterWhisperEngine(
+        model=a.model,
+        device=a.device,
+        compute_type=a.compute_type,
+        cpu_threads=a.cpu_threads,
+        download_root=a.download_root,
+    )
+    return DecodeScheduler(
+        engine,
+        max_batch=a.max_batch,
+        max_wait_s=a.max_wait_ms / 1000,
+        interim_max_age_s=a.interim_max_age_ms / 1000,
+    )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    bus: EventBus
+    vad: SileroVAD
+    scheduler: DecodeScheduler
+    calls: CallRegistry
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_url)
+        await store.open()
+        e = settings.events
+        bus = InMemoryEventBus(e.buffer_per_call, e.keep_ended_s, e.subscriber_queue)
+        vad = SileroVAD(settings.vad.model_path)
+        scheduler = build_scheduler(settings)
+        call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy)
+        return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store))
+
+    async def authenticate(self, secret: str | None) -> ApiKey | None:
+        if not secret or not looks_like_key(secret):
+            return None
+        return await self.store.find_key(secret)
+
+    async def stop(self) -> None:
+        await self.calls.shutdown()
+        await self.bus.close()
+        self.scheduler.close()
+        await self.store.close()

@@ -1,0 +1,112 @@
+"""What a finalized call is, as the store keeps it and the REST API returns it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class ParticipantRecord:
+    role: str
+    consent: str
+    transcribed: bool
+    id: str = ""
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass
+class ChannelRecord:
+    index: int
+    speaker: str
+    sample_rate: int
+    transcribed: bool
+
+
+@dataclass
+class SegmentRecord:
+    channel: int
+    speaker: str
+    text: str
+    start: float
+    end: float
+    confidence: float
+    words: list[dict[str, Any]] = field(default_factory=list)  # {"word", "start", "end", "confidence"}
+
+
+@dataclass
+class SpeakerRecord:
+    speaker: str
+    talk_time: float
+    word_count: int
+
+
+@dataclass
+class CallRecord:
+    id: str
+    team: str
+    source: str
+    status: str  # "completed" | "interrupted"
+    end_reason: str
+    started_at: datetime
+    ended_at: datetime
+    participants: list[ParticipantRecord] = field(default_factory=list)
+    channels: list[ChannelRecord] = field(default_factory=list)
+    segments: list[SegmentRecord] = field(default_factory=list)
+    speakers: list[SpeakerRecord] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, (self.ended_at - self.started_at).total_seconds())
+
+    def summary(self) -> dict[str, Any]:
+        """The list view: everything but the transcript."""
+        return {
+            "id": self.id,
+            "team": self.team,
+            "source": self.source,
+            "status": self.status,
+            "endReason": self.end_reason,
+            "startedAt": _iso(self.started_at),
+            "endedAt": _iso(self.ended_at),
+            "duration": round(self.duration, 3),
+            "participants": [asdict(p) for p in self.participants],
+            "channels": [
+                {
+                    "index": c.index,
+                    "speaker": c.speaker,
+                    "sampleRate": c.sample_rate,
+                    "transcribed": c.transcribed,
+                }
+                for c in self.channels
+            ],
+            "speakers": [
+                {"speaker": s.speaker, "talkTime": round(s.talk_time, 3), "wordCount": s.word_count}
+                for s in self.speakers
+            ],
+            "metadata": self.metadata,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        out = self.summary()
+        out["transcript"] = [
+            {
+                "channel": s.channel,
+                "speaker": s.speaker,
+                "text": s.text,
+                "start": s.start,
+                "end": s.end,
+                "confidence": s.confidence,
+                "words": s.words,
+            }
+            for s in self.segments
+        ]
+        return out
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,237 @@
+"""The store: API keys and finalized calls, over SQLAlchemy's asyncio engine."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, delete, event, select, tuple_
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import selectinload
+
+from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
+from media_server.store.records import (
+    CallRecord,
+    ChannelRecord,
+    ParticipantRecord,
+    SegmentRecord,
+    SpeakerRecord,
+)
+from media_server.store.tables import ApiKeyRow, CallRow, ChannelRow, ParticipantRow, SegmentRow
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class CallExists(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def open(self) -> None:
+        """Bring the schema to the newest migration."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- keys ----------------------------------------------------------------------------------------
+
+    async def create_key(self, team: str, role: Role, label: str = "") -> tuple[ApiKey, str]:
+        validate_team(team)
+        secret = generate_key()
+        row = ApiKeyRow(
+            id=secrets.token_hex(8),
+            key_hash=hash_key(secret),
+            team=team,
+            role=role.value,
+            label=label,
+            created_at=datetime.now(UTC),
+        )
+        async with self.sessions.begin() as session:
+            session.add(row)
+        return _key(row), secret
+
+    async def find_key(self, secret: str) -> ApiKey | None:
+        async with self.sessions() as session:
+            row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret)))
+            if row is None or row.revoked_at is not None:
+                return None
+            return _key(row)
+
+    # -- calls ---------------------------------------------------------------------------------------
+
+    async def call_exists(self, call_id: str) -> bool:
+        async with self.sessions() as session:
+            return await session.get(CallRow, call_id) is not None
+
+    async def save_call(self, call: CallRecord) -> None:
+        row = CallRow(
+            id=call.id,
+            team=call.team,
+            source=call.source,
+            status=call.status,
+            end_reason=call.end_reason,
+            started_at=call.started_at,
+            ended_at=call.ended_at,
+            metadata_json=dict(call.metadata),
+            speakers=[
+                {"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in call.speakers
+            ],
+            participants=[
+                ParticipantRow(
+                    role=p.role,
+                    consent=p.consent,
+                    transcribed=p.transcribed,
+                    external_id=p.id,
+                    name=p.name,
+                    phone=p.phone,
+                    email=p.email,
+                )
+                for p in call.participants
+            ],
+            channels=[
+                ChannelRow(index=c.index, speaker=c.speaker, sample_rate=c.sample_rate, transcribed=c.transcribed)
+                for c in call.channels
+            ],
+            segments=[
+                SegmentRow(
+                    channel=s.channel,
+                    speaker=s.speaker,
+                    text=s.text,
+                    start=s.start,
+                    end=s.end,
+                    confidence=s.confidence,
+                    words=s.words,
+                )
+                for s in call.segments
+            ],
+        )
+        async with self.sessions.begin() as session:
+            if await session.get(CallRow, call.id) is not None:
+                raise CallExists(call.id)
+            session.add(row)
+
+    async def get_call(self, team: str, call_id: str) -> CallRecord | None:
+        async with self.sessions() as session:
+            row = await session.scalar(
+                select(CallRow)
+                .where(CallRow.id == call_id, CallRow.team == team)
+                .options(selectinload(CallRow.segments))
+            )
+            return None if row is None else _record(row, with_segments=True)
+
+    async def list_calls(
+        self, team: str, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[CallRecord], str | None]:
+        """Newest first. ``cursor`` is the opaque ``next`` value of the previous page."""
+        query = select(CallRow).where(CallRow.team == team)
+        if cursor:
+            started, call_id = _decode_cursor(cursor)
+            query = query.where(tuple_(CallRow.started_at, CallRow.id) < tuple_(started, call_id))
+        query = query.order_by(CallRow.started_at.desc(), CallRow.id.desc()).limit(limit + 1)
+        async with self.sessions() as session:
+            rows = list((await session.scalars(query)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        records = [_record(r, with_segments=False) for r in rows]
+        next_cursor = _encode_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None
+        return records, next_cursor
+
+    async def delete_call(self, team: str, call_id: str) -> bool:
+        async with self.sessions.begin() as session:
+            row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
+            if row is None:
+                return False
+            for table in (SegmentRow, ParticipantRow, ChannelRow):
+                await session.execute(delete(table).where(table.call_id == call_id))
+            await session.execute(delete(CallRow).where(CallRow.id == call_id))
+            return True
+
+
+def _upgrade(connection: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(id=row.id, team=row.team, role=Role(row.role), created_at=_utc(row.created_at), label=row.label)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: CallRow, with_segments: bool) -> CallRecord:
+    return CallRecord(
+        id=row.id,
+        team=row.team,
+        source=row.source,
+        status=row.status,
+        end_reason=row.end_reason,
+        started_at=_utc(row.started_at),
+        ended_at=_utc(row.ended_at),
+        metadata=dict(row.metadata_json or {}),
+        participants=[
+            ParticipantRecord(
+                role=p.role,
+                consent=p.consent,
+                transcribed=p.transcribed,
+                id=p.external_id,
+                name=p.name,
+                phone=p.phone,
+                email=p.email,
+            )
+            for p in sorted(row.participants, key=lambda p: p.role != "rep")
+        ],
+        channels=[ChannelRecord(c.index, c.speaker, c.sample_rate, c.transcribed) for c in row.channels],
+        segments=[
+            SegmentRecord(s.channel, s.speaker, s.text, s.start, s.end, s.confidence, list(s.words or []))
+            for s in row.segments
+        ]
+        if with_segments
+        else [],
+        speakers=[SpeakerRecord(s["speaker"], s["talk_time"], s["word_count"]) for s in row.speakers or []],
+    )
+
+
+def _encode_cursor(started: datetime, call_id: str) -> str:
+    raw = f"{_utc(started).isoformat()}|{call_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        started, call_id = raw.split("|", 1)
+        return datetime.fromisoformat(started), call_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+__all__ = ["CallExists", "Engine", "Store"]

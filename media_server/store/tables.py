@@ -1,0 +1,83 @@
+"""Tables. Changes go through a migration in ``store/migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CallRow(Base):
+    __tablename__ = "calls"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    end_reason: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    metadata_json: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    speakers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    participants: Mapped[list[ParticipantRow]] = relationship(
+        cascade="all, delete-orphan", order_by="ParticipantRow.role.desc()", lazy="selectin"
+    )
+    channels: Mapped[list[ChannelRow]] = relationship(
+        cascade="all, delete-orphan", order_by="ChannelRow.index", lazy="selectin"
+    )
+    segments: Mapped[list[SegmentRow]] = relationship(
+        cascade="all, delete-orphan", order_by="SegmentRow.start", lazy="raise"
+    )
+
+    __table_args__ = (Index("ix_calls_team_started", "team", "started_at"),)
+
+
+class ParticipantRow(Base):
+    __tablename__ = "participants"
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    consent: Mapped[str] = mapped_column(String(16))
+    transcribed: Mapped[bool] = mapped_column(Boolean)
+    external_id: Mapped[str] = mapped_column(String(256), default="")
+    name: Mapped[str] = mapped_column(String(256), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    email: Mapped[str] = mapped_column(String(256), default="")
+
+
+class ChannelRow(Base):
+    __tablename__ = "channels"
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    speaker: Mapped[str] = mapped_column(String(16))
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    transcribed: Mapped[bool] = mapped_column(Boolean)
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    speaker: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

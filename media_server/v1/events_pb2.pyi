@@ -1,0 +1,177 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Consent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSENT_UNKNOWN: _ClassVar[Consent]
+    CONSENT_GRANTED: _ClassVar[Consent]
+    CONSENT_DENIED: _ClassVar[Consent]
+CONSENT_UNKNOWN: Consent
+CONSENT_GRANTED: Consent
+CONSENT_DENIED: Consent
+
+class Event(_message.Message):
+    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CALL_STARTED_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    type: str
+    call_id: str
+    team: str
+    time: _timestamp_pb2.Timestamp
+    call_started: CallStarted
+    transcript: Transcript
+    call_ended: CallEnded
+    error: Error
+    dtmf: Dtmf
+    speech_started: SpeechStarted
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ...) -> None: ...
+
+class Participant(_message.Message):
+    __slots__ = ("role", "id", "name", "phone", "email", "consent", "transcribed")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIBED_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    id: str
+    name: str
+    phone: str
+    email: str
+    consent: Consent
+    transcribed: bool
+    def __init__(self, role: _Optional[str] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., phone: _Optional[str] = ..., email: _Optional[str] = ..., consent: _Optional[_Union[Consent, str]] = ..., transcribed: _Optional[bool] = ...) -> None: ...
+
+class Channel(_message.Message):
+    __slots__ = ("index", "speaker", "sample_rate", "transcribed")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIBED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    speaker: str
+    sample_rate: int
+    transcribed: bool
+    def __init__(self, index: _Optional[int] = ..., speaker: _Optional[str] = ..., sample_rate: _Optional[int] = ..., transcribed: _Optional[bool] = ...) -> None: ...
+
+class CallStarted(_message.Message):
+    __slots__ = ("source", "participants", "channels", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    participants: _containers.RepeatedCompositeFieldContainer[Participant]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, source: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Word(_message.Message):
+    __slots__ = ("word", "start", "end", "confidence")
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    word: str
+    start: float
+    end: float
+    confidence: float
+    def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class Transcript(_message.Message):
+    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    speaker: str
+    is_final: bool
+    text: str
+    words: _containers.RepeatedCompositeFieldContainer[Word]
+    start: float
+    end: float
+    segment: int
+    confidence: float
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class SpeakerStats(_message.Message):
+    __slots__ = ("speaker", "talk_time", "word_count")
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    TALK_TIME_FIELD_NUMBER: _ClassVar[int]
+    WORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    speaker: str
+    talk_time: float
+    word_count: int
+    def __init__(self, speaker: _Optional[str] = ..., talk_time: _Optional[float] = ..., word_count: _Optional[int] = ...) -> None: ...
+
+class CallEnded(_message.Message):
+    __slots__ = ("status", "reason", "duration", "speakers")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    reason: str
+    duration: float
+    speakers: _containers.RepeatedCompositeFieldContainer[SpeakerStats]
+    def __init__(self, status: _Optional[str] = ..., reason: _Optional[str] = ..., duration: _Optional[float] = ..., speakers: _Optional[_Iterable[_Union[SpeakerStats, _Mapping]]] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Dtmf(_message.Message):
+    __slots__ = ("channel", "digit")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    DIGIT_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    digit: str
+    def __init__(self, channel: _Optional[int] = ..., digit: _Optional[str] = ...) -> None: ...
+
+class SpeechStarted(_message.Message):
+    __slots__ = ("channel", "speaker", "start")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    speaker: str
+    start: float
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ...) -> None: ...

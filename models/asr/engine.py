@@ -1,0 +1,62 @@
+"""The speech-recognition engine interface (after LiveKit's ``STT``): backends decode whole utterances.
+
+Streaming is built on top (``models.streaming``): VAD cuts each channel into utterances, the open
+utterance is re-decoded for interim results and decoded once more, completely, for the final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from models.audio import Float32Array
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds from the start of the decoded audio
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    text: str
+    words: tuple[Word, ...] = ()
+
+    @property
+    def confidence(self) -> float:
+        if not self.words:
+            return 0.0
+        return sum(w.confidence for w in self.words) / len(self.words)
+
+
+@dataclass
+class DecodeRequest:
+    """One piece of decode work: 16 kHz mono float32 audio of one utterance (or its first part)."""
+
+    audio: Float32Array
+    final: bool
+    prompt: str | None = None
+    hotwords: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    streaming: bool = False  # native incremental decoding
+    interim_results: bool = True  # cheap enough to re-decode for interims
+    word_timestamps: bool = True
+    batching: bool = False  # decode_batch really runs one batched model call
+    diarization: bool = False
+
+
+class SpeechEngine(Protocol):
+    """A loaded model on one device. ``decode_batch`` blocks; only the scheduler's thread calls it."""
+
+    name: str
+    device: str
+    capabilities: EngineCapabilities
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]: ...

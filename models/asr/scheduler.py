@@ -1,0 +1,202 @@
+"""One decode scheduler per device: it owns the engine in a worker thread and serves every call.
+
+Work from all streams goes into one priority queue: finals before interims, oldest first. The worker
+takes up to ``max_batch`` requests at once (waiting at most ``max_wait_s`` for more when the engine
+really batches) and runs them as one ``decode_batch`` call. Interim requests that have waited longer
+than ``interim_max_age_s`` are dropped (their stream asks again with more audio), so under overload
+interims thin out first while finals are never dropped, only late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.asr.engine import DecodeRequest, Hypothesis, SpeechEngine
+from models.audio import MODEL_SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+class InterimDropped(Exception):
+    """An interim request was dropped because the device is overloaded."""
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    request: DecodeRequest = field(compare=False)
+    future: asyncio.Future[Hypothesis] = field(compare=False)
+    loop: asyncio.AbstractEventLoop = field(compare=False)
+    enqueued: float = field(compare=False, default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    queue_depth: int
+    batches: int
+    requests: int
+    finals: int
+    interims: int
+    interims_dropped: int
+    mean_batch_size: float
+    mean_batch_seconds: float
+    real_time_factor: float  # compute seconds per second of audio decoded
+    busy_fraction: float  # share of the last minute the device spent decoding
+
+
+class DecodeScheduler:
+    def __init__(
+        self,
+        engine: SpeechEngine,
+        max_batch: int = 8,
+        max_wait_s: float = 0.01,
+        interim_max_age_s: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.max_batch = max(1, max_batch)
+        self.max_wait_s = max_wait_s
+        self.interim_max_age_s = interim_max_age_s
+        self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"decode-{engine.device}", daemon=True)
+        self._lock = threading.Lock()
+        self._batches = 0
+        self._requests = 0
+        self._finals = 0
+        self._interims = 0
+        self._dropped = 0
+        self._compute_s = 0.0
+        self._audio_s = 0.0
+        self._recent: deque[tuple[float, float]] = deque()  # (finished_at, seconds busy)
+        self._thread.start()
+
+    async def decode(self, request: DecodeRequest) -> Hypothesis:
+        """Queue ``request`` and wait for its hypothesis. Raises ``InterimDropped`` under overload."""
+        if self._stop.is_set():
+            raise RuntimeError("decode scheduler is stopped")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Hypothesis] = loop.create_future()
+        self._queue.put(_Job(0 if request.final else 1, next(self._seq), request, future, loop))
+        return await future
+
+    def stats(self) -> SchedulerStats:
+        with self._lock:
+            now = time.monotonic()
+            while self._recent and self._recent[0][0] < now - 60:
+                self._recent.popleft()
+            busy = sum(s for _, s in self._recent)
+            return SchedulerStats(
+                queue_depth=self._queue.qsize(),
+                batches=self._batches,
+                requests=self._requests,
+                finals=self._finals,
+                interims=self._interims,
+                interims_dropped=self._dropped,
+                mean_batch_size=self._requests / self._batches if self._batches else 0.0,
+                mean_batch_seconds=self._compute_s / self._batches if self._batches else 0.0,
+                real_time_factor=self._compute_s / self._audio_s if self._audio_s else 0.0,
+                busy_fraction=min(1.0, busy / 60.0),
+            )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._queue.put(_Job(-1, -1, DecodeRequest(audio=_EMPTY, final=True), None, None))  # type: ignore[arg-type]
+        self._thread.join(timeout=10)
+
+    # -- worker thread -------------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Job]:
+        first = self._queue.get()
+        jobs = [first]
+        deadline = time.monotonic() + (self.max_wait_s if self.engine.capabilities.batching else 0.0)
+        while len(jobs) < self.max_batch and jobs[0].priority >= 0:
+            timeout = deadline - time.monotonic()
+            try:
+                job = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            jobs.append(job)
+        return jobs
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            jobs = self._take_batch()
+            if any(job.priority < 0 for job in jobs):
+                for job in jobs:
+                    if job.priority >= 0:
+                        _resolve_error(job, RuntimeError("decode scheduler stopped"))
+                return
+            live = self._drop_stale(jobs)
+            if not live:
+                continue
+            started = time.monotonic()
+            try:
+                hypotheses = self.engine.decode_batch([job.request for job in live])
+            except Exception as exc:
+                log.exception("decode failed for a batch of %d", len(live))
+                for job in live:
+                    _resolve_error(job, exc)
+                continue
+            elapsed = time.monotonic() - started
+            self._record(live, elapsed)
+            for job, hypothesis in zip(live, hypotheses, strict=True):
+                _resolve(job, hypothesis)
+
+    def _drop_stale(self, jobs: Sequence[_Job]) -> list[_Job]:
+        live: list[_Job] = []
+        now = time.monotonic()
+        for job in jobs:
+            if job.future.cancelled():
+                continue
+            if not job.request.final and now - job.enqueued > self.interim_max_age_s:
+                with self._lock:
+                    self._dropped += 1
+                _resolve_error(job, InterimDropped())
+                continue
+            live.append(job)
+        return live
+
+    def _record(self, jobs: Sequence[_Job], elapsed: float) -> None:
+        audio_s = sum(job.request.audio.size for job in jobs) / MODEL_SAMPLE_RATE
+        finals = sum(1 for job in jobs if job.request.final)
+        with self._lock:
+            self._batches += 1
+            self._requests += len(jobs)
+            self._finals += finals
+            self._interims += len(jobs) - finals
+            self._compute_s += elapsed
+            self._audio_s += audio_s
+            self._recent.append((time.monotonic(), elapsed))
+
+
+def _resolve(job: _Job, hypothesis: Hypothesis) -> None:
+    def set_result() -> None:
+        if not job.future.done():
+            job.future.set_result(hypothesis)
+
+    job.loop.call_soon_threadsafe(set_result)
+
+
+def _resolve_error(job: _Job, exc: BaseException) -> None:
+    def set_exception() -> None:
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+    try:
+        job.loop.call_soon_threadsafe(set_exception)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass

@@ -1,0 +1,365 @@
+"""Streaming recognition of one channel: VAD endpointing, interim re-decodes, one final per utterance.
+
+``StreamingRecognizer`` is fed audio at the channel's native rate (``push``). Silero VAD scores it
+chunk by chunk. While someone speaks, the open utterance is re-decoded every ``interim_interval_s``
+of new audio (one interim in flight per stream at most, so a busy device thins interims out by
+itself); once ``endpointing_ms`` of silence follows speech, the utterance is decoded one last time
+and a final result is emitted. Audio is dropped after each final, so state stays bounded however
+long the call runs. Results come out of ``events()`` in order: an interim never follows the final
+of its own utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.asr.engine import DecodeRequest, Hypothesis, Word
+from models.asr.scheduler import DecodeScheduler, InterimDropped
+from models.audio import MODEL_SAMPLE_RATE, Float32Array, Int16Array, int16_to_float32, resample
+from models.vad.silero import SileroVAD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    endpointing_ms: int = 500  # silence after speech that ends an utterance
+    interim_results: bool = True
+    interim_interval_s: float = 1.0  # new audio between interim decodes
+    min_interim_s: float = 0.5  # no interim for an utterance shorter than this
+    max_utterance_s: float = 20.0  # force a final on run-on speech (Whisper's window is 30 s)
+    speech_threshold: float = 0.5
+    silence_threshold: float = 0.35
+    min_speech_ms: int = 200  # shorter bursts are noise, not an utterance
+    pad_ms: int = 200  # audio kept before speech starts and after it ends
+    hotwords: tuple[str, ...] = ()
+
+
+class SpeechEventType(enum.Enum):
+    START_OF_SPEECH = "start_of_speech"
+    INTERIM = "interim"
+    FINAL = "final"
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    type: SpeechEventType
+    segment: int  # utterance number within the stream
+    start: float  # seconds of stream time (offset included)
+    end: float
+    text: str = ""
+    words: tuple[Word, ...] = ()
+
+    @property
+    def confidence(self) -> float:
+        return sum(w.confidence for w in self.words) / len(self.words) if self.words else 0.0
+
+
+@dataclass
+class _Utterance:
+    segment: int
+    start: int  # first sample kept (stream samples)
+    chunks: list[Float32Array] = field(default_factory=list)
+    samples: int = 0
+    speech_samples: int = 0
+    last_speech_end: int = 0  # sample after the last chunk scored as speech
+    last_interim_at: int = 0  # utterance length at the last interim request
+    announced: bool = False
+
+    def audio(self, upto: int | None = None) -> Float32Array:
+        data = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
+        self.chunks = [data]
+        return data if upto is None else data[: max(0, upto - self.start)]
+
+
+class StreamingRecognizer:
+    def __init__(
+        self,
+        sample_rate: int,
+        vad: SileroVAD,
+        scheduler: DecodeScheduler,
+        config: StreamingConfig | None = None,
+        time_offset: float = 0.0,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.config = config or StreamingConfig()
+        self.time_offset = time_offset
+        self._vad = vad.new_stream(sample_rate)
+        self._scheduler = scheduler
+        self._pos = 0  # samples received
+        self._scored = 0  # samples the VAD has scored
+        pad = self.config.pad_ms * sample_rate // 1000
+        self._preroll: deque[Float32Array] = deque()
+        self._preroll_samples = 0
+        self._preroll_limit = pad
+        self._pad = pad
+        self._endpoint = self.config.endpointing_ms * sample_rate // 1000
+        self._min_speech = self.config.min_speech_ms * sample_rate // 1000
+        self._utt: _Utterance | None = None
+        self._segments = 0
+        self._silence = 0
+        self._pending_audio: list[Float32Array] = []  # received but not yet scored by the VAD
+        self._out: asyncio.Queue[SpeechEvent | None] = asyncio.Queue()
+        self._order: deque[asyncio.Future[SpeechEvent | None]] = deque()
+        self._interim_inflight = False
+        self._drain_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._finals_emitted: set[int] = set()
+        self._end_slot: asyncio.Future[SpeechEvent | None] | None = None
+
+    # -- input ---------------------------------------------------------------------------------------
+
+    @property
+    def position(self) -> float:
+        """Seconds of audio received, in stream time."""
+        return self.time_offset + self._pos / self.sample_rate
+
+    def push(self, pcm: Int16Array | Float32Array) -> None:
+        """Feed audio at the native rate. Cheap: VAD runs inline, decoding is queued."""
+        if self._closed:
+            raise RuntimeError("stream is closed")
+        audio = int16_to_float32(pcm) if pcm.dtype == np.int16 else pcm.astype(np.float32, copy=False)  # type: ignore[arg-type]
+        if audio.size == 0:
+            return
+        self._pos += audio.size
+        self._pending_audio.append(audio)
+        for chunk in self._vad.process(audio):
+            self._advance(chunk.end, chunk.probability)
+
+    def end(self) -> None:
+        """No more audio: finalize the open utterance (if it holds speech) and close ``events()``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._take_pending(self._pos)
+        utt = self._utt
+        if utt is not None and utt.speech_samples >= self._min_speech:
+            self._finalize(utt, utt.last_speech_end + self._pad)
+        self._utt = None
+        done: asyncio.Future[SpeechEvent | None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        self._end_slot = done
+        self._enqueue(done)
+
+    # -- output --------------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[SpeechEvent]:
+        while True:
+            event = await self._out.get()
+            if event is None:
+                return
+            yield event
+
+    async def aclose(self) -> None:
+        """Stop without waiting for pending decodes (an abandoned stream)."""
+        self._closed = True
+        for future in self._order:
+            future.cancel()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
+        self._out.put_nowait(None)
+
+    # -- VAD state machine ---------------------------------------------------------------------------
+
+    def _take_pending(self, upto: int) -> list[Float32Array]:
+        """Move received audio up to sample ``upto`` out of the pending list."""
+        taken: list[Float32Array] = []
+        need = upto - self._scored
+        while need > 0 and self._pending_audio:
+            head = self._pending_audio[0]
+            if head.size <= need:
+                taken.append(head)
+                self._pending_audio.pop(0)
+                need -= head.size
+            else:
+                taken.append(head[:need])
+                self._pending_audio[0] = head[need:]
+                need = 0
+        self._scored = upto - need
+        if self._utt is not None:
+            for piece in taken:
+                self._utt.chunks.append(piece)
+                self._utt.samples += piece.size
+        else:
+            for piece in taken:
+                self._preroll.append(piece)
+                self._preroll_samples += piece.size
+            while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_limit:
+                self._preroll_samples -= self._preroll.popleft().size
+        return taken
+
+    def _advance(self, end: int, probability: float) -> None:
+        start = self._scored
+        self._take_pending(end)
+        cfg = self.config
+        utt = self._utt
+        if utt is None:
+            if probability < cfg.speech_threshold:
+                return
+            # Speech starts: open an utterance with the pre-roll as its padding.
+            pre = list(self._preroll)
+            pre_samples = sum(p.size for p in pre)
+            self._segments += 1
+            utt = _Utterance(segment=self._segments, start=end - pre_samples, chunks=pre, samples=pre_samples)
+            self._preroll.clear()
+            self._preroll_samples = 0
+            self._utt = utt
+            self._silence = 0
+        if probability >= cfg.speech_threshold or (probability >= cfg.silence_threshold and self._silence == 0):
+            utt.speech_samples += end - start
+            utt.last_speech_end = end
+            self._silence = 0
+            if not utt.announced and utt.speech_samples >= self._min_speech:
+                utt.announced = True
+                self._emit_now(
+                    SpeechEvent(SpeechEventType.START_OF_SPEECH, utt.segment, self._t(utt.start), self._t(utt.start))
+                )
+        else:
+            self._silence += end - start
+        length = end - utt.start
+        if self._silence >= self._endpoint:
+            if utt.speech_samples >= self._min_speech:
+                self._finalize(utt, utt.last_speech_end + self._pad)
+            self._close_utterance(utt, keep_from=utt.last_speech_end + self._pad)
+        elif length >= cfg.max_utterance_s * self.sample_rate:
+            self._finalize(utt, end)
+            self._close_utterance(utt, keep_from=end)
+            # Speech goes on: open the next utterance at once.
+            self._segments += 1
+            self._utt = _Utterance(segment=self._segments, start=end, last_speech_end=end, announced=True)
+        elif (
+            cfg.interim_results
+            and not self._interim_inflight
+            and utt.speech_samples >= self._min_speech
+            and length >= cfg.min_interim_s * self.sample_rate
+            and length - utt.last_interim_at >= cfg.interim_interval_s * self.sample_rate
+        ):
+            utt.last_interim_at = length
+            self._request(utt, end, final=False)
+
+    def _close_utterance(self, utt: _Utterance, keep_from: int) -> None:
+        """Drop the utterance's audio; what follows ``keep_from`` becomes pre-roll for the next one."""
+        tail = utt.audio()[max(0, keep_from - utt.start) :]
+        self._utt = None
+        self._silence = 0
+        self._preroll.clear()
+        self._preroll_samples = 0
+        if tail.size:
+            tail = tail[-self._preroll_limit :] if self._preroll_limit else tail[:0]
+            self._preroll.append(tail.copy())
+            self._preroll_samples = tail.size
+
+    def _finalize(self, utt: _Utterance, upto: int) -> None:
+        self._request(utt, min(upto, utt.start + utt.samples), final=True)
+
+    # -- decoding, in order --------------------------------------------------------------------------
+
+    def _t(self, sample: int) -> float:
+        return self.time_offset + sample / self.sample_rate
+
+    def _request(self, utt: _Utterance, upto: int, final: bool) -> None:
+        audio = utt.audio(upto)
+        audio16 = resample(audio, self.sample_rate, MODEL_SAMPLE_RATE)
+        request = DecodeRequest(audio=audio16, final=final, hotwords=self.config.hotwords)
+        start, end = self._t(utt.start), self._t(utt.start + audio.size)
+        loop = asyncio.get_running_loop()
+        slot: asyncio.Future[SpeechEvent | None] = loop.create_future()
+        self._enqueue(slot)
+        if not final:
+            self._interim_inflight = True
+        task = loop.create_task(self._decode(request, utt.segment, start, end, slot))
+        task.add_done_callback(_log_task_error)
+
+    async def _decode(
+        self,
+        request: DecodeRequest,
+        segment: int,
+        start: float,
+        end: float,
+        slot: asyncio.Future[SpeechEvent | None],
+    ) -> None:
+        try:
+            hypothesis = await self._scheduler.decode(request)
+        except InterimDropped:
+            hypothesis = None
+        except asyncio.CancelledError:
+            hypothesis = None
+            raise
+        except Exception:
+            log.exception("decode failed (segment %d, final=%s)", segment, request.final)
+            hypothesis = Hypothesis(text="") if request.final else None
+        finally:
+            if not request.final:
+                self._interim_inflight = False
+            if not slot.done():
+                slot.set_result(self._to_event(hypothesis, request.final, segment, start, end))
+
+    def _to_event(
+        self, hypothesis: Hypothesis | None, final: bool, segment: int, start: float, end: float
+    ) -> SpeechEvent | None:
+        if hypothesis is None or (not final and not hypothesis.text):
+            return None
+        words = _shift(hypothesis.words, start, end)
+        kind = SpeechEventType.FINAL if final else SpeechEventType.INTERIM
+        return SpeechEvent(kind, segment, start, end, hypothesis.text, words)
+
+    def _emit_now(self, event: SpeechEvent) -> None:
+        slot: asyncio.Future[SpeechEvent | None] = asyncio.get_running_loop().create_future()
+        slot.set_result(event)
+        self._enqueue(slot)
+
+    def _enqueue(self, slot: asyncio.Future[SpeechEvent | None]) -> None:
+        self._order.append(slot)
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Hand results to ``events()`` in request order, dropping interims made stale by a final."""
+        while self._order:
+            slot = self._order[0]
+            try:
+                event = await asyncio.shield(slot)
+            except asyncio.CancelledError:
+                if slot.cancelled():
+                    self._order.popleft()
+                    continue
+                raise
+            self._order.popleft()
+            if slot is self._end_slot:
+                self._out.put_nowait(None)
+                return
+            if event is None:
+                continue
+            if event.type is SpeechEventType.INTERIM and event.segment in self._finals_emitted:
+                continue
+            if event.type is SpeechEventType.FINAL:
+                self._finals_emitted.add(event.segment)
+                self._finals_emitted.discard(event.segment - 8)  # bounded: older segments cannot recur
+            self._out.put_nowait(event)
+
+
+def _shift(words: Sequence[Word], offset: float, limit: float) -> tuple[Word, ...]:
+    return tuple(
+        Word(
+            word=w.word,
+            start=round(min(offset + w.start, limit), 3),
+            end=round(min(offset + w.end, limit), 3),
+            confidence=round(w.confidence, 4),
+        )
+        for w in words
+    )
+
+
+def _log_task_error(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("decode task failed", exc_info=task.exception())

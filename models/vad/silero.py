@@ -1,0 +1,113 @@
+"""Silero VAD (v5/v6) run as ONNX with bare onnxruntime: no torch.
+
+The model works natively at 8 kHz (256-sample chunks) and 16 kHz (512-sample chunks); other rates are
+resampled to 16 kHz first. One ``SileroVAD`` holds the ONNX session and is shared by every stream; each
+``VADStream`` keeps its own recurrent state and context, so channels never disturb one another.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.audio import Float32Array, StreamResampler
+
+log = logging.getLogger(__name__)
+
+NATIVE_RATES = (8000, 16000)
+
+
+def locate_silero_onnx(configured: str | Path | None = None) -> Path:
+    """Find the Silero ONNX file: a configured path, else the copy in the ``silero-vad`` wheel.
+
+    ``silero-vad`` is installed with ``--no-deps`` (its metadata pulls torch): the package is located
+    without importing it, because its ``__init__`` imports torch.
+    """
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise FileNotFoundError(f"Silero VAD model not found at {path}")
+        return path
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "data" / "silero_vad.onnx"
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        "Silero VAD ONNX model not found: run `pip install --no-deps silero-vad` (the Makefile does) "
+        "or set vad.model_path"
+    )
+
+
+@dataclass(frozen=True)
+class VADChunk:
+    """Speech probability for one chunk; ``end`` is the chunk's end in samples of the input stream."""
+
+    end: int
+    probability: float
+
+
+class SileroVAD:
+    """The shared model. ``run`` is thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        path = locate_silero_onnx(model_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self.path = path
+        self._lock = threading.Lock()
+
+    def new_stream(self, sample_rate: int) -> VADStream:
+        return VADStream(self, sample_rate)
+
+    def run(self, chunks: Float32Array, state: Float32Array, sample_rate: int) -> tuple[Float32Array, Float32Array]:
+        """One step for a batch of chunks (with their context prepended): probabilities and new state."""
+        out, new_state = self.session.run(
+            None, {"input": chunks, "state": state, "sr": np.array(sample_rate, dtype=np.int64)}
+        )
+        return np.asarray(out, dtype=np.float32)[:, 0], np.asarray(new_state, dtype=np.float32)
+
+
+class VADStream:
+    """Speech probabilities for one channel, at its native rate."""
+
+    def __init__(self, model: SileroVAD, sample_rate: int) -> None:
+        if sample_rate <= 0:
+            raise ValueError(f"invalid sample rate {sample_rate}")
+        self.model = model
+        self.input_rate = sample_rate
+        self.rate = sample_rate if sample_rate in NATIVE_RATES else 16000
+        self._resampler = StreamResampler(sample_rate, self.rate)
+        self.chunk = 256 if self.rate == 8000 else 512
+        self._context_size = 32 if self.rate == 8000 else 64
+        self._context = np.zeros((1, self._context_size), dtype=np.float32)
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._consumed = 0  # samples at the VAD rate that have been scored
+
+    def process(self, audio: Float32Array) -> list[VADChunk]:
+        """Score every whole chunk now available; ``end`` is reported in samples of the input rate."""
+        audio = self._resampler.process(audio)
+        if self._pending.size:
+            audio = np.concatenate([self._pending, audio])
+        n = audio.size // self.chunk
+        self._pending = audio[n * self.chunk :].copy()
+        results: list[VADChunk] = []
+        for i in range(n):
+            x = audio[i * self.chunk : (i + 1) * self.chunk].reshape(1, -1)
+            prob, self._state = self.model.run(np.concatenate([self._context, x], axis=1), self._state, self.rate)
+            self._context = x[:, -self._context_size :]
+            self._consumed += self.chunk
+            end = self._consumed * self.input_rate // self.rate
+            results.append(VADChunk(end=end, probability=float(prob[0])))
+        return results
