@@ -79,10 +79,13 @@ async def stream_call(
         recording = recording.at_rate(16000)
     result = StreamResult(call_id=call_id, started=time.time())
     async with connect(ingest_url(url, protocol), additional_headers=headers, max_size=2**22) as ws:
-        if protocol == "twilio":
-            await _twilio(ws, recording, call_id, meta, speed, speaker, result, send_stop, on_frame)
-        else:
-            await _l16(ws, recording, call_id, meta, speed, speaker, result, send_stop, on_frame)
+        try:
+            if protocol == "twilio":
+                await _twilio(ws, recording, call_id, meta, speed, speaker, result, send_stop, on_frame)
+            else:
+                await _l16(ws, recording, call_id, meta, speed, speaker, result, send_stop, on_frame)
+        except ConnectionClosed:
+            pass  # the server ended the stream: its close code and reason say why
         if send_stop:
             try:
                 await asyncio.wait_for(ws.wait_closed(), 30)

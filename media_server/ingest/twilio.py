@@ -82,6 +82,8 @@ class TwilioParser:
             message = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ProtocolError("malformed_message", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+        except RecursionError:
+            raise ProtocolError("malformed_message", "not valid JSON: nested too deeply") from None
         if not isinstance(message, dict):
             raise ProtocolError("malformed_message", "expected a JSON object")
         event = message.get("event")
@@ -90,7 +92,8 @@ class TwilioParser:
         if event == "start":
             return [self._start(message)]
         if event in _KNOWN_IGNORED:
-            return []
+            # A mark still takes a sequence number: count it, or later frames wait for it in the reorder window.
+            return self._in_order(message) if self.started else []
         if event not in ("media", "dtmf", "stop"):
             return [Notice("unknown_event", f"ignored unknown event type {event!r}")]
         if not self.started:
@@ -174,7 +177,7 @@ class TwilioParser:
         self._sample_rate = 8000
         self.started = True
         start_seq = _field(message, "sequenceNumber", "sequence_number")
-        if isinstance(start_seq, str | int) and str(start_seq).isdigit():
+        if isinstance(start_seq, str | int) and str(start_seq).isdecimal():
             self._expected_seq = int(start_seq) + 1
         speakers = {REP_CHANNEL: "rep", CUSTOMER_CHANNEL: "customer"}
         return StreamStart(
@@ -195,7 +198,7 @@ class TwilioParser:
         raw_seq = _field(message, "sequenceNumber", "sequence_number")
         try:
             seq = int(raw_seq) if raw_seq is not None else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ProtocolError("malformed_message", f"sequence number {raw_seq!r} is not a number") from None
         if seq is None or self.reorder_window == 0:
             return self._handle(message)
@@ -216,6 +219,8 @@ class TwilioParser:
 
     def _handle(self, message: dict[str, Any]) -> list[IngestMessage]:
         event = message["event"]
+        if event in _KNOWN_IGNORED:
+            return []
         if event == "stop":
             return [*self._release_all(), StreamStop()]
         if event == "dtmf":
@@ -253,7 +258,7 @@ class TwilioParser:
         if timestamp is not None:
             try:
                 start_time = int(timestamp) / 1000.0
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ProtocolError("malformed_message", f"media timestamp {timestamp!r} is not a number") from None
         pcm = self._decode(data) if data else np.zeros(0, dtype=np.int16)
         return AudioChunk(channel=channel, pcm=pcm, start_time=start_time)

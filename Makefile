@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine:
+#   make run    create .venv, install, start the server on embedded defaults (SQLite in ./data, in-process bus, bundled CPU model)
+#   make test   create .venv, install, lint, type-check and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt 2>/dev/null | cksum | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= ./data
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint typecheck pytest proto bench key clean
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	# silero-vad's metadata pulls torch; we only need its ONNX file, so no dependencies.
+	$(PY) -m pip install -q --no-deps -r requirements-extra.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/media-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+test: install lint typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check media_server models tests benchmarks
+	$(VENV)/bin/ruff format --check media_server models tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy media_server models
+
+pytest: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Regenerate the Python code of proto/ (committed; tests check it is current).
+proto: install
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. proto/media_server/v1/*.proto
+
+# make key TEAM=acme ROLE=admin
+key: install
+	$(VENV)/bin/media-server keys create --team $(TEAM) --role $(ROLE) --data-dir $(DATA_DIR)
+
+bench: install
+	$(PY) benchmarks/call_load.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

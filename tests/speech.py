@@ -1,0 +1,93 @@
+"""Test speech from ../shared/data/speech, and WER scoring as its README prescribes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import numpy.typing as npt
+from num2words import num2words
+
+from media_server.client.wav import Recording, read_wav
+
+SPEECH_DIR = Path(os.environ.get("SPEECH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"))
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    ref: str
+    pcm: npt.NDArray[np.int16]
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+@cache
+def tel8k() -> list[Utterance]:
+    """The simulated 8 kHz phone-channel utterances (tel8k_sim), with their references."""
+    manifest = json.loads((SPEECH_DIR / "manifest.json").read_text())
+    out = []
+    for entry in manifest:
+        if entry["set"] != "tel8k_sim":
+            continue
+        rec = read_wav(SPEECH_DIR / entry["wav"])
+        out.append(Utterance(entry["id"], entry["ref"], rec.channels[0], rec.sample_rate))
+    if not out:
+        raise RuntimeError(f"no tel8k_sim utterances in {SPEECH_DIR}")
+    return out
+
+
+@dataclass(frozen=True)
+class Program:
+    """Utterances laid out on a timeline, separated by silence."""
+
+    pcm: npt.NDArray[np.int16]
+    sample_rate: int
+    spans: list[tuple[float, float, Utterance]]  # (start, end) in seconds
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+def program(utterances: list[Utterance], gap_s: float = 1.2, lead_s: float = 0.5) -> Program:
+    rate = utterances[0].sample_rate
+    parts = [np.zeros(int(lead_s * rate), dtype=np.int16)]
+    spans = []
+    t = lead_s
+    for u in utterances:
+        parts.append(u.pcm)
+        spans.append((t, t + u.duration, u))
+        t += u.duration
+        parts.append(np.zeros(int(gap_s * rate), dtype=np.int16))
+        t += gap_s
+    return Program(np.concatenate(parts), rate, spans)
+
+
+def stereo(rep: Program, customer: Program) -> Recording:
+    n = max(len(rep.pcm), len(customer.pcm))
+    return Recording(
+        [np.pad(rep.pcm, (0, n - len(rep.pcm))), np.pad(customer.pcm, (0, n - len(customer.pcm)))], rep.sample_rate
+    )
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"\d+", lambda m: " " + num2words(int(m.group())) + " ", text)
+    text = text.replace("-", " ")
+    text = re.sub(r"[^a-z' ]+", " ", text)
+    text = text.replace("mr ", "mister ")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    return float(jiwer.wer(" ".join(normalise(r) for r in references), " ".join(normalise(h) for h in hypotheses)))
