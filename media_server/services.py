@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from media_server.auth.keys import ApiKey, looks_like_key
+from media_server.auth.keys import ApiKey, Role, looks_like_key
 from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
 from media_server.calls.registry import CallRegistry
@@ -17,6 +17,9 @@ from models.streaming import StreamingConfig
 from models.vad import SileroVAD
 
 log = logging.getLogger(__name__)
+logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
+
+BOOTSTRAP_TEAM = "default"
 
 
 def streaming_config(settings: Settings) -> StreamingConfig:
@@ -62,6 +65,7 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
         await store.open()
+        await _bootstrap_key(store)
         e = settings.events
         bus = InMemoryEventBus(e.buffer_per_call, e.keep_ended_s, e.subscriber_queue)
         vad = SileroVAD(settings.vad.model_path)
@@ -79,3 +83,17 @@ class Services:
         await self.bus.close()
         self.scheduler.close()
         await self.store.close()
+
+
+async def _bootstrap_key(store: Store) -> None:
+    """A fresh server has no keys: create one admin key and show it once, so that it can be used at all."""
+    if await store.has_keys():
+        return
+    key, secret = await store.create_key(BOOTSTRAP_TEAM, Role.ADMIN, "bootstrap")
+    log.warning(
+        "no API keys existed: created admin key %s for team %r (shown only this once): %s\n"
+        "create more with: media-server keys create --team TEAM --role admin|manager|rep|ingest",
+        key.id,
+        key.team,
+        secret,
+    )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from media_server.client.stream import StreamResult, stream_call
 from media_server.client.wav import Recording
 from media_server.codecs.g711 import ulaw_encode
-from tests.conftest import EventLog, Server, collect_events
+from tests.conftest import EventLog, Server, collect_events, start_server, stop_server
 from tests.speech import Program, program, stereo, tel8k, wer
 
 pytestmark = pytest.mark.e2e
@@ -396,3 +399,48 @@ async def test_vanished_client_and_silent_client_calls_end_interrupted(server: S
         assert stored["status"] == "interrupted" and stored["endReason"] == reason
         outcomes[reason] = wer([utt.ref], [s["text"] for s in stored["transcript"]])
     assert all(r <= 0.15 for r in outcomes.values()), outcomes
+
+
+async def test_a_subscriber_that_does_not_read_is_dropped_and_never_slows_calls(tmp_path: Path) -> None:
+    # A server of its own, with a small per-subscriber queue so the test needs few events.
+    srv = start_server(tmp_path / "slow", {"MEDIA_SERVER_EVENTS__SUBSCRIBER_QUEUE": "10"})
+    try:
+        key = srv.keys["admin"]
+        # The stalled client: a tiny receive buffer, and it never reads.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.connect(("127.0.0.1", int(srv.ws_url.rsplit(":", 1)[1])))
+        stalled = await connect(f"{srv.ws_url}/v1/events?token={key}", sock=sock, max_queue=1)
+        healthy = asyncio.create_task(
+            collect_events(f"{srv.ws_url}/v1/events?token={key}", until_type=None, timeout=90)
+        )
+        await asyncio.sleep(0.2)
+        rep, customer = two_party()
+        results = await asyncio.gather(
+            *(
+                stream_call(stereo(rep, customer), srv.ws_url, "twilio", key, metadata=GRANTED, speed=4)
+                for _ in range(3)
+            )
+        )
+        assert all(r.close_code == 1000 for r in results)
+        deadline = time.monotonic() + 30
+        while "dropping s" not in srv.log() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert "dropping slow subscriber" in srv.log() or "dropping stalled subscriber" in srv.log()
+        # Every call still finished, transcribed, for the subscriber that keeps up.
+        await asyncio.sleep(3)
+        healthy.cancel()
+        with srv.http(key) as http:
+            for r in results:
+                stored = http.get(f"/v1/calls/{r.call_id}").json()
+                assert stored["status"] == "completed" and len(stored["transcript"]) >= 6
+        # The stalled client, reading at last, finds the server has closed on it.
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(30):
+                while True:
+                    await stalled.recv()
+        assert stalled.close_code in (1013, 1006)
+        if stalled.close_code == 1013:
+            assert "too slow" in (stalled.close_reason or "")
+    finally:
+        stop_server(srv)

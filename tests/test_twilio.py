@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -147,7 +148,12 @@ def tx_media(seq: int, payload: bytes, track: str = "inbound", timestamp_ms: int
 
 def tx_stop(seq: int) -> str:
     return json.dumps(
-        {"event": "stop", "sequence_number": str(seq), "stop": {"call_control_id": TELNYX_CALL}, "stream_id": TELNYX_STREAM}
+        {
+            "event": "stop",
+            "sequence_number": str(seq),
+            "stop": {"call_control_id": TELNYX_CALL},
+            "stream_id": TELNYX_STREAM,
+        }
     )
 
 
@@ -515,21 +521,25 @@ _LEAVES = (
     | st.floats()
     | st.text(max_size=8)
     | st.sampled_from(["inbound", "outbound", "PCMA", "audio/x-alaw", 8000, "8000", "2", "AAAA", "²", "-1"])
+    | st.sampled_from([math.inf, -math.inf, math.nan, 1e300, 2**64])
 )
 _JSON = st.recursive(
     _LEAVES,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12,
 )
-_TEMPLATES = [
-    tw_connected(),
+_START_TEMPLATES = [
     tw_start(),
     tx_start(custom={"team": "acme"}, client_state=base64.b64encode(b'{"repName": "Ann"}').decode()),
+]
+_TEMPLATES = [
+    tw_connected(),
     tw_media(2, "inbound", 1, 0, b"\xff" * 8),
     tx_media(3, b"\x7f" * 8),
-    tw_dtmf(4, "5"),
-    tw_mark(5),
-    tw_stop(6),
+    tw_media(4, "outbound", 2, 20, b"\x00" * 8),
+    tw_dtmf(5, "5"),
+    tw_mark(6),
+    tw_stop(7),
     json.dumps({"event": "clear", "streamSid": STREAM_SID}),
 ]
 
@@ -547,10 +557,10 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def _mutated_message(draw: st.DrawFn) -> str:
+def _mutated_message(draw: st.DrawFn, templates: list[str]) -> str:
     """A documented message with a few of its fields replaced by arbitrary JSON, or removed."""
-    message = json.loads(draw(st.sampled_from(_TEMPLATES)))
-    for _ in range(draw(st.integers(0, 3))):
+    message = json.loads(draw(st.sampled_from(templates)))
+    for _ in range(draw(st.integers(0, 2))):
         path = draw(st.sampled_from(_paths(message)))
         if not path:
             continue
@@ -587,6 +597,30 @@ def test_fuzz_arbitrary_text(frames: list[str]) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_mutated_message(), max_size=6), st.booleans())
-def test_fuzz_structured_messages(frames: list[str], start_first: bool) -> None:
-    _feed_safely(started(reorder_window=2) if start_first else TwilioParser(reorder_window=2), frames)
+@given(st.one_of(st.none(), _mutated_message(_START_TEMPLATES)), st.lists(_mutated_message(_TEMPLATES), max_size=8))
+def test_fuzz_mutated_session(start: str | None, frames: list[str]) -> None:
+    """Documented messages with fields replaced by arbitrary JSON: a list or a ProtocolError, nothing else."""
+    _feed_safely(TwilioParser(reorder_window=2), [start, *frames] if start else frames)
+
+
+_FIELDS = [
+    (template, path)
+    for template in _START_TEMPLATES + _TEMPLATES
+    for path in _paths(json.loads(template))
+    if path and path != ("event",)
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_FIELDS), _LEAVES | _JSON)
+def test_fuzz_one_field_of_a_valid_session(field: tuple[str, tuple[Any, ...]], value: Any) -> None:
+    """Each field of each documented message, set to arbitrary JSON, inside an otherwise valid session."""
+    template, path = field
+    message = json.loads(template)
+    parent = message
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    text = json.dumps(message)
+    frames = [text] if message["event"] == "start" else [tw_start(), text]
+    _feed_safely(TwilioParser(reorder_window=2), [*frames, tw_media(9, "inbound", 9, 160, b"\xff"), tw_stop(10)])

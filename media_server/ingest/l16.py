@@ -51,6 +51,8 @@ class L16Parser:
             message = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ProtocolError("malformed_message", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+        except RecursionError:
+            raise ProtocolError("malformed_message", "not valid JSON: nested too deeply") from None
         if not isinstance(message, dict):
             raise ProtocolError("malformed_message", "expected a JSON object")
         if not self.started:
@@ -92,7 +94,7 @@ class L16Parser:
         rate = message.get("sampleRate", message.get("sample_rate"))
         if rate is None:
             raise ProtocolError("unsupported_format", "metadata has no sampleRate (8000 or 16000)", CLOSE_UNSUPPORTED)
-        if rate not in SAMPLE_RATES:
+        if isinstance(rate, list | dict) or rate not in SAMPLE_RATES:
             raise ProtocolError(
                 "unsupported_format", f"unsupported sampleRate {rate!r}: use 8000 or 16000", CLOSE_UNSUPPORTED
             )
@@ -121,7 +123,7 @@ class L16Parser:
         if isinstance(nested, str) and nested.strip().startswith("{"):
             try:
                 nested = json.loads(nested)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise ProtocolError("malformed_message", "metadata is a string but not a JSON object") from None
         if isinstance(nested, dict):
             metadata.update(nested)

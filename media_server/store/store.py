@@ -67,6 +67,10 @@ class Store:
             session.add(row)
         return _key(row), secret
 
+    async def has_keys(self) -> bool:
+        async with self.sessions() as session:
+            return await session.scalar(select(ApiKeyRow.id).limit(1)) is not None
+
     async def find_key(self, secret: str) -> ApiKey | None:
         async with self.sessions() as session:
             row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret)))

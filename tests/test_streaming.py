@@ -1,0 +1,99 @@
+"""Streaming recognition of one channel with the real VAD and the real Whisper tiny.en engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from models.asr.scheduler import DecodeScheduler
+from models.asr.whisper_ct2 import FasterWhisperEngine
+from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
+from models.vad import SileroVAD
+from tests.speech import program, tel8k, wer
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroVAD:
+    return SileroVAD()
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[DecodeScheduler]:
+    sched = DecodeScheduler(FasterWhisperEngine(cpu_threads=2))
+    yield sched
+    sched.close()
+
+
+async def run(recognizer: StreamingRecognizer, pcm: np.ndarray, realtime_factor: float = 8.0) -> list[SpeechEvent]:
+    events: list[SpeechEvent] = []
+
+    async def consume() -> None:
+        async for event in recognizer.events():
+            events.append(event)
+
+    task = asyncio.create_task(consume())
+    frame = recognizer.sample_rate // 50
+    for offset in range(0, len(pcm), frame):
+        recognizer.push(pcm[offset : offset + frame])
+        await asyncio.sleep(0.02 / realtime_factor)
+    recognizer.end()
+    await asyncio.wait_for(task, 60)
+    return events
+
+
+async def test_one_final_per_utterance_with_interims_before_it(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
+    prog = program(tel8k(), gap_s=1.2)
+    events = await run(StreamingRecognizer(8000, vad, scheduler), prog.pcm, realtime_factor=4)
+    finals = [e for e in events if e.type is SpeechEventType.FINAL]
+    assert len(finals) == len(prog.spans)
+    assert wer([u.ref for _, _, u in prog.spans], [f.text for f in finals]) <= 0.15
+    for (start, end, _u), final in zip(prog.spans, finals, strict=True):
+        # Word times are call times: inside the utterance's span (with the VAD's padding).
+        assert start - 0.4 <= final.words[0].start and final.words[-1].end <= end + 0.4
+    by_segment: dict[int, list[SpeechEventType]] = {}
+    for e in events:
+        by_segment.setdefault(e.segment, []).append(e.type)
+    for types in by_segment.values():
+        assert types[0] is SpeechEventType.START_OF_SPEECH
+        assert types[-1] is SpeechEventType.FINAL and types.count(SpeechEventType.FINAL) == 1
+    long_utterances = [seg for seg, types in by_segment.items() if SpeechEventType.INTERIM in types]
+    assert len(long_utterances) >= len(prog.spans) - 2, "utterances over a second get interim results"
+
+
+async def test_time_offset_and_endpointing(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
+    utt = tel8k()[5]
+    pcm = np.concatenate([np.zeros(8000, dtype=np.int16), utt.pcm, np.zeros(16000, dtype=np.int16)])
+    config = StreamingConfig(endpointing_ms=300, interim_results=False)
+    events = await run(StreamingRecognizer(8000, vad, scheduler, config, time_offset=100.0), pcm)
+    assert [e.type for e in events] == [SpeechEventType.START_OF_SPEECH, SpeechEventType.FINAL]
+    assert 100.5 < events[1].words[0].start < 101.5
+
+
+async def test_state_stays_bounded_on_a_long_call(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
+    """Ten minutes of talk, much faster than real time: audio is dropped after every final."""
+    prog = program(tel8k(), gap_s=1.0)
+    recognizer = StreamingRecognizer(8000, vad, scheduler, StreamingConfig(interim_results=False))
+    finals = 0
+    peak = 0
+
+    async def consume() -> None:
+        nonlocal finals
+        async for event in recognizer.events():
+            finals += event.type is SpeechEventType.FINAL
+
+    task = asyncio.create_task(consume())
+    rounds = int(600 / prog.duration) + 1
+    for _ in range(rounds):
+        for offset in range(0, len(prog.pcm), 8000):
+            recognizer.push(prog.pcm[offset : offset + 8000])
+            held = recognizer._utt.samples if recognizer._utt else 0
+            peak = max(peak, held + recognizer._preroll_samples)
+        await asyncio.sleep(0)
+    recognizer.end()
+    await asyncio.wait_for(task, 300)
+    assert finals >= rounds * len(prog.spans) * 0.9
+    assert peak <= 8000 * (recognizer.config.max_utterance_s + 1.5)
+    assert len(recognizer._finals_emitted) <= 8
