@@ -142,7 +142,7 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
 
     for key, value in list(values.items())[:_MAX_EXTRA]:
         if isinstance(value, str | int | float | bool):
-            meta.extra[key] = str(value)[:512]
+            meta.extra[key] = (json.dumps(value) if isinstance(value, bool) else str(value))[:512]  # true, not True
     return meta
 
 

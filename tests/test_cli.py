@@ -1,0 +1,82 @@
+"""The `media-server` command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from media_server.client.wav import Recording, write_wav
+from tests.conftest import BIN, Server
+from tests.speech import program, stereo, tel8k, wer
+
+
+def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_keys_create_prints_the_key_last(tmp_path: Path) -> None:
+    out = run("keys", "create", "--team", "acme", "--role", "manager", "--data-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1].startswith("msk_") and len(lines[-1]) > 40
+    assert "manager" in lines[0] and "acme" in lines[0]
+    bad = run("keys", "create", "--team", "no spaces!", "--role", "rep", "--data-dir", str(tmp_path))
+    assert bad.returncode == 2 and "team must be" in bad.stderr
+    wrong_role = run("keys", "create", "--team", "acme", "--role", "owner", "--data-dir", str(tmp_path))
+    assert wrong_role.returncode != 0 and "invalid choice" in wrong_role.stderr
+
+
+def test_transcribe_prints_the_transcript_of_mono_and_stereo_files(tmp_path: Path) -> None:
+    utts = tel8k()
+    mono = program(utts[:3])
+    write_wav(tmp_path / "mono.wav", Recording([mono.pcm], 8000))
+    out = run("transcribe", str(tmp_path / "mono.wav"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("[")
+    assert wer([u.ref for _, _, u in mono.spans], [line.split("]", 1)[1] for line in lines]) <= 0.15
+
+    rep, customer = program(utts[3:5]), program(utts[5:])
+    write_wav(tmp_path / "stereo.wav", stereo(rep, customer))
+    out = run("transcribe", str(tmp_path / "stereo.wav"))
+    assert out.returncode == 0, out.stderr
+    said = {"rep": [], "customer": []}
+    for line in out.stdout.strip().splitlines():
+        speaker, text = line.split("] ", 1)[1].split(": ", 1)
+        said[speaker].append(text)
+    assert wer([u.ref for _, _, u in rep.spans], said["rep"]) <= 0.15
+    assert wer([u.ref for _, _, u in customer.spans], said["customer"]) <= 0.15
+
+
+def test_transcribe_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "noise.wav").write_bytes(b"RIFF0000WAVEjunk")
+    out = run("transcribe", str(tmp_path / "noise.wav"))
+    assert out.returncode != 0
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("protocol", ["twilio", "l16"])
+def test_stream_plays_a_file_and_prints_the_live_transcript(server: Server, tmp_path: Path, protocol: str) -> None:
+    rep, customer = program(tel8k()[:2]), program(tel8k()[2:4])
+    write_wav(tmp_path / "call.wav", stereo(rep, customer))
+    args = ["stream", str(tmp_path / "call.wav"), "--url", server.ws_url, "--protocol", protocol]
+    out = run(*args, "--token", server.keys["ingest"], "--speed", "3", "--quiet")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "server closed with 1000" in out.stdout
+    # With a key that may read, it prints the call's transcript as it happens.
+    out = run(*args, "--token", server.keys["admin"], "--speed", "3", "--header")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert "call ended: completed (stop)" in lines
+    rep_lines = [line.split("rep: ", 1)[1] for line in lines if " rep: " in line]
+    assert wer([u.ref for _, _, u in rep.spans], rep_lines) <= 0.15
+
+
+def test_module_entry_point_shows_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "media_server", "serve", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ("--host", "--port", "--data-dir", "--config"):
+        assert flag in out.stdout
