@@ -26,7 +26,8 @@ def new_event(call_id: str, team: str, **payload: object) -> pb.Event:
 
 def stamp(event: pb.Event, event_id: int, now: float | None = None) -> None:
     event.id = event_id
-    event.time.FromNanoseconds(int((time.time() if now is None else now) * 1e9))
+    micros = time.time_ns() // 1000 if now is None else round(now * 1e6)
+    event.time.FromMicroseconds(micros)
 
 
 def to_json(event: pb.Event) -> str:

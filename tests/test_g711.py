@@ -24,7 +24,8 @@ ALAW_MAX = 32256
 def _audioop() -> ModuleType:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return pytest.importorskip("audioop")
+        module: ModuleType = pytest.importorskip("audioop")
+    return module
 
 
 @pytest.mark.parametrize(

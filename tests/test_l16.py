@@ -37,7 +37,9 @@ def _error_binary(parser: L16Parser, data: bytes) -> ProtocolError:
 # -- metadata ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rate", "expected"), [(8000, 8000), (16000, 16000), ("16k", 16000), ("8k", 8000), ("8000", 8000)])
+@pytest.mark.parametrize(
+    ("rate", "expected"), [(8000, 8000), (16000, 16000), ("16k", 16000), ("8k", 8000), ("8000", 8000)]
+)
 def test_sample_rate_forms(rate: Any, expected: int) -> None:
     parser = L16Parser()
     start = _start(parser, callSid="c1", sampleRate=rate, mixType="stereo")

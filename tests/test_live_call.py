@@ -270,12 +270,12 @@ async def test_calls_are_team_scoped_paginated_and_deletable(server: Server) -> 
         assert http.get(f"/v1/calls/{ids[0]}").status_code == 404
 
 
-async def _twilio_start(ws: Any, call_id: str, token: str) -> None:
+async def _twilio_start(ws: Any, call_id: str, token: str, tracks: list[str] | None = None) -> None:
     await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
     start = {
         "streamSid": "MZ1",
         "callSid": call_id,
-        "tracks": ["inbound", "outbound"],
+        "tracks": tracks or ["inbound", "outbound"],
         "customParameters": {"token": token, **GRANTED},
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
     }
@@ -331,6 +331,14 @@ async def test_bad_input_gets_clear_errors_and_cut_calls_are_kept(server: Server
         stored = http.get(f"/v1/calls/{call_id}").json()
     assert stored["status"] == "interrupted"
     assert wer([utt.ref], [s["text"] for s in stored["transcript"]]) <= 0.15
+
+    # Audio on a track the start did not declare: a protocol violation, not a crash.
+    async with connect(f"{server.ws_url}/v1/ingest/twilio") as ws:
+        await _twilio_start(ws, new_call_id(), key, tracks=["inbound"])
+        with pytest.raises(ConnectionClosed):
+            await _send_speech(ws, tel8k()[5].pcm[:1600], track="outbound")
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1008 and "did not declare" in (ws.close_reason or "")
 
     # Unknown event types are reported but do not end the call.
     call_id = new_call_id()

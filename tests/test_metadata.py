@@ -18,7 +18,8 @@ from media_server.calls.metadata import (
 
 
 def test_empty_or_missing_metadata_gives_defaults() -> None:
-    for raw in (None, {}):
+    empty: list[dict[str, Any] | None] = [None, {}]
+    for raw in empty:
         meta = parse_metadata(raw)
         assert meta == CallMetadata()
         assert meta.team is None and meta.token is None
@@ -159,8 +160,8 @@ def test_extra_keys_are_kept_as_strings() -> None:
     assert all(isinstance(v, str) for v in meta.extra.values())
 
 
-def test_extra_keys_are_normalised_to_snake_case() -> None:
-    assert parse_metadata({"leadSource": "web"}).extra == {"lead_source": "web"}
+def test_extra_keys_keep_the_name_the_platform_sent() -> None:
+    assert parse_metadata({"leadSource": "web", "crm_id": "7"}).extra == {"leadSource": "web", "crm_id": "7"}
 
 
 def test_extra_values_that_are_not_scalars_are_dropped() -> None:

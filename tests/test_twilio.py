@@ -164,6 +164,12 @@ def feed_all(parser: TwilioParser, frames: list[str]) -> list[IngestMessage]:
     return out
 
 
+def chunks(out: list[IngestMessage]) -> list[AudioChunk]:
+    """The messages, which must all be audio."""
+    assert all(isinstance(m, AudioChunk) for m in out), out
+    return [m for m in out if isinstance(m, AudioChunk)]
+
+
 def started(**kwargs: Any) -> TwilioParser:
     parser = TwilioParser(**kwargs)
     parser.feed(tw_start())
@@ -317,11 +323,10 @@ def test_telnyx_frame_is_held_until_the_gap_fills() -> None:
     parser.feed(tx_start(seq=1))
     assert parser.feed(tx_media(3, _mulaw(160, 3))) == []
     assert parser.feed(tx_media(4, _mulaw(160, 4))) == []
-    out = parser.feed(tx_media(2, _mulaw(160, 2)))
-    assert [c.start_time for c in out if isinstance(c, AudioChunk)] == [0.0, 0.0, 0.0]
-    assert [np.array_equal(c.pcm, ulaw_decode(_mulaw(160, s))) for c, s in zip(out, [2, 3, 4], strict=True)] == [
-        True
-    ] * 3
+    out = chunks(parser.feed(tx_media(2, _mulaw(160, 2))))
+    assert len(out) == 3
+    for chunk, seq in zip(out, [2, 3, 4], strict=True):
+        assert np.array_equal(chunk.pcm, ulaw_decode(_mulaw(160, seq)))
 
 
 def test_telnyx_duplicates_are_dropped() -> None:
@@ -331,9 +336,10 @@ def test_telnyx_duplicates_are_dropped() -> None:
     assert parser.feed(tx_media(2, _mulaw(160, 2))) == []  # already released
     assert parser.feed(tx_media(4, _mulaw(160, 4))) == []
     assert parser.feed(tx_media(4, _mulaw(160, 4))) == []  # duplicate of a held frame
-    out = parser.feed(tx_media(3, _mulaw(160, 3)))
+    out = chunks(parser.feed(tx_media(3, _mulaw(160, 3))))
     assert len(out) == 2
-    assert np.array_equal(out[1].pcm, ulaw_decode(_mulaw(160, 4)))  # type: ignore[union-attr]
+    assert np.array_equal(out[0].pcm, ulaw_decode(_mulaw(160, 3)))
+    assert np.array_equal(out[1].pcm, ulaw_decode(_mulaw(160, 4)))
     assert [type(m) for m in parser.feed(tx_stop(5))] == [StreamStop]
 
 
@@ -350,15 +356,25 @@ def test_telnyx_lost_frame_is_skipped_once_the_window_is_full() -> None:
     assert parser.feed(tx_media(2, _mulaw(10, 2))) == []  # too late: dropped rather than replayed out of order
 
 
+def test_telnyx_stop_releases_held_frames_without_waiting_for_a_lost_one() -> None:
+    parser = TwilioParser()
+    parser.feed(tx_start(seq=1))
+    parser.feed(tx_media(4, _mulaw(10, 4)))  # seq 2 and 3 are lost
+    parser.feed(tx_media(5, _mulaw(10, 5)))
+    out = parser.feed(tx_stop(6))
+    assert [type(m) for m in out] == [AudioChunk, AudioChunk, StreamStop]
+    assert isinstance(out[0], AudioChunk) and np.array_equal(out[0].pcm, ulaw_decode(_mulaw(10, 4)))
+
+
 def test_flush_releases_held_frames_in_order() -> None:
     parser = TwilioParser()
     parser.feed(tx_start(seq=1))
     parser.feed(tx_media(5, _mulaw(10, 5)))
     parser.feed(tx_media(3, _mulaw(10, 3)))
-    out = parser.flush()
+    out = chunks(parser.flush())
     assert len(out) == 2
-    assert np.array_equal(out[0].pcm, ulaw_decode(_mulaw(10, 3)))  # type: ignore[union-attr]
-    assert np.array_equal(out[1].pcm, ulaw_decode(_mulaw(10, 5)))  # type: ignore[union-attr]
+    assert np.array_equal(out[0].pcm, ulaw_decode(_mulaw(10, 3)))
+    assert np.array_equal(out[1].pcm, ulaw_decode(_mulaw(10, 5)))
     assert parser.flush() == []
 
 

@@ -43,7 +43,7 @@ class ApiKey:
 
 
 def validate_team(team: str) -> str:
-    if not _TEAM.match(team):
+    if not _TEAM.fullmatch(team):  # not match: "$" would accept a trailing newline
         raise ValueError("team must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return team
 

@@ -23,6 +23,7 @@ class _CallLog:
     team: str
     events: deque[pb.Event]
     dropped: int = 0  # events that fell off the front of the buffer
+    last_dropped_id: int = 0  # the id of the newest of them
     ended_at: float | None = None
 
 
@@ -97,6 +98,7 @@ class InMemoryEventBus:
             entry = self._logs[event.call_id] = _CallLog(event.team, deque(maxlen=self.buffer_per_call))
         if len(entry.events) == entry.events.maxlen:
             entry.dropped += 1
+            entry.last_dropped_id = entry.events[0].id if entry.events else event.id
         entry.events.append(event)
         for sub in list(self._subscriptions):
             if sub.matches(event):
@@ -134,7 +136,7 @@ class InMemoryEventBus:
         for entry in logs:
             if entry.team != team:
                 continue
-            if entry.dropped and entry.events and entry.events[0].id > after + 1:
+            if entry.dropped and entry.events and entry.last_dropped_id > after:
                 # Older events of this call are gone: say so instead of silently losing them.
                 gap = new_event(
                     entry.events[0].call_id,
@@ -146,7 +148,7 @@ class InMemoryEventBus:
                 )
                 stamp(gap, 0)
                 gaps.append(gap)
-            streams.append([e for e in entry.events if e.id > after])
+            streams.append([e for e in entry.events if e.id > after and e.team == team])
         return gaps + list(heapq.merge(*streams, key=lambda e: e.id))
 
     def _prune(self) -> None:

@@ -99,6 +99,7 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
         return meta
     if not isinstance(raw, Mapping):
         raise MetadataError("metadata must be a JSON object")
+    original = {_snake(str(k)): str(k) for k in raw}
     values = {_snake(str(k)): v for k, v in raw.items()}
     meta.team = _str(values.pop("team", None), "team") or None
     meta.token = _str(values.pop("token", None), "token") or None
@@ -142,7 +143,9 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
 
     for key, value in list(values.items())[:_MAX_EXTRA]:
         if isinstance(value, str | int | float | bool):
-            meta.extra[key] = (json.dumps(value) if isinstance(value, bool) else str(value))[:512]  # true, not True
+            meta.extra[original[key]] = (json.dumps(value) if isinstance(value, bool) else str(value))[
+                :512
+            ]  # true, not True
     return meta
 
 

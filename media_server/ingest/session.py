@@ -165,9 +165,7 @@ class IngestSession:
                 raise
             for message in messages:
                 if isinstance(message, AudioChunk):
-                    call.push(
-                        AudioFrame(call.id, message.channel, message.pcm, _rate(call, message), message.start_time)
-                    )
+                    self._push(message)
                 elif isinstance(message, DtmfDigit):
                     await call.dtmf(message.channel, message.digit)
                 elif isinstance(message, StreamStop):
@@ -212,19 +210,22 @@ class IngestSession:
         return []
 
     def _apply_tail(self, messages: list[IngestMessage]) -> None:
-        if self.call is None:
-            return
+        """Audio still held by the parser when the client went away."""
         for message in messages:
-            if isinstance(message, AudioChunk):
-                self.call.push(
-                    AudioFrame(
-                        self.call.id,
-                        message.channel,
-                        message.pcm,
-                        _rate(self.call, message),
-                        message.start_time,
-                    )
-                )
+            if isinstance(message, AudioChunk) and self.call is not None and message.channel in self.call.channels:
+                self._push(message)
+
+    def _push(self, chunk: AudioChunk) -> None:
+        call = self.call
+        assert call is not None
+        channel = call.channels.get(chunk.channel)
+        if channel is None:
+            raise ProtocolError(
+                "protocol_violation",
+                f"audio for channel {chunk.channel}, which the start did not declare",
+                CLOSE_POLICY,
+            )
+        call.push(AudioFrame(call.id, chunk.channel, chunk.pcm, channel.spec.sample_rate, chunk.start_time))
 
     # -- errors and closing --------------------------------------------------------------------------
 
@@ -233,7 +234,3 @@ class IngestSession:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(ended.close_code, ended.close_reason[:120]), 2.0)
-
-
-def _rate(call: Call, chunk: AudioChunk) -> int:
-    return call.channels[chunk.channel].spec.sample_rate

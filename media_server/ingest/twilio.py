@@ -202,6 +202,9 @@ class TwilioParser:
             raise ProtocolError("malformed_message", f"sequence number {raw_seq!r} is not a number") from None
         if seq is None or self.reorder_window == 0:
             return self._handle(message)
+        if message["event"] == "stop":
+            # The end of the stream: what is still held is released in order; a lost frame is not awaited.
+            return self._handle(message)
         if self._expected_seq is None:
             self._expected_seq = seq
         if seq < self._expected_seq:
