@@ -452,3 +452,18 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_never_slows_calls(
             assert "too slow" in (stalled.close_reason or "")
     finally:
         stop_server(srv)
+
+
+async def test_l16_accepts_the_subprotocols_jambonz_and_freeswitch_ask_for(server: Server) -> None:
+    key = server.keys["ingest"]
+    for subprotocol in ("audio.jambonz.org", "audio.drachtio.org"):
+        url = f"{server.ws_url}/v1/ingest/l16"
+        async with connect(
+            url, subprotocols=[subprotocol], additional_headers={"Authorization": f"Bearer {key}"}
+        ) as ws:
+            assert ws.subprotocol == subprotocol
+            await ws.send(json.dumps({"callSid": new_call_id(), "sampleRate": 16000, "mixType": "mono", **GRANTED}))
+            await ws.send(np.zeros(320, dtype="<i2").tobytes())
+            await ws.send(json.dumps({"event": "stop"}))
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1000
