@@ -341,7 +341,30 @@ def tree_usage(pid: int) -> tuple[float, float]:
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent not idle (all cores)."""
     t = psutil.cpu_times()
-    return float(sum(t)) - t.idle - getattr(t, "iowait", 0.0)
+    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+async def wait_quiet(pid: int, limit_s: float, threshold: float = 20.0) -> float:
+    """Wait (at most ``limit_s``) until processes other than the server use under ``threshold`` % CPU over 2 s.
+
+    Other work on the machine (a test run, a build) competes with the server for the cores and skews every
+    number; returns the last measured foreign load.
+    """
+    deadline = time.monotonic() + limit_s
+    other = 0.0
+    warned = False
+    while True:
+        t0, m0, (s0, _) = time.monotonic(), machine_busy_seconds(), tree_usage(pid)
+        me0 = sum(psutil.Process().cpu_times()[:2])
+        await asyncio.sleep(2.0)
+        span = time.monotonic() - t0
+        me1 = sum(psutil.Process().cpu_times()[:2])
+        other = 100.0 * ((machine_busy_seconds() - m0) - (tree_usage(pid)[0] - s0) - (me1 - me0)) / span
+        if other < threshold or time.monotonic() > deadline:
+            return round(max(0.0, other), 1)
+        if not warned:
+            log(f"other processes use {other:.0f} % CPU; waiting up to {limit_s:.0f} s for a quiet machine")
+            warned = True
 
 
 class Sampler:
@@ -504,6 +527,7 @@ async def measure(
     ws_base = "ws" + url[4:]
     call_timeout = longest + 120
     before = (await wait_idle(url, token, 60)).get("scheduler", {})
+    other_before = await wait_quiet(pid, args.wait_quiet) if args.wait_quiet > 0 else None
     sampler = Sampler(pid, 0.5)
     sampler.start()
     t0 = time.monotonic() + 0.5
@@ -517,6 +541,7 @@ async def measure(
     result["calls_completed"] = sum(1 for o in outcomes if o.ended_status == "completed")
     result["stream_errors"] = sum(1 for o in outcomes if o.error)
     result["wall_s"] = round(elapsed, 1)
+    result["other_cpu_percent_before"] = other_before
     status = await wait_idle(url, token, 60)
     result["scheduler"] = status.get("scheduler", {})
     result["scheduler_delta"] = {
@@ -643,6 +668,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stagger", type=float, default=2.0, help="call starts are spread randomly over this many s")
     p.add_argument("--pause", type=float, default=3.0, help="pause between call counts, seconds")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=180.0,
+        help="before each N, wait up to this many s for other processes to stop using the CPU (0: don't)",
+    )
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(DEFAULT_SPEECH)))
     p.add_argument("--details", help="append per-call events and references (JSON lines) to this file")
     p.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up call")
