@@ -30,7 +30,10 @@ class AsrSettings(BaseModel):
     )
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 0  # 0: CTranslate2 picks (all cores)
+    workers: int = Field(
+        0, ge=0, description="decode threads sharing the model; 0: one per core (up to 4) on a CPU, 1 on CUDA"
+    )
+    cpu_threads: int = Field(0, ge=0, description="threads per decode; 0: the cores divided among the workers")
     download_root: str | None = None
     max_batch: int = 8
     max_wait_ms: int = 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from media_server.auth.keys import ApiKey, Role, looks_like_key
@@ -36,18 +37,23 @@ def streaming_config(settings: Settings) -> StreamingConfig:
 
 def build_scheduler(settings: Settings) -> DecodeScheduler:
     a = settings.asr
+    cores = len(os.sched_getaffinity(0))
+    # On a CPU: one single-threaded decode per core (up to 4); on a GPU one worker, batching instead.
+    workers = a.workers or (max(1, min(4, cores)) if a.device == "cpu" else 1)
     engine = FasterWhisperEngine(
         model=a.model,
         device=a.device,
         compute_type=a.compute_type,
-        cpu_threads=a.cpu_threads,
+        cpu_threads=a.cpu_threads or max(1, cores // workers),
         download_root=a.download_root,
+        workers=workers,
     )
     return DecodeScheduler(
         engine,
         max_batch=a.max_batch,
         max_wait_s=a.max_wait_ms / 1000,
         interim_max_age_s=a.interim_max_age_ms / 1000,
+        workers=workers,
     )
 
 

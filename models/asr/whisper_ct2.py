@@ -30,9 +30,12 @@ class FasterWhisperEngine:
         cpu_threads: int = 0,
         download_root: str | None = None,
         language: str = "en",
+        workers: int = 1,
     ) -> None:
         path, description = resolve_model(model, download_root)
-        self.model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self.model = WhisperModel(
+            path, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=max(1, workers)
+        )
         self.name = description
         self.device = device
         # English-only checkpoints (tiny.en) take no language token.
