@@ -13,7 +13,7 @@ from media_server.calls.registry import CallRegistry
 from media_server.config import Settings
 from media_server.store.store import Store
 from models.asr.scheduler import DecodeScheduler
-from models.asr.whisper_ct2 import FasterWhisperEngine
+from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.streaming import StreamingConfig
 from models.vad import SileroVAD
 
@@ -40,7 +40,7 @@ def build_scheduler(settings: Settings) -> DecodeScheduler:
     cores = len(os.sched_getaffinity(0))
     # On a CPU: one single-threaded decode per core (up to 4); on a GPU one worker, batching instead.
     workers = a.workers or (max(1, min(4, cores)) if a.device == "cpu" else 1)
-    engine = FasterWhisperEngine(
+    engine = WhisperCT2Engine(
         model=a.model,
         device=a.device,
         compute_type=a.compute_type,

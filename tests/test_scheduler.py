@@ -9,12 +9,12 @@ import pytest
 
 from models.asr.engine import DecodeRequest, Hypothesis
 from models.asr.scheduler import DecodeScheduler, InterimDropped
-from models.asr.whisper_ct2 import FasterWhisperEngine
+from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.audio import int16_to_float32, resample
 from tests.speech import normalise, tel8k
 
 
-class RecordingEngine(FasterWhisperEngine):
+class RecordingEngine(WhisperCT2Engine):
     """The real engine, noting the order in which requests reach it."""
 
     def __init__(self) -> None:

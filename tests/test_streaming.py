@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.asr.scheduler import DecodeScheduler
-from models.asr.whisper_ct2 import FasterWhisperEngine
+from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
 from models.vad import SileroVAD
 from tests.speech import program, tel8k, wer
@@ -22,7 +22,7 @@ def vad() -> SileroVAD:
 
 @pytest.fixture
 async def scheduler() -> AsyncIterator[DecodeScheduler]:
-    sched = DecodeScheduler(FasterWhisperEngine(cpu_threads=2))
+    sched = DecodeScheduler(WhisperCT2Engine(cpu_threads=2))
     yield sched
     sched.close()
 

@@ -39,8 +39,9 @@ class DecodeRequest:
 
     audio: Float32Array
     final: bool
-    prompt: str | None = None
-    hotwords: Sequence[str] = field(default_factory=tuple)
+    prompt: str | None = None  # text that came before (context for the decoder)
+    hotwords: Sequence[str] = field(default_factory=tuple)  # keyterms to favour
+    prefix: str | None = None  # text the transcript must start with (already shown as stable)
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,71 @@
-"""Whisper through faster-whisper / CTranslate2: int8 on the CPU, float16 on CUDA."""
+"""Whisper on CTranslate2, decoding the utterances of many calls as one batch.
+
+faster-whisper's ``transcribe`` pads every decode to Whisper's 30 s window and decodes one audio at a
+time. Here the scheduler hands over the pending work of all calls at once and the engine runs it as
+few model calls as possible:
+
+- each utterance is encoded in the shortest window that holds it (10, 15 or 30 s of mel frames):
+  the encoder's cost grows with the window, and call utterances are short;
+- items that share a window are encoded together and decoded with one batched greedy ``generate``
+  (CTranslate2 needs the start-of-transcript token at one position, so prompts of different lengths
+  are left-padded with spaces);
+- word times and confidences come from one batched cross-attention ``align``.
+
+A short window can send the decoder into a loop (Whisper was trained on 30 s windows): an output that
+is too long for its audio or too repetitive is decoded again in the full window. A result always
+depends only on its own audio, window, prompt and prefix, never on what else was in the batch.
+
+faster-whisper is the toolkit (feature extractor, tokenizer, alignment); CTranslate2 runs int8 on the
+CPU and float16 or int8_float16 on CUDA.
+"""
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
 
+import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_ctranslate2_storage, merge_punctuations
 
 from models.asr.engine import DecodeRequest, EngineCapabilities, Hypothesis, Word
 from models.asr.loader import resolve_model
+from models.audio import MODEL_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-# Greedy decoding; finals may retry at higher temperatures when the text looks like a decoder loop.
-INTERIM_TEMPERATURES = (0.0,)
-FINAL_TEMPERATURES = (0.0, 0.4)
+FRAMES_PER_SECOND = 100  # mel frames
+WINDOWS = (1000, 1500, 3000)  # mel frames tried, shortest first; 3000 is Whisper's own 30 s window
+WINDOW_MARGIN_FRAMES = 50  # an utterance must leave this much of its window empty
+MAX_PROMPT_TOKENS = 120  # keyterms / previous text, kept short so that the decoder has room
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
-class FasterWhisperEngine:
-    """One Whisper model on one device. Called only from the scheduler's worker thread."""
+@dataclass
+class _Item:
+    index: int
+    request: DecodeRequest
+    features: np.ndarray  # [80, frames] of the audio itself
+    window: int
 
-    capabilities = EngineCapabilities(streaming=False, interim_results=True, word_timestamps=True)
+    @property
+    def frames(self) -> int:
+        return int(self.features.shape[-1])
+
+    @property
+    def duration(self) -> float:
+        return float(self.request.audio.size) / MODEL_SAMPLE_RATE
+
+
+class WhisperCT2Engine:
+    """One Whisper model on one device. ``decode_batch`` is called from the scheduler's worker threads."""
+
+    capabilities = EngineCapabilities(streaming=False, interim_results=True, word_timestamps=True, batching=True)
 
     def __init__(
         self,
@@ -31,44 +76,157 @@ class FasterWhisperEngine:
         download_root: str | None = None,
         language: str = "en",
         workers: int = 1,
+        windows: Sequence[int] = WINDOWS,
     ) -> None:
         path, description = resolve_model(model, download_root)
-        self.model = WhisperModel(
+        self.whisper = WhisperModel(
             path, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=max(1, workers)
         )
+        self.model = self.whisper.model
         self.name = description
         self.device = device
-        # English-only checkpoints (tiny.en) take no language token.
-        self.language: str | None = language if self.model.model.is_multilingual else None
+        self.windows = tuple(sorted(set(windows) | {3000}))
+        multilingual = self.model.is_multilingual
+        self.tokenizer = Tokenizer(
+            self.whisper.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+        )
+        self._space = self.tokenizer.encode(" ")[0]
         log.info("loaded Whisper %s on %s (%s)", description, device, compute_type)
 
-    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
-        return [self._decode(request) for request in requests]
+    # -- the batch -----------------------------------------------------------------------------------
 
-    def _decode(self, request: DecodeRequest) -> Hypothesis:
-        segments, _info = self.model.transcribe(
-            request.audio,
-            language=self.language,
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        items = []
+        for i, request in enumerate(requests):
+            features = self.whisper.feature_extractor(request.audio)[..., :-1]
+            items.append(_Item(i, request, features, self._window(int(features.shape[-1]))))
+        results: list[Hypothesis | None] = [None] * len(items)
+        retry: list[_Item] = []
+        items.sort(key=lambda item: item.window)
+        for window, group in groupby(items, key=lambda item: item.window):
+            members = list(group)
+            for item, (hypothesis, suspicious) in zip(members, self._decode(members, window), strict=True):
+                if suspicious and window < 3000:
+                    item.window = 3000
+                    retry.append(item)
+                else:
+                    results[item.index] = hypothesis
+        if retry:
+            log.debug("re-decoding %d item(s) in the full window", len(retry))
+            for item, (hypothesis, _suspicious) in zip(retry, self._decode(retry, 3000), strict=True):
+                results[item.index] = hypothesis
+        return [r if r is not None else Hypothesis(text="") for r in results]
+
+    def _window(self, frames: int) -> int:
+        for window in self.windows:
+            if frames + WINDOW_MARGIN_FRAMES <= window:
+                return window
+        return self.windows[-1]
+
+    def _decode(self, items: list[_Item], window: int) -> list[tuple[Hypothesis, bool]]:
+        batch = np.stack([_fit(item.features, window) for item in items])
+        encoded = self.model.encode(get_ctranslate2_storage(batch), to_cpu=False)
+        prompts = self._prompts(items)
+        longest = max(item.duration for item in items)
+        max_length = min(self.whisper.max_length, max(len(p) for p in prompts) + _token_budget(longest) + 1)
+        outputs = self.model.generate(
+            encoded,
+            prompts,
             beam_size=1,
-            best_of=1,
-            temperature=list(FINAL_TEMPERATURES if request.final else INTERIM_TEMPERATURES),
-            condition_on_previous_text=False,
-            word_timestamps=True,
-            vad_filter=False,
-            initial_prompt=request.prompt,
-            hotwords=" ".join(request.hotwords) or None,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
         )
-        words: list[Word] = []
-        texts: list[str] = []
-        for segment in segments:
-            texts.append(segment.text.strip())
-            for w in segment.words or ():
-                words.append(
-                    Word(
-                        word=w.word.strip(),
-                        start=float(w.start),
-                        end=float(w.end),
-                        confidence=float(w.probability),
-                    )
+        eot = self.tokenizer.eot
+        texts: list[list[int]] = []
+        suspicious: list[bool] = []
+        silent: list[bool] = []
+        for item, output in zip(items, outputs, strict=True):
+            tokens = [t for t in output.sequences_ids[0] if t < eot]
+            prefix = self._prefix_tokens(item.request)
+            if prefix and tokens[: len(prefix)] != prefix:
+                tokens = prefix + tokens  # some versions return the forced prefix, some do not
+            seq_len = len(output.sequences_ids[0])
+            avg_logprob = output.scores[0] * seq_len / (seq_len + 1) if output.scores else 0.0
+            text = self.tokenizer.decode(tokens)
+            too_long = len(tokens) > _token_budget(item.duration)
+            suspicious.append(too_long or _compression_ratio(text) > 2.4)
+            silent.append(output.no_speech_prob > 0.6 and avg_logprob < -1.0)
+            texts.append(_trim_loop(tokens[: _token_budget(item.duration)]))
+        alignments = self.whisper.find_alignment(
+            self.tokenizer, texts, encoded, [min(item.frames, window) for item in items]
+        )
+        out = []
+        for item, tokens, alignment, loop, quiet in zip(items, texts, alignments, suspicious, silent, strict=True):
+            if quiet or not tokens:
+                out.append((Hypothesis(text=""), False))
+                continue
+            merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
+            words = tuple(
+                Word(
+                    word=w["word"].strip(),
+                    start=round(min(float(w["start"]), item.duration), 3),
+                    end=round(min(float(w["end"]), item.duration), 3),
+                    confidence=round(float(w["probability"]), 4),
                 )
-        return Hypothesis(text=" ".join(t for t in texts if t), words=tuple(w for w in words if w.word))
+                for w in alignment
+                if w["word"].strip()
+            )
+            out.append((Hypothesis(text=self.tokenizer.decode(tokens).strip(), words=words), loop))
+        return out
+
+    def _prefix_tokens(self, request: DecodeRequest) -> list[int]:
+        return self.tokenizer.encode(" " + request.prefix.strip()) if request.prefix else []
+
+    def _prompts(self, items: list[_Item]) -> list[list[int]]:
+        """Prompts with the start-of-transcript token at one position (CTranslate2 requires it)."""
+        tok = self.tokenizer
+        contexts = []
+        for item in items:
+            context: list[int] = []
+            hotwords = " ".join(item.request.hotwords).strip()
+            if hotwords:
+                context += tok.encode(" " + hotwords)
+            if item.request.prompt:
+                context += tok.encode(" " + item.request.prompt.strip())
+            contexts.append(context[-MAX_PROMPT_TOKENS:])
+        width = max(len(c) for c in contexts)
+        prompts = []
+        for item, context in zip(items, contexts, strict=True):
+            prompt = []
+            if width:
+                prompt = [tok.sot_prev, *([self._space] * (width - len(context))), *context]
+            prompt += [*tok.sot_sequence, tok.no_timestamps, *self._prefix_tokens(item.request)]
+            prompts.append(prompt)
+        return prompts
+
+
+def _fit(features: np.ndarray, window: int) -> np.ndarray:
+    features = features[:, :window]
+    return np.pad(features, ((0, 0), (0, window - features.shape[-1])))
+
+
+def _token_budget(duration: float) -> int:
+    """More tokens than anyone says in ``duration`` seconds (fast speech is ~4 tokens/s)."""
+    return int(12 + 7 * duration)
+
+
+def _trim_loop(tokens: list[int], min_repeats: int = 4) -> list[int]:
+    """Cut a decoder loop (the same 1-8 tokens over and over at the end) down to two repetitions."""
+    n = len(tokens)
+    for period in range(1, 9):
+        repeats = 1
+        while n - (repeats + 1) * period >= 0 and (
+            tokens[n - (repeats + 1) * period : n - repeats * period] == tokens[n - period :]
+        ):
+            repeats += 1
+        if repeats >= min_repeats:
+            return tokens[: n - (repeats - 2) * period]
+    return tokens
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
