@@ -1,12 +1,19 @@
-"""Streaming recognition of one channel: VAD endpointing, interim re-decodes, one final per utterance.
+"""Streaming recognition of one channel: VAD endpointing, stable interims, one final per utterance.
 
 ``StreamingRecognizer`` is fed audio at the channel's native rate (``push``). Silero VAD scores it
 chunk by chunk. While someone speaks, the open utterance is re-decoded every ``interim_interval_s``
 of new audio (one interim in flight per stream at most, so a busy device thins interims out by
-itself); once ``endpointing_ms`` of silence follows speech, the utterance is decoded one last time
-and a final result is emitted. Audio is dropped after each final, so state stays bounded however
-long the call runs. Results come out of ``events()`` in order: an interim never follows the final
-of its own utterance.
+itself). Once ``endpointing_ms`` of silence follows speech the utterance gets its final result, and
+after ``utterance_end_ms`` of silence an utterance-end event (Deepgram's ``UtteranceEnd``).
+
+Interims do not flicker (LocalAgreement, as in whisper_streaming): the words on which two consecutive
+hypotheses agree are committed, reported as ``stable_text``, and forced as the decoder's prefix for
+every later decode of the utterance, the final included, so text once marked stable never changes.
+
+When the last interim already covers all of the utterance's speech, it becomes the final: no second
+decode, and the final arrives sooner. Audio is dropped after each final, so state stays bounded
+however long the call runs. Results come out of ``events()`` in order: an interim never follows the
+final of its own utterance.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -31,22 +39,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StreamingConfig:
-    endpointing_ms: int = 500  # silence after speech that ends an utterance
+    endpointing_ms: int = 500  # silence after speech that ends an utterance (final result)
+    utterance_end_ms: int = 1000  # silence after the last final before an utterance-end event; 0: none
     interim_results: bool = True
     interim_interval_s: float = 1.0  # new audio between interim decodes
     min_interim_s: float = 0.5  # no interim for an utterance shorter than this
-    max_utterance_s: float = 20.0  # force a final on run-on speech (Whisper's window is 30 s)
+    max_utterance_s: float = 14.0  # force a final on run-on speech (keeps the decode window at 15 s)
     speech_threshold: float = 0.5
     silence_threshold: float = 0.35
     min_speech_ms: int = 200  # shorter bursts are noise, not an utterance
     pad_ms: int = 200  # audio kept before speech starts and after it ends
-    hotwords: tuple[str, ...] = ()
+    hotwords: tuple[str, ...] = ()  # keyterms to favour (product and competitor names)
+    stable_interims: bool = True  # LocalAgreement: commit and force the agreed prefix
 
 
 class SpeechEventType(enum.Enum):
     START_OF_SPEECH = "start_of_speech"
     INTERIM = "interim"
     FINAL = "final"
+    UTTERANCE_END = "utterance_end"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class SpeechEvent:
     end: float
     text: str = ""
     words: tuple[Word, ...] = ()
+    stable_text: str = ""  # the prefix of ``text`` that will not change
+    stability: float = 0.0  # share of the words that are stable (1.0 for finals)
 
     @property
     def confidence(self) -> float:
@@ -73,11 +86,35 @@ class _Utterance:
     last_speech_end: int = 0  # sample after the last chunk scored as speech
     last_interim_at: int = 0  # utterance length at the last interim request
     announced: bool = False
+    committed: int = 0  # words that are stable
+    stable: str = ""  # their text, exactly as it starts the transcript
+    previous: list[str] = field(default_factory=list)  # normalised words of the last interim
+    latest: tuple[int, Hypothesis] | None = None  # (audio end, hypothesis) of the newest interim result
+    inflight: _Decode | None = None  # the interim being decoded
+    finalized: bool = False
 
     def audio(self, upto: int | None = None) -> Float32Array:
         data = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
         self.chunks = [data]
         return data if upto is None else data[: max(0, upto - self.start)]
+
+
+@dataclass
+class _Decode:
+    """One decode of an utterance, in the order the stream asked for it."""
+
+    utt: _Utterance
+    upto: int  # audio end (stream samples)
+    final: bool
+    slot: asyncio.Future[SpeechEvent | None]
+    promote: bool = False  # an interim that will serve as the final
+
+
+_PUNCT = re.compile(r"[^\w']+")
+
+
+def _norm(word: str) -> str:
+    return _PUNCT.sub("", word.lower())
 
 
 class StreamingRecognizer:
@@ -102,14 +139,15 @@ class StreamingRecognizer:
         self._preroll_limit = pad
         self._pad = pad
         self._endpoint = self.config.endpointing_ms * sample_rate // 1000
+        self._utterance_end = self.config.utterance_end_ms * sample_rate // 1000
         self._min_speech = self.config.min_speech_ms * sample_rate // 1000
         self._utt: _Utterance | None = None
         self._segments = 0
         self._silence = 0
-        self._pending_audio: list[Float32Array] = []  # received but not yet scored by the VAD
+        self._last_final: tuple[int, int] | None = None  # (segment, speech end) awaiting an utterance end
+        self._pending_audio: deque[Float32Array] = deque()  # received but not yet scored by the VAD
         self._out: asyncio.Queue[SpeechEvent | None] = asyncio.Queue()
         self._order: deque[asyncio.Future[SpeechEvent | None]] = deque()
-        self._interim_inflight = False
         self._drain_task: asyncio.Task[None] | None = None
         self._closed = False
         self._finals_emitted: set[int] = set()
@@ -122,11 +160,20 @@ class StreamingRecognizer:
         """Seconds of audio received, in stream time."""
         return self.time_offset + self._pos / self.sample_rate
 
+    @property
+    def held_samples(self) -> int:
+        """Audio this stream holds right now (bounded by the longest utterance)."""
+        held = self._utt.samples if self._utt else 0
+        return held + self._preroll_samples + sum(p.size for p in self._pending_audio)
+
     def push(self, pcm: Int16Array | Float32Array) -> None:
         """Feed audio at the native rate. Cheap: VAD runs inline, decoding is queued."""
         if self._closed:
             raise RuntimeError("stream is closed")
-        audio = int16_to_float32(pcm) if pcm.dtype == np.int16 else pcm.astype(np.float32, copy=False)  # type: ignore[arg-type]
+        if pcm.dtype == np.int16:
+            audio = int16_to_float32(pcm)  # type: ignore[arg-type]
+        else:
+            audio = pcm.astype(np.float32, copy=False)
         if audio.size == 0:
             return
         self._pos += audio.size
@@ -171,32 +218,26 @@ class StreamingRecognizer:
 
     # -- VAD state machine ---------------------------------------------------------------------------
 
-    def _take_pending(self, upto: int) -> list[Float32Array]:
-        """Move received audio up to sample ``upto`` out of the pending list."""
-        taken: list[Float32Array] = []
+    def _take_pending(self, upto: int) -> None:
+        """Move received audio up to sample ``upto`` into the utterance (or the pre-roll)."""
         need = upto - self._scored
         while need > 0 and self._pending_audio:
             head = self._pending_audio[0]
             if head.size <= need:
-                taken.append(head)
-                self._pending_audio.pop(0)
-                need -= head.size
+                piece = self._pending_audio.popleft()
             else:
-                taken.append(head[:need])
+                piece = head[:need]
                 self._pending_audio[0] = head[need:]
-                need = 0
-        self._scored = upto - need
-        if self._utt is not None:
-            for piece in taken:
+            need -= piece.size
+            if self._utt is not None:
                 self._utt.chunks.append(piece)
                 self._utt.samples += piece.size
-        else:
-            for piece in taken:
+            else:
                 self._preroll.append(piece)
                 self._preroll_samples += piece.size
-            while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_limit:
-                self._preroll_samples -= self._preroll.popleft().size
-        return taken
+        self._scored = upto - need
+        while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_limit:
+            self._preroll_samples -= self._preroll.popleft().size
 
     def _advance(self, end: int, probability: float) -> None:
         start = self._scored
@@ -205,6 +246,7 @@ class StreamingRecognizer:
         utt = self._utt
         if utt is None:
             if probability < cfg.speech_threshold:
+                self._maybe_utterance_end(end)
                 return
             # Speech starts: open an utterance with the pre-roll as its padding.
             pre = list(self._preroll)
@@ -221,6 +263,7 @@ class StreamingRecognizer:
             self._silence = 0
             if not utt.announced and utt.speech_samples >= self._min_speech:
                 utt.announced = True
+                self._last_final = None  # speech resumed: no utterance end yet
                 self._emit_now(
                     SpeechEvent(SpeechEventType.START_OF_SPEECH, utt.segment, self._t(utt.start), self._t(utt.start))
                 )
@@ -239,7 +282,7 @@ class StreamingRecognizer:
             self._utt = _Utterance(segment=self._segments, start=end, last_speech_end=end, announced=True)
         elif (
             cfg.interim_results
-            and not self._interim_inflight
+            and utt.inflight is None
             and utt.speech_samples >= self._min_speech
             and length >= cfg.min_interim_s * self.sample_rate
             and length - utt.last_interim_at >= cfg.interim_interval_s * self.sample_rate
@@ -247,71 +290,119 @@ class StreamingRecognizer:
             utt.last_interim_at = length
             self._request(utt, end, final=False)
 
+    def _maybe_utterance_end(self, now: int) -> None:
+        if self._last_final is None or not self._utterance_end:
+            return
+        segment, speech_end = self._last_final
+        if now - speech_end >= self._utterance_end:
+            self._last_final = None
+            t = self._t(speech_end)
+            self._emit_now(SpeechEvent(SpeechEventType.UTTERANCE_END, segment, t, t))
+
     def _close_utterance(self, utt: _Utterance, keep_from: int) -> None:
         """Drop the utterance's audio; what follows ``keep_from`` becomes pre-roll for the next one."""
         tail = utt.audio()[max(0, keep_from - utt.start) :]
+        utt.chunks = []
         self._utt = None
         self._silence = 0
         self._preroll.clear()
         self._preroll_samples = 0
-        if tail.size:
-            tail = tail[-self._preroll_limit :] if self._preroll_limit else tail[:0]
+        if tail.size and self._preroll_limit:
+            tail = tail[-self._preroll_limit :]
             self._preroll.append(tail.copy())
             self._preroll_samples = tail.size
 
     def _finalize(self, utt: _Utterance, upto: int) -> None:
-        self._request(utt, min(upto, utt.start + utt.samples), final=True)
+        upto = min(upto, utt.start + utt.samples)
+        utt.finalized = True
+        self._last_final = (utt.segment, min(upto, utt.last_speech_end))
+        if utt.inflight is not None and utt.inflight.upto >= upto:
+            utt.inflight.promote = True  # the interim on its way covers all the speech: it is the final
+            return
+        if utt.latest is not None and utt.latest[0] >= upto and utt.inflight is None:
+            cover, hypothesis = utt.latest
+            final = self._event(hypothesis, True, utt, self._t(utt.start), self._t(cover))
+            if final is not None:
+                self._emit_now(final)
+            return
+        self._request(utt, upto, final=True)
 
     # -- decoding, in order --------------------------------------------------------------------------
 
     def _t(self, sample: int) -> float:
         return self.time_offset + sample / self.sample_rate
 
+    def _decode_request(self, utt: _Utterance, upto: int, final: bool) -> DecodeRequest:
+        audio16 = resample(utt.audio(upto), self.sample_rate, MODEL_SAMPLE_RATE)
+        prefix = utt.stable if utt.stable and self.config.stable_interims else None
+        return DecodeRequest(audio=audio16, final=final, hotwords=self.config.hotwords, prefix=prefix)
+
     def _request(self, utt: _Utterance, upto: int, final: bool) -> None:
-        audio = utt.audio(upto)
-        audio16 = resample(audio, self.sample_rate, MODEL_SAMPLE_RATE)
-        request = DecodeRequest(audio=audio16, final=final, hotwords=self.config.hotwords)
-        start, end = self._t(utt.start), self._t(utt.start + audio.size)
         loop = asyncio.get_running_loop()
-        slot: asyncio.Future[SpeechEvent | None] = loop.create_future()
-        self._enqueue(slot)
+        decode = _Decode(utt, upto, final, loop.create_future())
+        request = self._decode_request(utt, upto, final)
+        self._enqueue(decode.slot)
         if not final:
-            self._interim_inflight = True
-        task = loop.create_task(self._decode(request, utt.segment, start, end, slot))
+            utt.inflight = decode
+        task = loop.create_task(self._decode(decode, request))
         task.add_done_callback(_log_task_error)
 
-    async def _decode(
-        self,
-        request: DecodeRequest,
-        segment: int,
-        start: float,
-        end: float,
-        slot: asyncio.Future[SpeechEvent | None],
-    ) -> None:
+    async def _decode(self, decode: _Decode, request: DecodeRequest) -> None:
+        utt = decode.utt
+        hypothesis: Hypothesis | None = None
         try:
-            hypothesis = await self._scheduler.decode(request)
-        except InterimDropped:
-            hypothesis = None
+            try:
+                hypothesis = await self._scheduler.decode(request)
+            except InterimDropped:
+                if decode.promote:  # it had become the final: a final is never dropped
+                    request.final = True
+                    hypothesis = await self._scheduler.decode(request)
         except asyncio.CancelledError:
-            hypothesis = None
             raise
         except Exception:
-            log.exception("decode failed (segment %d, final=%s)", segment, request.final)
-            hypothesis = Hypothesis(text="") if request.final else None
+            log.exception("decode failed (segment %d, final=%s)", utt.segment, decode.final)
+            hypothesis = Hypothesis(text="") if decode.final or decode.promote else None
         finally:
-            if not request.final:
-                self._interim_inflight = False
-            if not slot.done():
-                slot.set_result(self._to_event(hypothesis, request.final, segment, start, end))
+            if utt.inflight is decode:
+                utt.inflight = None
+            if not decode.slot.done():
+                final = decode.final or decode.promote
+                event = None
+                if hypothesis is not None:
+                    if not final:
+                        utt.latest = (decode.upto, hypothesis)
+                    event = self._event(hypothesis, final, utt, self._t(utt.start), self._t(decode.upto))
+                decode.slot.set_result(event)
 
-    def _to_event(
-        self, hypothesis: Hypothesis | None, final: bool, segment: int, start: float, end: float
+    def _event(
+        self, hypothesis: Hypothesis, final: bool, utt: _Utterance, start: float, end: float
     ) -> SpeechEvent | None:
-        if hypothesis is None or (not final and not hypothesis.text):
+        if not final and not hypothesis.text:
             return None
         words = _shift(hypothesis.words, start, end)
+        if final:
+            stable = hypothesis.text
+            stability = 1.0
+        else:
+            stable = self._agree(utt, hypothesis.text, words)
+            stability = round(utt.committed / len(words), 3) if words else 0.0
         kind = SpeechEventType.FINAL if final else SpeechEventType.INTERIM
-        return SpeechEvent(kind, segment, start, end, hypothesis.text, words)
+        return SpeechEvent(kind, utt.segment, start, end, hypothesis.text, words, stable, stability)
+
+    def _agree(self, utt: _Utterance, text: str, words: Sequence[Word]) -> str:
+        """LocalAgreement-2: commit the words this hypothesis and the previous one agree on."""
+        current = [_norm(w.word) for w in words]
+        agreed = 0
+        for a, b in zip(current, utt.previous, strict=False):
+            if a != b:
+                break
+            agreed += 1
+        utt.previous = current
+        if self.config.stable_interims and agreed > utt.committed and not utt.finalized:
+            prefix = _text_prefix(text, words[:agreed])
+            if prefix.startswith(utt.stable):
+                utt.committed, utt.stable = agreed, prefix
+        return utt.stable
 
     def _emit_now(self, event: SpeechEvent) -> None:
         slot: asyncio.Future[SpeechEvent | None] = asyncio.get_running_loop().create_future()
@@ -343,9 +434,22 @@ class StreamingRecognizer:
             if event.type is SpeechEventType.INTERIM and event.segment in self._finals_emitted:
                 continue
             if event.type is SpeechEventType.FINAL:
+                if event.segment in self._finals_emitted:
+                    continue
                 self._finals_emitted.add(event.segment)
                 self._finals_emitted.discard(event.segment - 8)  # bounded: older segments cannot recur
             self._out.put_nowait(event)
+
+
+def _text_prefix(text: str, words: Sequence[Word]) -> str:
+    """The part of ``text`` that spells ``words`` (which may split it differently from spaces)."""
+    pos = 0
+    for word in words:
+        found = text.find(word.word, pos)
+        if found < 0:
+            break
+        pos = found + len(word.word)
+    return text[:pos]
 
 
 def _shift(words: Sequence[Word], offset: float, limit: float) -> tuple[Word, ...]:

@@ -58,18 +58,46 @@ async def test_one_final_per_utterance_with_interims_before_it(vad: SileroVAD, s
         by_segment.setdefault(e.segment, []).append(e.type)
     for types in by_segment.values():
         assert types[0] is SpeechEventType.START_OF_SPEECH
-        assert types[-1] is SpeechEventType.FINAL and types.count(SpeechEventType.FINAL) == 1
+        # One final, then (the gaps are 1.2 s, over utterance_end_ms) one utterance end.
+        assert types[-2:] == [SpeechEventType.FINAL, SpeechEventType.UTTERANCE_END]
+        assert types.count(SpeechEventType.FINAL) == 1
     long_utterances = [seg for seg, types in by_segment.items() if SpeechEventType.INTERIM in types]
     assert len(long_utterances) >= len(prog.spans) - 2, "utterances over a second get interim results"
+
+
+async def test_text_marked_stable_never_changes(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
+    prog = program(sorted(tel8k(), key=lambda u: -u.duration)[:3], gap_s=1.0)
+    events = await run(StreamingRecognizer(8000, vad, scheduler), prog.pcm, realtime_factor=2)
+    stable_seen = 0
+    for segment in {e.segment for e in events}:
+        results = [e for e in events if e.segment == segment and e.type is not SpeechEventType.START_OF_SPEECH]
+        results = [e for e in results if e.type is not SpeechEventType.UTTERANCE_END]
+        final = results[-1]
+        assert final.type is SpeechEventType.FINAL and final.stability == 1.0 and final.stable_text == final.text
+        previous = ""
+        for e in results[:-1]:
+            assert e.text.startswith(e.stable_text), "the stable part is a prefix of the interim"
+            assert e.stable_text.startswith(previous), "stable text only grows"
+            assert 0.0 <= e.stability <= 1.0
+            previous = e.stable_text
+        assert final.text.startswith(previous), "the final keeps what was shown as stable"
+        stable_seen += bool(previous)
+    assert stable_seen >= 2, "long utterances commit words before their final"
 
 
 async def test_time_offset_and_endpointing(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
     utt = tel8k()[5]
     pcm = np.concatenate([np.zeros(8000, dtype=np.int16), utt.pcm, np.zeros(16000, dtype=np.int16)])
-    config = StreamingConfig(endpointing_ms=300, interim_results=False)
+    config = StreamingConfig(endpointing_ms=300, interim_results=False, utterance_end_ms=1500)
     events = await run(StreamingRecognizer(8000, vad, scheduler, config, time_offset=100.0), pcm)
-    assert [e.type for e in events] == [SpeechEventType.START_OF_SPEECH, SpeechEventType.FINAL]
+    kinds = [SpeechEventType.START_OF_SPEECH, SpeechEventType.FINAL, SpeechEventType.UTTERANCE_END]
+    assert [e.type for e in events] == kinds
     assert 100.5 < events[1].words[0].start < 101.5
+    assert abs(events[2].end - events[1].words[-1].end) < 0.5, "the utterance end is where speech stopped"
+    # Without an utterance-end setting, and with a longer endpointing, only the final comes.
+    config = StreamingConfig(endpointing_ms=1200, interim_results=False, utterance_end_ms=0)
+    events = await run(StreamingRecognizer(8000, vad, scheduler, config), pcm)
+    assert [e.type for e in events] == kinds[:2]
 
 
 async def test_state_stays_bounded_on_a_long_call(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
@@ -89,8 +117,7 @@ async def test_state_stays_bounded_on_a_long_call(vad: SileroVAD, scheduler: Dec
     for _ in range(rounds):
         for offset in range(0, len(prog.pcm), 8000):
             recognizer.push(prog.pcm[offset : offset + 8000])
-            held = recognizer._utt.samples if recognizer._utt else 0
-            peak = max(peak, held + recognizer._preroll_samples)
+            peak = max(peak, recognizer.held_samples)
         await asyncio.sleep(0)
     recognizer.end()
     await asyncio.wait_for(task, 300)

@@ -195,6 +195,12 @@ class Call:
                 speech_started=pb.SpeechStarted(channel=spec.index, speaker=spec.speaker, start=event.start)
             )
             return
+        if event.type is SpeechEventType.UTTERANCE_END:
+            last = channel.segments[-1].end if channel.segments else event.end
+            await self.publish(
+                utterance_end=pb.UtteranceEnd(channel=spec.index, speaker=spec.speaker, last_word_end=last)
+            )
+            return
         final = event.type is SpeechEventType.FINAL
         words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in event.words]
         start = words[0].start if words else event.start
@@ -224,6 +230,8 @@ class Call:
             end=event.end,
             segment=event.segment,
             confidence=event.confidence,
+            stable_text=event.stable_text,
+            stability=event.stability,
         )
         await self.publish(transcript=transcript)
 

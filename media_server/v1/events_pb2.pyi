@@ -20,7 +20,7 @@ CONSENT_GRANTED: Consent
 CONSENT_DENIED: Consent
 
 class Event(_message.Message):
-    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started")
+    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class Event(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DTMF_FIELD_NUMBER: _ClassVar[int]
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
+    UTTERANCE_END_FIELD_NUMBER: _ClassVar[int]
     id: int
     type: str
     call_id: str
@@ -43,7 +44,8 @@ class Event(_message.Message):
     error: Error
     dtmf: Dtmf
     speech_started: SpeechStarted
-    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ...) -> None: ...
+    utterance_end: UtteranceEnd
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ...) -> None: ...
 
 class Participant(_message.Message):
     __slots__ = ("role", "id", "name", "phone", "email", "consent", "transcribed")
@@ -107,7 +109,7 @@ class Word(_message.Message):
     def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence")
+    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence", "stable_text", "stability")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +119,8 @@ class Transcript(_message.Message):
     END_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    STABLE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    STABILITY_FIELD_NUMBER: _ClassVar[int]
     channel: int
     speaker: str
     is_final: bool
@@ -126,7 +130,19 @@ class Transcript(_message.Message):
     end: float
     segment: int
     confidence: float
-    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+    stable_text: str
+    stability: float
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ..., stable_text: _Optional[str] = ..., stability: _Optional[float] = ...) -> None: ...
+
+class UtteranceEnd(_message.Message):
+    __slots__ = ("channel", "speaker", "last_word_end")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    LAST_WORD_END_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    speaker: str
+    last_word_end: float
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., last_word_end: _Optional[float] = ...) -> None: ...
 
 class SpeakerStats(_message.Message):
     __slots__ = ("speaker", "talk_time", "word_count")
