@@ -6,6 +6,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from threadpoolctl import threadpool_limits
+
 from media_server.auth.keys import ApiKey, Role, looks_like_key
 from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
@@ -68,6 +70,8 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
+        # numpy's BLAS threads spin while they wait and would compete with the decode threads for the cores.
+        threadpool_limits(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
         await store.open()
