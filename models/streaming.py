@@ -8,10 +8,12 @@ after ``utterance_end_ms`` of silence an utterance-end event (Deepgram's ``Utter
 
 Interims do not flicker (LocalAgreement, as in whisper_streaming): the words on which two consecutive
 hypotheses agree are committed, reported as ``stable_text``, and forced as the decoder's prefix for
-every later decode of the utterance, the final included, so text once marked stable never changes.
+every later interim of the utterance, so stable text never changes while the utterance goes on. The
+final is decoded freely by default (forcing the prefix there too costs about 2 WER points; see
+``final_keeps_stable``), so it may still correct a committed word.
 
-When the last interim already covers all of the utterance's speech, it becomes the final: no second
-decode, and the final arrives sooner. Audio is dropped after each final, so state stays bounded
+When the last interim already covers all of the utterance's speech and was decoded freely, it becomes
+the final: no second decode, and the final arrives sooner. Audio is dropped after each final, so state stays bounded
 however long the call runs. Results come out of ``events()`` in order: an interim never follows the
 final of its own utterance.
 """
@@ -50,7 +52,8 @@ class StreamingConfig:
     min_speech_ms: int = 200  # shorter bursts are noise, not an utterance
     pad_ms: int = 200  # audio kept before speech starts and after it ends
     hotwords: tuple[str, ...] = ()  # keyterms to favour (product and competitor names)
-    stable_interims: bool = True  # LocalAgreement: commit and force the agreed prefix
+    stable_interims: bool = True  # LocalAgreement: commit the agreed prefix and force it on later interims
+    final_keeps_stable: bool = False  # force it on the final too (no revision ever; costs ~2 WER points)
 
 
 class SpeechEventType(enum.Enum):
@@ -89,7 +92,7 @@ class _Utterance:
     committed: int = 0  # words that are stable
     stable: str = ""  # their text, exactly as it starts the transcript
     previous: list[str] = field(default_factory=list)  # normalised words of the last interim
-    latest: tuple[int, Hypothesis] | None = None  # (audio end, hypothesis) of the newest interim result
+    latest: tuple[int, Hypothesis, bool] | None = None  # (audio end, hypothesis, prefixed) of the newest interim
     inflight: _Decode | None = None  # the interim being decoded
     finalized: bool = False
 
@@ -107,6 +110,7 @@ class _Decode:
     upto: int  # audio end (stream samples)
     final: bool
     slot: asyncio.Future[SpeechEvent | None]
+    prefixed: bool = False  # decoded with the stable prefix forced
     promote: bool = False  # an interim that will serve as the final
 
 
@@ -316,11 +320,13 @@ class StreamingRecognizer:
         upto = min(upto, utt.start + utt.samples)
         utt.finalized = True
         self._last_final = (utt.segment, min(upto, utt.last_speech_end))
-        if utt.inflight is not None and utt.inflight.upto >= upto:
-            utt.inflight.promote = True  # the interim on its way covers all the speech: it is the final
+        free = not self.config.final_keeps_stable
+        inflight = utt.inflight
+        if inflight is not None and inflight.upto >= upto and not (free and inflight.prefixed):
+            inflight.promote = True  # the interim on its way covers all the speech: it is the final
             return
-        if utt.latest is not None and utt.latest[0] >= upto and utt.inflight is None:
-            cover, hypothesis = utt.latest
+        if utt.latest is not None and utt.latest[0] >= upto and inflight is None and not (free and utt.latest[2]):
+            cover, hypothesis, _prefixed = utt.latest
             final = self._event(hypothesis, True, utt, self._t(utt.start), self._t(cover))
             if final is not None:
                 self._emit_now(final)
@@ -332,15 +338,15 @@ class StreamingRecognizer:
     def _t(self, sample: int) -> float:
         return self.time_offset + sample / self.sample_rate
 
-    def _decode_request(self, utt: _Utterance, upto: int, final: bool) -> DecodeRequest:
-        audio16 = resample(utt.audio(upto), self.sample_rate, MODEL_SAMPLE_RATE)
-        prefix = utt.stable if utt.stable and self.config.stable_interims else None
-        return DecodeRequest(audio=audio16, final=final, hotwords=self.config.hotwords, prefix=prefix)
-
     def _request(self, utt: _Utterance, upto: int, final: bool) -> None:
         loop = asyncio.get_running_loop()
-        decode = _Decode(utt, upto, final, loop.create_future())
-        request = self._decode_request(utt, upto, final)
+        cfg = self.config
+        forced = bool(utt.stable) and cfg.stable_interims and (not final or cfg.final_keeps_stable)
+        audio16 = resample(utt.audio(upto), self.sample_rate, MODEL_SAMPLE_RATE)
+        request = DecodeRequest(
+            audio=audio16, final=final, hotwords=cfg.hotwords, prefix=utt.stable if forced else None
+        )
+        decode = _Decode(utt, upto, final, loop.create_future(), prefixed=forced)
         self._enqueue(decode.slot)
         if not final:
             utt.inflight = decode
@@ -370,7 +376,7 @@ class StreamingRecognizer:
                 event = None
                 if hypothesis is not None:
                     if not final:
-                        utt.latest = (decode.upto, hypothesis)
+                        utt.latest = (decode.upto, hypothesis, decode.prefixed)
                     event = self._event(hypothesis, final, utt, self._t(utt.start), self._t(decode.upto))
                 decode.slot.set_result(event)
 

@@ -67,7 +67,8 @@ async def test_one_final_per_utterance_with_interims_before_it(vad: SileroVAD, s
 
 async def test_text_marked_stable_never_changes(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
     prog = program(sorted(tel8k(), key=lambda u: -u.duration)[:3], gap_s=1.0)
-    events = await run(StreamingRecognizer(8000, vad, scheduler), prog.pcm, realtime_factor=2)
+    config = StreamingConfig(final_keeps_stable=True)  # by default the final may still correct a stable word
+    events = await run(StreamingRecognizer(8000, vad, scheduler, config), prog.pcm, realtime_factor=2)
     stable_seen = 0
     for segment in {e.segment for e in events}:
         results = [e for e in events if e.segment == segment and e.type is not SpeechEventType.START_OF_SPEECH]
