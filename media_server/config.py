@@ -41,10 +41,12 @@ class AsrSettings(BaseModel):
 
 
 class StreamingSettings(BaseModel):
-    endpointing_ms: int = Field(500, ge=100, le=5000)
+    endpointing_ms: int = Field(500, ge=100, le=5000, description="silence that ends an utterance")
+    utterance_end_ms: int = Field(1000, ge=0, le=10000, description="silence before an utterance_end event")
+    keyterms: list[str] = Field(default_factory=list, description="names and phrases every call favours")
     interim_results: bool = True
     interim_interval_ms: int = Field(1000, ge=200, le=5000)
-    max_utterance_s: float = Field(20.0, ge=2.0, le=28.0)
+    max_utterance_s: float = Field(14.0, ge=2.0, le=28.0)
 
 
 class VadSettings(BaseModel):

@@ -29,6 +29,8 @@ def streaming_config(settings: Settings) -> StreamingConfig:
     s = settings.streaming
     return StreamingConfig(
         endpointing_ms=s.endpointing_ms,
+        utterance_end_ms=s.utterance_end_ms,
+        hotwords=tuple(s.keyterms),
         interim_results=s.interim_results,
         interim_interval_s=s.interim_interval_ms / 1000,
         max_utterance_s=s.max_utterance_s,

@@ -467,3 +467,21 @@ async def test_l16_accepts_the_subprotocols_jambonz_and_freeswitch_ask_for(serve
             await ws.send(json.dumps({"event": "stop"}))
             await asyncio.wait_for(ws.wait_closed(), 10)
             assert ws.close_code == 1000
+
+
+async def test_recognition_options_per_call(server: Server) -> None:
+    rep, customer = two_party()
+    # Defaults: interim results, and an utterance_end after each utterance (the gaps are 1.2 s > 1 s).
+    _, log = await stream_with_events(server, stereo(rep, customer), "l16", GRANTED)
+    ends = log.of_type("utterance_end")
+    assert len(ends) >= len(rep.spans) + len(customer.spans) - 2
+    finals = log.transcripts(final=True)
+    for end in ends:
+        u = end["utteranceEnd"]
+        assert any(abs(f["words"][-1]["end"] - u["lastWordEnd"]) < 0.01 for f in finals if f["speaker"] == u["speaker"])
+    # Per call: no interims, no utterance ends, a longer endpointing.
+    options = {**GRANTED, "interimResults": "false", "utteranceEndMs": "0", "endpointing": "800"}
+    _, log = await stream_with_events(server, stereo(rep, customer), "l16", options)
+    assert not log.transcripts(final=False) and not log.of_type("utterance_end")
+    rates = check_transcripts(log, {"rep": rep, "customer": customer})
+    assert all(r <= 0.15 for r in rates.values()), rates

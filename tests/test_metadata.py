@@ -242,3 +242,35 @@ def test_metadata_must_be_an_object() -> None:
 
 def test_metadata_error_is_a_value_error() -> None:
     assert issubclass(MetadataError, ValueError)
+
+
+def test_recognition_options_from_twilio_strings() -> None:
+    meta = parse_metadata(
+        {"endpointing": "300", "utteranceEndMs": "1500", "interimResults": "false", "keyterms": "Acme, Zorvex"}
+    )
+    r = meta.recognition
+    assert (r.endpointing_ms, r.utterance_end_ms, r.interim_results) == (300, 1500, False)
+    assert r.keyterms == ("Acme", "Zorvex")
+    assert "keyterms" not in meta.extra and "endpointing" not in meta.extra
+
+
+def test_recognition_options_from_json_values() -> None:
+    meta = parse_metadata({"interim_results": True, "keyterms": ["Acme Cloud", "Acme Cloud"], "keywords": "Zorvex:2"})
+    assert meta.recognition.interim_results is True
+    assert meta.recognition.keyterms == ("Acme Cloud", "Zorvex"), "deduplicated; Deepgram intensifiers dropped"
+    assert meta.recognition.endpointing_ms is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"endpointing": "soon"}, "endpointing"),
+        ({"endpointing": 0}, "between"),
+        ({"utteranceEndMs": 99999}, "between"),
+        ({"interimResults": "maybe"}, "interimResults"),
+        ({"keyterms": [1, 2]}, "keyterms"),
+    ],
+)
+def test_bad_recognition_options_are_refused(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(MetadataError, match=message):
+        parse_metadata(raw)

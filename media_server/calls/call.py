@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -108,14 +108,24 @@ class Call:
 
     # -- life cycle ----------------------------------------------------------------------------------
 
+    def streaming_config(self) -> StreamingConfig:
+        """The server's streaming settings, with this call's overrides (endpointing, keyterms, ...)."""
+        base = self.services.streaming
+        options = self.metadata.recognition
+        return replace(
+            base,
+            endpointing_ms=options.endpointing_ms or base.endpointing_ms,
+            utterance_end_ms=base.utterance_end_ms if options.utterance_end_ms is None else options.utterance_end_ms,
+            interim_results=base.interim_results if options.interim_results is None else options.interim_results,
+            hotwords=tuple(dict.fromkeys((*base.hotwords, *options.keyterms))),
+        )
+
     async def start(self) -> None:
+        config = self.streaming_config()
         for channel in self.channels.values():
             if channel.transcribed:
                 channel.recognizer = StreamingRecognizer(
-                    channel.spec.sample_rate,
-                    self.services.vad,
-                    self.services.scheduler,
-                    self.services.streaming,
+                    channel.spec.sample_rate, self.services.vad, self.services.scheduler, config
                 )
                 channel.consumer = asyncio.create_task(
                     self._consume(channel), name=f"call-{self.id}-{channel.spec.index}"

@@ -8,6 +8,10 @@ always strings) or JSON values. Recognised keys:
   ``consent`` object ``{"rep": ..., "customer": ...}``, or per entry of ``participants``
 - ``participants``: a list of ``{"role": "rep"|"customer", "id", "name", "phone", "email", "consent"}``
 - ``token``: the API key, for platforms that cannot set an Authorization header
+- recognition, per call (as Deepgram's query parameters): ``endpointing`` (ms of silence that ends an
+  utterance), ``utteranceEndMs`` (silence before an utterance-end event; 0 for none),
+  ``interimResults`` (true/false), ``keyterms`` (a list, or a comma-separated string, of names and
+  phrases to favour; ``keywords`` too)
 
 Anything else is kept as free-form string metadata on the call.
 """
@@ -48,12 +52,23 @@ class ParticipantInfo:
 
 
 @dataclass
+class RecognitionOptions:
+    """Per-call overrides of the server's streaming settings; ``None`` keeps the server's value."""
+
+    endpointing_ms: int | None = None
+    utterance_end_ms: int | None = None
+    interim_results: bool | None = None
+    keyterms: tuple[str, ...] = ()
+
+
+@dataclass
 class CallMetadata:
     team: str | None = None
     token: str | None = None
     rep: ParticipantInfo = field(default_factory=lambda: ParticipantInfo(Role.REP))
     customer: ParticipantInfo = field(default_factory=lambda: ParticipantInfo(Role.CUSTOMER))
     extra: dict[str, str] = field(default_factory=dict)
+    recognition: RecognitionOptions = field(default_factory=lambda: RecognitionOptions())
 
     @property
     def participants(self) -> tuple[ParticipantInfo, ParticipantInfo]:
@@ -124,6 +139,8 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
             role = _role(key, "consent")
             meta.participant(role).consent = parse_consent(value, f"consent.{key}")
 
+    meta.recognition = _recognition(values)
+
     participants = values.pop("participants", None)
     if isinstance(participants, str) and participants.strip().startswith("["):
         participants = _json(participants, "participants")
@@ -163,3 +180,54 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise MetadataError(f"{where}: invalid JSON ({exc.msg})") from None
+
+
+_MAX_KEYTERMS = 100
+
+
+def _recognition(values: dict[str, Any]) -> RecognitionOptions:
+    options = RecognitionOptions()
+    if "endpointing" in values:
+        options.endpointing_ms = _int_range(values.pop("endpointing"), "endpointing", 10, 5000)
+    if "utterance_end_ms" in values:
+        options.utterance_end_ms = _int_range(values.pop("utterance_end_ms"), "utteranceEndMs", 0, 10000)
+    if "interim_results" in values:
+        options.interim_results = _bool(values.pop("interim_results"), "interimResults")
+    terms: list[str] = []
+    for key in ("keyterms", "keyterm", "keywords"):
+        raw = values.pop(key, None)
+        if raw is None:
+            continue
+        if isinstance(raw, str):
+            raw = _json(raw, key) if raw.strip().startswith("[") else raw.split(",")
+        if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+            raise MetadataError(f"{key}: expected a list of strings or a comma-separated string")
+        # Deepgram's keywords may carry an intensifier ("Acme:2"): the boost is the prompt itself here.
+        terms += [t.split(":")[0].strip()[:64] for t in raw if t.strip()]
+    if len(terms) > _MAX_KEYTERMS:
+        raise MetadataError(f"keyterms: at most {_MAX_KEYTERMS} terms")
+    options.keyterms = tuple(dict.fromkeys(terms))
+    return options
+
+
+def _int_range(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or value is None:
+        raise MetadataError(f"{where}: expected a number of milliseconds")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise MetadataError(f"{where}: expected a number of milliseconds, not {value!r}") from None
+    if not low <= number <= high:
+        raise MetadataError(f"{where}: must be between {low} and {high}")
+    return number
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise MetadataError(f"{where}: expected true or false, not {value!r}")
