@@ -501,7 +501,7 @@ async def wait_idle(url: str, token: str, timeout: float = 60) -> dict[str, Any]
         except (urllib.error.URLError, OSError, ValueError) as exc:
             log(f"status failed: {exc!r}")
         else:
-            if status.get("liveCalls", 0) == 0 and status.get("scheduler", {}).get("queue_depth", 0) == 0:
+            if status.get("liveCalls", 0) == 0 and status.get("scheduler", {}).get("queueDepth", 0) == 0:
                 return status
         await asyncio.sleep(0.5)
     log(f"server not idle after {timeout:.0f} s: {status}")
@@ -546,9 +546,11 @@ async def measure(
     result["scheduler"] = status.get("scheduler", {})
     result["scheduler_delta"] = {
         k: result["scheduler"][k] - before.get(k, 0)
-        for k in ("batches", "requests", "finals", "interims", "interims_dropped")
+        for k in ("batches", "requests", "finals", "interims", "interimsDropped")
         if isinstance(result["scheduler"].get(k), int)
     }
+    delta = result["scheduler_delta"]
+    result["mean_batch_size"] = round(delta["requests"] / delta["batches"], 2) if delta.get("batches") else None
     if (result["other_cpu_percent"] or 0.0) > 25.0:
         log(f"N={n}: WARNING other processes used {result['other_cpu_percent']} % CPU during the run: results skewed")
     if args.details:

@@ -53,7 +53,12 @@ def create_app(settings: Settings) -> FastAPI:
             "model": services.scheduler.engine.name,
             "device": services.scheduler.engine.device,
             "liveCalls": sum(1 for c in services.calls.live.values() if c.team == key.team),
-            "scheduler": dataclasses.asdict(services.scheduler.stats()),
+            "scheduler": {_camel(k): v for k, v in dataclasses.asdict(services.scheduler.stats()).items()},
         }
 
     return app
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -156,6 +156,7 @@ class StreamingRecognizer:
         self._closed = False
         self._finals_emitted: set[int] = set()
         self._end_slot: asyncio.Future[SpeechEvent | None] | None = None
+        scheduler.stream_opened()
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -190,6 +191,7 @@ class StreamingRecognizer:
         if self._closed:
             return
         self._closed = True
+        self._scheduler.stream_closed()
         self._take_pending(self._pos)
         utt = self._utt
         if utt is not None and utt.speech_samples >= self._min_speech:
@@ -211,6 +213,8 @@ class StreamingRecognizer:
 
     async def aclose(self) -> None:
         """Stop without waiting for pending decodes (an abandoned stream)."""
+        if not self._closed:
+            self._scheduler.stream_closed()
         self._closed = True
         for future in self._order:
             future.cancel()

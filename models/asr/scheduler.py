@@ -58,6 +58,8 @@ class SchedulerStats:
     mean_batch_seconds: float
     real_time_factor: float  # compute seconds per second of audio decoded
     busy_fraction: float  # share of the last minute the device spent decoding
+    streams: int  # streams (call channels) being served now
+    streams_total: int  # streams served since start
 
 
 class DecodeScheduler:
@@ -89,6 +91,8 @@ class DecodeScheduler:
         self._compute_s = 0.0
         self._audio_s = 0.0
         self._recent: deque[tuple[float, float]] = deque()  # (finished_at, seconds busy)
+        self._streams = 0
+        self._streams_total = 0
         for thread in self._threads:
             thread.start()
 
@@ -100,6 +104,15 @@ class DecodeScheduler:
         future: asyncio.Future[Hypothesis] = loop.create_future()
         self._queue.put(_Job(0 if request.final else 1, next(self._seq), request, future, loop))
         return await future
+
+    def stream_opened(self) -> None:
+        with self._lock:
+            self._streams += 1
+            self._streams_total += 1
+
+    def stream_closed(self) -> None:
+        with self._lock:
+            self._streams -= 1
 
     def stats(self) -> SchedulerStats:
         with self._lock:
@@ -117,7 +130,9 @@ class DecodeScheduler:
                 mean_batch_size=self._requests / self._batches if self._batches else 0.0,
                 mean_batch_seconds=self._compute_s / self._batches if self._batches else 0.0,
                 real_time_factor=self._compute_s / self._audio_s if self._audio_s else 0.0,
-                busy_fraction=min(1.0, busy / 60.0),
+                busy_fraction=min(1.0, busy / (60.0 * len(self._threads))),
+                streams=self._streams,
+                streams_total=self._streams_total,
             )
 
     def close(self) -> None:
