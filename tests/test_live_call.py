@@ -21,6 +21,7 @@ from media_server.client.wav import Recording
 from media_server.codecs.g711 import ulaw_encode
 from tests.conftest import EventLog, Server, collect_events, start_server, stop_server
 from tests.speech import Program, program, stereo, tel8k, wer
+from tests.synth import KEYTERMS, SCRIPT, require_flite, speak
 
 pytestmark = pytest.mark.e2e
 
@@ -485,3 +486,19 @@ async def test_recognition_options_per_call(server: Server) -> None:
     assert not log.transcripts(final=False) and not log.of_type("utterance_end")
     rates = check_transcripts(log, {"rep": rep, "customer": customer})
     assert all(r <= 0.15 for r in rates.values()), rates
+
+
+async def test_keyterms_in_the_call_metadata_improve_recognition_of_rare_names(server: Server) -> None:
+    require_flite()
+    parts = []
+    for sentence in SCRIPT[:5]:
+        pcm, rate = speak(sentence, "awb")
+        parts += [pcm, np.zeros(int(rate * 1.2), dtype=np.int16)]
+    call = Recording([np.concatenate(parts)], rate).at_rate(8000)
+    found = {}
+    for name, extra in (("plain", {}), ("boosted", {"keyterms": ",".join(KEYTERMS)})):
+        _, log = await stream_with_events(server, call, "l16", {**GRANTED, **extra})
+        said = " ".join(t["text"] for t in log.transcripts(final=True)).lower()
+        found[name] = sum(said.count(term.lower()) for term in KEYTERMS)
+    spoken = sum(sentence.count(term) for sentence in SCRIPT[:5] for term in KEYTERMS)
+    assert found["boosted"] >= found["plain"] + 3 and found["boosted"] >= 0.6 * spoken, (found, spoken)
