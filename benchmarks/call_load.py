@@ -35,7 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -451,9 +451,21 @@ class OwnServer:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def start_server(port: int, startup_timeout: float) -> tuple[OwnServer, str, str]:
+def start_server(
+    port: int, startup_timeout: float, env_overrides: Mapping[str, str | None] | None = None
+) -> tuple[OwnServer, str, str]:
+    """Start ``media-server serve`` (temp data dir, fresh admin key) and wait until it is healthy.
+
+    ``env_overrides`` sets (a string) or removes (``None``) environment variables of the server, e.g.
+    ``{"MEDIA_SERVER_ASR__MAX_BATCH": "1"}``.
+    """
     data_dir = Path(tempfile.mkdtemp(prefix="call_load_"))
     env = {**os.environ, "MEDIA_SERVER_LOG_LEVEL": os.environ.get("MEDIA_SERVER_LOG_LEVEL", "info")}
+    for name, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     created = subprocess.run(
         [str(BIN), "keys", "create", "--team", "bench", "--role", "admin", "--data-dir", str(data_dir)],
         check=True,
@@ -662,8 +674,9 @@ def parse_calls(text: str) -> list[int]:
     return calls
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str | None = __doc__, running_server: bool = True) -> argparse.ArgumentParser:
+    """The sweep's options; ``running_server=False`` leaves out --url/--token/--server-pid (always own server)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=parse_calls, default=[1, 2, 4, 6], help="comma list of concurrent call counts")
     p.add_argument("--duration", type=float, default=45.0, help="approximate length of each call, seconds (35-60)")
     p.add_argument("--gap", type=float, default=1.2, help="silence between utterances on a track, seconds")
@@ -679,17 +692,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(DEFAULT_SPEECH)))
     p.add_argument("--details", help="append per-call events and references (JSON lines) to this file")
     p.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up call")
-    p.add_argument("--url", help="use a running server at this http://127.0.0.1:PORT URL instead of starting one")
-    p.add_argument("--token", help="admin (or ingest+read) API key of the running server (with --url)")
-    p.add_argument("--server-pid", type=int, help="pid of the running server, for CPU and memory (with --url)")
+    if running_server:
+        p.add_argument("--url", help="use a running server at this http://127.0.0.1:PORT URL instead of starting one")
+        p.add_argument("--token", help="admin (or ingest+read) API key of the running server (with --url)")
+        p.add_argument("--server-pid", type=int, help="pid of the running server, for CPU and memory (with --url)")
     p.add_argument("--port", type=int, default=0, help="port for the server this script starts (0: a free one)")
     p.add_argument("--startup-timeout", type=float, default=120.0)
-    args = p.parse_args(argv)
-    if args.url and not (args.token and args.server_pid):
+    return p
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    if getattr(args, "url", None) and not (args.token and args.server_pid):
         p.error("--url needs --token and --server-pid")
     if not 5 <= args.duration <= 600:
         p.error("--duration must be between 5 and 600 seconds")
     return args
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
+    return check_args(p, p.parse_args(argv))
+
+
+def sweep_budget(args: argparse.Namespace) -> float:
+    """Upper bound on the wall time of one ``sweep`` (warm-up, every N, the waits between)."""
+    return float(len(args.calls) * (args.duration + args.stagger + 300) + 300)
 
 
 @contextlib.contextmanager
@@ -718,8 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"starting media-server on 127.0.0.1:{port}")
                 server, url, token = start_server(port, args.startup_timeout)
                 pid = server.process.pid
-            budget = len(args.calls) * (args.duration + args.stagger + 300) + 300
-            report = asyncio.run(asyncio.wait_for(sweep(args, url, token, pid), budget))
+            report = asyncio.run(asyncio.wait_for(sweep(args, url, token, pid), sweep_budget(args)))
         except KeyboardInterrupt:
             log("interrupted")
             return 130

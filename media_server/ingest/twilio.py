@@ -95,7 +95,7 @@ class TwilioParser:
             # A mark still takes a sequence number: count it, or later frames wait for it in the reorder window.
             return self._in_order(message) if self.started else []
         if event not in ("media", "dtmf", "stop"):
-            return [Notice("unknown_event", f"ignored unknown event type {event!r}")]
+            return [Notice("unknown_event", f"ignored unknown event type {event[:40]!r}")]
         if not self.started:
             raise ProtocolError("protocol_violation", f'"{event}" received before "start"', CLOSE_POLICY)
         return self._in_order(message)
