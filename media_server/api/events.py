@@ -14,7 +14,8 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
-from media_server.api.auth import presented_key, services_of
+from media_server.api.auth import services_of
+from media_server.auth.http import presented_key
 from media_server.bus import SubscriberTooSlow
 from media_server.events import to_json
 

@@ -31,6 +31,7 @@ from media_server.ingest.messages import (
     ProtocolError,
     StreamStart,
     StreamStop,
+    parse_json_object,
 )
 
 SAMPLE_RATES = {8000: 8000, 16000: 16000, "8000": 8000, "16000": 16000, "8k": 8000, "16k": 16000}
@@ -47,14 +48,7 @@ class L16Parser:
         self._mono_channel = 0
 
     def feed_text(self, text: str) -> list[IngestMessage]:
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("malformed_message", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
-        except RecursionError:
-            raise ProtocolError("malformed_message", "not valid JSON: nested too deeply") from None
-        if not isinstance(message, dict):
-            raise ProtocolError("malformed_message", "expected a JSON object")
+        message = parse_json_object(text)
         if not self.started:
             return [self._start(message)]
         kind = message.get("event") or message.get("type")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,3 +66,16 @@ class Notice:
 
 
 IngestMessage = StreamStart | AudioChunk | DtmfDigit | StreamStop | Notice
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """A text frame that must hold one JSON object."""
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("malformed_message", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ProtocolError("malformed_message", "not valid JSON: nested too deeply") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("malformed_message", "expected a JSON object")
+    return message

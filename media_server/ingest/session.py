@@ -2,7 +2,7 @@
 
 Shared by every websocket protocol; the protocol itself is a parser (``twilio.py``, ``l16.py``).
 Nothing is processed before the API key is checked: a key in the ``Authorization`` header is
-checked on connect, a key in the stream's metadata (``token``) as soon as the start message arrives.
+checked on connect (as is ``?token=``), a key in the stream's metadata (``token``) as soon as the start message arrives.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
 from media_server.calls.call import Call
 from media_server.calls.metadata import MetadataError, parse_metadata
@@ -56,14 +57,6 @@ class _Ended(Exception):
         self.close_reason = close_reason
 
 
-def bearer(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() in ("bearer", "token") and value.strip():
-        return value.strip()
-    return None
-
-
 class IngestSession:
     def __init__(
         self,
@@ -99,7 +92,7 @@ class IngestSession:
 
     async def _serve(self) -> _Ended:
         try:
-            header_key = bearer(self.ws)
+            header_key = presented_key(self.ws)
             if header_key is not None:
                 self.key = await self.services.authenticate(header_key)
                 if self.key is None or not self.key.can("ingest"):

@@ -35,6 +35,7 @@ from media_server.ingest.messages import (
     ProtocolError,
     StreamStart,
     StreamStop,
+    parse_json_object,
 )
 
 REP_CHANNEL = 0
@@ -78,14 +79,7 @@ class TwilioParser:
         self._arrivals = 0
 
     def feed(self, text: str) -> list[IngestMessage]:
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("malformed_message", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
-        except RecursionError:
-            raise ProtocolError("malformed_message", "not valid JSON: nested too deeply") from None
-        if not isinstance(message, dict):
-            raise ProtocolError("malformed_message", "expected a JSON object")
+        message = parse_json_object(text)
         event = message.get("event")
         if not isinstance(event, str):
             raise ProtocolError("malformed_message", 'message has no "event" field')

@@ -1,4 +1,4 @@
-"""One decode scheduler per device: it owns the engine in a worker thread and serves every call.
+"""One decode scheduler per device: it owns the engine in its worker threads and serves every call.
 
 Work from all streams goes into one priority queue: finals before interims, oldest first. The worker
 takes up to ``max_batch`` requests at once (waiting at most ``max_wait_s`` for more when the engine
