@@ -54,7 +54,9 @@ def build_scheduler(settings: Settings) -> DecodeScheduler:
     )
     return DecodeScheduler(
         engine,
-        max_batch=a.max_batch,
+        # On a CPU the int8 encoder costs the same per item in a batch, and a final waiting behind a big batch
+        # is late: pairs are the measured optimum (benchmarks/asr_capacity.py). A GPU batches for throughput.
+        max_batch=a.max_batch or (2 if a.device == "cpu" else 16),
         max_wait_s=a.max_wait_ms / 1000,
         interim_max_age_s=a.interim_max_age_ms / 1000,
         workers=workers,
