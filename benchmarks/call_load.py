@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import signal
 import socket
@@ -45,7 +44,6 @@ import jiwer
 import numpy as np
 import numpy.typing as npt
 import psutil
-from num2words import num2words
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -55,6 +53,7 @@ if str(ROOT) not in sys.path:
 
 from media_server.client.stream import StreamResult, stream_call  # noqa: E402
 from media_server.client.wav import Recording, read_wav  # noqa: E402
+from tests.speech import normalise  # noqa: E402  (the speech data README's normalisation)
 
 BIN = Path(sys.executable).parent / "media-server"
 DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"
@@ -155,16 +154,6 @@ def plan_calls(
 
 
 # -- scoring ---------------------------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    """As tests/speech.py (and the speech data README): lower case, no punctuation, digits as words."""
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"\d+", lambda m: " " + num2words(int(m.group())) + " ", text)
-    text = text.replace("-", " ")
-    text = re.sub(r"[^a-z' ]+", " ", text)
-    text = text.replace("mr ", "mister ")
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
