@@ -141,6 +141,13 @@ class DecodeScheduler:
             self._queue.put(_Job(-1, -1, DecodeRequest(audio=_EMPTY, final=True), None, None))  # type: ignore[arg-type]
         for thread in self._threads:
             thread.join(timeout=10)
+        while True:  # work that no worker will take any more: its callers get an error, not a hang
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job.priority >= 0:
+                _resolve_error(job, RuntimeError("decode scheduler stopped"))
 
     # -- worker thread -------------------------------------------------------------------------------
 
