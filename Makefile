@@ -15,6 +15,8 @@ PYTEST_ARGS ?=
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# torch for the torch backend's tests: 2.13.0 is the CPU build (any other version pulls a CUDA build of GBs).
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	# silero-vad's metadata pulls torch; we only need its ONNX file, so no dependencies.
 	$(PY) -m pip install -q --no-deps -r requirements-extra.txt

@@ -11,7 +11,7 @@ import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,9 @@ class AsrSettings(BaseModel):
         default=None,
         description="Whisper model name (downloaded) or a local CTranslate2 directory; "
         "unset or not downloadable: the bundled tiny.en weights",
+    )
+    backend: Literal["ctranslate2", "torch"] = Field(
+        "ctranslate2", description="ctranslate2 (default), or torch where CTranslate2's CUDA build is missing"
     )
     device: str = "cpu"
     compute_type: str = "int8"

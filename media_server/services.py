@@ -14,6 +14,7 @@ from media_server.calls.call import CallServices
 from media_server.calls.registry import CallRegistry
 from media_server.config import Settings
 from media_server.store.store import Store
+from models.asr.engine import SpeechEngine
 from models.asr.scheduler import DecodeScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.streaming import StreamingConfig
@@ -44,14 +45,20 @@ def build_scheduler(settings: Settings) -> DecodeScheduler:
     cores = len(os.sched_getaffinity(0))
     # On a CPU: one single-threaded decode per core (up to 4); on a GPU one worker, batching instead.
     workers = a.workers or (max(1, min(4, cores)) if a.device == "cpu" else 1)
-    engine = WhisperCT2Engine(
-        model=a.model,
-        device=a.device,
-        compute_type=a.compute_type,
-        cpu_threads=a.cpu_threads or max(1, cores // workers),
-        download_root=a.download_root,
-        workers=workers,
-    )
+    engine: SpeechEngine
+    if a.backend == "torch":
+        from models.asr.whisper_torch import WhisperTorchEngine  # torch is only imported when asked for
+
+        engine = WhisperTorchEngine(model=a.model, device=a.device, dtype="float32" if a.device == "cpu" else "float16")
+    else:
+        engine = WhisperCT2Engine(
+            model=a.model,
+            device=a.device,
+            compute_type=a.compute_type,
+            cpu_threads=a.cpu_threads or max(1, cores // workers),
+            download_root=a.download_root,
+            workers=workers,
+        )
     return DecodeScheduler(
         engine,
         # On a CPU the int8 encoder costs the same per item in a batch, and a final waiting behind a big batch
