@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt 2>/dev/null | cksum | cut -d' ' -f1)
+TORCH_STAMP := $(VENV)/.installed-torch
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
@@ -15,8 +16,6 @@ PYTEST_ARGS ?=
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch for the torch backend's tests: 2.13.0 is the CPU build (any other version pulls a CUDA build of GBs).
-	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	# silero-vad's metadata pulls torch; we only need its ONNX file, so no dependencies.
 	$(PY) -m pip install -q --no-deps -r requirements-extra.txt
@@ -24,6 +23,12 @@ $(STAMP):
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# torch only for the tests of the torch backend (the server's default backend needs none). 2.13.0 is the CPU
+# build this environment has on disk; elsewhere install the build that fits your machine first.
+$(TORCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q torch==2.13.0
+	touch $(TORCH_STAMP)
 
 run: install
 	$(VENV)/bin/media-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -41,7 +46,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy media_server models
 
-pytest: install
+pytest: install $(TORCH_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Regenerate the Python code of proto/ (committed; tests check it is current).
