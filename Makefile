@@ -43,7 +43,7 @@ lint: install
 	$(VENV)/bin/ruff check media_server models tests benchmarks
 	$(VENV)/bin/ruff format --check media_server models tests benchmarks
 
-typecheck: install
+typecheck: install $(TORCH_STAMP)  # the torch backend is type-checked against torch
 	$(VENV)/bin/mypy media_server models
 
 pytest: install $(TORCH_STAMP)
