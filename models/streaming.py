@@ -21,7 +21,6 @@ final of its own utterance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import re
@@ -210,19 +209,6 @@ class StreamingRecognizer:
             if event is None:
                 return
             yield event
-
-    async def aclose(self) -> None:
-        """Stop without waiting for pending decodes (an abandoned stream)."""
-        if not self._closed:
-            self._scheduler.stream_closed()
-        self._closed = True
-        for future in self._order:
-            future.cancel()
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain_task
-        self._out.put_nowait(None)
 
     # -- VAD state machine ---------------------------------------------------------------------------
 
@@ -428,13 +414,7 @@ class StreamingRecognizer:
         """Hand results to ``events()`` in request order, dropping interims made stale by a final."""
         while self._order:
             slot = self._order[0]
-            try:
-                event = await asyncio.shield(slot)
-            except asyncio.CancelledError:
-                if slot.cancelled():
-                    self._order.popleft()
-                    continue
-                raise
+            event = await slot
             self._order.popleft()
             if slot is self._end_slot:
                 self._out.put_nowait(None)

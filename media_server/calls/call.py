@@ -98,7 +98,6 @@ class Call:
         self.services = services
         self.started_at = datetime.now(UTC)
         self.last_audio = time.monotonic()
-        self.ended = False
         policy = services.consent_policy
         self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
         self.channels: dict[int, CallChannel] = {}
@@ -171,7 +170,6 @@ class Call:
 
     async def finish(self, status: str, reason: str) -> CallRecord:
         """Flush every recognizer (the last utterance gets its final), then describe the call."""
-        self.ended = True
         for channel in self.channels.values():
             if channel.recognizer is not None:
                 channel.recognizer.end()
@@ -179,14 +177,6 @@ class Call:
         if consumers:
             await asyncio.gather(*consumers, return_exceptions=True)
         return self.record(status, reason)
-
-    async def abandon(self) -> None:
-        """Stop at once, dropping pending decodes (server shutdown)."""
-        for channel in self.channels.values():
-            if channel.recognizer is not None:
-                await channel.recognizer.aclose()
-            if channel.consumer is not None:
-                channel.consumer.cancel()
 
     # -- transcripts ---------------------------------------------------------------------------------
 

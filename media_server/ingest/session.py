@@ -172,12 +172,6 @@ class IngestSession:
         try:
             frame = await asyncio.wait_for(self.ws.receive(), timeout)
         except TimeoutError:
-            if (
-                what == "no audio"
-                and self.call is not None
-                and self.call.last_audio + self.settings.idle_timeout_s > time.monotonic()
-            ):
-                return []  # audio arrived meanwhile through another path: keep waiting
             raise _Ended(
                 "interrupted",
                 "idle_timeout",
