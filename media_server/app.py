@@ -14,6 +14,7 @@ from media_server import __version__
 from media_server.api import calls, events, ingest
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
+from media_server.ingest.listeners import close_listeners, start_listeners
 from media_server.services import Services
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,11 @@ def create_app(settings: Settings) -> FastAPI:
             settings.db_url.split("///")[0] + "///…" if "///" in settings.db_url else settings.db_url,
         )
         try:
-            yield
+            listeners = await start_listeners(services)
+            try:
+                yield
+            finally:
+                await close_listeners(listeners)
         finally:
             await services.stop()
 

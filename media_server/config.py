@@ -7,13 +7,14 @@ the defaults below. Nested sections in the environment use ``__``:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,6 +67,93 @@ class IngestSettings(BaseModel):
     reorder_window: int = Field(16, ge=0, description="Telnyx media frames held back to restore order")
 
 
+class SipSettings(BaseModel):
+    """The SIPREC recording server (RFC 7866): SBCs and PBXs fork calls to it over SIP, media over RTP."""
+
+    enabled: bool = Field(False, description="listen for SIPREC sessions")
+    host: str = Field("0.0.0.0", description="address the SIP transports bind to")
+    port: int = Field(5060, ge=0, le=65535, description="SIP over UDP and TCP; 0: any free port")
+    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: ["udp", "tcp"])
+    tls_port: int = Field(5061, ge=0, le=65535, description="SIP over TLS, when tls_cert and tls_key are set")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    advertised_address: str | None = Field(
+        None, description="address written in Contact and SDP (behind NAT); default: the address a request came to"
+    )
+    allow: list[str] = Field(
+        default_factory=list, description="source addresses or networks (CIDR) allowed to record; empty: any"
+    )
+    team: str = Field("default", description="the team SIPREC calls belong to")
+    consent: Literal["granted", "denied", "unknown"] = Field(
+        "unknown",
+        description="consent assumed for participants when the platform says nothing "
+        "(granted where the PBX or SBC announces the recording)",
+    )
+    rep_domains: list[str] = Field(
+        default_factory=list,
+        description="AOR domains of the team's own users: the participant whose AOR is in one of them is the rep",
+    )
+    rep_label: str | None = Field(
+        None, description="else: the stream label that carries the rep; else the first participant is the rep"
+    )
+    max_calls: int = Field(200, ge=1, description="recording sessions at once; more get 503 with Retry-After")
+    retry_after_s: int = Field(30, ge=1)
+    session_expires_s: int = Field(1800, ge=90, description="RFC 4028 session interval offered when asked")
+    codecs: list[Literal["PCMU", "PCMA", "G722", "opus"]] = Field(
+        default_factory=lambda: ["PCMU", "PCMA", "G722", "opus"], description="accepted codecs, preferred first"
+    )
+    rtp_host: str | None = Field(None, description="address RTP ports bind to; default: host")
+    rtp_port_min: int = Field(20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(30000, ge=1025, le=65535)
+    rtp_timeout_s: float = Field(30.0, gt=0, description="a call with no RTP on any stream for this long is ended")
+    jitter_ms: int = Field(60, ge=0, le=1000, description="how long the jitter buffer waits for a late packet")
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SipSettings:
+        if self.rtp_port_max - self.rtp_port_min < 2:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 2")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class AudioSocketSettings(BaseModel):
+    """Asterisk AudioSocket (TCP): ``AudioSocket(uuid,host:port)`` in the dialplan, or ARI externalMedia."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = Field(9092, ge=0, le=65535, description="0: any free port")
+    allow: list[str] = Field(default_factory=list, description="source addresses or networks (CIDR); empty: any")
+    team: str = Field("default", description="the team AudioSocket calls belong to")
+    consent: Literal["granted", "denied", "unknown"] = Field(
+        "unknown",
+        description="consent assumed for participants when the platform says nothing "
+        "(granted where the PBX or SBC announces the recording)",
+    )
+    speaker: Literal["mixed", "rep", "customer"] = Field(
+        "mixed", description="whose voice the socket carries (AudioSocket sends one channel)"
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an address or a network like 10.0.0.0/8") from None
+    return value
+
+
 class EventSettings(BaseModel):
     buffer_per_call: int = Field(5000, ge=10, description="events kept per call for resuming subscribers")
     keep_ended_s: float = Field(600.0, ge=0, description="how long an ended call's events stay resumable")
@@ -86,6 +174,8 @@ class Settings(BaseSettings):
     vad: VadSettings = VadSettings()
     ingest: IngestSettings = IngestSettings()
     events: EventSettings = EventSettings()
+    sip: SipSettings = SipSettings()
+    audiosocket: AudioSocketSettings = AudioSocketSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,41 @@
+"""The ingest servers that are not HTTP routes (SIP, AudioSocket): started with the app, closed before the calls end."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from media_server.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    async def close(self) -> None:
+        """Stop accepting; end the live calls this listener feeds."""
+
+
+async def start_listeners(services: Services) -> list[Listener]:
+    listeners: list[Listener] = []
+    settings = services.settings
+    try:
+        if settings.audiosocket.enabled:
+            from media_server.ingest.audiosocket import AudioSocketServer
+
+            listeners.append(await AudioSocketServer.start(services))
+        if settings.sip.enabled:
+            from media_server.ingest.siprec import RecordingServer
+
+            listeners.append(await RecordingServer.start(services))
+    except BaseException:
+        await close_listeners(listeners)
+        raise
+    return listeners
+
+
+async def close_listeners(listeners: list[Listener]) -> None:
+    for listener in reversed(listeners):
+        try:
+            await listener.close()
+        except Exception:
+            log.exception("could not close %r", listener)
