@@ -75,6 +75,7 @@ class CallChannel:
     consumer: asyncio.Task[None] | None = None
     segments: list[SegmentRecord] = field(default_factory=list)
     samples: int = 0  # samples placed on the channel's timeline so far
+    on_hold: bool = False
 
     @property
     def position(self) -> float:
@@ -97,7 +98,9 @@ class Call:
         self.metadata = metadata
         self.services = services
         self.started_at = datetime.now(UTC)
-        self.last_audio = time.monotonic()
+        self.epoch = time.monotonic()  # call time 0, for adapters that place audio by their own clocks (RTP)
+        self.last_audio = self.epoch
+        self._retired: list[asyncio.Task[None]] = []  # consumers of recognizers stopped mid-call
         policy = services.consent_policy
         self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
         self.channels: dict[int, CallChannel] = {}
@@ -120,30 +123,84 @@ class Call:
         )
 
     async def start(self) -> None:
-        config = self.streaming_config()
         for channel in self.channels.values():
             if channel.transcribed:
-                channel.recognizer = StreamingRecognizer(
-                    channel.spec.sample_rate, self.services.vad, self.services.scheduler, config
-                )
-                channel.consumer = asyncio.create_task(
-                    self._consume(channel), name=f"call-{self.id}-{channel.spec.index}"
-                )
+                self._start_recognizer(channel)
         started = pb.CallStarted(
             source=self.source,
             participants=[self._participant_pb(p) for p in self.metadata.participants],
-            channels=[
-                pb.Channel(
-                    index=c.spec.index,
-                    speaker=c.spec.speaker,
-                    sample_rate=c.spec.sample_rate,
-                    transcribed=c.transcribed,
-                )
-                for c in self.channels.values()
-            ],
+            channels=[self._channel_pb(c) for c in self.channels.values()],
             metadata=self.metadata.extra,
         )
         await self.publish(call_started=started)
+
+    def _start_recognizer(self, channel: CallChannel) -> None:
+        recognizer = StreamingRecognizer(
+            channel.spec.sample_rate,
+            self.services.vad,
+            self.services.scheduler,
+            self.streaming_config(),
+            time_offset=channel.position,
+        )
+        channel.recognizer = recognizer
+        channel.consumer = asyncio.create_task(
+            self._consume(channel, recognizer), name=f"call-{self.id}-{channel.spec.index}"
+        )
+
+    def _stop_recognizer(self, channel: CallChannel) -> None:
+        """No more audio of this channel is transcribed; what it already heard still gets its final."""
+        if channel.recognizer is not None:
+            channel.recognizer.end()
+            channel.recognizer = None
+        if channel.consumer is not None:
+            self._retired.append(channel.consumer)
+            channel.consumer = None
+
+    async def reconfigure(
+        self, metadata: CallMetadata, channels: list[ChannelSpec], on_hold: frozenset[int] = frozenset()
+    ) -> None:
+        """Apply new participants (names, consent) and channels (speaker, new streams, hold) to the live call.
+
+        Consent is re-decided per channel: a channel that loses it stops being transcribed at once, one that
+        gains it starts at the current call time. A channel's sample rate never changes.
+        """
+        self.metadata = metadata
+        policy = self.services.consent_policy
+        self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
+        for spec in channels:
+            voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
+            allowed = may_transcribe_all(voices, policy)
+            channel = self.channels.get(spec.index)
+            if channel is None:
+                channel = CallChannel(spec, transcribed=allowed)
+                channel.samples = int((time.monotonic() - self.epoch) * spec.sample_rate)  # it joins now
+                self.channels[spec.index] = channel
+                if allowed:
+                    self._start_recognizer(channel)
+            else:
+                channel.spec = replace(spec, sample_rate=channel.spec.sample_rate)
+                if channel.transcribed and not allowed:
+                    self._stop_recognizer(channel)
+                elif allowed and not channel.transcribed:
+                    self._start_recognizer(channel)
+                channel.transcribed = allowed
+            channel.on_hold = spec.index in on_hold
+        updated = pb.CallUpdated(
+            participants=[self._participant_pb(p) for p in self.metadata.participants],
+            channels=[self._channel_pb(c) for c in self.channels.values()],
+            metadata=self.metadata.extra,
+        )
+        await self.publish(call_updated=updated)
+
+    @staticmethod
+    def _channel_pb(c: CallChannel) -> pb.Channel:
+        return pb.Channel(
+            index=c.spec.index,
+            speaker=c.spec.speaker,
+            sample_rate=c.spec.sample_rate,
+            transcribed=c.transcribed,
+            on_hold=c.on_hold,
+        )
 
     def push(self, frame: AudioFrame) -> None:
         """Place audio on its channel's timeline. Audio of a channel without consent goes nowhere."""
@@ -173,16 +230,15 @@ class Call:
         for channel in self.channels.values():
             if channel.recognizer is not None:
                 channel.recognizer.end()
-        consumers = [c.consumer for c in self.channels.values() if c.consumer is not None]
+        consumers = [c.consumer for c in self.channels.values() if c.consumer is not None] + self._retired
         if consumers:
             await asyncio.gather(*consumers, return_exceptions=True)
         return self.record(status, reason)
 
     # -- transcripts ---------------------------------------------------------------------------------
 
-    async def _consume(self, channel: CallChannel) -> None:
-        assert channel.recognizer is not None
-        async for event in channel.recognizer.events():
+    async def _consume(self, channel: CallChannel, recognizer: StreamingRecognizer) -> None:
+        async for event in recognizer.events():
             try:
                 await self._on_speech(channel, event)
             except Exception:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmedia_server/v1/events.proto\x12\x0fmedia_server.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x03\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x0c\n\x04team\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0c\x63\x61ll_started\x18\n \x01(\x0b\x32\x1c.media_server.v1.CallStartedH\x00\x12\x31\n\ntranscript\x18\x0b \x01(\x0b\x32\x1b.media_server.v1.TranscriptH\x00\x12\x30\n\ncall_ended\x18\x0c \x01(\x0b\x32\x1a.media_server.v1.CallEndedH\x00\x12\'\n\x05\x65rror\x18\r \x01(\x0b\x32\x16.media_server.v1.ErrorH\x00\x12%\n\x04\x64tmf\x18\x0e \x01(\x0b\x32\x15.media_server.v1.DtmfH\x00\x12\x38\n\x0espeech_started\x18\x0f \x01(\x0b\x32\x1e.media_server.v1.SpeechStartedH\x00\x12\x36\n\rutterance_end\x18\x10 \x01(\x0b\x32\x1d.media_server.v1.UtteranceEndH\x00\x42\t\n\x07payload\"\x93\x01\n\x0bParticipant\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12)\n\x07\x63onsent\x18\x06 \x01(\x0e\x32\x18.media_server.v1.Consent\x12\x13\n\x0btranscribed\x18\x07 \x01(\x08\"S\n\x07\x43hannel\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\x13\n\x0btranscribed\x18\x04 \x01(\x08\"\xec\x01\n\x0b\x43\x61llStarted\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x32\n\x0cparticipants\x18\x02 \x03(\x0b\x32\x1c.media_server.v1.Participant\x12*\n\x08\x63hannels\x18\x03 \x03(\x0b\x32\x18.media_server.v1.Channel\x12<\n\x08metadata\x18\x04 \x03(\x0b\x32*.media_server.v1.CallStarted.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x04Word\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"\xdd\x01\n\nTranscript\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\x10\n\x08is_final\x18\x03 \x01(\x08\x12\x0c\n\x04text\x18\x04 \x01(\t\x12$\n\x05words\x18\x05 \x03(\x0b\x32\x15.media_server.v1.Word\x12\r\n\x05start\x18\x06 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x01\x12\x0f\n\x07segment\x18\x08 \x01(\r\x12\x12\n\nconfidence\x18\t \x01(\x02\x12\x13\n\x0bstable_text\x18\n \x01(\t\x12\x11\n\tstability\x18\x0b \x01(\x02\"G\n\x0cUtteranceEnd\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\x15\n\rlast_word_end\x18\x03 \x01(\x01\"F\n\x0cSpeakerStats\x12\x0f\n\x07speaker\x18\x01 \x01(\t\x12\x11\n\ttalk_time\x18\x02 \x01(\x01\x12\x12\n\nword_count\x18\x03 \x01(\r\"n\n\tCallEnded\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x64uration\x18\x03 \x01(\x01\x12/\n\x08speakers\x18\x04 \x03(\x0b\x32\x1d.media_server.v1.SpeakerStats\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"&\n\x04\x44tmf\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\r\n\x05\x64igit\x18\x02 \x01(\t\"@\n\rSpeechStarted\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x01*G\n\x07\x43onsent\x12\x13\n\x0f\x43ONSENT_UNKNOWN\x10\x00\x12\x13\n\x0f\x43ONSENT_GRANTED\x10\x01\x12\x12\n\x0e\x43ONSENT_DENIED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmedia_server/v1/events.proto\x12\x0fmedia_server.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x04\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x0c\n\x04team\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0c\x63\x61ll_started\x18\n \x01(\x0b\x32\x1c.media_server.v1.CallStartedH\x00\x12\x31\n\ntranscript\x18\x0b \x01(\x0b\x32\x1b.media_server.v1.TranscriptH\x00\x12\x30\n\ncall_ended\x18\x0c \x01(\x0b\x32\x1a.media_server.v1.CallEndedH\x00\x12\'\n\x05\x65rror\x18\r \x01(\x0b\x32\x16.media_server.v1.ErrorH\x00\x12%\n\x04\x64tmf\x18\x0e \x01(\x0b\x32\x15.media_server.v1.DtmfH\x00\x12\x38\n\x0espeech_started\x18\x0f \x01(\x0b\x32\x1e.media_server.v1.SpeechStartedH\x00\x12\x36\n\rutterance_end\x18\x10 \x01(\x0b\x32\x1d.media_server.v1.UtteranceEndH\x00\x12\x34\n\x0c\x63\x61ll_updated\x18\x11 \x01(\x0b\x32\x1c.media_server.v1.CallUpdatedH\x00\x42\t\n\x07payload\"\x93\x01\n\x0bParticipant\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12)\n\x07\x63onsent\x18\x06 \x01(\x0e\x32\x18.media_server.v1.Consent\x12\x13\n\x0btranscribed\x18\x07 \x01(\x08\"d\n\x07\x43hannel\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\x13\n\x0btranscribed\x18\x04 \x01(\x08\x12\x0f\n\x07on_hold\x18\x05 \x01(\x08\"\xec\x01\n\x0b\x43\x61llStarted\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x32\n\x0cparticipants\x18\x02 \x03(\x0b\x32\x1c.media_server.v1.Participant\x12*\n\x08\x63hannels\x18\x03 \x03(\x0b\x32\x18.media_server.v1.Channel\x12<\n\x08metadata\x18\x04 \x03(\x0b\x32*.media_server.v1.CallStarted.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdc\x01\n\x0b\x43\x61llUpdated\x12\x32\n\x0cparticipants\x18\x01 \x03(\x0b\x32\x1c.media_server.v1.Participant\x12*\n\x08\x63hannels\x18\x02 \x03(\x0b\x32\x18.media_server.v1.Channel\x12<\n\x08metadata\x18\x03 \x03(\x0b\x32*.media_server.v1.CallUpdated.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x04Word\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"\xdd\x01\n\nTranscript\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\x10\n\x08is_final\x18\x03 \x01(\x08\x12\x0c\n\x04text\x18\x04 \x01(\t\x12$\n\x05words\x18\x05 \x03(\x0b\x32\x15.media_server.v1.Word\x12\r\n\x05start\x18\x06 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x01\x12\x0f\n\x07segment\x18\x08 \x01(\r\x12\x12\n\nconfidence\x18\t \x01(\x02\x12\x13\n\x0bstable_text\x18\n \x01(\t\x12\x11\n\tstability\x18\x0b \x01(\x02\"G\n\x0cUtteranceEnd\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\x15\n\rlast_word_end\x18\x03 \x01(\x01\"F\n\x0cSpeakerStats\x12\x0f\n\x07speaker\x18\x01 \x01(\t\x12\x11\n\ttalk_time\x18\x02 \x01(\x01\x12\x12\n\nword_count\x18\x03 \x01(\r\"n\n\tCallEnded\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x64uration\x18\x03 \x01(\x01\x12/\n\x08speakers\x18\x04 \x03(\x0b\x32\x1d.media_server.v1.SpeakerStats\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"&\n\x04\x44tmf\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\r\n\x05\x64igit\x18\x02 \x01(\t\"@\n\rSpeechStarted\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07speaker\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x01*G\n\x07\x43onsent\x12\x13\n\x0f\x43ONSENT_UNKNOWN\x10\x00\x12\x13\n\x0f\x43ONSENT_GRANTED\x10\x01\x12\x12\n\x0e\x43ONSENT_DENIED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CALLSTARTED_METADATAENTRY']._loaded_options = None
   _globals['_CALLSTARTED_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_CONSENT']._serialized_start=1722
-  _globals['_CONSENT']._serialized_end=1793
+  _globals['_CALLUPDATED_METADATAENTRY']._loaded_options = None
+  _globals['_CALLUPDATED_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_CONSENT']._serialized_start=2016
+  _globals['_CONSENT']._serialized_end=2087
   _globals['_EVENT']._serialized_start=83
-  _globals['_EVENT']._serialized_end=549
-  _globals['_PARTICIPANT']._serialized_start=552
-  _globals['_PARTICIPANT']._serialized_end=699
-  _globals['_CHANNEL']._serialized_start=701
-  _globals['_CHANNEL']._serialized_end=784
-  _globals['_CALLSTARTED']._serialized_start=787
-  _globals['_CALLSTARTED']._serialized_end=1023
-  _globals['_CALLSTARTED_METADATAENTRY']._serialized_start=976
-  _globals['_CALLSTARTED_METADATAENTRY']._serialized_end=1023
-  _globals['_WORD']._serialized_start=1025
-  _globals['_WORD']._serialized_end=1093
-  _globals['_TRANSCRIPT']._serialized_start=1096
-  _globals['_TRANSCRIPT']._serialized_end=1317
-  _globals['_UTTERANCEEND']._serialized_start=1319
-  _globals['_UTTERANCEEND']._serialized_end=1390
-  _globals['_SPEAKERSTATS']._serialized_start=1392
-  _globals['_SPEAKERSTATS']._serialized_end=1462
-  _globals['_CALLENDED']._serialized_start=1464
-  _globals['_CALLENDED']._serialized_end=1574
-  _globals['_ERROR']._serialized_start=1576
-  _globals['_ERROR']._serialized_end=1614
-  _globals['_DTMF']._serialized_start=1616
-  _globals['_DTMF']._serialized_end=1654
-  _globals['_SPEECHSTARTED']._serialized_start=1656
-  _globals['_SPEECHSTARTED']._serialized_end=1720
+  _globals['_EVENT']._serialized_end=603
+  _globals['_PARTICIPANT']._serialized_start=606
+  _globals['_PARTICIPANT']._serialized_end=753
+  _globals['_CHANNEL']._serialized_start=755
+  _globals['_CHANNEL']._serialized_end=855
+  _globals['_CALLSTARTED']._serialized_start=858
+  _globals['_CALLSTARTED']._serialized_end=1094
+  _globals['_CALLSTARTED_METADATAENTRY']._serialized_start=1047
+  _globals['_CALLSTARTED_METADATAENTRY']._serialized_end=1094
+  _globals['_CALLUPDATED']._serialized_start=1097
+  _globals['_CALLUPDATED']._serialized_end=1317
+  _globals['_CALLUPDATED_METADATAENTRY']._serialized_start=1047
+  _globals['_CALLUPDATED_METADATAENTRY']._serialized_end=1094
+  _globals['_WORD']._serialized_start=1319
+  _globals['_WORD']._serialized_end=1387
+  _globals['_TRANSCRIPT']._serialized_start=1390
+  _globals['_TRANSCRIPT']._serialized_end=1611
+  _globals['_UTTERANCEEND']._serialized_start=1613
+  _globals['_UTTERANCEEND']._serialized_end=1684
+  _globals['_SPEAKERSTATS']._serialized_start=1686
+  _globals['_SPEAKERSTATS']._serialized_end=1756
+  _globals['_CALLENDED']._serialized_start=1758
+  _globals['_CALLENDED']._serialized_end=1868
+  _globals['_ERROR']._serialized_start=1870
+  _globals['_ERROR']._serialized_end=1908
+  _globals['_DTMF']._serialized_start=1910
+  _globals['_DTMF']._serialized_end=1948
+  _globals['_SPEECHSTARTED']._serialized_start=1950
+  _globals['_SPEECHSTARTED']._serialized_end=2014
 # @@protoc_insertion_point(module_scope)

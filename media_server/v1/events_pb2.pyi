@@ -20,7 +20,7 @@ CONSENT_GRANTED: Consent
 CONSENT_DENIED: Consent
 
 class Event(_message.Message):
-    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end")
+    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end", "call_updated")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Event(_message.Message):
     DTMF_FIELD_NUMBER: _ClassVar[int]
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
     UTTERANCE_END_FIELD_NUMBER: _ClassVar[int]
+    CALL_UPDATED_FIELD_NUMBER: _ClassVar[int]
     id: int
     type: str
     call_id: str
@@ -45,7 +46,8 @@ class Event(_message.Message):
     dtmf: Dtmf
     speech_started: SpeechStarted
     utterance_end: UtteranceEnd
-    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ...) -> None: ...
+    call_updated: CallUpdated
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ..., call_updated: _Optional[_Union[CallUpdated, _Mapping]] = ...) -> None: ...
 
 class Participant(_message.Message):
     __slots__ = ("role", "id", "name", "phone", "email", "consent", "transcribed")
@@ -66,16 +68,18 @@ class Participant(_message.Message):
     def __init__(self, role: _Optional[str] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., phone: _Optional[str] = ..., email: _Optional[str] = ..., consent: _Optional[_Union[Consent, str]] = ..., transcribed: _Optional[bool] = ...) -> None: ...
 
 class Channel(_message.Message):
-    __slots__ = ("index", "speaker", "sample_rate", "transcribed")
+    __slots__ = ("index", "speaker", "sample_rate", "transcribed", "on_hold")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     TRANSCRIBED_FIELD_NUMBER: _ClassVar[int]
+    ON_HOLD_FIELD_NUMBER: _ClassVar[int]
     index: int
     speaker: str
     sample_rate: int
     transcribed: bool
-    def __init__(self, index: _Optional[int] = ..., speaker: _Optional[str] = ..., sample_rate: _Optional[int] = ..., transcribed: _Optional[bool] = ...) -> None: ...
+    on_hold: bool
+    def __init__(self, index: _Optional[int] = ..., speaker: _Optional[str] = ..., sample_rate: _Optional[int] = ..., transcribed: _Optional[bool] = ..., on_hold: _Optional[bool] = ...) -> None: ...
 
 class CallStarted(_message.Message):
     __slots__ = ("source", "participants", "channels", "metadata")
@@ -95,6 +99,23 @@ class CallStarted(_message.Message):
     channels: _containers.RepeatedCompositeFieldContainer[Channel]
     metadata: _containers.ScalarMap[str, str]
     def __init__(self, source: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CallUpdated(_message.Message):
+    __slots__ = ("participants", "channels", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    participants: _containers.RepeatedCompositeFieldContainer[Participant]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Word(_message.Message):
     __slots__ = ("word", "start", "end", "confidence")
