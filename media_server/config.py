@@ -67,13 +67,17 @@ class IngestSettings(BaseModel):
     reorder_window: int = Field(16, ge=0, description="Telnyx media frames held back to restore order")
 
 
+_TRANSPORTS: tuple[Literal["udp", "tcp"], ...] = ("udp", "tcp")
+_CODECS: tuple[Literal["PCMU", "PCMA", "G722", "opus"], ...] = ("PCMU", "PCMA", "G722", "opus")
+
+
 class SipSettings(BaseModel):
     """The SIPREC recording server (RFC 7866): SBCs and PBXs fork calls to it over SIP, media over RTP."""
 
     enabled: bool = Field(False, description="listen for SIPREC sessions")
     host: str = Field("0.0.0.0", description="address the SIP transports bind to")
     port: int = Field(5060, ge=0, le=65535, description="SIP over UDP and TCP; 0: any free port")
-    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: ["udp", "tcp"])
+    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: list(_TRANSPORTS))
     tls_port: int = Field(5061, ge=0, le=65535, description="SIP over TLS, when tls_cert and tls_key are set")
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -100,7 +104,7 @@ class SipSettings(BaseModel):
     retry_after_s: int = Field(30, ge=1)
     session_expires_s: int = Field(1800, ge=90, description="RFC 4028 session interval offered when asked")
     codecs: list[Literal["PCMU", "PCMA", "G722", "opus"]] = Field(
-        default_factory=lambda: ["PCMU", "PCMA", "G722", "opus"], description="accepted codecs, preferred first"
+        default_factory=lambda: list(_CODECS), description="accepted codecs, preferred first"
     )
     rtp_host: str | None = Field(None, description="address RTP ports bind to; default: host")
     rtp_port_min: int = Field(20000, ge=1024, le=65534)

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiosipua import SipRequest
 from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport
@@ -62,10 +63,28 @@ class ScreenedTransport(SipTransport):
             log.exception("SIP message from %s:%s could not be handled", *addr)
 
 
+class _Datagrams(asyncio.DatagramProtocol):
+    """aiosipua's own protocol asserts an asyncio transport class that uvloop's UDP transport is not."""
+
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.owner._dispatch(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP UDP socket error: %s", exc)
+
+
 @dataclass
 class UdpTransport(ScreenedTransport, UdpSipTransport):
     name: str = "UDP"
     on_raw: RawHandler | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), local_addr=self.local_addr)
+        self._udp_transport = transport
 
     def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._udp_transport is not None:

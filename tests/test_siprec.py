@@ -1,0 +1,361 @@
+"""The SIPREC recording server end to end: sipp is the SRC (SIP and RTP), the server a real subprocess.
+
+Each test drives the server with a sipp scenario from tests/sipp/ and checks what a user sees: the events of the
+call, the stored call, and the SIP responses an SBC gets. Speech is real (tel8k_sim), sent as G.711 RTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import EventLog, Server, collect_events, free_port, start_server, stop_server
+from tests.sipp import Dtmf, require_sipp, run_sipp, siprec_variables, write_siprec_media
+from tests.speech import normalise, program, tel8k, wer
+
+pytestmark = pytest.mark.e2e
+
+RTP_RANGE = (31000, 32998)
+
+
+def sip_env(sip_port: int, rtp: tuple[int, int] = RTP_RANGE, **extra: str) -> dict[str, str]:
+    return {
+        "MEDIA_SERVER_SIP__ENABLED": "true",
+        "MEDIA_SERVER_SIP__HOST": "127.0.0.1",
+        "MEDIA_SERVER_SIP__PORT": str(sip_port),
+        "MEDIA_SERVER_SIP__RTP_PORT_MIN": str(rtp[0]),
+        "MEDIA_SERVER_SIP__RTP_PORT_MAX": str(rtp[1]),
+        "MEDIA_SERVER_SIP__TEAM": "acme",
+        "MEDIA_SERVER_SIP__CONSENT": "granted",
+        "MEDIA_SERVER_SIP__REP_DOMAINS": '["acme.example"]',
+        "MEDIA_SERVER_SIP__ALLOW": '["127.0.0.1/32"]',
+        "MEDIA_SERVER_SIP__RTP_TIMEOUT_S": "3",
+        **extra,
+    }
+
+
+def free_sip_port() -> int:
+    """A port free for both UDP and TCP."""
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture(scope="module")
+def srs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    require_sipp()
+    port = free_sip_port()
+    server = start_server(tmp_path_factory.mktemp("srs"), sip_env(port))
+    yield server, f"127.0.0.1:{port}"
+    stop_server(server)
+
+
+async def record(
+    server: Server, target: str, workdir: Path, scenario: str = "siprec_call.xml", **kwargs: Any
+) -> tuple[EventLog, Any]:
+    """Run one sipp recording session while collecting the team's events until the call ends."""
+    events = asyncio.create_task(collect_events(f"{server.ws_url}/v1/events?token={server.keys['admin']}", timeout=180))
+    await asyncio.sleep(0.3)
+    result = await run_sipp(scenario, target, workdir=workdir, **kwargs)
+    log = await events
+    return log, result
+
+
+def finals(log: EventLog, speaker: str) -> list[str]:
+    return [t["text"] for t in log.transcripts(final=True) if t["speaker"] == speaker]
+
+
+async def test_a_siprec_call_is_transcribed_per_participant_and_stored(srs: tuple[Server, str], tmp_path: Path) -> None:
+    server, target = srs
+    utterances = tel8k()
+    rep, customer = program(utterances[:2], lead_s=0.5), program(utterances[2:4], lead_s=1.0)
+    media = write_siprec_media(tmp_path, rep.pcm, customer.pcm, dtmf=[Dtmf(stream=1, at_s=0.2, digit="7")])
+    variables = siprec_variables(
+        rep_name="Dana Rep", customer_name="Carl Customer", customer_aor="sip:+15551230000@pstn.example"
+    )
+    log, result = await record(server, target, tmp_path, files=media.files, variables=variables)
+    assert result.ok, result.explain()
+
+    started = log.of_type("call_started")[0]
+    call_id = started["callId"]
+    assert started["callStarted"]["source"] == "siprec"
+    roles = {p["role"]: p for p in started["callStarted"]["participants"]}
+    assert roles["rep"]["name"] == "Dana Rep" and roles["customer"]["name"] == "Carl Customer"
+    assert roles["customer"]["phone"] == "+15551230000"
+    assert [c["speaker"] for c in started["callStarted"]["channels"]] == ["rep", "customer"]
+    assert log.of_type("call_ended")[0]["callEnded"]["status"] == "completed"
+    assert log.of_type("call_ended")[0]["callEnded"]["reason"] == "bye"
+    assert [e["dtmf"] for e in log.of_type("dtmf")] == [{"channel": 1, "digit": "7"}]
+
+    rep_wer = wer([u.ref for u in utterances[:2]], [" ".join(finals(log, "rep"))])
+    customer_wer = wer([u.ref for u in utterances[2:4]], [" ".join(finals(log, "customer"))])
+    print(f"SIPREC over G.711 RTP: WER rep {rep_wer:.3f}, customer {customer_wer:.3f}")
+    assert rep_wer < 0.2 and customer_wer < 0.2
+
+    with server.http(server.keys["admin"]) as http:
+        stored = http.get(f"/v1/calls/{call_id}").json()
+    assert stored["source"] == "siprec" and stored["status"] == "completed"
+    assert {s["speaker"] for s in stored["transcript"]} == {"rep", "customer"}
+    stored_rep = " ".join(s["text"] for s in stored["transcript"] if s["speaker"] == "rep")
+    assert normalise(stored_rep) == normalise(" ".join(finals(log, "rep")))
+    assert stored["metadata"]["sipCallId"] and stored["metadata"]["src"] == "127.0.0.1"
+
+
+async def test_over_tcp_too(srs: tuple[Server, str], tmp_path: Path) -> None:
+    server, target = srs
+    utterance = tel8k()[4]
+    media = write_siprec_media(tmp_path, program([utterance]).pcm, np.zeros(8000, dtype=np.int16))
+    log, result = await record(server, target, tmp_path, files=media.files, transport="t1")
+    assert result.ok, result.explain()
+    assert wer([utterance.ref], [" ".join(finals(log, "rep"))]) < 0.25
+
+
+async def test_a_reinvite_updates_metadata_and_puts_a_stream_on_hold_and_back(
+    srs: tuple[Server, str], tmp_path: Path
+) -> None:
+    server, target = srs
+    utterances = tel8k()
+    rep, customer = program(utterances[5:7]), program(utterances[3:5])
+    media = write_siprec_media(tmp_path, rep.pcm, customer.pcm, hold=(3.0, 6.0))
+    variables = {
+        **siprec_variables(customer_name="Bob Customer", customer_name_update="Robert Customer"),
+        **media.variables,
+    }
+    log, result = await record(server, target, tmp_path, "siprec_reinvite.xml", files=media.files, variables=variables)
+    assert result.ok, result.explain()
+    updates = [e["callUpdated"] for e in log.of_type("call_updated")]
+    assert len(updates) == 2
+    held = [{c["index"]: c["onHold"] for c in u["channels"]} for u in updates]
+    assert held == [{0: False, 1: True}, {0: False, 1: False}]
+    names = [{p["role"]: p["name"] for p in u["participants"]}["customer"] for u in updates]
+    assert names == ["Robert Customer", "Robert Customer"]
+    call_id = log.of_type("call_started")[0]["callId"]
+    with server.http(server.keys["admin"]) as http:
+        stored = http.get(f"/v1/calls/{call_id}").json()
+    assert {p["role"]: p["name"] for p in stored["participants"]}["customer"] == "Robert Customer"
+    assert stored["status"] == "completed" and finals(log, "rep")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("options.xml", "200 to OPTIONS"),
+        ("malformed_invite.xml", "400"),
+        ("malformed_multipart.xml", "400"),
+        ("bad_codec.xml", "488"),
+        ("bye_unknown.xml", "481"),
+    ],
+)
+async def test_sbcs_get_the_responses_they_expect(
+    srs: tuple[Server, str], tmp_path: Path, scenario: str, expected: str
+) -> None:
+    """Each scenario fails unless the SRS answers with the status it names (see its comments)."""
+    server, target = srs
+    result = await run_sipp(scenario, target, workdir=tmp_path)
+    assert result.ok, f"{expected}: {result.explain()}"
+    assert server.process.poll() is None
+
+
+async def test_a_source_not_on_the_allow_list_gets_403(srs: tuple[Server, str], tmp_path: Path) -> None:
+    server, target = srs
+    result = await run_sipp("expect_403.xml", target, workdir=tmp_path, local_ip="127.0.0.2")
+    assert result.ok, result.explain()
+    assert "source not on the allow-list" in server.log()
+
+
+async def test_twenty_concurrent_calls_all_complete_and_are_stored(srs: tuple[Server, str], tmp_path: Path) -> None:
+    server, target = srs
+    utterance = tel8k()[1]
+    media = write_siprec_media(tmp_path, program([utterance]).pcm, program([tel8k()[3]]).pcm)
+    with server.http(server.keys["admin"]) as http:
+        before = {c["id"] for c in http.get("/v1/calls", params={"limit": 200}).json()["calls"]}
+    result = await run_sipp(
+        "siprec_call.xml", target, workdir=tmp_path, files=media.files, calls=20, rate=20, timeout_s=120
+    )
+    assert result.ok and result.successful == 20, result.explain()
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        with server.http(server.keys["admin"]) as http:
+            calls = [c for c in http.get("/v1/calls", params={"limit": 200}).json()["calls"] if c["id"] not in before]
+        if len(calls) == 20 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(1)
+    assert len(calls) == 20
+    assert all(c["source"] == "siprec" and c["status"] == "completed" for c in calls)
+    transcribed = 0
+    with server.http(server.keys["admin"]) as http:
+        for c in calls:
+            stored = http.get(f"/v1/calls/{c['id']}").json()
+            text = " ".join(s["text"] for s in stored["transcript"] if s["speaker"] == "rep")
+            transcribed += wer([utterance.ref], [text]) < 0.3
+    assert transcribed == 20
+
+
+async def test_at_capacity_new_sessions_get_503_with_retry_after(tmp_path: Path) -> None:
+    require_sipp()
+    port = free_sip_port()
+    server = start_server(tmp_path / "srv", sip_env(port, (33000, 33998), MEDIA_SERVER_SIP__MAX_CALLS="1"))
+    try:
+        target = f"127.0.0.1:{port}"
+        media = write_siprec_media(tmp_path / "a", program(tel8k()[:1]).pcm, program(tel8k()[1:2]).pcm)
+        first = asyncio.create_task(run_sipp("siprec_call.xml", target, workdir=tmp_path / "a", files=media.files))
+        await asyncio.sleep(1.5)
+        refused = await run_sipp("expect_503.xml", target, workdir=tmp_path / "b")
+        assert refused.ok, refused.explain()
+        assert "Retry-After" in refused.message_log.read_text()
+        assert (await first).ok
+    finally:
+        stop_server(server)
+
+
+async def test_a_call_whose_rtp_stops_is_ended_with_a_bye_and_kept(srs: tuple[Server, str], tmp_path: Path) -> None:
+    """The SRC answers nothing after the media stops: the SRS ends the session after rtp_timeout_s (3 s here)."""
+    server, target = srs
+    utterance = tel8k()[2]
+    media = write_siprec_media(tmp_path, program([utterance]).pcm, np.zeros(8000, dtype=np.int16))
+    log, result = await record(
+        server, target, tmp_path, "siprec_rtp_timeout.xml", files=media.files, variables=siprec_variables()
+    )
+    assert result.ok, result.explain()
+    ended = log.of_type("call_ended")[0]["callEnded"]
+    assert (ended["status"], ended["reason"]) == ("interrupted", "rtp_timeout")
+    assert wer([utterance.ref], [" ".join(finals(log, "rep"))]) < 0.25
+
+
+# -- requests sent by hand (what sipp scenarios cannot easily say) ------------------------------------------
+
+
+def invite(
+    call_id: str,
+    body: bytes,
+    content_type: str,
+    branch: str = "z9hG4bKhand1",
+    extra: str = "",
+    port: int = 5999,
+    method: str = "INVITE",
+    cseq: int = 1,
+) -> bytes:
+    head = (
+        f"{method} sip:srs@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:src@127.0.0.1>;tag=hand\r\n"
+        "To: <sip:srs@127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: {cseq} {method}\r\n"
+        f"Contact: <sip:src@127.0.0.1:{port}>;+sip.src\r\n"
+        "Require: siprec\r\n"
+        f"{extra}"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Udp:
+    def __init__(self, target: str) -> None:
+        host, port = target.split(":")
+        self.target = (host, int(port))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+        self.port = self.sock.getsockname()[1]
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.target)
+
+    def final(self) -> str:
+        """The next final response (provisional ones skipped)."""
+        while True:
+            text = self.sock.recv(65535).decode()
+            if not text.startswith("SIP/2.0 1"):
+                return text
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sdp_and_metadata() -> tuple[str, bytes]:
+    from tests.sipp import siprec_metadata, siprec_multipart, siprec_sdp
+
+    return siprec_multipart(siprec_sdp(media_port=7000), siprec_metadata())
+
+
+async def test_a_retransmitted_invite_makes_one_call_and_odd_bodies_get_415_or_420(srs: tuple[Server, str]) -> None:
+    server, target = srs
+    udp = Udp(target)
+    try:
+        content_type, body = sdp_and_metadata()
+        events = asyncio.create_task(
+            collect_events(f"{server.ws_url}/v1/events?token={server.keys['admin']}", timeout=30)
+        )
+        await asyncio.sleep(0.3)
+        message = invite("retrans-1", body, content_type, port=udp.port)
+        udp.send(message)
+        udp.send(message)  # as if the 100 Trying had been lost
+        ok = await asyncio.to_thread(udp.final)
+        assert ok.startswith("SIP/2.0 200"), ok
+        assert "a=recvonly" in ok and "a=label:2" in ok
+        to_tag = next(line for line in ok.split("\r\n") if line.startswith("To:")).split("tag=")[1]
+        ack = invite("retrans-1", b"", "application/sdp", "z9hG4bKack", port=udp.port, method="ACK")
+        udp.send(ack.replace(b"To: <sip:srs@127.0.0.1>", f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()))
+        await asyncio.sleep(0.5)
+        bye = invite("retrans-1", b"", "application/sdp", "z9hG4bKbye", port=udp.port, method="BYE", cseq=2)
+        udp.send(bye.replace(b"To: <sip:srs@127.0.0.1>", f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()))
+        assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
+        log = await events
+        assert len(log.of_type("call_started")) == 1
+        assert log.of_type("call_ended")[0]["callEnded"]["reason"] == "bye"
+
+        udp.send(invite("odd-1", b"<html/>", "text/html", "z9hG4bKodd1", port=udp.port))
+        refused = await asyncio.to_thread(udp.final)
+        assert refused.startswith("SIP/2.0 415") and "Accept: application/sdp" in refused
+        extension = "Require: siprec, 100rel, foo\r\n"
+        odd = invite("odd-2", body, content_type, "z9hG4bKodd2", port=udp.port).replace(b"Require: siprec\r\n", b"")
+        udp.send(odd.replace(b"Max-Forwards", extension.encode() + b"Max-Forwards"))
+        refused = await asyncio.to_thread(udp.final)
+        assert refused.startswith("SIP/2.0 420") and "Unsupported: 100rel, foo" in refused
+        udp.send(b"\x00\x01garbage that is not SIP\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\n\r\n")
+        assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 400")
+    finally:
+        udp.close()
+
+
+def test_sip_over_tls_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subject = ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject],
+        check=True,
+        capture_output=True,
+    )
+    port, tls_port = free_sip_port(), free_sip_port()
+    env = sip_env(port, (34000, 34998), MEDIA_SERVER_SIP__TLS_PORT=str(tls_port))
+    env |= {"MEDIA_SERVER_SIP__TLS_CERT": str(cert), "MEDIA_SERVER_SIP__TLS_KEY": str(key)}
+    server = start_server(tmp_path / "srv", env)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                options = invite("tls-options", b"", "application/sdp", port=5061, method="OPTIONS")
+                tls.sendall(options.replace(b"UDP", b"TLS"))
+                response = tls.recv(65535).decode()
+        assert response.startswith("SIP/2.0 200") and "Supported: siprec, timer" in response
+        assert "TLS 127.0.0.1" in server.log()
+    finally:
+        stop_server(server)
