@@ -35,9 +35,16 @@ run: install
 
 test: install system-deps lint typecheck pytest
 
-# Debian packages the tests use as real peers: flite speaks scripted calls. Installed when missing and root.
+# Debian packages the tests use as real peers: flite speaks scripted calls, sipp (sip-tester) is the SIPREC
+# client, openssl makes the TLS test's certificate. Installed when missing and root; else the tests that need
+# them are skipped (and fail under CI=true).
+SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl
 system-deps:
-	@command -v flite >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq --no-install-recommends flite >/dev/null) ; } || echo "flite could not be installed: the tests that need it are skipped (and fail under CI)"
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "missing Debian packages:$$missing (not root: the tests that need them are skipped, and fail under CI)"; fi; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check media_server models tests benchmarks

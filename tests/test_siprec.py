@@ -7,14 +7,23 @@ call, the stored call, and the SIP responses an SBC gets. Speech is real (tel8k_
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from aiosipua import SipRequest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from media_server.config import Settings
+from media_server.ingest.siprec import RecordingServer
+from media_server.siprec.transport import ScreenedTransport
+from media_server.siprec.validate import check_request, error_response
 from tests.conftest import EventLog, Server, collect_events, free_port, start_server, stop_server
 from tests.sipp import Dtmf, require_sipp, run_sipp, siprec_variables, write_siprec_media
 from tests.speech import normalise, program, tel8k, wer
@@ -359,3 +368,73 @@ def test_sip_over_tls_when_a_certificate_is_configured(tmp_path: Path) -> None:
         assert "TLS 127.0.0.1" in server.log()
     finally:
         stop_server(server)
+
+
+# -- the screening of every message, fuzzed in process --------------------------------------------------------
+
+
+class CapturingTransport(ScreenedTransport):
+    """Stands in for a socket: this test feeds bytes straight into the server's screening, no network."""
+
+    def __init__(self) -> None:
+        super().__init__(local_addr=("127.0.0.1", 5060))
+        self.name = "UDP"
+        self.sent: list[bytes] = []
+        self.delivered: list[object] = []
+
+    def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append(data)
+
+    def send(self, message: Any, addr: tuple[str, int]) -> None:
+        self.sent.append(bytes(message))
+
+    def deliver(self, request: object, addr: tuple[str, int]) -> None:
+        self.delivered.append(request)
+
+
+@pytest.fixture(scope="module")
+def screening() -> tuple[RecordingServer, CapturingTransport]:
+    # Only the screening runs here (settings, allow-list, parsing, strict checks): no call is ever set up,
+    # so the server gets its settings and nothing else of a running server.
+    settings = Settings(sip={"allow": ["127.0.0.0/8"]})
+    server = RecordingServer(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    return server, CapturingTransport()
+
+
+VALID = invite("fuzz-1", *reversed(sdp_and_metadata()))  # type: ignore[arg-type]
+
+
+def test_screening_delivers_valid_requests_and_answers_the_rest(
+    screening: tuple[RecordingServer, CapturingTransport],
+) -> None:
+    server, transport = screening
+    transport.sent.clear()
+    transport.delivered.clear()
+    server.receive(transport, VALID, ("127.0.0.1", 5999))
+    assert len(transport.delivered) == 1 and not transport.sent
+    via = transport.delivered[0].headers.get_first("via")  # type: ignore[attr-defined]
+    assert "received=127.0.0.1" in via and "rport=5999" in via
+    server.receive(transport, VALID, ("10.1.2.3", 5999))
+    assert transport.sent[-1].startswith(b"SIP/2.0 403 ")
+    server.receive(transport, VALID.replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE"), ("127.0.0.1", 5999))
+    assert transport.sent[-1].startswith(b"SIP/2.0 400 CSeq method does not match")
+    server.receive(transport, b"\r\n\r\n", ("127.0.0.1", 5999))  # keep-alive: nothing to answer
+    assert len(transport.sent) == 2
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, len(VALID) - 1), st.integers(0, 12), st.binary(max_size=12))
+def test_fuzzed_requests_are_delivered_valid_or_answered(
+    screening: tuple[RecordingServer, CapturingTransport], position: int, length: int, junk: bytes
+) -> None:
+    server, transport = screening
+    data = VALID[:position] + junk + VALID[position + length :]
+    transport.sent.clear()
+    transport.delivered.clear()
+    server.receive(transport, data, ("127.0.0.1", 5999))  # nothing may escape
+    if transport.delivered:
+        request = transport.delivered[0]
+        assert isinstance(request, SipRequest) and check_request(data, request) is None
+        assert not transport.sent
+    elif error_response(data, 400, "x") is not None and data.strip():
+        assert len(transport.sent) == 1 and re.match(rb"SIP/2\.0 (400|513) ", transport.sent[0])
