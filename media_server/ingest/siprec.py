@@ -103,6 +103,7 @@ class _Session:
     answerer: Answerer | None = None
     metadata: RecordingMetadata | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    epoch: float = field(default_factory=time.monotonic)  # call time 0
     media_since: float = field(default_factory=time.monotonic)  # last (re)start of media, for the RTP timeout
     answered: bool = False
     cancelled: bool = False
@@ -241,6 +242,10 @@ class RecordingServer:
         """Requests answered here rather than by aiosipua: INVITE retransmissions and CANCELs that come too late."""
         session = self.sessions.get(request.call_id or "")
         if session is None:
+            if request.method == "INVITE" and ";tag=" in (request.headers.get_first("to") or "").replace(" ", ""):
+                # a re-INVITE of a dialog that does not exist (any more): RFC 3261 §12.2.2
+                transport.send_reply(reject(request, 481, "Call/Transaction Does Not Exist"))
+                return True
             return False
         if request.method == "INVITE" and _invite_key(request) == session.invite_key:
             return True  # a retransmission: the 100 went out, the 2xx is retransmitted until the ACK
@@ -299,8 +304,8 @@ class RecordingServer:
                 names = sorted({codec_name(c) for s in offer.streams for c in s.codecs}) or ["none we know"]
                 raise SetupFailed(488, f"No supported codec offered ({', '.join(names)})")
             session.streams = plan
+            await self._bind_streams(session)  # before the call exists: no empty call is stored for a 503
             await self._open_call(session)
-            await self._bind_streams(session)
             if session.cancelled:
                 raise SetupFailed(487, "Request Terminated")
             session.answerer = Answerer(self._local_address(session.source))
@@ -379,6 +384,7 @@ class RecordingServer:
             session.call = await self.services.calls.open(
                 session.call_id, self.settings.team, "siprec", metadata, specs
             )
+            session.call.epoch = session.epoch  # RTP is placed on the call's timeline from the receivers' epoch
         except CallConflict as exc:
             raise SetupFailed(500, str(exc)) from None
 
@@ -394,12 +400,12 @@ class RecordingServer:
                 stream.receiver.set_paused(stream.direction != "recvonly")
 
     async def _bind(self, session: _Session, stream: _Stream) -> None:
-        assert stream.codec is not None and session.call is not None
+        assert stream.codec is not None
         fmt = _format(stream.codec)
         receiver = RtpReceiver(
             fmt,
             dtmf_payload_type=stream.dtmf.payload_type if stream.dtmf else None,
-            epoch=session.call.epoch,
+            epoch=session.call.epoch if session.call is not None else session.epoch,
             jitter_ms=self.settings.jitter_ms,
             on_audio=partial(self._on_audio, session, stream),
             on_dtmf=partial(self._on_dtmf, session, stream),
