@@ -438,3 +438,57 @@ def test_fuzzed_requests_are_delivered_valid_or_answered(
         assert not transport.sent
     elif error_response(data, 400, "x") is not None and data.strip():
         assert len(transport.sent) == 1 and re.match(rb"SIP/2\.0 (400|513) ", transport.sent[0])
+
+
+async def test_a_customer_who_denied_consent_in_the_metadata_is_never_transcribed(
+    srs: tuple[Server, str], tmp_path: Path
+) -> None:
+    """A hand-written SRC: INVITE with consent in the metadata's extension data, RTP from Python, BYE."""
+    from media_server.codecs.g711 import ulaw_encode
+    from tests.siprec_samples import CONTENT_TYPE, metadata_xml, multipart, sdp_offer
+
+    server, target = srs
+    utterances = tel8k()
+    rep, customer = program(utterances[1:2]), program(utterances[5:6])
+    udp = Udp(target)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    try:
+        events = asyncio.create_task(
+            collect_events(f"{server.ws_url}/v1/events?token={server.keys['admin']}", timeout=60)
+        )
+        await asyncio.sleep(0.3)
+        body = multipart(sdp_offer(), metadata_xml(consent=("granted", "denied")))
+        udp.send(invite("consent-1", body, CONTENT_TYPE, "z9hG4bKc1", port=udp.port))
+        ok = await asyncio.to_thread(udp.final)
+        assert ok.startswith("SIP/2.0 200"), ok
+        ports = [int(line.split()[1]) for line in ok.split("\r\n") if line.startswith("m=audio")]
+        to_tag = next(line for line in ok.split("\r\n") if line.startswith("To:")).split("tag=")[1]
+        with_tag = f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()
+        ack = invite("consent-1", b"", "application/sdp", "z9hG4bKc2", port=udp.port, method="ACK")
+        udp.send(ack.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        n = max(len(rep.pcm), len(customer.pcm))
+        tracks = [np.pad(p.pcm, (0, n - len(p.pcm))) for p in (rep, customer)]
+        for i in range(n // 160):  # 20 ms PCMU packets on both streams, at 4x real time
+            for stream, (track, port) in enumerate(zip(tracks, ports, strict=True)):
+                header = bytes([0x80, 0]) + i.to_bytes(2, "big") + (i * 160).to_bytes(4, "big")
+                rtp.sendto(
+                    header + (1000 + stream).to_bytes(4, "big") + ulaw_encode(track[i * 160 : (i + 1) * 160]),
+                    ("127.0.0.1", port),
+                )
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(1.5)
+        bye = invite("consent-1", b"", "application/sdp", "z9hG4bKc3", port=udp.port, method="BYE", cseq=2)
+        udp.send(bye.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
+        log = await events
+    finally:
+        udp.close()
+        rtp.close()
+    started = log.of_type("call_started")[0]["callStarted"]
+    flags = {c["speaker"]: c["transcribed"] for c in started["channels"]}
+    assert flags == {"rep": True, "customer": False}
+    customer_p = next(p for p in started["participants"] if p["role"] == "customer")
+    assert customer_p["consent"] == "CONSENT_DENIED" and not customer_p.get("name")
+    assert finals(log, "rep") and not finals(log, "customer")
+    assert wer([utterances[1].ref], [" ".join(finals(log, "rep"))]) < 0.3
