@@ -1,31 +1,44 @@
 """SIPp as the real peer of our SIPREC recording server (SRS): G.711 and RTP pcap writers, a scenario runner.
 
-The scenarios live in tests/sipp/*.xml; every one is a UAC. ``run_sipp`` copies the scenario (and the pcaps it
-plays) into a work directory, fills the scenario's ``[keys]`` with ``DEFAULT_KEYS`` unless the test sets them,
-runs ``sipp`` as an asyncio subprocess and parses what happened (``SippResult``). Typical use::
+The scenarios live in tests/sipp/*.xml; every one is a UAC (see the comment at the top of each). ``run_sipp``
+copies the scenario (and the pcaps it plays) into a work directory, fills the scenario's ``[keys]`` with
+``DEFAULT_KEYS`` unless the test sets them, runs ``sipp`` as an asyncio subprocess and parses what happened
+(``SippResult``: rc, counts of successful and failed calls, the SIP messages, the SRS's SDP answers)::
 
-    media = write_siprec_media(tmp_path, rep.pcm, customer.pcm)          # siprec.pcap (+ hold/resume pcaps)
+    rep, customer = two_party()                                     # tests/speech.py programs, 8 kHz int16
+    media = write_siprec_media(tmp_path, rep.pcm, customer.pcm)     # siprec.pcap: rep -> m-line 1, customer -> 2
     res = await run_sipp("siprec_call.xml", f"127.0.0.1:{sip_port}", workdir=tmp_path, files=media.files,
-                         variables=siprec_variables(rep_name="Dana Rep", customer_aor="sip:+15551230000@pstn.example"))
+                         variables={**media.variables, **siprec_variables(customer_name="Dana Buyer")},
+                         timeout_s=media.duration_s + 30)
     assert res.ok, res.explain()
+    [rep_m, customer_m] = res.answers()[0]                          # recvonly, labels "1"/"2", ports X, X+2
 
-How SIPp plays the RTP (``play_pcap_audio``, SIPp 3.6.1, needs root for its raw socket): it reads the pcap's
-UDP packets (Ethernet or Linux-cooked link type only: ``write_rtp_pcap`` writes Ethernet), takes the LOWEST
-destination port in the file as the base, and sends each packet to ``answer port + (its port - base)``, where
-the answer port is the port of the FIRST ``m=audio`` line of the last SDP it received, from ``-mp`` media port
-plus the same offset. So a two-stream pcap with destination ports 6000 and 6002 reaches the SRS on X and X+2:
-our SRS must answer the two m-lines with consecutive even ports X, X+2 (it does). A pcap holding only the
-second stream would land on the FIRST m-line's port (its port becomes the base): write the stream that must
-reach the second m-line together with one for the first. SIPp rewrites the UDP ports and checksum, keeps the
-RTP header and payload as written, and paces the packets by the pcap timestamps.
+How SIPp 3.6.1 plays the RTP (``play_pcap_audio``; a raw socket, so root): it reads the pcap's UDP packets
+(Ethernet or Linux-cooked link type only, not raw IP: ``write_rtp_pcap`` writes Ethernet), takes the LOWEST
+destination port in the file as the base, and sends each packet to ``P + (its port - base)``, where P is the
+port of the FIRST ``m=audio`` line of the last SDP it received (and the address of its c= line). So a
+two-stream pcap with destination ports 6000 and 6002 reaches the SRS on X and X+2: the SRS must answer the two
+m-lines with consecutive even ports X, X+2. A pcap holding only the second stream would land on the FIRST
+m-line's port (its port becomes the base). SIPp rewrites the UDP ports and checksum, keeps the RTP header and
+payload byte for byte, and paces the packets by the pcap timestamps. The RTP leaves from ``-mi`` and from the
+ports ``-mp`` + 2 + offset (seen: stream 1 from media_port + 2, stream 2 from media_port + 4), which are NOT the
+ports of the SDP offer's m-lines (media_port, media_port + 2): an SRS must not match streams by source port.
 
-SIPp traps met here (SIPp 3.6.1): ``play_pcap_audio`` takes a literal file name (no keywords), loaded when
-the scenario is parsed, looked up next to the scenario first and then in the current directory, so the pcap
-must exist before sipp starts; a ``[key]`` that no ``-key`` supplies is a fatal "Unsupported keyword" error;
-an ``<ereg assign_to>`` variable used only once is a fatal error; leading whitespace of each scenario line is
-stripped and lines end in CRLF; ``-bg`` would detach (never used); unexpected responses fail the call (so
-provisional responses are ``optional="true"``); several sipp at once need distinct ``-cp`` control ports and
-``-mp`` media ports (``run_sipp`` picks free ones).
+SIPp traps met here (3.6.1):
+- ``play_pcap_audio`` takes a literal file name (no keywords), read when the scenario is loaded, looked up next
+  to the scenario and then in the current directory: the pcap must exist before sipp starts.
+- A ``[key]`` that no ``-key`` supplies is a fatal "Unsupported keyword" error at load time.
+- ``-set`` values are strings and ``<pause variable>`` reads a string as 0 ms: convert with ``<todouble>``.
+- An ``<ereg assign_to>`` variable used only once is a fatal error.
+- A message that arrives while the call is at a ``<send>`` step is unexpected and aborts the call (sipp then
+  sends CANCEL/BYE by itself); an optional ``<recv>`` still waits for a message, it is not skipped when none
+  comes: use ``timeout``/``ontimeout`` on a recv to move on.
+- With ``start_txn="invite"`` sipp refuses to load unless some ``<send>`` has ``ack_txn="invite"``.
+- Leading whitespace of each scenario line is stripped and lines end in CRLF; ``[len]`` is right (padded with a
+  space: "Content-Length:  2308").
+- Unexpected responses fail the call, so provisional responses are ``optional="true"``.
+- ``-bg`` would detach (never used); several sipp at once need distinct ``-cp`` control ports (8888 by
+  default) and ``-mp`` media ports: ``run_sipp`` picks free ones.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ import socket
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -162,6 +176,7 @@ def write_rtp_pcap(
     dtmf: Sequence[Dtmf] = (),
     src_ip: str = "192.0.2.1",
     dst_ip: str = "192.0.2.2",
+    speed: float = 1.0,
 ) -> float:
     """One RTP stream per entry of ``streams`` (8 kHz int16 PCM), G.711 ``codec``, to ``dst_ports[i]``.
 
@@ -169,7 +184,9 @@ def write_rtp_pcap(
     numbers and timestamps; marker bit on each stream's first packet; the last frame is padded with silence.
     ``start_s`` shifts the packet times and continues the sequence numbers and RTP timestamps as if the
     stream had been running since 0 with the same SSRC (for the pcaps of one call cut in pieces, e.g. around
-    a hold). UDP and IP checksums are right. Returns the duration in seconds (last packet time + ptime).
+    a hold). ``speed`` > 1 packs the packet times closer (2.0: twice real time; RTP timestamps unchanged, so
+    the receiver sees audio arrive faster than it plays). UDP and IP checksums are right.
+    Returns how long the pcap plays, in seconds (last packet time + one packet interval).
     """
     if codec not in PAYLOAD_TYPES:
         raise ValueError(f"codec must be one of {sorted(PAYLOAD_TYPES)}")
@@ -213,7 +230,7 @@ def write_rtp_pcap(
     out = io.BytesIO()
     out.write(struct.pack("<IHHiIII", _PCAP_MAGIC, 2, 4, 0, 0, 65535, _LINKTYPE_ETHERNET))
     for ident, (k, i, _, rtp) in enumerate(packets):
-        t = start_s + k * ptime_ms / 1000
+        t = (start_s + k * ptime_ms / 1000) / speed
         usec_total = round(t * 1_000_000)
         frame = _udp_ipv4_ethernet(src_ip, dst_ip, 40000 + 2 * i, dst_ports[i], rtp, ident)
         out.write(
@@ -222,7 +239,7 @@ def write_rtp_pcap(
         out.write(frame)
     path.write_bytes(out.getvalue())
     last = max((k for k, *_ in packets), default=-1)
-    return (last + 1) * ptime_ms / 1000
+    return (last + 1) * ptime_ms / 1000 / speed
 
 
 @dataclass(frozen=True)
@@ -285,10 +302,13 @@ def read_rtp_pcap(path: Path) -> list[RtpPacket]:
     return packets
 
 
-def pcap_duration_s(path: Path, ptime_ms: int = 20) -> float:
-    """From the first packet to the end of the last one."""
-    packets = read_rtp_pcap(path)
-    return packets[-1].time + ptime_ms / 1000 if packets else 0.0
+def pcap_duration_s(path: Path) -> float:
+    """How long SIPp takes to play the pcap: from the first packet to the last, plus one packet interval."""
+    times = sorted({p.time for p in read_rtp_pcap(path)})
+    if not times:
+        return 0.0
+    steps = [b - a for a, b in pairwise(times)]
+    return times[-1] + (min(steps) if steps else 0.02)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,6 +388,7 @@ def write_siprec_media(
     *,
     hold: tuple[float, float] | None = None,
     dtmf: Sequence[Dtmf] = (),
+    speed: float = 1.0,
 ) -> SiprecMedia:
     """siprec.pcap: rep on the first m-line (label 1), customer on the second, as long as the longer one.
 
@@ -384,8 +405,8 @@ def write_siprec_media(
     files: dict[str, Path] = {}
     if hold is None:
         files["siprec.pcap"] = workdir / "siprec.pcap"
-        duration = write_rtp_pcap(files["siprec.pcap"], [rep, customer], codec, dtmf=dtmf)
-        return SiprecMedia(files, {}, duration)
+        write_rtp_pcap(files["siprec.pcap"], [rep, customer], codec, dtmf=dtmf, speed=speed)
+        return SiprecMedia(files, {}, n / SAMPLE_RATE)
     start, end = (round(x * 1000 / 20) * 20 * SAMPLE_RATE // 1000 for x in hold)  # whole 20 ms frames
     if not 0 < start < end < n:
         raise ValueError("hold must lie inside the call")
@@ -398,7 +419,7 @@ def write_siprec_media(
     for name, (streams, offset) in pieces.items():
         files[name] = workdir / name
         own = [d for d in dtmf if d.stream < len(streams)]
-        length = write_rtp_pcap(files[name], streams, codec, start_s=offset, dtmf=own)
+        length = write_rtp_pcap(files[name], streams, codec, start_s=offset, dtmf=own, speed=speed)
         # Between pieces only a short margin, so the RTP goes on nearly without a gap across the re-INVITEs.
         margin = PAUSE_MARGIN_MS if name == "siprec_resume.pcap" else SEGMENT_MARGIN_MS
         variables[f"{Path(name).stem}_ms"] = str(round(length * 1000) + margin)
