@@ -164,6 +164,7 @@ async def test_a_reinvite_updates_metadata_and_puts_a_stream_on_hold_and_back(
         ("malformed_multipart.xml", "400"),
         ("bad_codec.xml", "488"),
         ("bye_unknown.xml", "481"),
+        ("cancel.xml", "487, or 200 then BYE when the answer came first"),
     ],
 )
 async def test_sbcs_get_the_responses_they_expect(
