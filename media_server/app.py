@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         try:
             listeners = await start_listeners(services)
+            app.state.listeners = listeners
             try:
                 yield
             finally:
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
             "device": services.scheduler.engine.device,
             "liveCalls": sum(1 for c in services.calls.live.values() if c.team == key.team),
             "scheduler": {_camel(k): v for k, v in dataclasses.asdict(services.scheduler.stats()).items()},
+            "listeners": [listener.status() for listener in request.app.state.listeners],
         }
 
     return app

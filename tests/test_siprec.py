@@ -203,6 +203,9 @@ async def test_twenty_concurrent_calls_all_complete_and_are_stored(srs: tuple[Se
         await asyncio.sleep(1)
     assert len(calls) == 20
     assert all(c["source"] == "siprec" and c["status"] == "completed" for c in calls)
+    with server.http(server.keys["admin"]) as http:
+        listener = http.get("/v1/status").json()["listeners"][0]
+    assert (listener["protocol"], listener["sessions"], listener["rtpPortsInUse"]) == ("siprec", 0, 0)
     transcribed = 0
     with server.http(server.keys["admin"]) as http:
         for c in calls:

@@ -36,6 +36,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -524,6 +525,9 @@ class AudioSocketServer:
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._closing = False
+
+    def status(self) -> dict[str, Any]:
+        return {"protocol": "audiosocket", "port": self.port, "connections": len(self._sessions)}
 
     @classmethod
     async def start(cls, services: Services) -> AudioSocketServer:

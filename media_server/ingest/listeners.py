@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from media_server.services import Services
 
@@ -11,6 +11,9 @@ log = logging.getLogger(__name__)
 
 
 class Listener(Protocol):
+    def status(self) -> dict[str, Any]:
+        """What /v1/status shows of it."""
+
     async def close(self) -> None:
         """Stop accepting; end the live calls this listener feeds."""
 

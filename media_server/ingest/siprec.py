@@ -167,7 +167,7 @@ class RecordingServer:
         uas.on_session_expired = partial(self._on_gone, "session_expired")
         transport.on_raw = self.receive
         await uas.start()
-        bound = transport.bound  # type: ignore[attr-defined]
+        bound = transport.bound
         transport.local_addr = (transport.local_addr[0], bound[1])  # port 0 asked for any free port
         if self.settings.port == 0 and transport.name != "TLS":
             # UDP and TCP share the port that the first of them got.
@@ -175,10 +175,14 @@ class RecordingServer:
         self.agents.append(uas)
         self.transports[transport.name] = transport
 
-    @property
-    def port(self) -> int:
-        first = next(iter(self.transports.values()), None)
-        return first.local_addr[1] if first else 0
+    def status(self) -> dict[str, Any]:
+        return {
+            "protocol": "siprec",
+            "listening": [f"{t.name} {t.local_addr[0]}:{t.local_addr[1]}" for t in self.transports.values()],
+            "sessions": len(self.sessions),
+            "maxCalls": self.settings.max_calls,
+            "rtpPortsInUse": len(self.ports.in_use),
+        }
 
     async def close(self) -> None:
         """Stop listening; end every recording session (a BYE to its SRC) as interrupted."""

@@ -34,6 +34,11 @@ class ScreenedTransport(SipTransport):
     def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
         raise NotImplementedError
 
+    @property
+    def bound(self) -> tuple[str, int]:
+        """The address actually bound (the configured port may be 0)."""
+        raise NotImplementedError
+
     def deliver(self, request: object, addr: tuple[str, int]) -> None:
         if self.on_message is not None:
             self.on_message(request, addr)  # type: ignore[arg-type]
