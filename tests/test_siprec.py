@@ -121,12 +121,14 @@ async def test_a_siprec_call_is_transcribed_per_participant_and_stored(srs: tupl
     assert stored["metadata"]["sipCallId"] and stored["metadata"]["src"] == "127.0.0.1"
 
 
-async def test_over_tcp_too(srs: tuple[Server, str], tmp_path: Path) -> None:
+async def test_over_tcp_too_with_pcma(srs: tuple[Server, str], tmp_path: Path) -> None:
     server, target = srs
     utterance = tel8k()[4]
-    media = write_siprec_media(tmp_path, program([utterance]).pcm, np.zeros(8000, dtype=np.int16))
-    log, result = await record(server, target, tmp_path, files=media.files, transport="t1")
+    media = write_siprec_media(tmp_path, program([utterance]).pcm, np.zeros(8000, dtype=np.int16), codec="PCMA")
+    variables = siprec_variables(offer_pts="8 101")
+    log, result = await record(server, target, tmp_path, files=media.files, variables=variables, transport="t1")
     assert result.ok, result.explain()
+    assert [a.payload_types for a in result.answers()[0]] == [[8, 101], [8, 101]]
     assert wer([utterance.ref], [" ".join(finals(log, "rep"))]) < 0.25
 
 
@@ -341,6 +343,31 @@ async def test_a_retransmitted_invite_makes_one_call_and_odd_bodies_get_415_or_4
         assert refused.startswith("SIP/2.0 420") and "Unsupported: 100rel, foo" in refused
         udp.send(b"\x00\x01garbage that is not SIP\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\n\r\n")
         assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 400")
+    finally:
+        udp.close()
+
+
+async def test_session_timers_are_negotiated_when_the_src_asks(srs: tuple[Server, str]) -> None:
+    _, target = srs
+    udp = Udp(target)
+    try:
+        content_type, body = sdp_and_metadata()
+        timers = "Supported: timer\r\nSession-Expires: 120;refresher=uac\r\n"
+        message = invite("timer-1", body, content_type, "z9hG4bKtimer1", port=udp.port, extra=timers)
+        udp.send(message)
+        ok = await asyncio.to_thread(udp.final)
+        assert ok.startswith("SIP/2.0 200"), ok
+        assert "Session-Expires: 120;refresher=uac" in ok and "Require: timer" in ok
+        to_tag = next(line for line in ok.split("\r\n") if line.startswith("To:")).split("tag=")[1]
+        with_tag = f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()
+        for method, branch, cseq in (("ACK", "z9hG4bKtimer2", 1), ("BYE", "z9hG4bKtimer3", 2)):
+            request = invite("timer-1", b"", "application/sdp", branch, port=udp.port, method=method, cseq=cseq)
+            udp.send(request.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
+        short = timers.replace("120", "30")
+        udp.send(invite("timer-2", body, content_type, "z9hG4bKtimer4", port=udp.port, extra=short))
+        refused = await asyncio.to_thread(udp.final)
+        assert refused.startswith("SIP/2.0 422") and "min-se: 90" in refused.lower()
     finally:
         udp.close()
 
