@@ -123,7 +123,9 @@ def test_call_started_json() -> None:
     assert data["type"] == "call_started"
     assert started["participants"][0]["consent"] == "CONSENT_GRANTED"
     assert started["participants"][0]["transcribed"] is True
-    assert started["channels"] == [{"index": 0, "speaker": "rep", "sampleRate": 8000, "transcribed": True}]
+    assert started["channels"] == [
+        {"index": 0, "speaker": "rep", "sampleRate": 8000, "transcribed": True, "onHold": False}
+    ]
     assert started["metadata"] == {"campaign": "spring"}
 
 

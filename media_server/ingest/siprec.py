@@ -29,7 +29,7 @@ from aiosipua import Codec, IncomingCall, SipMessage, SipRequest, SipResponse, S
 
 from media_server import __version__
 from media_server.calls.call import Call, ChannelSpec
-from media_server.calls.metadata import Consent, MetadataError
+from media_server.calls.metadata import CallMetadata, Consent, MetadataError
 from media_server.calls.registry import CallConflict
 from media_server.frames import AudioFrame
 from media_server.ingest.allowlist import AllowList
@@ -309,9 +309,10 @@ class RecordingServer:
                 raise SetupFailed(488, f"No supported codec offered ({', '.join(names)})")
             session.streams = plan
             await self._bind_streams(session)  # before the call exists: no empty call is stored for a 503
-            await self._open_call(session)
+            if not session.cancelled:
+                await self._open_call(session)
             if session.cancelled:
-                raise SetupFailed(487, "Request Terminated")
+                raise SetupFailed(487, "Request Terminated")  # aiosipua already answered it; nothing more is sent
             session.answerer = Answerer(self._local_address(session.source))
             session.incoming.accept(session.answerer.answer(self._answer(session)))
             session.answered = True
@@ -366,7 +367,7 @@ class RecordingServer:
             plan.append(entry)
         return plan
 
-    def _assignment_specs(self, session: _Session) -> tuple[Any, list[ChannelSpec]]:
+    def _assignment_specs(self, session: _Session) -> tuple[CallMetadata, list[ChannelSpec]]:
         labels = [s.label for s in session.streams if s.codec is not None or s.receiver is not None]
         extra = {"sipCallId": session.sip_call_id[:256], "src": session.source[0]}
         if session.metadata and session.metadata.session_id:
@@ -429,8 +430,9 @@ class RecordingServer:
 
     def _refuse(self, session: _Session, exc: SetupFailed) -> None:
         incoming = session.incoming
-        with contextlib.suppress(Exception):
-            incoming._send_response(exc.status, exc.reason[:120], extra_headers=exc.headers or None)
+        if not session.cancelled:
+            with contextlib.suppress(Exception):
+                incoming._send_response(exc.status, exc.reason[:120], extra_headers=exc.headers or None)
         incoming.dialog.terminate()
         session.uas._calls.pop(session.sip_call_id, None)
 
