@@ -523,3 +523,60 @@ async def test_a_customer_who_denied_consent_in_the_metadata_is_never_transcribe
     assert customer_p["consent"] == "CONSENT_DENIED" and not customer_p.get("name")
     assert finals(log, "rep") and not finals(log, "customer")
     assert wer([utterances[1].ref], [" ".join(finals(log, "rep"))]) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("codec", "rtpmap", "rate", "frame"),
+    [("G722", "9 G722/8000", 16000, 320), ("opus", "111 opus/48000/2", 48000, 960)],
+)
+async def test_wideband_codecs_are_decoded_and_transcribed(
+    srs: tuple[Server, str], codec: str, rtpmap: str, rate: int, frame: int
+) -> None:
+    """G.722 (16 kHz) and Opus (48 kHz, resampled to 16 kHz) from a hand-written SRC, encoded with PyAV."""
+    from models.audio import resample
+    from tests.test_rtp_codecs import encode_g722, encode_opus
+
+    server, target = srs
+    utterance = tel8k()[0]
+    pcm8k = program([utterance]).pcm
+    wide = np.clip(resample(pcm8k.astype(np.float32) / 32768, 8000, rate) * 32768, -32768, 32767).astype(np.int16)
+    payloads = encode_g722(wide) if codec == "G722" else encode_opus(wide)
+    pt = int(rtpmap.split()[0])
+    sdp = (
+        "v=0\r\no=SRC 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio 7100 RTP/AVP {pt}\r\na=rtpmap:{rtpmap}\r\na=label:1\r\na=sendonly\r\n"
+    )
+    udp = Udp(target)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    call_id = f"wide-{codec}"
+    try:
+        events = asyncio.create_task(
+            collect_events(f"{server.ws_url}/v1/events?token={server.keys['admin']}", timeout=60)
+        )
+        await asyncio.sleep(0.3)
+        udp.send(invite(call_id, sdp.encode(), "application/sdp", f"z9hG4bK{codec}1", port=udp.port))
+        ok = await asyncio.to_thread(udp.final)
+        assert ok.startswith("SIP/2.0 200") and f"a=rtpmap:{rtpmap}" in ok, ok
+        port = next(int(line.split()[1]) for line in ok.split("\r\n") if line.startswith("m=audio"))
+        with_tag = f"To: <sip:srs@127.0.0.1>;tag={ok.split('To:')[1].split('tag=')[1].split()[0]}".encode()
+        ack = invite(call_id, b"", "application/sdp", f"z9hG4bK{codec}2", port=udp.port, method="ACK")
+        udp.send(ack.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        step = 160 if codec == "G722" else 960  # RTP clock units per 20 ms: G.722 runs an 8 kHz clock
+        for i, payload in enumerate(payloads):
+            header = bytes([0x80, pt]) + i.to_bytes(2, "big") + (i * step).to_bytes(4, "big") + b"\x00\x00\x00\x07"
+            rtp.sendto(header + payload, ("127.0.0.1", port))
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(1.5)
+        bye = invite(call_id, b"", "application/sdp", f"z9hG4bK{codec}3", port=udp.port, method="BYE", cseq=2)
+        udp.send(bye.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
+        log = await events
+    finally:
+        udp.close()
+        rtp.close()
+    channel = log.of_type("call_started")[0]["callStarted"]["channels"][0]
+    assert channel["sampleRate"] == 16000
+    error = wer([utterance.ref], [" ".join(finals(log, "rep"))])
+    print(f"SIPREC {codec}: WER {error:.3f}")
+    assert error < 0.25
