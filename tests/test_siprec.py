@@ -260,20 +260,22 @@ def invite(
     port: int = 5999,
     method: str = "INVITE",
     cseq: int = 1,
+    to_tag: str | None = None,
 ) -> bytes:
+    """A request of the hand-written SRC; in-dialog ones (ACK, BYE) carry the SRS's To tag."""
     head = (
         f"{method} sip:srs@127.0.0.1 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport\r\n"
         "Max-Forwards: 70\r\n"
         "From: <sip:src@127.0.0.1>;tag=hand\r\n"
-        "To: <sip:srs@127.0.0.1>\r\n"
+        f"To: <sip:srs@127.0.0.1>{f';tag={to_tag}' if to_tag else ''}\r\n"
         f"Call-ID: {call_id}\r\n"
         f"CSeq: {cseq} {method}\r\n"
         f"Contact: <sip:src@127.0.0.1:{port}>;+sip.src\r\n"
         "Require: siprec\r\n"
         f"{extra}"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        + (f"Content-Type: {content_type}\r\n" if content_type else "")
+        + f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
@@ -301,6 +303,11 @@ class Udp:
         self.sock.close()
 
 
+def to_tag(response: str) -> str:
+    """The tag the SRS put in the To header of its answer."""
+    return next(line for line in response.split("\r\n") if line.startswith("To:")).split("tag=")[1].split(";")[0]
+
+
 def sdp_and_metadata() -> tuple[str, bytes]:
     from tests.sipp import siprec_metadata, siprec_multipart, siprec_sdp
 
@@ -322,12 +329,11 @@ async def test_a_retransmitted_invite_makes_one_call_and_odd_bodies_get_415_or_4
         ok = await asyncio.to_thread(udp.final)
         assert ok.startswith("SIP/2.0 200"), ok
         assert "a=recvonly" in ok and "a=label:2" in ok
-        to_tag = next(line for line in ok.split("\r\n") if line.startswith("To:")).split("tag=")[1]
-        ack = invite("retrans-1", b"", "application/sdp", "z9hG4bKack", port=udp.port, method="ACK")
-        udp.send(ack.replace(b"To: <sip:srs@127.0.0.1>", f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()))
+        tag = to_tag(ok)
+        udp.send(invite("retrans-1", b"", "application/sdp", "z9hG4bKack", port=udp.port, method="ACK", to_tag=tag))
         await asyncio.sleep(0.5)
-        bye = invite("retrans-1", b"", "application/sdp", "z9hG4bKbye", port=udp.port, method="BYE", cseq=2)
-        udp.send(bye.replace(b"To: <sip:srs@127.0.0.1>", f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()))
+        bye = invite("retrans-1", b"", "application/sdp", "z9hG4bKbye", port=udp.port, method="BYE", cseq=2, to_tag=tag)
+        udp.send(bye)
         assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
         log = await events
         assert len(log.of_type("call_started")) == 1
@@ -358,11 +364,9 @@ async def test_session_timers_are_negotiated_when_the_src_asks(srs: tuple[Server
         ok = await asyncio.to_thread(udp.final)
         assert ok.startswith("SIP/2.0 200"), ok
         assert "Session-Expires: 120;refresher=uac" in ok and "Require: timer" in ok
-        to_tag = next(line for line in ok.split("\r\n") if line.startswith("To:")).split("tag=")[1]
-        with_tag = f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()
+        tag = to_tag(ok)
         for method, branch, cseq in (("ACK", "z9hG4bKtimer2", 1), ("BYE", "z9hG4bKtimer3", 2)):
-            request = invite("timer-1", b"", "application/sdp", branch, port=udp.port, method=method, cseq=cseq)
-            udp.send(request.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+            udp.send(invite("timer-1", b"", "", branch, port=udp.port, method=method, cseq=cseq, to_tag=tag))
         assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
         short = timers.replace("120", "30")
         udp.send(invite("timer-2", body, content_type, "z9hG4bKtimer4", port=udp.port, extra=short))
@@ -494,10 +498,8 @@ async def test_a_customer_who_denied_consent_in_the_metadata_is_never_transcribe
         ok = await asyncio.to_thread(udp.final)
         assert ok.startswith("SIP/2.0 200"), ok
         ports = [int(line.split()[1]) for line in ok.split("\r\n") if line.startswith("m=audio")]
-        to_tag = next(line for line in ok.split("\r\n") if line.startswith("To:")).split("tag=")[1]
-        with_tag = f"To: <sip:srs@127.0.0.1>;tag={to_tag}".encode()
-        ack = invite("consent-1", b"", "application/sdp", "z9hG4bKc2", port=udp.port, method="ACK")
-        udp.send(ack.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        tag = to_tag(ok)
+        udp.send(invite("consent-1", b"", "", "z9hG4bKc2", port=udp.port, method="ACK", to_tag=tag))
         n = max(len(rep.pcm), len(customer.pcm))
         tracks = [np.pad(p.pcm, (0, n - len(p.pcm))) for p in (rep, customer)]
         for i in range(n // 160):  # 20 ms PCMU packets on both streams, at 4x real time
@@ -509,8 +511,7 @@ async def test_a_customer_who_denied_consent_in_the_metadata_is_never_transcribe
                 )
             await asyncio.sleep(0.005)
         await asyncio.sleep(1.5)
-        bye = invite("consent-1", b"", "application/sdp", "z9hG4bKc3", port=udp.port, method="BYE", cseq=2)
-        udp.send(bye.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        udp.send(invite("consent-1", b"", "", "z9hG4bKc3", port=udp.port, method="BYE", cseq=2, to_tag=tag))
         assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
         log = await events
     finally:
@@ -559,17 +560,15 @@ async def test_wideband_codecs_are_decoded_and_transcribed(
         ok = await asyncio.to_thread(udp.final)
         assert ok.startswith("SIP/2.0 200") and f"a=rtpmap:{rtpmap}" in ok, ok
         port = next(int(line.split()[1]) for line in ok.split("\r\n") if line.startswith("m=audio"))
-        with_tag = f"To: <sip:srs@127.0.0.1>;tag={ok.split('To:')[1].split('tag=')[1].split()[0]}".encode()
-        ack = invite(call_id, b"", "application/sdp", f"z9hG4bK{codec}2", port=udp.port, method="ACK")
-        udp.send(ack.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        tag = to_tag(ok)
+        udp.send(invite(call_id, b"", "", f"z9hG4bK{codec}2", port=udp.port, method="ACK", to_tag=tag))
         step = 160 if codec == "G722" else 960  # RTP clock units per 20 ms: G.722 runs an 8 kHz clock
         for i, payload in enumerate(payloads):
             header = bytes([0x80, pt]) + i.to_bytes(2, "big") + (i * step).to_bytes(4, "big") + b"\x00\x00\x00\x07"
             rtp.sendto(header + payload, ("127.0.0.1", port))
             await asyncio.sleep(0.005)
         await asyncio.sleep(1.5)
-        bye = invite(call_id, b"", "application/sdp", f"z9hG4bK{codec}3", port=udp.port, method="BYE", cseq=2)
-        udp.send(bye.replace(b"To: <sip:srs@127.0.0.1>", with_tag))
+        udp.send(invite(call_id, b"", "", f"z9hG4bK{codec}3", port=udp.port, method="BYE", cseq=2, to_tag=tag))
         assert (await asyncio.to_thread(udp.final)).startswith("SIP/2.0 200")
         log = await events
     finally:

@@ -144,7 +144,7 @@ def test_mutated_invites_are_checked_without_raising(position: int, length: int,
     try:
         message = SipMessage.parse(data)
     except Exception:
-        assert error_response(data, 400, "Malformed Request") is None or True
+        error_response(data, 400, "Malformed Request")  # must not raise either
         return
     if isinstance(message, SipRequest):
         problem = check_request(data, message)
