@@ -36,9 +36,9 @@ run: install
 test: install system-deps lint typecheck pytest
 
 # Debian packages the tests use as real peers: flite speaks scripted calls, sipp (sip-tester) is the SIPREC
-# client, openssl makes the TLS test's certificate. Installed when missing and root; else the tests that need
+# client, openssl makes the TLS test's certificate, chromium publishes over WHIP. Installed when missing and root; else the tests that need
 # them are skipped (and fail under CI=true).
-SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl
+SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl chromium:chromium
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \

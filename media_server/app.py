@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from media_server import __version__
-from media_server.api import calls, events, ingest
+from media_server.api import calls, events, ingest, whip
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="media-server", version=__version__, lifespan=lifespan)
     app.include_router(ingest.router)
+    app.include_router(whip.router)
     app.include_router(events.router)
     app.include_router(calls.router)
 

@@ -158,6 +158,13 @@ def _check_networks(value: list[str]) -> list[str]:
     return value
 
 
+class WhipSettings(BaseModel):
+    """WebRTC ingest over WHIP (RFC 9725) at ``/v1/ingest/whip``."""
+
+    max_sessions: int = Field(200, ge=0, description="WHIP sessions at once; more get 503 with Retry-After")
+    retry_after_s: int = Field(5, ge=1)
+
+
 class EventSettings(BaseModel):
     buffer_per_call: int = Field(5000, ge=10, description="events kept per call for resuming subscribers")
     keep_ended_s: float = Field(600.0, ge=0, description="how long an ended call's events stay resumable")
@@ -180,6 +187,7 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     sip: SipSettings = SipSettings()
     audiosocket: AudioSocketSettings = AudioSocketSettings()
+    whip: WhipSettings = WhipSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,328 @@
+"""WHIP (RFC 9725) ingest: browsers and WebRTC softphones publish a call leg's audio over WebRTC.
+
+One WHIP session is one leg (one participant's microphone) and one channel of a call. aiortc terminates the
+media (ICE, DTLS-SRTP, RTP, Opus at 48 kHz, or G.711/G.722); every decoded frame is mixed down to mono,
+resampled to 16 kHz and pushed into the call, on the call's timeline by its RTP timestamps (lost packets
+and gaps become silence). Two sessions with the same call id and different roles make one call: the first
+opens it, the second adds its channel (``Call.reconfigure``). The call ends when its last leg does.
+
+A leg ends on DELETE of its session (``completed``/``whip_delete``), when ICE or DTLS fails or consent
+freshness lapses (``interrupted``/``ice_failed``), when the remote track ends (``interrupted``/
+``disconnected``), or when no audio arrived for ``ingest.idle_timeout_s`` (``interrupted``/``idle_timeout``).
+
+HTTP stays in ``media_server/api/whip.py``; this module knows sessions, peers and calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media_server.auth.keys import ApiKey
+from media_server.calls.call import Call, ChannelSpec
+from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
+from media_server.calls.registry import CallConflict
+from media_server.frames import AudioFrame
+from media_server.services import Services
+from models.audio import StreamResampler
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # what every WHIP channel carries into the call, whatever the codec
+CHANNEL_OF_ROLE = {Role.REP: 0, Role.CUSTOMER: 1}  # the same convention as the other adapters
+_RTP_TIMESTAMP_WRAP = 1 << 32
+
+
+class WhipError(Exception):
+    """A request that cannot be served; ``status`` is the HTTP status the endpoint answers with."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class WhipSession:
+    """One published leg: a peer connection whose one audio track feeds one channel of a call."""
+
+    id: str
+    etag: str
+    team: str
+    role: Role
+    pc: RTCPeerConnection
+    answer: str
+    call: Call | None = None
+    track: MediaStreamTrack | None = None
+    pump: asyncio.Task[None] | None = None
+    ended: bool = False
+
+    @property
+    def channel(self) -> int:
+        return CHANNEL_OF_ROLE[self.role]
+
+
+@dataclass
+class _WhipCall:
+    """The WHIP legs of one call."""
+
+    call: Call
+    legs: dict[Role, WhipSession] = field(default_factory=dict)
+
+
+def check_offer(sdp: str) -> None:
+    """The checks aiortc does not make: it reads almost anything as an empty description."""
+    lines = [line.strip() for line in sdp.strip().splitlines()]
+    if not lines or lines[0] != "v=0":
+        raise WhipError(400, "the body is not an SDP offer (it must start with v=0)")
+    media = [line.split()[0][2:] for line in lines if line.startswith("m=") and line.split()]
+    audio = media.count("audio")
+    if audio == 0:
+        raise WhipError(400, "the offer has no audio m-line: this endpoint takes audio")
+    if audio > 1:
+        raise WhipError(406, "the offer has more than one audio m-line; WHIP allows one track per kind")
+
+
+def merge_metadata(current: CallMetadata, joining: CallMetadata) -> CallMetadata:
+    """What a joining leg says about the participants is added to what the call knows; blanks change nothing."""
+
+    def merged(old: ParticipantInfo, new: ParticipantInfo) -> ParticipantInfo:
+        return ParticipantInfo(
+            old.role,
+            id=new.id or old.id,
+            name=new.name or old.name,
+            phone=new.phone or old.phone,
+            email=new.email or old.email,
+            consent=old.consent if new.consent is Consent.UNKNOWN else new.consent,
+        )
+
+    return replace(
+        current,
+        rep=merged(current.rep, joining.rep),
+        customer=merged(current.customer, joining.customer),
+        extra={**current.extra, **joining.extra},
+    )
+
+
+class WhipManager:
+    """The live WHIP sessions of this server, and the calls they feed."""
+
+    def __init__(self, services: Services, max_sessions: int = 200, retry_after_s: int = 5) -> None:
+        self.services = services
+        self.max_sessions = max_sessions
+        self.retry_after_s = retry_after_s
+        self.sessions: dict[str, WhipSession] = {}
+        self._calls: dict[str, _WhipCall] = {}
+        self._lock = asyncio.Lock()  # opening and joining calls, so that two legs of one call do not race
+        self._closing = False
+
+    # -- publishing ----------------------------------------------------------------------------------
+
+    async def publish(self, key: ApiKey, call_id: str, role: Role, metadata: CallMetadata, offer: str) -> WhipSession:
+        """Answer an offer and attach its audio to the call; raises ``WhipError`` with the status to answer."""
+        if self._closing or len(self.sessions) >= self.max_sessions:
+            raise WhipError(503, "at capacity: try again later", {"Retry-After": str(self.retry_after_s)})
+        check_offer(offer)
+        session = await self._negotiate(key.team, role, offer)
+        self.sessions[session.id] = session
+        try:
+            await self._attach(session, call_id, role, metadata)
+        except BaseException:
+            self.sessions.pop(session.id, None)
+            session.ended = True
+            await session.pc.close()
+            raise
+        return session
+
+    async def _negotiate(self, team: str, role: Role, offer: str) -> WhipSession:
+        pc = RTCPeerConnection()
+        session = WhipSession(secrets.token_urlsafe(18), f'"{secrets.token_hex(8)}"', team, role, pc, "")
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and session.track is None:
+                session.track = track
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "failed" and not session.ended:
+                log.warning("WHIP session %s: ICE or DTLS failed", session.id)
+                await self.end(session, "interrupted", "ice_failed")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            for transceiver in pc.getTransceivers():
+                # The answer is recvonly (RFC 9725 §4.2); video, if offered, is declined rather than decoded.
+                transceiver.direction = "recvonly" if transceiver.kind == "audio" else "inactive"
+            await pc.setLocalDescription(await pc.createAnswer())
+        except WhipError:
+            await pc.close()
+            raise
+        except Exception as exc:  # aiortc says what is wrong with the offer in ValueErrors (and a few others)
+            await pc.close()
+            raise WhipError(400, f"the offer cannot be answered: {exc}") from None
+        if session.track is None:
+            await pc.close()
+            raise WhipError(400, "the offer sends no audio (its audio m-line is recvonly or inactive)")
+        session.answer = pc.localDescription.sdp
+        return session
+
+    async def _attach(self, session: WhipSession, call_id: str, role: Role, metadata: CallMetadata) -> None:
+        spec = ChannelSpec(session.channel, role.value, SAMPLE_RATE)
+        async with self._lock:
+            if session.ended:  # ICE or DTLS failed before the call was joined
+                raise WhipError(400, "the peer connection failed while it was being set up")
+            existing = self._calls.get(call_id)
+            if existing is not None and self.services.calls.live.get(call_id) is not existing.call:
+                del self._calls[call_id]  # ended elsewhere; its legs notice at their next frame
+                existing = None
+            if existing is None:
+                try:
+                    call = await self.services.calls.open(call_id, session.team, "whip", metadata, [spec])
+                except CallConflict as exc:
+                    raise WhipError(409, str(exc)) from None
+                existing = self._calls[call_id] = _WhipCall(call)
+            else:
+                call = existing.call
+                if call.team != session.team:
+                    raise WhipError(409, f"call {call_id!r} is already live")  # never say whose
+                if role in existing.legs:
+                    raise WhipError(409, f"call {call_id!r} already has a live {role.value} leg; DELETE it first")
+                specs = [c.spec for c in call.channels.values() if c.spec.index != spec.index] + [spec]
+                held = frozenset(c.spec.index for c in call.channels.values() if c.on_hold) - {spec.index}
+                await call.reconfigure(merge_metadata(call.metadata, metadata), specs, held)
+            existing.legs[role] = session
+            session.call = call
+        session.pump = asyncio.create_task(self._pump(session), name=f"whip-{call_id}-{role.value}")
+        log.info("WHIP session %s: %s leg of call %s", session.id, role.value, call_id)
+
+    # -- media ---------------------------------------------------------------------------------------
+
+    async def _pump(self, session: WhipSession) -> None:
+        call, track = session.call, session.track
+        assert call is not None and track is not None
+        ingest = self.services.settings.ingest
+        resampler: StreamResampler | None = None
+        first_pts: int | None = None
+        offset = 0.0  # call time of the first frame
+        status, reason = "interrupted", "disconnected"
+        try:
+            timeout = ingest.start_timeout_s
+            while True:
+                try:
+                    frame = await asyncio.wait_for(track.recv(), timeout)
+                except TimeoutError:
+                    status, reason = "interrupted", "idle_timeout"
+                    log.warning("WHIP session %s: no audio for %g s", session.id, timeout)
+                    return
+                timeout = ingest.idle_timeout_s
+                if self.services.calls.live.get(call.id) is not call:
+                    status, reason = "interrupted", "call_ended"  # ended elsewhere (erased, server shutdown)
+                    return
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                if resampler is None or resampler.from_rate != frame.sample_rate:
+                    resampler = StreamResampler(frame.sample_rate, SAMPLE_RATE)
+                pcm = to_int16(resampler.process(mono_float(frame)))
+                if frame.pts is None:
+                    self._push(session, call, pcm, None)
+                    continue
+                if first_pts is None:  # RTP timestamps place the rest: packets lost or not sent become silence
+                    first_pts, offset = frame.pts, time.monotonic() - call.epoch
+                elapsed = (frame.pts - first_pts) % _RTP_TIMESTAMP_WRAP / frame.sample_rate
+                self._push(session, call, pcm, offset + elapsed)
+        except MediaStreamError:
+            pass  # the peer connection was closed, or the remote side stopped sending
+        except asyncio.CancelledError:
+            status = ""  # ended by someone else, who says how
+            raise
+        except Exception:
+            log.exception("WHIP session %s failed", session.id)
+            status, reason = "interrupted", "internal_error"
+        finally:
+            if resampler is not None and status:
+                tail = resampler.process(np.zeros(0, dtype=np.float32), last=True)
+                if tail.size:
+                    self._push(session, call, to_int16(tail), None)
+            if status:
+                await self.end(session, status, reason)
+
+    def _push(self, session: WhipSession, call: Call, pcm: npt.NDArray[np.int16], start: float | None) -> None:
+        if pcm.size and self.services.calls.live.get(call.id) is call:
+            call.push(AudioFrame(call.id, session.channel, pcm, SAMPLE_RATE, start))
+
+    # -- ending --------------------------------------------------------------------------------------
+
+    def find(self, session_id: str, team: str) -> WhipSession | None:
+        """The team's session with this id; another team's sessions do not exist for it."""
+        session = self.sessions.get(session_id)
+        return session if session is not None and session.team == team else None
+
+    async def end(self, session: WhipSession, status: str, reason: str) -> None:
+        """End one leg; the call ends with its last leg, and is stored."""
+        if session.ended:
+            return
+        session.ended = True
+        self.sessions.pop(session.id, None)
+        if session.pump is not None and session.pump is not asyncio.current_task():
+            session.pump.cancel()
+            with contextlib.suppress(BaseException):
+                await session.pump
+        with contextlib.suppress(Exception):
+            await session.pc.close()
+        call = session.call
+        if call is None:
+            return
+        log.info("WHIP session %s ended: %s (%s)", session.id, status, reason)
+        async with self._lock:
+            entry = self._calls.get(call.id)
+            if entry is None or entry.call is not call:
+                return
+            entry.legs.pop(session.role, None)
+            if entry.legs:
+                # The other leg goes on; this channel is on hold until its role publishes again.
+                specs = [c.spec for c in call.channels.values()]
+                held = frozenset(c.spec.index for c in call.channels.values() if c.on_hold) | {session.channel}
+                if self.services.calls.live.get(call.id) is call:
+                    await call.reconfigure(call.metadata, specs, held)
+                return
+            del self._calls[call.id]
+        if self.services.calls.live.get(call.id) is call:  # not already ended elsewhere
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.services.calls.end(call, status, reason))
+
+    async def close(self) -> None:
+        """Server shutdown: every leg ends as interrupted, and so do their calls."""
+        self._closing = True
+        sessions = list(self.sessions.values())
+        await asyncio.gather(*(self.end(s, "interrupted", "server_shutdown") for s in sessions), return_exceptions=True)
+
+
+def mono_float(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
+    """A decoded frame (s16 or float, packed or planar, any layout) as mono float32 in [-1, 1]."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    shape = (channels, -1) if frame.format.is_planar else (-1, channels)
+    mixed: npt.NDArray[np.float32] = (
+        data.reshape(shape).astype(np.float32).mean(axis=0 if frame.format.is_planar else 1)
+    )
+    if data.dtype == np.int16:
+        mixed /= 32768.0
+    elif data.dtype == np.int32:
+        mixed /= 2147483648.0
+    return mixed
+
+
+def to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
