@@ -6,18 +6,23 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import calls, events, ingest, whip
+from media_server.api import calls, events, ingest, listen, live, whip
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
 from media_server.services import Services
 
 log = logging.getLogger(__name__)
+
+DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "dashboard"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -46,6 +51,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(whip.router)
     app.include_router(events.router)
     app.include_router(calls.router)
+    app.include_router(live.router)
+    app.include_router(listen.router)
+    if settings.dashboard.enabled:
+        _mount_dashboard(app, settings.dashboard.directory or DASHBOARD_DIR)
 
     @app.get("/health", tags=["status"])
     async def health() -> dict[str, str]:
@@ -65,6 +74,20 @@ def create_app(settings: Settings) -> FastAPI:
         }
 
     return app
+
+
+def _mount_dashboard(app: FastAPI, directory: Path) -> None:
+    """The dashboard's plain files: ``/`` is its page, ``/dashboard/...`` its script and styles. They hold no data:
+    the page asks the API for everything with the key the user signs in with."""
+    index = directory / "index.html"
+    if not index.is_file():
+        log.warning("no dashboard at %s: / serves nothing (set dashboard.directory)", directory)
+        return
+    app.mount("/dashboard", StaticFiles(directory=directory), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
 
 def _camel(name: str) -> str:

@@ -165,6 +165,20 @@ class WhipSettings(BaseModel):
     retry_after_s: int = Field(5, ge=1)
 
 
+class ListenSettings(BaseModel):
+    """Listen-in: managers hear live calls over WebRTC (``POST /v1/calls/{id}/listen``)."""
+
+    max_sessions: int = Field(50, ge=0, description="listen-ins at once; more get 503 with Retry-After")
+    max_delay_ms: int = Field(250, ge=40, le=2000, description="audio older than this is skipped to stay live")
+
+
+class DashboardSettings(BaseModel):
+    """The web dashboard, served at ``/``."""
+
+    enabled: bool = True
+    directory: Path | None = Field(None, description="where its files are; default: the dashboard/ folder")
+
+
 class EventSettings(BaseModel):
     buffer_per_call: int = Field(5000, ge=10, description="events kept per call for resuming subscribers")
     keep_ended_s: float = Field(600.0, ge=0, description="how long an ended call's events stay resumable")
@@ -188,6 +202,8 @@ class Settings(BaseSettings):
     sip: SipSettings = SipSettings()
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     whip: WhipSettings = WhipSettings()
+    listen: ListenSettings = ListenSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from media_server.v1 import events_pb2 as pb
 
@@ -33,6 +35,11 @@ def stamp(event: pb.Event, event_id: int, now: float | None = None) -> None:
 def to_json(event: pb.Event) -> str:
     """The protobuf JSON mapping, with fields at their default value spelled out (``isFinal: false``)."""
     return json_format.MessageToJson(event, indent=None, always_print_fields_with_no_presence=True, ensure_ascii=False)
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """A payload in the same JSON mapping as ``to_json``, as a dict (for REST answers)."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
 def from_json(text: str) -> pb.Event:

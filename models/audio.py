@@ -28,10 +28,13 @@ def resample(audio: Float32Array, from_rate: int, to_rate: int) -> Float32Array:
 class StreamResampler:
     """Resamples a stream chunk by chunk without edge artefacts between chunks."""
 
-    def __init__(self, from_rate: int, to_rate: int) -> None:
+    def __init__(self, from_rate: int, to_rate: int, quality: str = "HQ") -> None:
+        """``quality``: soxr's; "HQ" holds back about 100 ms at the start, "LQ" about 25 ms (for listening)."""
         self.from_rate = from_rate
         self.to_rate = to_rate
-        self._stream = None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, "float32")
+        self._stream = (
+            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, "float32", quality=quality)
+        )
 
     def process(self, audio: Float32Array, last: bool = False) -> Float32Array:
         if self._stream is None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import os
 import queue
-import shutil
 import threading
 import time
 import urllib.parse
@@ -23,30 +21,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import aioice.ice
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
-from media_server.app import create_app
-from media_server.config import Settings
 from media_server.ingest.whip import WhipManager, check_offer, merge_metadata
-from tests.conftest import EventLog, collect_events, create_key, free_port
+from tests.conftest import EventLog, collect_events
+from tests.inprocess import CHROMIUM_FLAGS, InProcessServer, inprocess_server, loopback_ice, require_chromium
 from tests.speech import Program, program, tel8k, wer
 
 ENDPOINT = "/v1/ingest/whip"
 
 
 @dataclass
-class InProcessServer:
-    url: str
-    ws_url: str
-    keys: dict[str, str]
-    app: Any
-
+class WhipServer(InProcessServer):
     @property
     def whip(self) -> WhipManager:
         manager: WhipManager = self.app.state.whip
@@ -54,35 +44,10 @@ class InProcessServer:
 
 
 @pytest.fixture(scope="module")
-def loopback_ice() -> Iterator[None]:
-    """Both aiortc peers (client and server share this process) gather 127.0.0.1 only."""
-    original = aioice.ice.get_host_addresses
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-    yield
-    aioice.ice.get_host_addresses = original
-
-
-@pytest.fixture(scope="module")
-def whip_server(tmp_path_factory: pytest.TempPathFactory, loopback_ice: None) -> Iterator[InProcessServer]:
-    data_dir = tmp_path_factory.mktemp("whip")
-    keys = {role: create_key(data_dir, "acme", role) for role in ("admin", "ingest", "rep")}
-    keys["other"] = create_key(data_dir, "globex", "admin")
-    port = free_port()
-    settings = Settings.model_validate(
-        {"port": port, "data_dir": data_dir, "ingest": {"idle_timeout_s": 4, "start_timeout_s": 10}}
-    )
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="whip-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the in-process server did not start")
-        time.sleep(0.1)
-    yield InProcessServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", keys, app)
-    server.should_exit = True
-    thread.join(30)
+def whip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhipServer]:
+    settings = {"ingest": {"idle_timeout_s": 4, "start_timeout_s": 10}}
+    with loopback_ice(), inprocess_server(tmp_path_factory.mktemp("whip"), settings, ("admin", "ingest", "rep")) as srv:
+        yield WhipServer(srv.url, srv.ws_url, srv.keys, srv.app)
 
 
 def write_wav(path: Path, speech: Program) -> Path:
@@ -104,7 +69,7 @@ class Publisher:
     response: httpx.Response
 
 
-async def publish(srv: InProcessServer, wav: Path, params: dict[str, str], key: str | None = None) -> Publisher:
+async def publish(srv: WhipServer, wav: Path, params: dict[str, str], key: str | None = None) -> Publisher:
     pc = RTCPeerConnection()
     player = MediaPlayer(str(wav))  # real time, as a microphone would
     assert player.audio is not None
@@ -122,19 +87,19 @@ async def publish(srv: InProcessServer, wav: Path, params: dict[str, str], key: 
     return Publisher(pc, player, response.headers["location"], response)
 
 
-async def delete(srv: InProcessServer, location: str, key: str | None = None) -> httpx.Response:
+async def delete(srv: WhipServer, location: str, key: str | None = None) -> httpx.Response:
     async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
         return await http.delete(location, headers={"Authorization": f"Bearer {key or srv.keys['ingest']}"})
 
 
-async def subscribe(srv: InProcessServer, call_id: str) -> asyncio.Task[EventLog]:
+async def subscribe(srv: WhipServer, call_id: str) -> asyncio.Task[EventLog]:
     url = f"{srv.ws_url}/v1/calls/{call_id}/events?token={srv.keys['admin']}"
     task = asyncio.create_task(collect_events(url, timeout=150))
     await asyncio.sleep(0.3)  # subscribed before the call starts
     return task
 
 
-async def stored(srv: InProcessServer, call_id: str) -> dict[str, Any]:
+async def stored(srv: WhipServer, call_id: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
         response = await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {srv.keys['admin']}"})
     assert response.status_code == 200, response.text
@@ -199,7 +164,7 @@ def test_a_joining_leg_adds_to_what_the_call_knows() -> None:
 # -- HTTP behaviour --------------------------------------------------------------------------------------
 
 
-async def test_http_errors_and_preflight(whip_server: InProcessServer, offer_sdp: str) -> None:
+async def test_http_errors_and_preflight(whip_server: WhipServer, offer_sdp: str) -> None:
     srv = whip_server
     sdp = {"Content-Type": "application/sdp"}
     async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
@@ -241,7 +206,7 @@ async def test_http_errors_and_preflight(whip_server: InProcessServer, offer_sdp
         assert full.status_code == 503 and int(full.headers["retry-after"]) > 0
 
 
-async def test_session_url_patch_delete_and_other_teams(whip_server: InProcessServer, offer_sdp: str) -> None:
+async def test_session_url_patch_delete_and_other_teams(whip_server: WhipServer, offer_sdp: str) -> None:
     srv = whip_server
     call_id = f"whip-{uuid.uuid4()}"
     auth = {"Authorization": f"Bearer {srv.keys['ingest']}"}
@@ -296,9 +261,7 @@ async def test_session_url_patch_delete_and_other_teams(whip_server: InProcessSe
 
 
 @pytest.mark.e2e
-async def test_aiortc_peer_publishes_speech_that_is_transcribed_live(
-    whip_server: InProcessServer, tmp_path: Path
-) -> None:
+async def test_aiortc_peer_publishes_speech_that_is_transcribed_live(whip_server: WhipServer, tmp_path: Path) -> None:
     srv = whip_server
     speech = program(tel8k()[:3])
     refs = [u.ref for _, _, u in speech.spans]
@@ -338,7 +301,7 @@ async def test_aiortc_peer_publishes_speech_that_is_transcribed_live(
 
 
 @pytest.mark.e2e
-async def test_two_legs_make_one_call_with_two_channels(whip_server: InProcessServer, tmp_path: Path) -> None:
+async def test_two_legs_make_one_call_with_two_channels(whip_server: WhipServer, tmp_path: Path) -> None:
     srv = whip_server
     rep_speech, customer_speech = same_length(program(tel8k()[3:5]), program(tel8k()[5:7], lead_s=1.0))
     call_id = f"whip-{uuid.uuid4()}"
@@ -379,7 +342,7 @@ async def test_two_legs_make_one_call_with_two_channels(whip_server: InProcessSe
 
 
 @pytest.mark.e2e
-async def test_peer_that_vanishes_ends_the_call_as_interrupted(whip_server: InProcessServer, tmp_path: Path) -> None:
+async def test_peer_that_vanishes_ends_the_call_as_interrupted(whip_server: WhipServer, tmp_path: Path) -> None:
     srv = whip_server
     utt = tel8k()[0]
     speech = program([utt])
@@ -415,8 +378,6 @@ def test_decoded_frames_are_mixed_down_to_mono() -> None:
 
 
 # -- a browser ----------------------------------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # The publishing page, as a WebRTC softphone would do it: served from another origin than the server, so that
 # the POST goes through CORS. It reports what happened to the page's own server.
@@ -477,11 +438,8 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.e2e
-async def test_headless_chromium_publishes_its_microphone(whip_server: InProcessServer, tmp_path: Path) -> None:
-    if CHROMIUM is None:  # make test installs it; under CI a missing peer fails the run
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+async def test_headless_chromium_publishes_its_microphone(whip_server: WhipServer, tmp_path: Path) -> None:
+    chromium = require_chromium()
     srv = whip_server
     speech = program(tel8k()[:3])
     refs = [u.ref for _, _, u in speech.spans]
@@ -499,21 +457,12 @@ async def test_headless_chromium_publishes_its_microphone(whip_server: InProcess
     chromium_log = (tmp_path / "chromium.log").open("wb")
     browser = await asyncio.create_subprocess_exec(
         *[
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            chromium,
+            *CHROMIUM_FLAGS,
             "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={wav}%noloop",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--allow-loopback-in-peer-connection",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
             page,
         ],
         stdout=asyncio.subprocess.DEVNULL,
@@ -537,7 +486,7 @@ async def test_headless_chromium_publishes_its_microphone(whip_server: InProcess
     assert (ended["status"], ended["reason"]) == ("completed", "whip_delete")
 
 
-async def test_video_in_the_offer_is_declined_and_audio_taken(whip_server: InProcessServer) -> None:
+async def test_video_in_the_offer_is_declined_and_audio_taken(whip_server: WhipServer) -> None:
     pc = RTCPeerConnection()
     pc.addTransceiver("audio", direction="sendonly")
     pc.addTransceiver("video", direction="sendonly")

@@ -38,6 +38,8 @@ class ApiKey:
             "ingest": {Role.ADMIN, Role.MANAGER, Role.REP, Role.INGEST},
             "read": {Role.ADMIN, Role.MANAGER, Role.REP},
             "delete": {Role.ADMIN, Role.MANAGER},
+            "listen": {Role.ADMIN, Role.MANAGER},  # hear live calls; every listen-in is audited
+            "audit": {Role.ADMIN, Role.MANAGER},  # read the listen-in audit log
         }
         return self.role in allowed.get(action, set())
 

@@ -30,6 +30,12 @@ class EventBus(Protocol):
         """Events of one call (or of every call of ``team``) with ``id > after``, then live ones."""
         ...
 
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event published so far (0 before the first): a snapshot of the live calls
+        taken with it tells a subscriber where to resume (``after=last_id``) without a gap."""
+        ...
+
     def call_ended(self, call_id: str) -> None:
         """The call's events stay resumable for a while, then are forgotten."""
         ...

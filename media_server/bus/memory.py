@@ -90,9 +90,15 @@ class InMemoryEventBus:
         self._ids = itertools.count(1)
         self._logs: dict[str, _CallLog] = {}
         self._subscriptions: set[_MemorySubscription] = set()
+        self._last_id = 0
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
 
     async def publish(self, event: pb.Event) -> pb.Event:
-        stamp(event, next(self._ids))
+        self._last_id = next(self._ids)
+        stamp(event, self._last_id)
         entry = self._logs.get(event.call_id)
         if entry is None:
             entry = self._logs[event.call_id] = _CallLog(event.team, deque(maxlen=self.buffer_per_call))

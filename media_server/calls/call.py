@@ -11,15 +11,18 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from media_server.bus import EventBus
 from media_server.calls.consent import may_transcribe, may_transcribe_all
+from media_server.calls.keywords import KeywordSpotter, TimedWord
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
+from media_server.calls.tap import AudioTap
 from media_server.config import ConsentPolicy
-from media_server.events import new_event
+from media_server.events import new_event, to_dict
 from media_server.frames import AudioFrame
 from media_server.store.records import (
     CallRecord,
@@ -81,6 +84,11 @@ class CallChannel:
     def position(self) -> float:
         return self.samples / self.spec.sample_rate
 
+    @property
+    def audible(self) -> bool:
+        """May a listener hear it: every voice on it may be transcribed (consent), and it is not on hold."""
+        return self.transcribed and not self.on_hold
+
 
 class Call:
     def __init__(
@@ -101,12 +109,18 @@ class Call:
         self.epoch = time.monotonic()  # call time 0, for adapters that place audio by their own clocks (RTP)
         self.last_audio = self.epoch
         self._retired: list[asyncio.Task[None]] = []  # consumers of recognizers stopped mid-call
+        self.taps: set[AudioTap] = set()  # listen-in
+        self.finished = False  # finish() began: no more audio, no new listeners
+        self.keyword_counts: dict[str, int] = {}
+        self.latest_cue: dict[str, Any] | None = None
+        self.latest_keyword: dict[str, Any] | None = None
         policy = services.consent_policy
         self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
         self.channels: dict[int, CallChannel] = {}
         for spec in channels:
             voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
             self.channels[spec.index] = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
+        self.spotter = self._spotter()
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -121,6 +135,9 @@ class Call:
             interim_results=base.interim_results if options.interim_results is None else options.interim_results,
             hotwords=tuple(dict.fromkeys((*base.hotwords, *options.keyterms))),
         )
+
+    def _spotter(self) -> KeywordSpotter:
+        return KeywordSpotter((term, "keyterm") for term in self.streaming_config().hotwords)
 
     async def start(self) -> None:
         for channel in self.channels.values():
@@ -165,6 +182,7 @@ class Call:
         gains it starts at the current call time. A channel's sample rate never changes.
         """
         self.metadata = metadata
+        self.spotter = self._spotter()
         policy = self.services.consent_policy
         self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
         for spec in channels:
@@ -185,6 +203,9 @@ class Call:
                     self._start_recognizer(channel)
                 channel.transcribed = allowed
             channel.on_hold = spec.index in on_hold
+            if not channel.audible:
+                for tap in self.taps:
+                    tap.silence(spec.index)
         updated = pb.CallUpdated(
             participants=[self._participant_pb(p) for p in self.metadata.participants],
             channels=[self._channel_pb(c) for c in self.channels.values()],
@@ -213,6 +234,9 @@ class Call:
             if gap > _MAX_DRIFT_S * channel.spec.sample_rate:
                 self._feed(channel, np.zeros(gap, dtype=np.int16))
         self._feed(channel, frame.pcm)
+        if self.taps and channel.audible:
+            for tap in self.taps:
+                tap.put(frame.channel, channel.spec.sample_rate, frame.pcm)
 
     def _feed(self, channel: CallChannel, pcm: npt.NDArray[np.int16]) -> None:
         channel.samples += pcm.size
@@ -227,13 +251,28 @@ class Call:
 
     async def finish(self, status: str, reason: str) -> CallRecord:
         """Flush every recognizer (the last utterance gets its final), then describe the call."""
+        self.finished = True
         for channel in self.channels.values():
             if channel.recognizer is not None:
                 channel.recognizer.end()
+        for tap in self.taps:
+            tap.close()
         consumers = [c.consumer for c in self.channels.values() if c.consumer is not None] + self._retired
         if consumers:
             await asyncio.gather(*consumers, return_exceptions=True)
         return self.record(status, reason)
+
+    # -- listen-in -----------------------------------------------------------------------------------
+
+    def add_tap(self, tap: AudioTap) -> None:
+        if self.finished:
+            tap.close()
+            return
+        self.taps.add(tap)
+
+    def remove_tap(self, tap: AudioTap) -> None:
+        self.taps.discard(tap)
+        tap.close()
 
     # -- transcripts ---------------------------------------------------------------------------------
 
@@ -290,9 +329,80 @@ class Call:
             stability=event.stability,
         )
         await self.publish(transcript=transcript)
+        if final and event.text and self.spotter:
+            timed = [TimedWord(w.word, w.start, w.end) for w in event.words]
+            for hit in self.spotter.find(event.text, timed, start, end):
+                self.keyword_counts[hit.keyword] = self.keyword_counts.get(hit.keyword, 0) + 1
+                await self.publish(
+                    keyword_hit=pb.KeywordHit(
+                        channel=spec.index,
+                        speaker=spec.speaker,
+                        keyword=hit.keyword,
+                        category=hit.category,
+                        start=hit.start,
+                        end=hit.end,
+                        segment=event.segment,
+                    )
+                )
 
     async def publish(self, **payload: object) -> pb.Event:
-        return await self.services.bus.publish(new_event(self.id, self.team, **payload))
+        event = await self.services.bus.publish(new_event(self.id, self.team, **payload))
+        if event.type == "cue":
+            self.latest_cue = to_dict(event.cue)
+        elif event.type == "keyword_hit":
+            self.latest_keyword = to_dict(event.keyword_hit)
+        return event
+
+    # -- the live view -------------------------------------------------------------------------------
+
+    def talk_time(self) -> dict[str, float]:
+        """Seconds each speaker has talked so far (final segments)."""
+        out: dict[str, float] = {}
+        for channel in self.channels.values():
+            for s in channel.segments:
+                out[s.speaker] = out.get(s.speaker, 0.0) + max(0.0, s.end - s.start)
+        return {k: round(v, 3) for k, v in out.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the dashboard's wall shows of a live call, in the REST API's JSON shape."""
+        talk = self.talk_time()
+        spoken = talk.get("rep", 0.0) + talk.get("customer", 0.0)
+        return {
+            "id": self.id,
+            "source": self.source,
+            "startedAt": self.started_at.isoformat().replace("+00:00", "Z"),
+            "duration": round((datetime.now(UTC) - self.started_at).total_seconds(), 3),
+            "participants": [
+                {
+                    "role": p.role.value,
+                    "id": kept.id,
+                    "name": kept.name,
+                    "phone": kept.phone,
+                    "email": kept.email,
+                    "consent": p.consent.value,
+                    "transcribed": p.role in self.transcribed_roles,
+                }
+                for p in self.metadata.participants
+                for kept in (self._kept(p),)
+            ],
+            "channels": [
+                {
+                    "index": c.spec.index,
+                    "speaker": c.spec.speaker,
+                    "sampleRate": c.spec.sample_rate,
+                    "transcribed": c.transcribed,
+                    "onHold": c.on_hold,
+                }
+                for c in self.channels.values()
+            ],
+            "talkTime": talk,
+            "talkRatio": round(talk.get("rep", 0.0) / spoken, 3) if spoken > 0 else None,
+            "keywords": dict(self.keyword_counts),
+            "latestCue": self.latest_cue,
+            "latestKeyword": self.latest_keyword,
+            "listeners": len(self.taps),
+            "metadata": dict(self.metadata.extra),
+        }
 
     # -- the stored form -----------------------------------------------------------------------------
 
@@ -353,4 +463,5 @@ class Call:
             segments=segments,
             speakers=list(speakers.values()),
             metadata=dict(self.metadata.extra),
+            keywords=sorted(self.keyword_counts),
         )

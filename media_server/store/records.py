@@ -58,6 +58,8 @@ class CallRecord:
     segments: list[SegmentRecord] = field(default_factory=list)
     speakers: list[SpeakerRecord] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    keywords: list[str] = field(default_factory=list)  # the tracked phrases said in the call
+    snippet: str = ""  # a search result's text around the match (not stored)
 
     @property
     def duration(self) -> float:
@@ -89,6 +91,8 @@ class CallRecord:
                 for s in self.speakers
             ],
             "metadata": self.metadata,
+            "keywords": self.keywords,
+            **({"snippet": self.snippet} if self.snippet else {}),
         }
 
     def detail(self) -> dict[str, Any]:
@@ -110,3 +114,34 @@ class CallRecord:
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class ListenRecord:
+    """One listen-in, as the audit log keeps it."""
+
+    id: int
+    team: str
+    call_id: str
+    key_id: str
+    key_label: str
+    key_role: str
+    channel: str
+    started_at: datetime
+    ended_at: datetime | None
+    end_reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        duration = None if self.ended_at is None else round((self.ended_at - self.started_at).total_seconds(), 3)
+        return {
+            "id": self.id,
+            "callId": self.call_id,
+            "keyId": self.key_id,
+            "keyLabel": self.key_label,
+            "role": self.key_role,
+            "channel": self.channel,
+            "startedAt": _iso(self.started_at),
+            "endedAt": None if self.ended_at is None else _iso(self.ended_at),
+            "duration": duration,
+            "endReason": self.end_reason,
+        }

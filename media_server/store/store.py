@@ -5,25 +5,27 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, delete, event, select, tuple_
+from sqlalchemy import ColumnElement, Connection, delete, event, exists, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
 from media_server.store.records import (
     CallRecord,
     ChannelRecord,
+    ListenRecord,
     ParticipantRecord,
     SegmentRecord,
     SpeakerRecord,
 )
-from media_server.store.tables import ApiKeyRow, CallRow, ChannelRow, ParticipantRow, SegmentRow
+from media_server.store.tables import ApiKeyRow, CallRow, ChannelRow, ListenAuditRow, ParticipantRow, SegmentRow
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class CallExists(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """What the history page filters on. Text matches are case-insensitive substrings."""
+
+    text: str = ""  # every word of it is said somewhere in the transcript
+    rep: str = ""  # in the rep's name, id or email
+    keyword: str = ""  # a tracked phrase said in the call
+    since: date | None = None  # started on or after this day (UTC)
+    until: date | None = None  # started on or before this day (UTC)
+
+    def words(self) -> list[str]:
+        return [w for w in self.text.split() if w][:8]
 
 
 class Store:
@@ -97,6 +113,7 @@ class Store:
             speakers=[
                 {"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in call.speakers
             ],
+            keywords="".join(f"|{k.replace('|', ' ')}" for k in call.keywords) + "|" if call.keywords else "",
             participants=[
                 ParticipantRow(
                     role=p.role,
@@ -141,10 +158,11 @@ class Store:
             return None if row is None else _record(row, with_segments=True)
 
     async def list_calls(
-        self, team: str, limit: int = 50, cursor: str | None = None
+        self, team: str, limit: int = 50, cursor: str | None = None, where: CallFilter | None = None
     ) -> tuple[list[CallRecord], str | None]:
         """Newest first. ``cursor`` is the opaque ``next`` value of the previous page."""
-        query = select(CallRow).where(CallRow.team == team)
+        where = where or CallFilter()
+        query = select(CallRow).where(CallRow.team == team, *_conditions(where))
         if cursor:
             started, call_id = _decode_cursor(cursor)
             query = query.where(tuple_(CallRow.started_at, CallRow.id) < tuple_(started, call_id))
@@ -154,8 +172,26 @@ class Store:
         more = len(rows) > limit
         rows = rows[:limit]
         records = [_record(r, with_segments=False) for r in rows]
+        if where.words() and records:
+            await self._add_snippets(records, where.words())
         next_cursor = _encode_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None
         return records, next_cursor
+
+    async def _add_snippets(self, records: list[CallRecord], words: list[str]) -> None:
+        """The text around the first match of the first search word, per call."""
+        ids = [r.id for r in records]
+        query = (
+            select(SegmentRow.call_id, SegmentRow.text)
+            .where(SegmentRow.call_id.in_(ids), _contains(SegmentRow.text, words[0]))
+            .order_by(SegmentRow.call_id, SegmentRow.start)
+        )
+        async with self.sessions() as session:
+            found: dict[str, str] = {}
+            for call_id, text in (await session.execute(query)).all():
+                found.setdefault(call_id, text)
+        for record in records:
+            if record.id in found:
+                record.snippet = _snippet(found[record.id], words[0])
 
     async def delete_call(self, team: str, call_id: str) -> bool:
         async with self.sessions.begin() as session:
@@ -166,6 +202,95 @@ class Store:
                 await session.execute(delete(table).where(table.call_id == call_id))
             await session.execute(delete(CallRow).where(CallRow.id == call_id))
             return True
+
+    # -- the listen-in audit log -----------------------------------------------------------------------
+
+    async def listen_started(self, team: str, call_id: str, key: ApiKey, channel: str) -> int:
+        row = ListenAuditRow(
+            team=team,
+            call_id=call_id,
+            key_id=key.id,
+            key_label=key.label,
+            key_role=key.role.value,
+            channel=channel,
+            started_at=datetime.now(UTC),
+        )
+        async with self.sessions.begin() as session:
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def listen_ended(self, entry_id: int, reason: str) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(ListenAuditRow)
+                .where(ListenAuditRow.id == entry_id, ListenAuditRow.ended_at.is_(None))
+                .values(ended_at=datetime.now(UTC), end_reason=reason)
+            )
+
+    async def listens(self, team: str, call_id: str | None = None, limit: int = 100) -> list[ListenRecord]:
+        """Newest first."""
+        query = select(ListenAuditRow).where(ListenAuditRow.team == team)
+        if call_id is not None:
+            query = query.where(ListenAuditRow.call_id == call_id)
+        query = query.order_by(ListenAuditRow.started_at.desc(), ListenAuditRow.id.desc()).limit(limit)
+        async with self.sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [
+            ListenRecord(
+                id=r.id,
+                team=r.team,
+                call_id=r.call_id,
+                key_id=r.key_id,
+                key_label=r.key_label,
+                key_role=r.key_role,
+                channel=r.channel,
+                started_at=_utc(r.started_at),
+                ended_at=None if r.ended_at is None else _utc(r.ended_at),
+                end_reason=r.end_reason,
+            )
+            for r in rows
+        ]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(column: ColumnElement[str] | InstrumentedAttribute[str], text: str) -> ColumnElement[bool]:
+    return column.ilike(f"%{_like_escape(text)}%", escape="\\")
+
+
+def _conditions(where: CallFilter) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    for word in where.words():
+        out.append(exists().where(SegmentRow.call_id == CallRow.id, _contains(SegmentRow.text, word)))
+    if where.rep.strip():
+        rep = where.rep.strip()
+        out.append(
+            exists().where(
+                ParticipantRow.call_id == CallRow.id,
+                ParticipantRow.role == "rep",
+                _contains(ParticipantRow.name, rep)
+                | _contains(ParticipantRow.external_id, rep)
+                | _contains(ParticipantRow.email, rep),
+            )
+        )
+    if where.keyword.strip():
+        out.append(_contains(CallRow.keywords, f"|{where.keyword.strip()}|"))
+    if where.since is not None:
+        out.append(CallRow.started_at >= datetime.combine(where.since, time(), UTC))
+    if where.until is not None:
+        out.append(CallRow.started_at < datetime.combine(where.until + timedelta(days=1), time(), UTC))
+    return out
+
+
+def _snippet(text: str, word: str, width: int = 60) -> str:
+    at = text.lower().find(word.lower())
+    if at < 0:
+        return text[: 2 * width]
+    start, end = max(0, at - width), min(len(text), at + len(word) + width)
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
 
 
 def _upgrade(connection: Connection) -> None:
@@ -221,6 +346,7 @@ def _record(row: CallRow, with_segments: bool) -> CallRecord:
         if with_segments
         else [],
         speakers=[SpeakerRecord(s["speaker"], s["talk_time"], s["word_count"]) for s in row.speakers or []],
+        keywords=[k for k in (row.keywords or "").split("|") if k],
     )
 
 
@@ -238,4 +364,4 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("invalid cursor") from exc
 
 
-__all__ = ["CallExists", "Engine", "Store"]
+__all__ = ["CallExists", "CallFilter", "Engine", "Store"]

@@ -35,6 +35,7 @@ class CallRow(Base):
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     metadata_json: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     speakers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    keywords: Mapped[str] = mapped_column(Text, default="")  # "|Pricing|Acme|": matched case-insensitively
 
     participants: Mapped[list[ParticipantRow]] = relationship(
         cascade="all, delete-orphan", order_by="ParticipantRow.role.desc()", lazy="selectin"
@@ -81,3 +82,21 @@ class SegmentRow(Base):
     end: Mapped[float] = mapped_column(Float)
     confidence: Mapped[float] = mapped_column(Float)
     words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class ListenAuditRow(Base):
+    """Who listened in on which call, when, and for how long. Kept when the call is deleted."""
+
+    __tablename__ = "listen_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(32))
+    key_label: Mapped[str] = mapped_column(String(128), default="")
+    key_role: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+
+    __table_args__ = (Index("ix_listen_audit_team_started", "team", "started_at"),)

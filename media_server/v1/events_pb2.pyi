@@ -20,7 +20,7 @@ CONSENT_GRANTED: Consent
 CONSENT_DENIED: Consent
 
 class Event(_message.Message):
-    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end", "call_updated")
+    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end", "call_updated", "keyword_hit", "cue")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class Event(_message.Message):
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
     UTTERANCE_END_FIELD_NUMBER: _ClassVar[int]
     CALL_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    KEYWORD_HIT_FIELD_NUMBER: _ClassVar[int]
+    CUE_FIELD_NUMBER: _ClassVar[int]
     id: int
     type: str
     call_id: str
@@ -47,7 +49,9 @@ class Event(_message.Message):
     speech_started: SpeechStarted
     utterance_end: UtteranceEnd
     call_updated: CallUpdated
-    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ..., call_updated: _Optional[_Union[CallUpdated, _Mapping]] = ...) -> None: ...
+    keyword_hit: KeywordHit
+    cue: Cue
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ..., call_updated: _Optional[_Union[CallUpdated, _Mapping]] = ..., keyword_hit: _Optional[_Union[KeywordHit, _Mapping]] = ..., cue: _Optional[_Union[Cue, _Mapping]] = ...) -> None: ...
 
 class Participant(_message.Message):
     __slots__ = ("role", "id", "name", "phone", "email", "consent", "transcribed")
@@ -212,3 +216,44 @@ class SpeechStarted(_message.Message):
     speaker: str
     start: float
     def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ...) -> None: ...
+
+class KeywordHit(_message.Message):
+    __slots__ = ("channel", "speaker", "keyword", "category", "start", "end", "segment")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    KEYWORD_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    speaker: str
+    keyword: str
+    category: str
+    start: float
+    end: float
+    segment: int
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., keyword: _Optional[str] = ..., category: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ...) -> None: ...
+
+class Cue(_message.Message):
+    __slots__ = ("kind", "message", "speaker", "channel", "time", "detail")
+    class DetailEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    message: str
+    speaker: str
+    channel: int
+    time: float
+    detail: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., speaker: _Optional[str] = ..., channel: _Optional[int] = ..., time: _Optional[float] = ..., detail: _Optional[_Mapping[str, str]] = ...) -> None: ...

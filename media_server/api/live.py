@@ -1,0 +1,44 @@
+"""What a signed-in user is (``/v1/me``) and the team's live calls (``/v1/live``), for the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from media_server.api.auth import require_key, services_of
+from media_server.auth.keys import ApiKey
+
+router = APIRouter(tags=["live"])
+
+ACTIONS = ("ingest", "read", "delete", "listen", "audit")
+
+
+@router.get("/v1/me")
+async def me(request: Request) -> dict[str, Any]:
+    """The key's team and role, and what it may do: the dashboard signs in with it."""
+    key = await require_key(request, "ingest")  # any valid key may ask what it is
+    return describe(key)
+
+
+def describe(key: ApiKey) -> dict[str, Any]:
+    return {
+        "keyId": key.id,
+        "team": key.team,
+        "role": key.role.value,
+        "label": key.label,
+        "can": {action: key.can(action) for action in ACTIONS},
+    }
+
+
+@router.get("/v1/live")
+async def live_calls(request: Request) -> dict[str, Any]:
+    """The team's live calls, newest first, and ``lastEventId``: subscribe to ``/v1/events?after=lastEventId``
+    to keep the list current without missing or repeating an event."""
+    key = await require_key(request)
+    services = services_of(request)
+    # No await between these two lines: the snapshot and the event id describe the same moment.
+    calls = [call.snapshot() for call in services.calls.live.values() if call.team == key.team]
+    last = services.bus.last_id
+    calls.sort(key=lambda c: c["startedAt"], reverse=True)
+    return {"lastEventId": last, "calls": calls}
