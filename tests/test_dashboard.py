@@ -1,0 +1,317 @@
+"""The dashboard in headless Chromium (driven by Playwright), against a real server and a real WebRTC call.
+
+A second page publishes Chromium's fake microphone (real speech from ../shared/data/speech) over WHIP; the
+manager's dashboard shows the call on the wall, its transcript live on the call page, plays it (listen-in,
+measured in the page with a WebAudio analyser), rides out a network drop (a TCP proxy between the page
+and the server is cut and restored) without losing a segment, and finds the stored call in the history.
+Screenshots of each page are saved in artifacts/screenshots/ (ARTIFACTS_DIR overrides where).
+
+The server runs in this process (tests/inprocess.py) so that its aiortc peer offers the loopback address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import ROOT
+from tests.inprocess import CHROMIUM_FLAGS, InProcessServer, inprocess_server, loopback_ice, require_chromium
+from tests.speech import Program, normalise, program, tel8k
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts")) / "screenshots"
+WRONG_KEY = "msk_" + "w" * 43
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    settings = {"ingest": {"idle_timeout_s": 6, "start_timeout_s": 10}}
+    with loopback_ice(), inprocess_server(tmp_path_factory.mktemp("dashboard"), settings) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def speech() -> Program:
+    return program(tel8k()[:4], gap_s=2.0, lead_s=1.0)
+
+
+@pytest.fixture
+async def browser(speech: Program, tmp_path: Path) -> AsyncIterator[Browser]:
+    chromium = require_chromium()
+    mic = tmp_path / "mic.wav"
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(speech.sample_rate)
+        w.writeframes(speech.pcm.astype("<i2").tobytes())
+    flags = [f for f in CHROMIUM_FLAGS if f != "--headless"]  # Playwright says headless itself
+    flags += [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",
+    ]
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, args=flags, headless=True)
+        yield b
+        await b.close()
+
+
+class Proxy:
+    """A TCP proxy from a local port to the server, which can drop every connection and refuse new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.up = True
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers -= {writer, up_writer}
+
+    def drop(self) -> None:
+        self.up = False
+        for w in list(self.writers):
+            w.transport.abort()  # as a network drop: no close handshake, no FIN
+        self.writers.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def close(self) -> None:
+        self.drop()
+        if self.server is not None:
+            self.server.close()
+
+
+PUBLISH = """async ({whip, key}) => {
+  const stream = await navigator.mediaDevices.getUserMedia(
+    {audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver(stream.getAudioTracks()[0], {direction: "sendonly", streams: [stream]});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(done => {
+    if (pc.iceGatheringState === "complete") done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+    setTimeout(done, 3000);
+  });
+  const posted = await fetch(whip, {method: "POST", body: pc.localDescription.sdp,
+    headers: {Authorization: "Bearer " + key, "Content-Type": "application/sdp"}});
+  const answer = await posted.text();
+  if (posted.status !== 201) return {status: posted.status, body: answer};
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  window.whipSession = new URL(posted.headers.get("Location"), whip).href;
+  window.whipPc = pc;
+  return {status: 201};
+}"""
+HANG_UP = """async key => (await fetch(window.whipSession, {method: "DELETE",
+  headers: {Authorization: "Bearer " + key}})).status"""
+
+
+async def sign_in(page: Page, base: str, key: str) -> None:
+    await page.goto(base + "/")
+    await page.fill("#key", key)
+    await page.click("#signin button[type=submit], #signin button")
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def stored(srv: InProcessServer, call_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+        for _ in range(100):
+            response = await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {srv.keys['admin']}"})
+            if response.status_code == 200:
+                result: dict[str, Any] = response.json()
+                return result
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"call {call_id} was not stored: {response.status_code} {response.text}")
+
+
+async def test_manager_watches_listens_and_finds_a_browser_call(
+    srv: InProcessServer, browser: Browser, speech: Program
+) -> None:
+    proxy = Proxy(int(srv.url.rsplit(":", 1)[1]))
+    base = f"http://127.0.0.1:{await proxy.start()}"
+    call_id = f"web-{uuid.uuid4().hex[:12]}"
+    try:
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        dash = await context.new_page()
+        # A wrong key is refused at sign-in; the manager's key signs in to the (empty) wall.
+        await sign_in(dash, base, WRONG_KEY)
+        await dash.wait_for_selector("#signin-error:visible", timeout=10_000)
+        await dash.fill("#key", srv.keys["manager"])
+        await dash.click("#signin button")
+        await dash.wait_for_selector("#wall-empty", timeout=10_000)
+
+        # The rep's softphone (another page, straight to the server) publishes its microphone over WHIP.
+        phone = await context.new_page()
+        await phone.goto(srv.url + "/health")
+        whip = f"{srv.url}/v1/ingest/whip?callId={call_id}&role=rep&repName=Dana%20Reyes&repConsent=granted"
+        whip += "&customerName=Lee%20Chen&customerConsent=denied&keyterms=consider,selfish"
+        published = await phone.evaluate(PUBLISH, {"whip": whip, "key": srv.keys["rep"]})
+        assert published["status"] == 201, published
+        started = asyncio.get_running_loop().time()
+
+        # The wall shows the call; its page shows the transcript as it is spoken.
+        row = dash.locator(f'tr[data-call-id="{call_id}"]')
+        await row.wait_for(timeout=10_000)
+        assert "Dana Reyes" in await row.inner_text()
+        await row.click()
+        await dash.wait_for_url(f"**#/calls/{call_id}", timeout=5_000)
+        await dash.wait_for_selector("#transcript li.final", timeout=30_000)
+        first_final = asyncio.get_running_loop().time() - started
+        badges = await dash.locator(".badge").all_inner_texts()
+        assert any("denied" in b.lower() for b in badges) and any("granted" in b.lower() for b in badges), badges
+
+        # Listen in: the page plays the call and measures its level.
+        await dash.select_option("#listen-channel", "mixed")
+        await dash.click("#listen")
+        await dash.wait_for_function("window.msListen && window.msListen.state === 'listening'", timeout=15_000)
+
+        # A network drop mid-call: every connection through the proxy is cut, and new ones refused, for 3 s.
+        await asyncio.sleep(2.0)
+        proxy.drop()
+        await dash.wait_for_function("document.querySelector('#conn').classList.contains('down')", timeout=10_000)
+        await asyncio.sleep(3.0)
+        proxy.restore()
+        await dash.wait_for_function("document.querySelector('#conn').classList.contains('live')", timeout=20_000)
+
+        # The wall while the call runs, then back to the call page until the speech has been said.
+        await dash.goto(f"{base}/#/")
+        await dash.locator(f'tr[data-call-id="{call_id}"]').wait_for(timeout=10_000)
+        await shot(dash, "wall")
+        await dash.goto(f"{base}/#/calls/{call_id}")
+        await dash.wait_for_selector("#transcript li.final", timeout=30_000)
+        await dash.click("#listen")
+        await dash.wait_for_function("window.msListen && window.msListen.state === 'listening'", timeout=15_000)
+        remaining = speech.duration + 1.0 - (asyncio.get_running_loop().time() - started)
+        await asyncio.sleep(max(remaining, 0.0))
+        await shot(dash, "call")
+        listen: dict[str, Any] = await dash.evaluate("window.msListen")
+        assert (await phone.evaluate(HANG_UP, srv.keys["rep"])) == 200
+        await dash.wait_for_selector("text=Call ended", timeout=30_000)
+
+        # Nothing was lost to the drop: the page has every final segment the server stored, once.
+        call = await stored(srv, call_id)
+        page_finals = await dash.locator("#transcript li.final").all_inner_texts()
+        assert len(page_finals) == len(call["transcript"]), (page_finals, call["transcript"])
+        for segment, shown in zip(call["transcript"], page_finals, strict=True):
+            assert normalise(segment["text"]) in normalise(shown)
+
+        # The listener heard the caller: loud while the caller speaks, near silence in the pauses.
+        levels = np.array([p["level"] for p in listen["levels"]])
+        loud, quiet = float(np.percentile(levels, 90)), float(np.percentile(levels, 10))
+        print(
+            f"dashboard: first final on the call page {first_final:.1f} s after publishing; "
+            f"listen-in level p90 {loud:.4f} vs p10 {quiet:.5f} over {len(levels)} readings"
+        )
+        assert loud > 0.01 and loud > 10 * max(quiet, 1e-6), (loud, quiet)
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+            audit = await http.get(
+                "/v1/audit/listens",
+                params={"callId": call_id},
+                headers={"Authorization": f"Bearer {srv.keys['admin']}"},
+            )
+        entries = audit.json()["listens"]
+        assert len(entries) == 2 and all(e["role"] == "manager" and e["endedAt"] for e in entries), entries
+
+        # The keyterms said were hits, highlighted on the page and kept with the call.
+        marked = {m.lower() for m in await dash.locator("#transcript mark.kw").all_inner_texts()}
+        assert marked and marked <= {"consider", "selfish"}, marked
+        assert set(call["keywords"]) == marked, call["keywords"]
+
+        # The history finds it by a word that was said and by its keyword, and shows its detail page.
+        word = max(normalise(call["transcript"][0]["text"]).split(), key=len)
+        await dash.goto(f"{base}/#/history?q={word}")
+        hit = dash.locator(f'#history tr[data-call-id="{call_id}"]')
+        await hit.wait_for(timeout=10_000)
+        assert word in (await hit.inner_text()).lower()
+        await shot(dash, "history")
+        await dash.goto(f"{base}/#/history?keyword={sorted(marked)[0]}")
+        await dash.locator(f'#history tr[data-call-id="{call_id}"]').wait_for(timeout=10_000)
+        await hit.click()
+        await dash.wait_for_selector("#timeline .seg, #timeline [title]", timeout=10_000)
+        await dash.wait_for_selector("#stats", timeout=5_000)
+        await shot(dash, "detail")
+        await context.close()
+    finally:
+        await proxy.close()
+
+
+async def test_a_wrong_key_is_refused_everywhere_and_a_rep_cannot_listen(
+    srv: InProcessServer, browser: Browser
+) -> None:
+    async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+        wrong = {"Authorization": f"Bearer {WRONG_KEY}"}
+        for path in ("/v1/me", "/v1/live", "/v1/calls", "/v1/audit/listens"):
+            assert (await http.get(path, headers=wrong)).status_code == 401, path
+        sdp = {"Content-Type": "application/sdp"}
+        assert (await http.post("/v1/ingest/whip", content="v=0\r\n", headers={**wrong, **sdp})).status_code == 401
+        assert (await http.post("/v1/calls/x/listen", content="v=0\r\n", headers={**wrong, **sdp})).status_code == 401
+        me = (await http.get("/v1/me", headers={"Authorization": f"Bearer {srv.keys['rep']}"})).json()
+        assert me["role"] == "rep" and me["can"]["listen"] is False and me["can"]["read"] is True
+        assert (await http.get("/", headers=wrong)).status_code == 200  # the page itself holds no data
+    for path in ("/v1/events", "/v1/calls/x/events"):
+        async with connect(f"{srv.ws_url}{path}?token={WRONG_KEY}") as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1008
+
+    # A rep signed in to the dashboard sees a live call but cannot listen to it.
+    call_id = f"rep-{uuid.uuid4().hex[:12]}"
+    async with connect(f"{srv.ws_url}/v1/ingest/l16") as ingest:
+        await ingest.send(
+            json.dumps(
+                {
+                    "callSid": call_id,
+                    "sampleRate": 16000,
+                    "speaker": "rep",
+                    "repConsent": "granted",
+                    "token": srv.keys["ingest"],
+                }
+            )
+        )
+        await ingest.send(np.zeros(3200, dtype="<i2").tobytes())
+        context = await browser.new_context()
+        page = await context.new_page()
+        await sign_in(page, srv.url, srv.keys["rep"])
+        await page.locator(f'tr[data-call-id="{call_id}"]').click(timeout=10_000)
+        await page.wait_for_selector("#listen", timeout=5_000)
+        assert await page.locator("#listen").is_disabled()
+        await context.close()
+        await ingest.send(json.dumps({"event": "stop"}))
