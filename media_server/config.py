@@ -165,6 +165,31 @@ class WhipSettings(BaseModel):
     retry_after_s: int = Field(5, ge=1)
 
 
+class IceServer(BaseModel):
+    """A STUN or TURN server, as in WebRTC's ``RTCIceServer``."""
+
+    urls: list[str] = Field(min_length=1, description="stun:HOST:PORT, turn:HOST:PORT?transport=udp, turns:...")
+    username: str = ""
+    credential: str = ""
+
+    @field_validator("urls")
+    @classmethod
+    def _schemes(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"an ICE server URL starts with stun:, turn: or turns: (got {url!r})")
+        return urls
+
+
+class WebRtcSettings(BaseModel):
+    """WebRTC peers of the server (WHIP ingest and listen-in)."""
+
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers the server gathers candidates with, and offers to WHIP clients (Link headers)",
+    )
+
+
 class ListenSettings(BaseModel):
     """Listen-in: managers hear live calls over WebRTC (``POST /v1/calls/{id}/listen``)."""
 
@@ -203,6 +228,7 @@ class Settings(BaseSettings):
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     whip: WhipSettings = WhipSettings()
     listen: ListenSettings = ListenSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
     dashboard: DashboardSettings = DashboardSettings()
 
     @field_validator("log_level")

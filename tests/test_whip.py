@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from aioice import stun
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
@@ -499,3 +500,67 @@ async def test_video_in_the_offer_is_declined_and_audio_taken(whip_server: WhipS
         assert "a=recvonly" in audio and "a=inactive" in video
         assert (await http.delete(created.headers["location"], headers=auth)).status_code == 200
     await pc.close()
+
+
+# -- ICE servers -------------------------------------------------------------------------------------------
+
+
+class _StunServer(asyncio.DatagramProtocol):
+    """A STUN server (RFC 5389 Binding) on loopback: answers with the address it saw and counts requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = stun.parse_message(data)
+        if request.message_method != stun.Method.BINDING:
+            return
+        self.requests += 1
+        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id)
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_configured_ice_servers_are_used_and_offered_to_clients(tmp_path: Path, offer_sdp: str) -> None:
+    loop = asyncio.get_running_loop()
+    transport, stun_server = await loop.create_datagram_endpoint(_StunServer, local_addr=("127.0.0.1", 0))
+    stun_port = transport.get_extra_info("sockname")[1]
+    settings = {
+        "webrtc": {
+            "ice_servers": [
+                {"urls": [f"stun:127.0.0.1:{stun_port}"]},
+                {"urls": ["turn:turn.example.net:3478?transport=udp"], "username": "u1", "credential": 'p"w'},
+            ]
+        }
+    }
+    try:
+        with loopback_ice(), inprocess_server(tmp_path, settings, ("ingest",)) as srv:
+            auth = {"Authorization": f"Bearer {srv.keys['ingest']}", "Content-Type": "application/sdp"}
+            async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+                links = (await http.options(ENDPOINT)).headers.get_list("link")
+                created = await http.post(ENDPOINT, content=offer_sdp, headers=auth)
+                assert created.status_code == 201, created.text
+                assert created.headers.get_list("link") == links
+                await http.delete(created.headers["location"], headers=auth)
+    finally:
+        transport.close()
+    assert links == [
+        f'<stun:127.0.0.1:{stun_port}>; rel="ice-server"',
+        '<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; username="u1"; credential="p\\"w"; '
+        'credential-type="password"',
+    ]
+    assert stun_server.requests >= 1  # the server's peer gathered a server-reflexive candidate with it
+
+
+def test_ice_server_urls_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from media_server.config import Settings
+
+    with pytest.raises(ValidationError, match="stun:, turn: or turns:"):
+        Settings.model_validate({"webrtc": {"ice_servers": [{"urls": ["http://stun.example.net"]}]}})

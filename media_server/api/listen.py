@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 
 from media_server.api.auth import require_key, services_of
+from media_server.ice import rtc_configuration
 from media_server.listen.manager import ListenError, ListenManager
 
 MAX_OFFER_BYTES = 64 * 1024
@@ -24,7 +25,12 @@ MAX_OFFER_BYTES = 64 * 1024
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services = app.state.services
     settings = services.settings.listen
-    manager = ListenManager(services.store, settings.max_sessions, settings.max_delay_ms / 1000)
+    manager = ListenManager(
+        services.store,
+        settings.max_sessions,
+        settings.max_delay_ms / 1000,
+        rtc=rtc_configuration(services.settings.webrtc),
+    )
     app.state.listen = manager
     try:
         yield

@@ -26,6 +26,7 @@ from media_server.api.auth import services_of
 from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
 from media_server.calls.metadata import MetadataError, Role, parse_metadata
+from media_server.ice import link_headers
 from media_server.ingest.whip import WhipError, WhipManager
 
 ENDPOINT = "/v1/ingest/whip"
@@ -104,9 +105,9 @@ def request_metadata(request: Request) -> dict[str, str]:
 
 
 @router.options(ENDPOINT)
-async def preflight() -> Response:
+async def preflight(request: Request) -> Response:
     """CORS preflight (no key: browsers send none), and what the endpoint accepts."""
-    return Response(
+    response = Response(
         status_code=200,
         headers={
             **_CORS,
@@ -117,6 +118,9 @@ async def preflight() -> Response:
             "Allow": "OPTIONS, POST",
         },
     )
+    for link in link_headers(services_of(request).settings.webrtc):  # RFC 9725 §4.4: ICE servers before the POST
+        response.headers.append("Link", link)
+    return response
 
 
 @router.post(ENDPOINT, status_code=201)
@@ -158,12 +162,15 @@ async def publish(request: Request) -> Response:
         session = await manager_of(request).publish(key, call_id, Role(role_text), metadata, offer)
     except WhipError as exc:
         return _problem(exc.status, exc.message, exc.headers)
-    return Response(
+    response = Response(
         session.answer,
         201,
         {**_CORS, "Location": f"{ENDPOINT}/{session.id}", "ETag": session.etag, "X-Call-Id": call_id},
         media_type="application/sdp",
     )
+    for link in link_headers(services_of(request).settings.webrtc):  # RFC 9725 §4.6: the client may use them
+        response.headers.append("Link", link)
+    return response
 
 
 @router.delete(ENDPOINT + "/{session_id}")

@@ -33,6 +33,7 @@ from media_server.calls.call import Call, ChannelSpec
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.calls.registry import CallConflict
 from media_server.frames import AudioFrame
+from media_server.ice import rtc_configuration
 from media_server.services import Services
 from models.audio import StreamResampler
 
@@ -146,7 +147,7 @@ class WhipManager:
         return session
 
     async def _negotiate(self, team: str, role: Role, offer: str) -> WhipSession:
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(rtc_configuration(self.services.settings.webrtc))
         session = WhipSession(secrets.token_urlsafe(18), f'"{secrets.token_hex(8)}"', team, role, pc, "")
 
         @pc.on("track")

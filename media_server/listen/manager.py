@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from media_server.auth.keys import ApiKey
 from media_server.calls.call import Call
@@ -76,8 +76,16 @@ def check_offer(sdp: str) -> None:
 
 
 class ListenManager:
-    def __init__(self, store: Store, max_sessions: int = 50, max_delay_s: float = 0.25, retry_after_s: int = 5):
+    def __init__(
+        self,
+        store: Store,
+        max_sessions: int = 50,
+        max_delay_s: float = 0.25,
+        retry_after_s: int = 5,
+        rtc: RTCConfiguration | None = None,
+    ):
         self.store = store
+        self.rtc = rtc
         self.max_sessions = max_sessions
         self.max_delay_s = max_delay_s
         self.retry_after_s = retry_after_s
@@ -90,7 +98,7 @@ class ListenManager:
         check_offer(offer)
         channels = parse_channel(channel, call)
         tap = AudioTap(TAP_RATE, channels, max_delay_s=self.max_delay_s)
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(self.rtc)
         session = ListenSession(secrets.token_urlsafe(18), call, key, channel, pc, tap)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
