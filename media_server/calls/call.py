@@ -111,6 +111,7 @@ class Call:
         self._retired: list[asyncio.Task[None]] = []  # consumers of recognizers stopped mid-call
         self.taps: set[AudioTap] = set()  # listen-in
         self.finished = False  # finish() began: no more audio, no new listeners
+        self.announced = False  # its call_started event is out
         self.keyword_counts: dict[str, int] = {}
         self.latest_cue: dict[str, Any] | None = None
         self.latest_keyword: dict[str, Any] | None = None
@@ -150,6 +151,7 @@ class Call:
             metadata=self.metadata.extra,
         )
         await self.publish(call_started=started)
+        self.announced = True
 
     def _start_recognizer(self, channel: CallChannel) -> None:
         recognizer = StreamingRecognizer(
