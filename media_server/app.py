@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import calls, events, ingest, listen, live, whip
+from media_server.api import calls, events, ingest, listen, live, team, whip
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(calls.router)
     app.include_router(live.router)
     app.include_router(listen.router)
+    app.include_router(team.router)
     if settings.dashboard.enabled:
         _mount_dashboard(app, settings.dashboard.directory or DASHBOARD_DIR)
 

@@ -14,6 +14,7 @@ from media_server.calls.call import CallServices
 from media_server.calls.registry import CallRegistry
 from media_server.config import Settings
 from media_server.store.store import Store
+from media_server.teams.directory import TeamDirectory
 from models.asr.engine import SpeechEngine
 from models.asr.scheduler import DecodeScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
@@ -78,6 +79,7 @@ class Services:
     vad: SileroVAD
     scheduler: DecodeScheduler
     calls: CallRegistry
+    teams: TeamDirectory
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -92,7 +94,8 @@ class Services:
         vad = SileroVAD(settings.vad.model_path)
         scheduler = build_scheduler(settings)
         call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy)
-        return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store))
+        teams = TeamDirectory(store)
+        return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store), teams)
 
     async def authenticate(self, secret: str | None) -> ApiKey | None:
         if not secret or not looks_like_key(secret):

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -25,7 +26,15 @@ from media_server.store.records import (
     SegmentRecord,
     SpeakerRecord,
 )
-from media_server.store.tables import ApiKeyRow, CallRow, ChannelRow, ListenAuditRow, ParticipantRow, SegmentRow
+from media_server.store.tables import (
+    ApiKeyRow,
+    CallRow,
+    ChannelRow,
+    ListenAuditRow,
+    ParticipantRow,
+    SegmentRow,
+    TeamConfigRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +211,23 @@ class Store:
                 await session.execute(delete(table).where(table.call_id == call_id))
             await session.execute(delete(CallRow).where(CallRow.id == call_id))
             return True
+
+    # -- team configuration ----------------------------------------------------------------------------
+
+    async def team_config(self, team: str) -> dict[str, Any] | None:
+        """The team's stored configuration as JSON, or None when it never set one."""
+        async with self.sessions() as session:
+            row = await session.get(TeamConfigRow, team)
+            return None if row is None else dict(row.config)
+
+    async def set_team_config(self, team: str, config: dict[str, Any], key_id: str) -> None:
+        async with self.sessions.begin() as session:
+            row = await session.get(TeamConfigRow, team)
+            now = datetime.now(UTC)
+            if row is None:
+                session.add(TeamConfigRow(team=team, config=config, updated_at=now, updated_by=key_id))
+            else:
+                row.config, row.updated_at, row.updated_by = config, now, key_id
 
     # -- the listen-in audit log -----------------------------------------------------------------------
 

@@ -100,3 +100,13 @@ class ListenAuditRow(Base):
     end_reason: Mapped[str] = mapped_column(String(32), default="")
 
     __table_args__ = (Index("ix_listen_audit_team_started", "team", "started_at"),)
+
+
+class TeamConfigRow(Base):
+    """A team's validated configuration (``media_server.teams.config.TeamConfig`` as JSON)."""
+
+    __tablename__ = "team_configs"
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str] = mapped_column(String(32), default="")

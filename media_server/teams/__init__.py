@@ -1,0 +1,1 @@
+"""Per-team configuration: trackers, battlecards, coaching thresholds, redaction policy."""
