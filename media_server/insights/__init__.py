@@ -1,0 +1,1 @@
+"""Conversation intelligence: redaction, trackers, coaching cues, call metrics."""

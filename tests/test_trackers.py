@@ -1,0 +1,59 @@
+"""Trackers on the real spaCy pipeline: inflections, product names, entities, and times from word timings."""
+
+from __future__ import annotations
+
+import pytest
+from spacy.language import Language
+
+from media_server.insights.nlp import load_pipeline
+from media_server.insights.trackers import TimedWord, TrackerMatcher
+from media_server.teams.config import TeamConfig
+
+CONFIG = TeamConfig.model_validate(
+    {
+        "trackers": [
+            {"name": "Zorvexa", "category": "competitors", "phrases": ["Zorvexa"]},
+            {"name": "discount", "category": "pricing", "phrases": ["discount", "price"]},
+            {"name": "next steps", "category": "next_steps", "phrases": ["next step", "follow up"]},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def nlp() -> Language:
+    return load_pipeline(None)
+
+
+def timed(text: str, start: float = 0.0) -> list[TimedWord]:
+    return [TimedWord(" " + w, start + 0.4 * i, start + 0.4 * i + 0.3) for i, w in enumerate(text.split())]
+
+
+def test_phrases_match_whatever_their_inflection_with_times(nlp: Language) -> None:
+    text = "Zorvexa offered discounts, so prices dropped; let us agree the next steps and follow up."
+    hits = [m for m in TrackerMatcher(nlp, CONFIG).find(text, timed(text, 10.0), 10.0, 16.0) if m.kind == "tracker"]
+    assert [(m.name, m.category, m.text) for m in hits] == [
+        ("Zorvexa", "competitors", "Zorvexa"),
+        ("discount", "pricing", "discounts"),
+        ("discount", "pricing", "prices"),
+        ("next steps", "next_steps", "next steps"),
+        ("next steps", "next_steps", "follow up"),
+    ]
+    assert (hits[0].start, hits[0].end) == (10.0, 10.3)
+    assert (hits[1].start, hits[1].end) == pytest.approx((10.8, 11.1))  # "discounts," is the third word
+    assert text[hits[2].char_start : hits[2].char_end] == "prices"
+
+
+def test_entities_are_reported_as_configured(nlp: Language) -> None:
+    text = "John Smith from Acme Corp said five thousand dollars by next Tuesday."
+    matcher = TrackerMatcher(nlp, CONFIG)
+    entities = {(m.name, m.text) for m in matcher.find(text, [], 0.0, 4.0) if m.kind == "entity"}
+    assert {("PERSON", "John Smith"), ("ORG", "Acme Corp"), ("DATE", "next Tuesday")} <= entities
+    assert any(label == "MONEY" for label, _ in entities)
+    only_people = TrackerMatcher(nlp, TeamConfig(entities=["PERSON"]))
+    assert {m.name for m in only_people.find(text, [], 0.0, 4.0)} == {"PERSON"}
+    assert not TrackerMatcher(nlp, TeamConfig(entities=[]))
+
+
+def test_nothing_tracked_is_nothing_found(nlp: Language) -> None:
+    assert TrackerMatcher(nlp, CONFIG).find("We talked about the weather.", [], 0.0, 2.0) == []
