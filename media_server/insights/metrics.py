@@ -1,0 +1,144 @@
+"""Call metrics from the final segments of a call, as the sales-analytics products define them
+(../shared/research/peers-and-protocols.md §2).
+
+Turns: the segments in order of start time, consecutive ones of the same speaker merged. A rep's
+*monologue* goes on while the customer only interjects (a segment shorter than ``interjection_s``); a
+customer's *story* likewise. *Interactivity* is speaker switches per minute of call; *patience* the mean
+pause between the customer's last word and the rep's answer (overlaps count as no pause); a *question* is
+a segment sentence ending in "?" (the recogniser punctuates); an *interruption* a turn that starts more
+than ``overlap_s`` before the other speaker's turn ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+REP, CUSTOMER = "rep", "customer"
+_WORD = re.compile(r"[\w']+")
+
+
+@dataclass(frozen=True)
+class Said:
+    """One final segment: who, when (call seconds), what."""
+
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class CallMetrics:
+    talk_time: dict[str, float] = field(default_factory=dict)
+    talk_ratio: float | None = None  # the rep's share of rep + customer talk time
+    longest_monologue: float = 0.0  # seconds, the rep
+    longest_customer_story: float = 0.0
+    interactivity: float = 0.0  # speaker switches per minute
+    patience: float | None = None  # mean seconds before the rep answers
+    questions: dict[str, int] = field(default_factory=dict)
+    words_per_minute: dict[str, float] = field(default_factory=dict)
+    interruptions: dict[str, int] = field(default_factory=dict)  # by the speaker who cut in
+    filler_rate: dict[str, float] = field(default_factory=dict)  # share of words that are fillers
+    tracker_hits: dict[str, int] = field(default_factory=dict)
+    disposition: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "talkTime": self.talk_time,
+            "talkRatio": self.talk_ratio,
+            "longestMonologue": self.longest_monologue,
+            "longestCustomerStory": self.longest_customer_story,
+            "interactivity": self.interactivity,
+            "patience": self.patience,
+            "questions": self.questions,
+            "wordsPerMinute": self.words_per_minute,
+            "interruptions": self.interruptions,
+            "fillerRate": self.filler_rate,
+            "trackerHits": self.tracker_hits,
+            "disposition": self.disposition,
+        }
+
+
+def words_of(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def count_fillers(text: str, fillers: Iterable[str]) -> int:
+    """Filler words and phrases ("um", "you know") said in ``text``, each occurrence once."""
+    words = words_of(text)
+    count = 0
+    for filler in fillers:
+        phrase = words_of(filler)
+        n = len(phrase)
+        if n:
+            count += sum(1 for i in range(len(words) - n + 1) if words[i : i + n] == phrase)
+    return count
+
+
+def questions_in(text: str) -> int:
+    return text.count("?")
+
+
+def longest_stretch(segments: Sequence[Said], speaker: str, interjection_s: float = 1.0) -> float:
+    """The longest time ``speaker`` held the floor, others' interjections shorter than ``interjection_s`` allowed."""
+    best, start, end = 0.0, None, 0.0
+    for s in sorted(segments, key=lambda s: s.start):
+        if s.speaker == speaker:
+            if start is None:
+                start = s.start
+            end = max(end, s.end)
+            best = max(best, end - start)
+        elif s.end - s.start >= interjection_s:
+            start = None
+    return round(best, 3)
+
+
+def compute(
+    segments: Sequence[Said],
+    duration: float,
+    fillers: Iterable[str] = (),
+    tracker_hits: dict[str, int] | None = None,
+    overlap_s: float = 0.3,
+    interjection_s: float = 1.0,
+) -> CallMetrics:
+    ordered = sorted(segments, key=lambda s: (s.start, s.end))
+    m = CallMetrics(tracker_hits=dict(tracker_hits or {}))
+    fillers = list(fillers)
+    words: dict[str, int] = {}
+    filler_words: dict[str, int] = {}
+    for s in ordered:
+        m.talk_time[s.speaker] = m.talk_time.get(s.speaker, 0.0) + max(0.0, s.end - s.start)
+        m.questions[s.speaker] = m.questions.get(s.speaker, 0) + questions_in(s.text)
+        words[s.speaker] = words.get(s.speaker, 0) + len(words_of(s.text))
+        filler_words[s.speaker] = filler_words.get(s.speaker, 0) + count_fillers(s.text, fillers)
+    spoken = m.talk_time.get(REP, 0.0) + m.talk_time.get(CUSTOMER, 0.0)
+    if spoken > 0 and REP in m.talk_time:
+        m.talk_ratio = round(m.talk_time.get(REP, 0.0) / spoken, 3)
+    for speaker, talk in m.talk_time.items():
+        m.words_per_minute[speaker] = round(60 * words[speaker] / talk, 1) if talk > 0 else 0.0
+        m.filler_rate[speaker] = round(filler_words[speaker] / words[speaker], 3) if words[speaker] else 0.0
+    m.talk_time = {k: round(v, 3) for k, v in m.talk_time.items()}
+    m.longest_monologue = longest_stretch(ordered, REP, interjection_s)
+    m.longest_customer_story = longest_stretch(ordered, CUSTOMER, interjection_s)
+
+    turns: list[Said] = []  # consecutive segments of one speaker merged
+    for s in ordered:
+        if turns and turns[-1].speaker == s.speaker:
+            last = turns[-1]
+            turns[-1] = Said(last.speaker, last.start, max(last.end, s.end), last.text + " " + s.text)
+        else:
+            turns.append(s)
+    switches = len(turns) - 1 if turns else 0
+    m.interactivity = round(switches / (duration / 60), 2) if duration > 0 else 0.0
+    pauses = []
+    for before, after in itertools.pairwise(turns):
+        if after.start < before.end - overlap_s:
+            m.interruptions[after.speaker] = m.interruptions.get(after.speaker, 0) + 1
+        if before.speaker == CUSTOMER and after.speaker == REP:
+            pauses.append(max(0.0, after.start - before.end))
+    m.patience = round(sum(pauses) / len(pauses), 3) if pauses else None
+    return m

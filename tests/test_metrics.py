@@ -1,0 +1,40 @@
+"""Call metrics from final segments: talk ratio, monologues, interactivity, patience, questions, pace."""
+
+from __future__ import annotations
+
+import pytest
+
+from media_server.insights.metrics import Said, compute, count_fillers, longest_stretch
+
+CALL = [
+    Said("rep", 0.0, 10.0, "Hi Lee, thanks for joining. How is the rollout going?"),
+    Said("customer", 11.0, 15.0, "Slow, honestly. Um, the dialer keeps dropping."),
+    Said("rep", 16.0, 40.0, "I see. So our platform, you know, handles that with a retry queue and more."),
+    Said("customer", 40.5, 41.0, "Right."),  # an interjection: the monologue goes on
+    Said("rep", 41.0, 70.0, "And the reporting, um, covers every team in one view."),
+    Said("customer", 69.0, 80.0, "Wait, can it export to our CRM? We need that."),  # cuts in before the rep ended
+    Said("rep", 82.0, 85.0, "Yes, it can."),
+]
+
+
+def test_the_metrics_of_a_scripted_call() -> None:
+    m = compute(CALL, duration=90.0, fillers=["um", "you know"], tracker_hits={"CRM": 1})
+    assert m.talk_time == {"rep": 66.0, "customer": 15.5}
+    assert m.talk_ratio == pytest.approx(66.0 / 81.5, abs=1e-3)
+    assert m.longest_monologue == 54.0  # 16 to 70, through the customer's "Right."
+    assert m.longest_customer_story == 11.0
+    assert m.questions == {"rep": 1, "customer": 1}
+    assert m.interruptions == {"customer": 1}  # at 69.0, the rep talking until 70.0
+    assert m.patience == pytest.approx((1.0 + 0.0 + 2.0) / 3)  # the customer ended, the rep answered
+    assert m.interactivity == pytest.approx(6 / 1.5)
+    assert m.words_per_minute["customer"] == pytest.approx(60 * 18 / 15.5, abs=0.1)
+    assert m.filler_rate["rep"] == pytest.approx(2 / 38, abs=1e-3)
+    assert m.tracker_hits == {"CRM": 1}
+    assert set(m.to_json()) >= {"talkRatio", "longestMonologue", "patience", "questions", "disposition"}
+
+
+def test_edge_cases() -> None:
+    empty = compute([], duration=0.0)
+    assert (empty.talk_ratio, empty.patience, empty.interactivity) == (None, None, 0.0)
+    assert longest_stretch([Said("rep", 0, 5, "a")], "customer") == 0.0
+    assert count_fillers("Um, I mean, um... like, you know", ["um", "i mean", "you know"]) == 4
