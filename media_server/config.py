@@ -190,6 +190,15 @@ class WebRtcSettings(BaseModel):
     )
 
 
+class InsightsSettings(BaseModel):
+    """Trackers, named entities and coaching cues (the team's configuration says what to track)."""
+
+    enabled: bool = Field(True, description="off: keyterm hits only, no spaCy pipeline loaded")
+    spacy_model: str | None = Field(
+        None, description="a spaCy pipeline name or path; unset or not loadable: the bundled small English one"
+    )
+
+
 class ListenSettings(BaseModel):
     """Listen-in: managers hear live calls over WebRTC (``POST /v1/calls/{id}/listen``)."""
 
@@ -228,6 +237,7 @@ class Settings(BaseSettings):
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     whip: WhipSettings = WhipSettings()
     listen: ListenSettings = ListenSettings()
+    insights: InsightsSettings = InsightsSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
     dashboard: DashboardSettings = DashboardSettings()
 

@@ -13,6 +13,7 @@ from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
 from media_server.calls.registry import CallRegistry
 from media_server.config import Settings
+from media_server.insights.nlp import Nlp
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.engine import SpeechEngine
@@ -80,6 +81,7 @@ class Services:
     scheduler: DecodeScheduler
     calls: CallRegistry
     teams: TeamDirectory
+    nlp: Nlp | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -93,9 +95,10 @@ class Services:
         bus = InMemoryEventBus(e.buffer_per_call, e.keep_ended_s, e.subscriber_queue)
         vad = SileroVAD(settings.vad.model_path)
         scheduler = build_scheduler(settings)
-        call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy)
+        nlp = await Nlp.load(settings.insights.spacy_model) if settings.insights.enabled else None
+        call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp)
         teams = TeamDirectory(store)
-        return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store), teams)
+        return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store, teams), teams, nlp)
 
     async def authenticate(self, secret: str | None) -> ApiKey | None:
         if not secret or not looks_like_key(secret):
@@ -106,6 +109,8 @@ class Services:
         await self.calls.shutdown()
         await self.bus.close()
         self.scheduler.close()
+        if self.nlp is not None:
+            self.nlp.close()
         await self.store.close()
 
 

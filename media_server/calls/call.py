@@ -18,12 +18,16 @@ import numpy.typing as npt
 
 from media_server.bus import EventBus
 from media_server.calls.consent import may_transcribe, may_transcribe_all
-from media_server.calls.keywords import KeywordSpotter, TimedWord
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.calls.tap import AudioTap
 from media_server.config import ConsentPolicy
 from media_server.events import new_event, to_dict
 from media_server.frames import AudioFrame
+from media_server.insights.cues import Cue
+from media_server.insights.live import CallInsights, Final
+from media_server.insights.metrics import CallMetrics
+from media_server.insights.nlp import Nlp
+from media_server.insights.trackers import TimedWord
 from media_server.store.records import (
     CallRecord,
     ChannelRecord,
@@ -31,6 +35,7 @@ from media_server.store.records import (
     SegmentRecord,
     SpeakerRecord,
 )
+from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
 from models.asr.scheduler import DecodeScheduler
 from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
@@ -68,6 +73,7 @@ class CallServices:
     scheduler: DecodeScheduler
     streaming: StreamingConfig
     consent_policy: ConsentPolicy
+    nlp: Nlp | None = None  # trackers and entities; None: keyterm hits only
 
 
 @dataclass
@@ -99,6 +105,7 @@ class Call:
         metadata: CallMetadata,
         channels: list[ChannelSpec],
         services: CallServices,
+        team_config: TeamConfig | None = None,
     ) -> None:
         self.id = call_id
         self.team = team
@@ -112,7 +119,7 @@ class Call:
         self.taps: set[AudioTap] = set()  # listen-in
         self.finished = False  # finish() began: no more audio, no new listeners
         self.announced = False  # its call_started event is out
-        self.keyword_counts: dict[str, int] = {}
+        self.team_config = team_config or TeamConfig()
         self.latest_cue: dict[str, Any] | None = None
         self.latest_keyword: dict[str, Any] | None = None
         policy = services.consent_policy
@@ -121,7 +128,9 @@ class Call:
         for spec in channels:
             voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
             self.channels[spec.index] = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
-        self.spotter = self._spotter()
+        self.insights = self._insights()
+        self._speaking: set[int] = set()  # channels with speech in progress
+        self._clock: asyncio.Task[None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -134,11 +143,15 @@ class Call:
             endpointing_ms=options.endpointing_ms or base.endpointing_ms,
             utterance_end_ms=base.utterance_end_ms if options.utterance_end_ms is None else options.utterance_end_ms,
             interim_results=base.interim_results if options.interim_results is None else options.interim_results,
-            hotwords=tuple(dict.fromkeys((*base.hotwords, *options.keyterms))),
+            hotwords=tuple(dict.fromkeys((*base.hotwords, *self.team_config.keyterms(), *options.keyterms))),
         )
 
-    def _spotter(self) -> KeywordSpotter:
-        return KeywordSpotter((term, "keyterm") for term in self.streaming_config().hotwords)
+    def _keyterms(self) -> tuple[str, ...]:
+        """The server's and the call's keyterms (the team's tracker phrases are the trackers' own)."""
+        return tuple(dict.fromkeys((*self.services.streaming.hotwords, *self.metadata.recognition.keyterms)))
+
+    def _insights(self) -> CallInsights:
+        return CallInsights(self.team_config, self.services.nlp, self._keyterms())
 
     async def start(self) -> None:
         for channel in self.channels.values():
@@ -152,6 +165,17 @@ class Call:
         )
         await self.publish(call_started=started)
         self.announced = True
+        self._clock = asyncio.create_task(self._tick(), name=f"call-{self.id}-clock")
+
+    async def _tick(self) -> None:
+        """Once a second of call time: the cues that time alone decides (silence, no question asked)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                for cue in self.insights.tick(time.monotonic() - self.epoch, bool(self._speaking)):
+                    await self._publish_cue(cue)
+            except Exception:
+                log.exception("call %s: the coaching clock failed", self.id)
 
     def _start_recognizer(self, channel: CallChannel) -> None:
         recognizer = StreamingRecognizer(
@@ -184,7 +208,7 @@ class Call:
         gains it starts at the current call time. A channel's sample rate never changes.
         """
         self.metadata = metadata
-        self.spotter = self._spotter()
+        self.insights.set_keyterms(self._keyterms())
         policy = self.services.consent_policy
         self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
         for spec in channels:
@@ -254,6 +278,8 @@ class Call:
     async def finish(self, status: str, reason: str) -> CallRecord:
         """Flush every recognizer (the last utterance gets its final), then describe the call."""
         self.finished = True
+        if self._clock is not None:
+            self._clock.cancel()
         for channel in self.channels.values():
             if channel.recognizer is not None:
                 channel.recognizer.end()
@@ -288,6 +314,7 @@ class Call:
     async def _on_speech(self, channel: CallChannel, event: SpeechEvent) -> None:
         spec = channel.spec
         if event.type is SpeechEventType.START_OF_SPEECH:
+            self._speaking.add(spec.index)
             await self.publish(
                 speech_started=pb.SpeechStarted(channel=spec.index, speaker=spec.speaker, start=event.start)
             )
@@ -299,6 +326,8 @@ class Call:
             )
             return
         final = event.type is SpeechEventType.FINAL
+        if final:
+            self._speaking.discard(spec.index)
         words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in event.words]
         start = words[0].start if words else event.start
         end = words[-1].end if words else event.end
@@ -331,21 +360,47 @@ class Call:
             stability=event.stability,
         )
         await self.publish(transcript=transcript)
-        if final and event.text and self.spotter:
+        if final and event.text:
             timed = [TimedWord(w.word, w.start, w.end) for w in event.words]
-            for hit in self.spotter.find(event.text, timed, start, end):
-                self.keyword_counts[hit.keyword] = self.keyword_counts.get(hit.keyword, 0) + 1
-                await self.publish(
-                    keyword_hit=pb.KeywordHit(
+            said = Final(spec.index, spec.speaker, event.text, start, end, event.segment, timed)
+            matches, cues = await self.insights.final(said)
+            for m in matches:
+                if m.kind == "tracker":
+                    hit = pb.KeywordHit(
                         channel=spec.index,
                         speaker=spec.speaker,
-                        keyword=hit.keyword,
-                        category=hit.category,
-                        start=hit.start,
-                        end=hit.end,
+                        keyword=m.name,
+                        category=m.category,
+                        start=m.start,
+                        end=m.end,
                         segment=event.segment,
+                        text=m.text,
+                        char_start=m.char_start,
+                        char_end=m.char_end,
                     )
-                )
+                    await self.publish(keyword_hit=hit)
+                else:
+                    entity = pb.Entity(
+                        channel=spec.index,
+                        speaker=spec.speaker,
+                        label=m.name,
+                        text=m.text,
+                        start=m.start,
+                        end=m.end,
+                        segment=event.segment,
+                        char_start=m.char_start,
+                        char_end=m.char_end,
+                    )
+                    await self.publish(entity=entity)
+            for cue in cues:
+                await self._publish_cue(cue)
+
+    async def _publish_cue(self, cue: Cue) -> None:
+        channel = next((c.spec.index for c in self.channels.values() if c.spec.speaker == cue.speaker), 0)
+        payload = pb.Cue(
+            kind=cue.kind, message=cue.message, speaker=cue.speaker, channel=channel, time=cue.time, detail=cue.detail
+        )
+        await self.publish(cue=payload)
 
     async def publish(self, **payload: object) -> pb.Event:
         event = await self.services.bus.publish(new_event(self.id, self.team, **payload))
@@ -399,7 +454,7 @@ class Call:
             ],
             "talkTime": talk,
             "talkRatio": round(talk.get("rep", 0.0) / spoken, 3) if spoken > 0 else None,
-            "keywords": dict(self.keyword_counts),
+            "keywords": dict(self.insights.hits),
             "latestCue": self.latest_cue,
             "latestKeyword": self.latest_keyword,
             "listeners": len(self.taps),
@@ -465,5 +520,10 @@ class Call:
             segments=segments,
             speakers=list(speakers.values()),
             metadata=dict(self.metadata.extra),
-            keywords=sorted(self.keyword_counts),
+            keywords=sorted(self.insights.hits),
+            metrics=self.metrics().to_json(),
+            disposition=self.insights.disposition,
         )
+
+    def metrics(self) -> CallMetrics:
+        return self.insights.metrics((datetime.now(UTC) - self.started_at).total_seconds())

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from google.protobuf import json_format
+
 from media_server.calls.call import Call, CallServices, ChannelSpec
 from media_server.calls.metadata import CallMetadata
 from media_server.store.records import CallRecord
 from media_server.store.store import CallExists, Store
+from media_server.teams.directory import TeamDirectory
 from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -19,9 +22,10 @@ class CallConflict(Exception):
 
 
 class CallRegistry:
-    def __init__(self, services: CallServices, store: Store) -> None:
+    def __init__(self, services: CallServices, store: Store, teams: TeamDirectory | None = None) -> None:
         self.services = services
         self.store = store
+        self.teams = teams
         self.live: dict[str, Call] = {}
         self._ending: dict[str, asyncio.Task[CallRecord]] = {}
 
@@ -30,7 +34,11 @@ class CallRegistry:
     ) -> Call:
         if call_id in self.live or call_id in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
-        call = Call(call_id, team, source, metadata, channels, self.services)
+        # (checked again after the await: another open of the same id may have claimed it meanwhile)
+        team_config = await self.teams.config(team) if self.teams is not None else None
+        if call_id in self.live or call_id in self._ending:
+            raise CallConflict(f"call {call_id!r} is already live")
+        call = Call(call_id, team, source, metadata, channels, self.services, team_config)
         self.live[call_id] = call  # claim the id before any await
         try:
             if await self.store.call_exists(call_id):
@@ -68,6 +76,7 @@ class CallRegistry:
                     pb.SpeakerStats(speaker=s.speaker, talk_time=s.talk_time, word_count=s.word_count)
                     for s in record.speakers
                 ],
+                metrics=json_format.ParseDict(record.metrics, pb.CallMetrics()),
             )
             await call.publish(call_ended=ended)
             log.info(

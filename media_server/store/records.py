@@ -59,6 +59,8 @@ class CallRecord:
     speakers: list[SpeakerRecord] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     keywords: list[str] = field(default_factory=list)  # the tracked phrases said in the call
+    metrics: dict[str, Any] = field(default_factory=dict)  # CallMetrics.to_json()
+    disposition: str = ""
     snippet: str = ""  # a search result's text around the match (not stored)
 
     @property
@@ -92,6 +94,8 @@ class CallRecord:
             ],
             "metadata": self.metadata,
             "keywords": self.keywords,
+            "metrics": self.metrics,
+            "disposition": self.disposition,
             **({"snippet": self.snippet} if self.snippet else {}),
         }
 

@@ -122,6 +122,8 @@ class Store:
             speakers=[
                 {"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in call.speakers
             ],
+            metrics=dict(call.metrics) or None,
+            disposition=call.disposition,
             keywords="".join(f"|{k.replace('|', ' ')}" for k in call.keywords) + "|" if call.keywords else "",
             participants=[
                 ParticipantRow(
@@ -373,6 +375,8 @@ def _record(row: CallRow, with_segments: bool) -> CallRecord:
         else [],
         speakers=[SpeakerRecord(s["speaker"], s["talk_time"], s["word_count"]) for s in row.speakers or []],
         keywords=[k for k in (row.keywords or "").split("|") if k],
+        metrics=dict(row.metrics or {}),
+        disposition=row.disposition or "",
     )
 
 

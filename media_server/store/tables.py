@@ -35,6 +35,8 @@ class CallRow(Base):
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     metadata_json: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     speakers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    disposition: Mapped[str] = mapped_column(String(64), default="")
     keywords: Mapped[str] = mapped_column(Text, default="")  # "|Pricing|Acme|": matched case-insensitively
 
     participants: Mapped[list[ParticipantRow]] = relationship(

@@ -20,7 +20,7 @@ CONSENT_GRANTED: Consent
 CONSENT_DENIED: Consent
 
 class Event(_message.Message):
-    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end", "call_updated", "keyword_hit", "cue")
+    __slots__ = ("id", "type", "call_id", "team", "time", "call_started", "transcript", "call_ended", "error", "dtmf", "speech_started", "utterance_end", "call_updated", "keyword_hit", "cue", "entity")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class Event(_message.Message):
     CALL_UPDATED_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_HIT_FIELD_NUMBER: _ClassVar[int]
     CUE_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_FIELD_NUMBER: _ClassVar[int]
     id: int
     type: str
     call_id: str
@@ -51,7 +52,8 @@ class Event(_message.Message):
     call_updated: CallUpdated
     keyword_hit: KeywordHit
     cue: Cue
-    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ..., call_updated: _Optional[_Union[CallUpdated, _Mapping]] = ..., keyword_hit: _Optional[_Union[KeywordHit, _Mapping]] = ..., cue: _Optional[_Union[Cue, _Mapping]] = ...) -> None: ...
+    entity: Entity
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., call_id: _Optional[str] = ..., team: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_started: _Optional[_Union[CallStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., utterance_end: _Optional[_Union[UtteranceEnd, _Mapping]] = ..., call_updated: _Optional[_Union[CallUpdated, _Mapping]] = ..., keyword_hit: _Optional[_Union[KeywordHit, _Mapping]] = ..., cue: _Optional[_Union[Cue, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ...) -> None: ...
 
 class Participant(_message.Message):
     __slots__ = ("role", "id", "name", "phone", "email", "consent", "transcribed")
@@ -180,16 +182,88 @@ class SpeakerStats(_message.Message):
     def __init__(self, speaker: _Optional[str] = ..., talk_time: _Optional[float] = ..., word_count: _Optional[int] = ...) -> None: ...
 
 class CallEnded(_message.Message):
-    __slots__ = ("status", "reason", "duration", "speakers")
+    __slots__ = ("status", "reason", "duration", "speakers", "metrics")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     status: str
     reason: str
     duration: float
     speakers: _containers.RepeatedCompositeFieldContainer[SpeakerStats]
-    def __init__(self, status: _Optional[str] = ..., reason: _Optional[str] = ..., duration: _Optional[float] = ..., speakers: _Optional[_Iterable[_Union[SpeakerStats, _Mapping]]] = ...) -> None: ...
+    metrics: CallMetrics
+    def __init__(self, status: _Optional[str] = ..., reason: _Optional[str] = ..., duration: _Optional[float] = ..., speakers: _Optional[_Iterable[_Union[SpeakerStats, _Mapping]]] = ..., metrics: _Optional[_Union[CallMetrics, _Mapping]] = ...) -> None: ...
+
+class CallMetrics(_message.Message):
+    __slots__ = ("talk_time", "talk_ratio", "longest_monologue", "longest_customer_story", "interactivity", "patience", "questions", "words_per_minute", "interruptions", "filler_rate", "tracker_hits", "disposition")
+    class TalkTimeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class QuestionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class WordsPerMinuteEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class InterruptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class FillerRateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TrackerHitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TALK_TIME_FIELD_NUMBER: _ClassVar[int]
+    TALK_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_MONOLOGUE_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_CUSTOMER_STORY_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    PATIENCE_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    WORDS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    FILLER_RATE_FIELD_NUMBER: _ClassVar[int]
+    TRACKER_HITS_FIELD_NUMBER: _ClassVar[int]
+    DISPOSITION_FIELD_NUMBER: _ClassVar[int]
+    talk_time: _containers.ScalarMap[str, float]
+    talk_ratio: float
+    longest_monologue: float
+    longest_customer_story: float
+    interactivity: float
+    patience: float
+    questions: _containers.ScalarMap[str, int]
+    words_per_minute: _containers.ScalarMap[str, float]
+    interruptions: _containers.ScalarMap[str, int]
+    filler_rate: _containers.ScalarMap[str, float]
+    tracker_hits: _containers.ScalarMap[str, int]
+    disposition: str
+    def __init__(self, talk_time: _Optional[_Mapping[str, float]] = ..., talk_ratio: _Optional[float] = ..., longest_monologue: _Optional[float] = ..., longest_customer_story: _Optional[float] = ..., interactivity: _Optional[float] = ..., patience: _Optional[float] = ..., questions: _Optional[_Mapping[str, int]] = ..., words_per_minute: _Optional[_Mapping[str, float]] = ..., interruptions: _Optional[_Mapping[str, int]] = ..., filler_rate: _Optional[_Mapping[str, float]] = ..., tracker_hits: _Optional[_Mapping[str, int]] = ..., disposition: _Optional[str] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")
@@ -218,7 +292,7 @@ class SpeechStarted(_message.Message):
     def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ...) -> None: ...
 
 class KeywordHit(_message.Message):
-    __slots__ = ("channel", "speaker", "keyword", "category", "start", "end", "segment")
+    __slots__ = ("channel", "speaker", "keyword", "category", "start", "end", "segment", "text", "char_start", "char_end")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +300,9 @@ class KeywordHit(_message.Message):
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CHAR_START_FIELD_NUMBER: _ClassVar[int]
+    CHAR_END_FIELD_NUMBER: _ClassVar[int]
     channel: int
     speaker: str
     keyword: str
@@ -233,7 +310,32 @@ class KeywordHit(_message.Message):
     start: float
     end: float
     segment: int
-    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., keyword: _Optional[str] = ..., category: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ...) -> None: ...
+    text: str
+    char_start: int
+    char_end: int
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., keyword: _Optional[str] = ..., category: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., text: _Optional[str] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ...) -> None: ...
+
+class Entity(_message.Message):
+    __slots__ = ("channel", "speaker", "label", "text", "start", "end", "segment", "char_start", "char_end")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    CHAR_START_FIELD_NUMBER: _ClassVar[int]
+    CHAR_END_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    speaker: str
+    label: str
+    text: str
+    start: float
+    end: float
+    segment: int
+    char_start: int
+    char_end: int
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., label: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ...) -> None: ...
 
 class Cue(_message.Message):
     __slots__ = ("kind", "message", "speaker", "channel", "time", "detail")

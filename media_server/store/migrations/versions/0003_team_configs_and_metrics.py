@@ -1,4 +1,4 @@
-"""Per-team configuration (trackers, battlecards, thresholds, redaction), as validated JSON.
+"""Per-team configuration (trackers, battlecards, thresholds, redaction) as validated JSON; call metrics.
 
 Revision ID: 0003
 Revises: 0002
@@ -22,7 +22,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sa.String(32), nullable=False, server_default=""),
     )
+    with op.batch_alter_table("calls") as batch:
+        batch.add_column(sa.Column("metrics", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("disposition", sa.String(64), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("calls") as batch:
+        batch.drop_column("disposition")
+        batch.drop_column("metrics")
     op.drop_table("team_configs")

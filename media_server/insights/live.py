@@ -1,0 +1,79 @@
+"""What a live call's words become while it runs: tracker hits, entities and coaching cues, then metrics.
+
+One ``CallInsights`` per call, built from its team's configuration when the call opens. The call hands it
+each final segment after publishing it; trackers run on the spaCy thread, cues are judged at once, and a
+clock (``tick``, once a second) judges silence and unasked questions. At the end, ``metrics`` describes
+the whole call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from media_server.calls.keywords import KeywordSpotter
+from media_server.calls.keywords import TimedWord as KeytermWord
+from media_server.insights.cues import Cue, CueEngine
+from media_server.insights.metrics import CallMetrics, Said, compute
+from media_server.insights.nlp import Nlp
+from media_server.insights.trackers import Match, TimedWord, TrackerMatcher
+from media_server.teams.config import TeamConfig
+
+
+@dataclass(frozen=True)
+class Final:
+    """A final segment as the insights see it."""
+
+    channel: int
+    speaker: str
+    text: str
+    start: float
+    end: float
+    segment: int
+    words: Sequence[TimedWord]
+
+
+class CallInsights:
+    def __init__(self, config: TeamConfig, nlp: Nlp | None, keyterms: Sequence[str] = ()) -> None:
+        """``keyterms``: the call's and the server's, tracked as hits of category "keyterm" (the team's
+        trackers are matched by spaCy; a keyterm that is also a tracker phrase is left to the tracker)."""
+        self.config = config
+        self.nlp = nlp
+        self.matcher = TrackerMatcher(nlp.pipeline, config) if nlp is not None else None
+        self.set_keyterms(keyterms)
+        self.cues = CueEngine(config)
+        self.said: list[Said] = []
+        self.hits: dict[str, int] = {}
+        self.disposition = ""
+
+    def set_keyterms(self, keyterms: Sequence[str]) -> None:
+        tracked = {p.lower() for t in self.config.trackers for p in t.phrases} if self.matcher else set()
+        self.keyterms = KeywordSpotter((k, "keyterm") for k in keyterms if k.lower() not in tracked)
+
+    async def final(self, final: Final) -> tuple[list[Match], list[Cue]]:
+        """The tracker hits and entities of a final segment, and the cues it triggers, in that order."""
+        said = Said(final.speaker, final.start, final.end, final.text)
+        self.said.append(said)
+        matches: list[Match] = []
+        if self.matcher and self.nlp is not None:
+            matcher = self.matcher
+            matches = await self.nlp.run(lambda: matcher.find(final.text, final.words, final.start, final.end))
+        if self.keyterms:
+            words = [KeytermWord(w.word, w.start, w.end) for w in final.words]
+            for hit in self.keyterms.find(final.text, words, final.start, final.end):
+                matches.append(Match("tracker", hit.keyword, hit.category, hit.keyword, 0, 0, hit.start, hit.end))
+        cues = self.cues.said(said)
+        for m in matches:
+            if m.kind == "tracker":
+                self.hits[m.name] = self.hits.get(m.name, 0) + 1
+                cues += self.cues.tracked(m.name, m.category, final.speaker, m.start)
+        return matches, cues
+
+    def tick(self, now: float, speaking: bool) -> list[Cue]:
+        return self.cues.tick(now, speaking)
+
+    def metrics(self, duration: float) -> CallMetrics:
+        t = self.config.thresholds
+        m = compute(self.said, duration, self.config.fillers, self.hits, overlap_s=t.interruption_overlap_s)
+        m.disposition = self.disposition
+        return m
