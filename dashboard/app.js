@@ -222,6 +222,13 @@ function ratioBar(ratio) {
     ` ${pct}% rep`);
 }
 
+// The rep's share of the talk, when the customer is heard on a channel of their own (else unknown).
+function talkRatio(talk, channels) {
+  const customerHeard = channels.some((c) => c.speaker === "customer" && c.transcribed);
+  const spoken = (talk.rep || 0) + (talk.customer || 0);
+  return customerHeard && spoken > 0 ? (talk.rep || 0) / spoken : null;
+}
+
 function speakerClass(speaker) {
   return "speaker-" + (speaker === "rep" || speaker === "customer" ? speaker : "mixed");
 }
@@ -316,9 +323,7 @@ function wallPage() {
   function render(c) {
     const rep = c.participants.find((p) => p.role === "rep");
     const customer = c.participants.find((p) => p.role === "customer");
-    const talk = c.talkTime || {};
-    const spoken = (talk.rep || 0) + (talk.customer || 0);
-    const ratio = spoken > 0 ? (talk.rep || 0) / spoken : null;
+    const ratio = talkRatio(c.talkTime || {}, c.channels || []);
     const latest = c.latestCue ? h("span", { class: "cue" }, c.latestCue.message)
       : c.latestKeyword ? h("span", { class: "kw-latest" }, `${c.latestKeyword.keyword} (${c.latestKeyword.category})`)
       : h("span", { class: "muted" }, "—");
@@ -350,14 +355,17 @@ function wallPage() {
     let c = calls.get(e.callId);
     if (e.type === "call_started") {
       const started = e.callStarted;
-      c = { id: e.callId, source: started.source, participants: started.participants, duration: 0, seenAt: Date.now(),
-        talkTime: {}, latestCue: null, latestKeyword: null };
+      c = { id: e.callId, source: started.source, participants: started.participants, channels: started.channels,
+        duration: 0, seenAt: Date.now(), talkTime: {}, latestCue: null, latestKeyword: null };
       calls.set(e.callId, c);
       return render(c);
     }
     if (!c) return;
     if (e.type === "call_ended") return remove(e.callId);
-    if (e.type === "call_updated") c.participants = e.callUpdated.participants;
+    if (e.type === "call_updated") {
+      c.participants = e.callUpdated.participants;
+      c.channels = e.callUpdated.channels;
+    }
     else if (e.type === "transcript" && e.transcript.isFinal) {
       const t = e.transcript;
       c.talkTime[t.speaker] = (c.talkTime[t.speaker] || 0) + Math.max(0, t.end - t.start);
@@ -407,10 +415,8 @@ function liveCallPage(id) {
   let listening = null;
 
   function renderHeader() {
-    const talk = info.talk;
-    const spoken = (talk.rep || 0) + (talk.customer || 0);
     header.replaceChildren(h("div", { class: "badges" }, ...consentBadges(info.participants)),
-      h("div", {}, "Talk ratio ", ratioBar(spoken > 0 ? (talk.rep || 0) / spoken : null)));
+      h("div", {}, "Talk ratio ", ratioBar(talkRatio(info.talk, info.channels))));
     const options = [h("option", { value: "mixed" }, "Both channels")];
     for (const c of info.channels) {
       if (c.transcribed) options.push(h("option", { value: String(c.index) }, `Channel ${c.index} (${c.speaker})`));

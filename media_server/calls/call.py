@@ -129,6 +129,7 @@ class Call:
             voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
             self.channels[spec.index] = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
         self.insights = self._insights()
+        self._hear_customer()
         self._speaking: set[int] = set()  # channels with speech in progress
         self._clock: asyncio.Task[None] | None = None
 
@@ -144,6 +145,11 @@ class Call:
             utterance_end_ms=base.utterance_end_ms if options.utterance_end_ms is None else options.utterance_end_ms,
             interim_results=base.interim_results if options.interim_results is None else options.interim_results,
             hotwords=tuple(dict.fromkeys((*base.hotwords, *self.team_config.keyterms(), *options.keyterms))),
+        )
+
+    def _hear_customer(self) -> None:
+        self.insights.cues.customer_heard = any(
+            c.transcribed and c.spec.speaker == "customer" for c in self.channels.values()
         )
 
     def _keyterms(self) -> tuple[str, ...]:
@@ -232,6 +238,7 @@ class Call:
             if not channel.audible:
                 for tap in self.taps:
                     tap.silence(spec.index)
+        self._hear_customer()
         updated = pb.CallUpdated(
             participants=[self._participant_pb(p) for p in self.metadata.participants],
             channels=[self._channel_pb(c) for c in self.channels.values()],
@@ -453,7 +460,9 @@ class Call:
                 for c in self.channels.values()
             ],
             "talkTime": talk,
-            "talkRatio": round(talk.get("rep", 0.0) / spoken, 3) if spoken > 0 else None,
+            "talkRatio": round(talk.get("rep", 0.0) / spoken, 3)
+            if spoken > 0 and self.insights.cues.customer_heard
+            else None,
             "keywords": dict(self.insights.hits),
             "latestCue": self.latest_cue,
             "latestKeyword": self.latest_keyword,

@@ -38,6 +38,8 @@ class CueEngine:
         self._rep_recent: deque[tuple[float, int]] = deque(maxlen=4)  # (duration, words) of the rep's last finals
         self._rep_words: deque[tuple[int, int]] = deque(maxlen=50)  # (words, fillers) of the rep's last finals
         self._other_end: dict[str, float] = {}  # when each speaker's last final ended
+        # A talk ratio means something only when the customer's words are heard too (own channel, consent).
+        self.customer_heard = True
 
     # -- inputs --------------------------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class CueEngine:
     # -- the rules -----------------------------------------------------------------------------------
 
     def _talk_ratio(self, now: float) -> list[Cue]:
+        if not self.customer_heard:
+            return []
         rep = sum(s.end - s.start for s in self._segments if s.speaker == REP)
         customer = sum(s.end - s.start for s in self._segments if s.speaker == CUSTOMER)
         total = rep + customer

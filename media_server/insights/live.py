@@ -74,6 +74,13 @@ class CallInsights:
 
     def metrics(self, duration: float) -> CallMetrics:
         t = self.config.thresholds
-        m = compute(self.said, duration, self.config.fillers, self.hits, overlap_s=t.interruption_overlap_s)
+        m = compute(
+            self.said,
+            duration,
+            self.config.fillers,
+            self.hits,
+            overlap_s=t.interruption_overlap_s,
+            customer_heard=self.cues.customer_heard,
+        )
         m.disposition = self.disposition
         return m

@@ -104,7 +104,9 @@ def compute(
     tracker_hits: dict[str, int] | None = None,
     overlap_s: float = 0.3,
     interjection_s: float = 1.0,
+    customer_heard: bool = True,
 ) -> CallMetrics:
+    """``customer_heard``: the customer had a transcribed channel of their own; without it no talk ratio."""
     ordered = sorted(segments, key=lambda s: (s.start, s.end))
     m = CallMetrics(tracker_hits=dict(tracker_hits or {}))
     fillers = list(fillers)
@@ -116,7 +118,7 @@ def compute(
         words[s.speaker] = words.get(s.speaker, 0) + len(words_of(s.text))
         filler_words[s.speaker] = filler_words.get(s.speaker, 0) + count_fillers(s.text, fillers)
     spoken = m.talk_time.get(REP, 0.0) + m.talk_time.get(CUSTOMER, 0.0)
-    if spoken > 0 and REP in m.talk_time:
+    if spoken > 0 and REP in m.talk_time and customer_heard:
         m.talk_ratio = round(m.talk_time.get(REP, 0.0) / spoken, 3)
     for speaker, talk in m.talk_time.items():
         m.words_per_minute[speaker] = round(60 * words[speaker] / talk, 1) if talk > 0 else 0.0
