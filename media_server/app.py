@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(whip.router)
     app.include_router(events.router)
     app.include_router(calls.router)
+    app.include_router(calls.reps_router)
     app.include_router(live.router)
     app.include_router(listen.router)
     app.include_router(team.router)

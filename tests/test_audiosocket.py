@@ -38,6 +38,7 @@ from media_server.ingest.audiosocket import (
 from media_server.ingest.messages import DtmfDigit, ProtocolError, StreamStop
 from media_server.services import Services, streaming_config
 from media_server.store.store import Store
+from media_server.teams.directory import TeamDirectory
 from models.asr.scheduler import DecodeScheduler
 from models.vad import SileroVAD
 from tests.conftest import EventLog, Server, collect_events, free_port, start_server, stop_server
@@ -369,7 +370,8 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
     # Consent denied: no channel is transcribed, so no VAD or model is ever used.
     no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)
     call_services = CallServices(bus, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
-    services = Services(settings, store, bus, no_vad, no_scheduler, CallRegistry(call_services, store))
+    teams = TeamDirectory(store)
+    services = Services(settings, store, bus, no_vad, no_scheduler, CallRegistry(call_services, store, teams), teams)
     server = await AudioSocketServer.start(services)
     try:
         yield Local(services, server)

@@ -5,15 +5,37 @@ Every query is scoped to the key's team.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from media_server.api.auth import require_key, services_of
+from media_server.insights.activity import activity
 from media_server.store.store import CallFilter
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+reps_router = APIRouter(prefix="/v1/reps", tags=["calls"])
+MAX_DISPOSITION = 64
+
+
+@reps_router.get("/activity")
+async def rep_activity(
+    request: Request,
+    since: Annotated[date | None, Query(alias="from", description="first day (UTC); default 30 days ago")] = None,
+    until: Annotated[date | None, Query(alias="to", description="last day (UTC), included; default today")] = None,
+) -> dict[str, Any]:
+    """Per rep over the window: calls, call and talk time, averages of talk ratio, longest monologue and
+    patience, questions asked, tracker hits and dispositions."""
+    key = await require_key(request)
+    last = until or datetime.now(UTC).date()
+    first = since or last - timedelta(days=30)
+    if first > last:
+        raise HTTPException(400, "from must not be after to")
+    start = datetime.combine(first, time(), UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), UTC)
+    calls = await services_of(request).store.calls_between(key.team, start, end)
+    return {"from": first.isoformat(), "to": last.isoformat(), "reps": [a.to_json() for a in activity(calls)]}
 
 
 @router.get("")
@@ -46,6 +68,27 @@ async def get_call(request: Request, call_id: str) -> dict[str, Any]:
             raise HTTPException(409, "the call is still live: subscribe to its events; it is stored when it ends")
         raise HTTPException(404, "no such call")
     return record.detail()
+
+
+@router.put("/{call_id}/disposition")
+async def set_disposition(request: Request, call_id: str) -> dict[str, Any]:
+    """``{"disposition": "meeting_booked"}``: on a live call it is stored when the call ends."""
+    key = await require_key(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    value = body.get("disposition") if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_DISPOSITION:
+        raise HTTPException(400, f'the body must be {{"disposition": "..."}}, 1-{MAX_DISPOSITION} characters')
+    services = services_of(request)
+    live = services.calls.live.get(call_id)
+    if live is not None and live.team == key.team:
+        live.insights.disposition = value.strip()
+        return {"id": call_id, "disposition": value.strip(), "live": True}
+    if not await services.store.set_disposition(key.team, call_id, value.strip()):
+        raise HTTPException(404, "no such call")
+    return {"id": call_id, "disposition": value.strip(), "live": False}
 
 
 @router.delete("/{call_id}", status_code=204)

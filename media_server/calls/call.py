@@ -530,8 +530,8 @@ class Call:
             speakers=list(speakers.values()),
             metadata=dict(self.metadata.extra),
             keywords=sorted(self.insights.hits),
-            metrics=self.metrics().to_json(),
-            disposition=self.insights.disposition,
+            metrics=(metrics := self.metrics()).to_json(),
+            disposition=metrics.disposition,
         )
 
     def metrics(self) -> CallMetrics:

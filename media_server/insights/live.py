@@ -82,5 +82,5 @@ class CallInsights:
             overlap_s=t.interruption_overlap_s,
             customer_heard=self.cues.customer_heard,
         )
-        m.disposition = self.disposition
+        m.disposition = self.disposition or self.config.disposition(self.hits)
         return m

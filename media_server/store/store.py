@@ -204,6 +204,26 @@ class Store:
             if record.id in found:
                 record.snippet = _snippet(found[record.id], words[0])
 
+    async def calls_between(self, team: str, since: datetime, until: datetime) -> list[CallRecord]:
+        """Every call of the team that started in [since, until), oldest first, without transcripts."""
+        query = (
+            select(CallRow)
+            .where(CallRow.team == team, CallRow.started_at >= since, CallRow.started_at < until)
+            .order_by(CallRow.started_at, CallRow.id)
+        )
+        async with self.sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_record(r, with_segments=False) for r in rows]
+
+    async def set_disposition(self, team: str, call_id: str, disposition: str) -> bool:
+        async with self.sessions.begin() as session:
+            row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
+            if row is None:
+                return False
+            row.disposition = disposition
+            row.metrics = {**(row.metrics or {}), "disposition": disposition}
+            return True
+
     async def delete_call(self, team: str, call_id: str) -> bool:
         async with self.sessions.begin() as session:
             row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))

@@ -68,6 +68,13 @@ class Thresholds(_Strict):
     cooldown_s: float = Field(60.0, ge=0, le=3600, description="the same cue is not repeated sooner")
 
 
+class DispositionRule(_Strict):
+    """At the end of a call: if this tracker was hit, the call gets this disposition (first rule that applies)."""
+
+    tracker: str
+    disposition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
 class TeamConfig(_Strict):
     trackers: list[Tracker] = Field(default_factory=list, max_length=500)
     battlecards: list[Battlecard] = Field(default_factory=list, max_length=500)
@@ -75,6 +82,7 @@ class TeamConfig(_Strict):
     redaction: list[str] = Field(default_factory=lambda: list(REDACTION_TYPES), description="types redacted")
     entities: list[str] = Field(default_factory=lambda: list(ENTITY_LABELS), description="named entities reported")
     fillers: list[Phrase] = Field(default_factory=lambda: ["um", "uh", "erm", "you know", "like", "i mean", "sort of"])
+    dispositions: list[DispositionRule] = Field(default_factory=list, max_length=100)
 
     @field_validator("redaction")
     @classmethod
@@ -98,6 +106,9 @@ class TeamConfig(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"tracker names must be unique: {duplicates} appear more than once")
+        for rule in self.dispositions:
+            if rule.tracker not in names:
+                raise ValueError(f"disposition rule for {rule.tracker!r}: no tracker has that name")
         competitors = {t.name for t in self.trackers if t.category == "competitors"}
         for card in self.battlecards:
             if card.tracker not in competitors:
@@ -107,6 +118,10 @@ class TeamConfig(_Strict):
     def keyterms(self) -> list[str]:
         """The phrases the recogniser favours on this team's calls."""
         return list(dict.fromkeys(p for t in self.trackers if t.boost for p in t.phrases))
+
+    def disposition(self, hits: dict[str, int]) -> str:
+        """The disposition the team's rules give a call with these tracker hits ("" when none applies)."""
+        return next((r.disposition for r in self.dispositions if hits.get(r.tracker)), "")
 
     def battlecard(self, tracker: str) -> str:
         return next((c.text for c in self.battlecards if c.tracker == tracker), "")
