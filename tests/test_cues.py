@@ -52,6 +52,10 @@ def test_pace_fillers_and_interruptions() -> None:
     engine.said(Said("customer", 0.0, 5.0, "We have been looking at options for a while now."))
     assert "interruption" in kinds(engine.said(Said("rep", 4.0, 8.0, "Sure, sure, let me show you.")))
     assert "interruption" not in kinds(engine.said(Said("rep", 9.0, 10.0, "Anyway.")))
+    # The customer's final can arrive after the rep's that cut into it.
+    engine = CueEngine(CONFIG)
+    assert engine.said(Said("rep", 4.0, 6.0, "Sure, sure.")) == []
+    assert "interruption" in kinds(engine.said(Said("customer", 0.0, 5.0, "We have been looking at options.")))
 
 
 def test_a_competitor_brings_its_battlecard_and_is_debounced() -> None:

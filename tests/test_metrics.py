@@ -33,6 +33,17 @@ def test_the_metrics_of_a_scripted_call() -> None:
     assert set(m.to_json()) >= {"talkRatio", "longestMonologue", "patience", "questions", "disposition"}
 
 
+def test_questions_are_counted_with_or_without_question_marks() -> None:
+    from media_server.insights.metrics import questions_in
+
+    assert questions_in("How is it going? Can you hear me?") == 2
+    assert questions_in("hi this is dana how is your current dialer working out") == 1
+    assert questions_in("that sounds useful can you send me the pricing for 20 seats") == 1
+    assert questions_in("I will follow up by email does Tuesday work for you") == 1
+    assert questions_in("sure we can start that review today") == 0
+    assert questions_in("what we do is simple and we have been looking at options") == 0
+
+
 def test_edge_cases() -> None:
     empty = compute([], duration=0.0)
     assert (empty.talk_ratio, empty.patience, empty.interactivity) == (None, None, 0.0)

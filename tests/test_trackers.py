@@ -55,5 +55,11 @@ def test_entities_are_reported_as_configured(nlp: Language) -> None:
     assert not TrackerMatcher(nlp, TeamConfig(entities=[]))
 
 
+def test_names_the_recogniser_misspells_are_found_fuzzily(nlp: Language) -> None:
+    text = "We are also looking at Zorvex, and Norvix too."
+    hits = [(m.name, m.text) for m in TrackerMatcher(nlp, CONFIG).find(text, [], 0.0, 3.0) if m.kind == "tracker"]
+    assert hits == [("Zorvexa", "Zorvex")]  # one letter off is the name; two letters off is another word
+
+
 def test_nothing_tracked_is_nothing_found(nlp: Language) -> None:
     assert TrackerMatcher(nlp, CONFIG).find("We talked about the weather.", [], 0.0, 2.0) == []

@@ -131,6 +131,7 @@ class Call:
         self.insights = self._insights()
         self._hear_customer()
         self._speaking: set[int] = set()  # channels with speech in progress
+        self._utterance_end_events = self.streaming_config().utterance_end_ms > 0
         self._clock: asyncio.Task[None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------------
@@ -178,7 +179,9 @@ class Call:
         while True:
             await asyncio.sleep(1.0)
             try:
-                for cue in self.insights.tick(time.monotonic() - self.epoch, bool(self._speaking)):
+                # Call time as the audio says (what transcripts are timed by), not the wall clock.
+                now = max((c.position for c in self.channels.values()), default=0.0)
+                for cue in self.insights.tick(now, bool(self._speaking)):
                     await self._publish_cue(cue)
             except Exception:
                 log.exception("call %s: the coaching clock failed", self.id)
@@ -327,13 +330,17 @@ class Call:
             )
             return
         if event.type is SpeechEventType.UTTERANCE_END:
+            self._speaking.discard(spec.index)
             last = channel.segments[-1].end if channel.segments else event.end
             await self.publish(
                 utterance_end=pb.UtteranceEnd(channel=spec.index, speaker=spec.speaker, last_word_end=last)
             )
             return
         final = event.type is SpeechEventType.FINAL
-        if final:
+        # Speech goes on until the utterance-end event: a final cut by the utterance length limit is no pause.
+        if not final:
+            self._speaking.add(spec.index)
+        elif not self._utterance_end_events:
             self._speaking.discard(spec.index)
         words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in event.words]
         start = words[0].start if words else event.start

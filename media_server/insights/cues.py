@@ -37,7 +37,7 @@ class CueEngine:
         self._last_question = 0.0
         self._rep_recent: deque[tuple[float, int]] = deque(maxlen=4)  # (duration, words) of the rep's last finals
         self._rep_words: deque[tuple[int, int]] = deque(maxlen=50)  # (words, fillers) of the rep's last finals
-        self._other_end: dict[str, float] = {}  # when each speaker's last final ended
+        self._interruptions: set[float] = set()  # the rep segments (by start) already counted
         # A talk ratio means something only when the customer's words are heard too (own channel, consent).
         self.customer_heard = True
 
@@ -50,9 +50,8 @@ class CueEngine:
         self._segments.append(s)
         while self._segments and self._segments[0].end < s.end - self.t.talk_ratio_window_s:
             self._segments.popleft()
-        other = CUSTOMER if s.speaker == REP else REP
+        out += self._interruption(s)
         if s.speaker == REP:
-            out += self._interruption(s, other)
             if questions_in(s.text):
                 self._last_question = s.end
             if self._monologue_start is None:
@@ -66,7 +65,6 @@ class CueEngine:
                 self._monologue_start = None
                 self._armed["monologue"] = True
             out += self._talk_ratio(s.end)
-        self._other_end[s.speaker] = max(self._other_end.get(s.speaker, 0.0), s.end)
         return out
 
     def tracked(self, name: str, category: str, speaker: str, time: float) -> list[Cue]:
@@ -160,18 +158,23 @@ class CueEngine:
         message = f"Filler words are {rate:.0%} of what you say: pause instead."
         return [self._fire("filler", Cue("filler", message, s.end, detail={"rate": f"{rate:.3f}"}))]
 
-    def _interruption(self, s: Said, other: str) -> list[Cue]:
-        other_end = self._other_end.get(other)
-        last_other = next((x for x in reversed(self._segments) if x.speaker == other), None)
-        if other_end is None or last_other is None:
-            return []
-        overlap = other_end - s.start
-        if s.start <= last_other.start or overlap < self.t.interruption_overlap_s:
-            return []
-        if not self._ready("interruption", s.start, needs_arming=False):
-            return []
-        message = "You talked over the customer: let them finish."
-        return [self._fire("interruption", Cue("interruption", message, s.start, detail={"overlap": f"{overlap:.1f}"}))]
+    def _interruption(self, s: Said) -> list[Cue]:
+        """The rep started talking while the customer was still speaking (finals of the two channels may
+        arrive in either order, so a new segment is checked against the other side's recent ones)."""
+        t = self.t.interruption_overlap_s
+        for x in reversed(self._segments):
+            if x is s or x.speaker == s.speaker:
+                continue
+            rep, customer = (s, x) if s.speaker == REP else (x, s)
+            if customer.start < rep.start < customer.end - t and rep.start not in self._interruptions:
+                self._interruptions.add(rep.start)
+                if not self._ready("interruption", rep.start, needs_arming=False):
+                    return []
+                overlap = customer.end - rep.start
+                message = "You talked over the customer: let them finish."
+                cue = Cue("interruption", message, rep.start, detail={"overlap": f"{overlap:.1f}"})
+                return [self._fire("interruption", cue)]
+        return []
 
     # -- debouncing ----------------------------------------------------------------------------------
 

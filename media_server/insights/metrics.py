@@ -79,8 +79,21 @@ def count_fillers(text: str, fillers: Iterable[str]) -> int:
     return count
 
 
+_AUX = r"(?:is|are|was|were|do|does|did|can|could|would|will|should|shall|may|might|have|has|had)"
+_SUBJECT = r"(?:you|we|i|they|he|she|it|there|that|this|your|our|their)"
+_QUESTION = re.compile(
+    rf"\b(?:(?:how|what|why|when|where|who|which|whose)\s+{_AUX}\b|{_AUX}n?'?t?\s+{_SUBJECT}\b)", re.IGNORECASE
+)
+_DOES = re.compile(r"\b(?:[Dd]oes|[Dd]id)\s+(?:[A-Z]\w+|the|that|this)\b")  # "does Tuesday work for you"
+
+
 def questions_in(text: str) -> int:
-    return text.count("?")
+    """Questions in a segment: its question marks, or, where the recogniser left out punctuation (live
+    transcripts often do), the clauses that open like a question ("how is", "can you", "does that")."""
+    marks = text.count("?")
+    if marks:
+        return marks
+    return len(_QUESTION.findall(text)) + len(_DOES.findall(text))
 
 
 def longest_stretch(segments: Sequence[Said], speaker: str, interjection_s: float = 1.0) -> float:

@@ -2,8 +2,10 @@
 "discount", "following up" of "follow up"), and the named entities said (people, organisations, money, dates).
 
 Matching is spaCy's ``PhraseMatcher`` on lemmas, plus a lower-case pass for words the lemmatizer leaves
-alone (product names). Hits carry their character span in the segment's text and, through the words'
-timings, their time in the call.
+alone, plus a fuzzy pass for one-word names (``FUZZY_MIN_LENGTH`` letters or more): the recogniser spells
+names it does not know approximately ("Zorvex" for "Zorvexa"), so a word at least ``FUZZY_RATIO`` similar
+(rapidfuzz's ratio) is a hit too. Hits carry their character span in the segment's text and, through the
+words' timings, their time in the call.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rapidfuzz import fuzz
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
 from media_server.teams.config import TeamConfig
+
+FUZZY_MIN_LENGTH = 5
+FUZZY_RATIO = 85.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,11 @@ class TrackerMatcher:
         self._trackers = {t.name: t for t in config.trackers}
         self._lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self._lower = PhraseMatcher(nlp.vocab, attr="LOWER")
+        self._names: list[tuple[str, str]] = []  # (tracker, one-word phrase in lower case) matched fuzzily
         for tracker in config.trackers:
+            for phrase in tracker.phrases:
+                if " " not in phrase.strip() and len(phrase.strip()) >= FUZZY_MIN_LENGTH:
+                    self._names.append((tracker.name, phrase.strip().lower()))
             docs = list(nlp.pipe(tracker.phrases))
             self._lemma.add(tracker.name, docs)
             self._lower.add(tracker.name, docs)
@@ -78,6 +88,20 @@ class TrackerMatcher:
                         t1,
                     )
                 )
+        taken = {(m.char_start, m.char_end) for m in out}
+        for token in doc:
+            if not token.is_alpha or len(token.text) < FUZZY_MIN_LENGTH - 1:
+                continue
+            first, last = token.idx, token.idx + len(token.text)
+            if (first, last) in taken:
+                continue
+            for name, phrase in self._names:
+                if fuzz.ratio(token.lower_, phrase) >= FUZZY_RATIO:
+                    t0, t1 = _times(spans, first, last, start, end)
+                    category = self._trackers[name].category
+                    out.append(Match("tracker", name, category, token.text, first, last, t0, t1))
+                    taken.add((first, last))
+                    break
         out.sort(key=lambda m: m.char_start)
         ents = []
         for ent in _entities(doc):

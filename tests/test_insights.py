@@ -1,0 +1,120 @@
+"""Conversation intelligence end to end: a scripted sales call (two flite voices, tests/sales_call.py) through a
+real server; tracker hits and cues arrive live, in order and once; the stored metrics match the script."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from media_server.client.stream import StreamResult, stream_call
+from media_server.client.wav import Recording
+from tests.conftest import EventLog, Server, collect_events, create_key
+from tests.sales_call import SalesCall, sales_call
+from tests.synth import require_flite
+
+pytestmark = pytest.mark.e2e
+
+SPEED = 2.0
+BATTLECARD = "Zorvexa has no dialer integration and charges per seat for recordings."
+CONFIG = {
+    "trackers": [
+        {"name": "Zorvexa", "category": "competitors", "phrases": ["Zorvexa"]},
+        {"name": "pricing", "category": "pricing", "phrases": ["price", "pricing", "discount"]},
+        {"name": "security review", "category": "objections", "phrases": ["security team", "security review"]},
+        {"name": "next steps", "category": "next_steps", "phrases": ["next step", "follow up"]},
+    ],
+    "battlecards": [{"tracker": "Zorvexa", "text": BATTLECARD}],
+    "thresholds": {"monologue_s": 20, "words_per_minute": 300, "talk_ratio_window_s": 60},
+    "dispositions": [{"tracker": "next steps", "disposition": "follow_up"}],
+}
+
+
+@pytest.fixture(scope="module")
+def sales_keys(server: Server) -> dict[str, str]:
+    require_flite()
+    keys = {role: create_key(server.data_dir, "sales", role) for role in ("admin", "ingest")}
+    with server.http(keys["admin"]) as http:
+        assert http.put("/v1/team/config", json=CONFIG).status_code == 200
+    return keys
+
+
+async def run_call(
+    server: Server, keys: dict[str, str], recording: Recording, **meta: str
+) -> tuple[StreamResult, EventLog]:
+    call_id = "CA" + uuid.uuid4().hex
+    url = f"{server.ws_url}/v1/calls/{call_id}/events?token={keys['admin']}"
+    events = asyncio.create_task(collect_events(url, timeout=240))
+    await asyncio.sleep(0.2)
+    metadata = {"repName": "Dana", "repConsent": "granted", "customerConsent": "granted", **meta}
+    result = await stream_call(recording, server.ws_url, "l16", keys["ingest"], call_id, metadata, speed=SPEED)
+    return result, await events
+
+
+def stored(server: Server, keys: dict[str, str], call_id: str) -> dict[str, Any]:
+    with server.http(keys["admin"]) as http:
+        response = http.get(f"/v1/calls/{call_id}")
+    assert response.status_code == 200, response.text
+    call: dict[str, Any] = response.json()
+    return call
+
+
+async def test_a_sales_call_gets_its_hits_cues_and_metrics(server: Server, sales_keys: dict[str, str]) -> None:
+    script: SalesCall = sales_call()
+    result, log = await run_call(server, sales_keys, script.stereo())
+    hits = [e["keywordHit"] for e in log.of_type("keyword_hit")]
+    cues = [e["cue"] for e in log.of_type("cue")]
+    for t in log.transcripts(final=True):
+        print(f"{t['speaker']:>8} {t['start']:6.1f} {t['text']}")
+    print("hits:", [(h["keyword"], h["text"], round(h["start"], 1)) for h in hits])
+    print("cues:", [(c["kind"], round(c["time"], 1), c["message"]) for c in cues])
+
+    # Tracker hits: each phrase where it was said, by whom it was said, once, in the order of the call.
+    found = {(h["keyword"], h["speaker"]) for h in hits}
+    assert {
+        ("Zorvexa", "customer"),
+        ("pricing", "customer"),
+        ("security review", "customer"),
+        ("next steps", "rep"),
+    } <= found
+    assert len({(h["keyword"], h["channel"], h["segment"], h["charStart"]) for h in hits}) == len(hits)
+    zorvexa = next(h for h in hits if h["keyword"] == "Zorvexa")
+    turn = script.turn("customer", "Zorvexa")
+    assert turn.start - 0.5 <= zorvexa["start"] <= zorvexa["end"] <= turn.end + 0.5
+    assert zorvexa["category"] == "competitors"
+
+    # Cues: the competitor's battlecard, the long monologue, the interruption, the talk ratio; each once.
+    kinds = [c["kind"] for c in cues]
+    assert {"competitor", "monologue", "interruption", "talk_ratio"} <= set(kinds), kinds
+    assert len(kinds) == len(set(kinds)), f"a cue was repeated: {kinds}"
+    assert [c["time"] for c in cues] == sorted(c["time"] for c in cues)
+    competitor = next(c for c in cues if c["kind"] == "competitor")
+    assert BATTLECARD in competitor["message"] and competitor["detail"]["competitor"] == "Zorvexa"
+    monologue = next(c for c in cues if c["kind"] == "monologue")
+    long_turn = script.turn("rep", "walk you through")
+    assert long_turn.start + 20 <= monologue["time"] <= long_turn.end + 1.0
+    interruption = next(c for c in cues if c["kind"] == "interruption")
+    assert abs(interruption["time"] - script.turn("rep", "review today").start) < 1.0
+    # Live: each cue reached the subscriber soon after the audio that triggered it had been sent.
+    arrivals = {e["cue"]["kind"]: t for e, t in zip(log.events, log.arrivals, strict=True) if e["type"] == "cue"}
+    delays = {k: arrivals[k] - result.sent_at(next(c["time"] for c in cues if c["kind"] == k)) for k in arrivals}
+    print(
+        "cue delay after the triggering audio was sent (s, at 2x speed):", {k: round(v, 2) for k, v in delays.items()}
+    )
+
+    # Stored metrics match the script within the recogniser's timing tolerance.
+    call = stored(server, sales_keys, result.call_id)
+    m = call["metrics"]
+    expected_ratio = script.talk("rep") / (script.talk("rep") + script.talk("customer"))
+    assert abs(m["talkRatio"] - expected_ratio) < 0.08, (m["talkRatio"], expected_ratio)
+    assert abs(m["longestMonologue"] - (long_turn.end - long_turn.start)) < 3.0, m["longestMonologue"]
+    assert m["questions"]["rep"] >= 2 and m["questions"]["customer"] >= 1, m["questions"]
+    assert m["interruptions"].get("rep", 0) >= 1, m["interruptions"]
+    assert m["trackerHits"]["Zorvexa"] == 1 and m["trackerHits"]["next steps"] >= 1
+    assert 0.0 <= m["patience"] < 2.0
+    assert call["disposition"] == "follow_up" and m["disposition"] == "follow_up"
+    assert set(call["keywords"]) >= {"Zorvexa", "pricing", "next steps"}
+    ended = log.of_type("call_ended")[0]["callEnded"]
+    assert ended["metrics"]["talkRatio"] == m["talkRatio"]
