@@ -18,7 +18,7 @@ from tests.synth import speak
 
 RATE = 16000
 VOICES = {"rep": "rms", "customer": "slt"}  # a male and a female voice
-CARD_DIGITS = "4111111111111111"  # Luhn-valid test card number
+CARD_DIGITS = "4556737586899855"  # a Luhn-valid test card number
 
 # (speaker, text, seconds of pause before the turn; negative: it starts before the previous turn ended)
 SCRIPT: tuple[tuple[str, str, float], ...] = (
@@ -45,8 +45,8 @@ SCRIPT: tuple[tuple[str, str, float], ...] = (
     ("rep", "Sure, we can start that review today.", -1.2),
     (
         "customer",
-        "Great. For the pilot deposit, my card number is four one one one, one one one one, one one one one, "
-        "one one one one.",
+        "Great. For the pilot deposit, the card number is four five five six, seven three seven five, "
+        "eight six eight nine, nine eight five five.",
         0.8,
     ),
     ("rep", "Thank you. I will follow up with the next steps by email. Does Tuesday work for you?", 0.8),

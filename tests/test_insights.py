@@ -4,6 +4,7 @@ real server; tracker hits and cues arrive live, in order and once; the stored me
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -118,3 +119,41 @@ async def test_a_sales_call_gets_its_hits_cues_and_metrics(server: Server, sales
     assert set(call["keywords"]) >= {"Zorvexa", "pricing", "next steps"}
     ended = log.of_type("call_ended")[0]["callEnded"]
     assert ended["metrics"]["talkRatio"] == m["talkRatio"]
+
+    # The card number never left the server: not in an interim, not in a final, not in the database.
+    texts = [t["text"] for t in log.transcripts()] + [t["stableText"] for t in log.transcripts()]
+    texts += [w["word"] for t in log.transcripts() for w in t["words"]]
+    texts += [s["text"] for s in call["transcript"]] + [w["word"] for s in call["transcript"] for w in s["words"]]
+    leaks = [t for t in texts if longest_digit_run(t) >= 6]
+    assert not leaks, leaks
+    card_finals = [t["text"] for t in log.transcripts(final=True) if "card" in t["text"].lower()]
+    assert any("[CARD]" in t for t in card_finals), card_finals
+    assert any("[CARD]" in s["text"] for s in call["transcript"])
+
+
+DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "for": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "to": "2",
+    "too": "2",
+}
+
+
+def longest_digit_run(text: str) -> int:
+    """The most digits said in a row, as digits or as words ("four two 42" is 4)."""
+    best = run = 0
+    for token in re.findall(r"[a-z]+|\d+", text.lower()):
+        digits = token if token.isdigit() else DIGIT_WORDS.get(token, "")
+        run = run + len(digits) if digits else 0
+        best = max(best, run)
+    return best

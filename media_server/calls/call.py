@@ -27,6 +27,7 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights, Final
 from media_server.insights.metrics import CallMetrics
 from media_server.insights.nlp import Nlp
+from media_server.insights.redaction import RedactionPolicy, Redactor
 from media_server.insights.trackers import TimedWord
 from media_server.store.records import (
     CallRecord,
@@ -37,6 +38,7 @@ from media_server.store.records import (
 )
 from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
+from models.asr.engine import Word
 from models.asr.scheduler import DecodeScheduler
 from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
 from models.vad import SileroVAD
@@ -85,6 +87,7 @@ class CallChannel:
     segments: list[SegmentRecord] = field(default_factory=list)
     samples: int = 0  # samples placed on the channel's timeline so far
     on_hold: bool = False
+    last_final: str = ""  # the text of its last final (context for redaction)
 
     @property
     def position(self) -> float:
@@ -130,6 +133,8 @@ class Call:
             self.channels[spec.index] = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
         self.insights = self._insights()
         self._hear_customer()
+        redaction = RedactionPolicy.of(self.team_config.redaction)
+        self.redactor = Redactor(redaction) if redaction.types else None
         self._speaking: set[int] = set()  # channels with speech in progress
         self._utterance_end_events = self.streaming_config().utterance_end_ms > 0
         self._clock: asyncio.Task[None] | None = None
@@ -342,21 +347,22 @@ class Call:
             self._speaking.add(spec.index)
         elif not self._utterance_end_events:
             self._speaking.discard(spec.index)
-        words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in event.words]
+        text, said_words, stable = self._redacted(channel, event, final)
+        words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in said_words]
         start = words[0].start if words else event.start
         end = words[-1].end if words else event.end
-        if final and event.text:
+        if final and text:
+            channel.last_final = text
             channel.segments.append(
                 SegmentRecord(
                     channel=spec.index,
                     speaker=spec.speaker,
-                    text=event.text,
+                    text=text,
                     start=start,
                     end=end,
                     confidence=round(event.confidence, 4),
                     words=[
-                        {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence}
-                        for w in event.words
+                        {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence} for w in said_words
                     ],
                 )
             )
@@ -364,19 +370,19 @@ class Call:
             channel=spec.index,
             speaker=spec.speaker,
             is_final=final,
-            text=event.text,
+            text=text,
             words=words,
             start=event.start,
             end=event.end,
             segment=event.segment,
             confidence=event.confidence,
-            stable_text=event.stable_text,
+            stable_text=stable,
             stability=event.stability,
         )
         await self.publish(transcript=transcript)
-        if final and event.text:
-            timed = [TimedWord(w.word, w.start, w.end) for w in event.words]
-            said = Final(spec.index, spec.speaker, event.text, start, end, event.segment, timed)
+        if final and text:
+            timed = [TimedWord(w.word, w.start, w.end) for w in said_words]
+            said = Final(spec.index, spec.speaker, text, start, end, event.segment, timed)
             matches, cues = await self.insights.final(said)
             for m in matches:
                 if m.kind == "tracker":
@@ -408,6 +414,25 @@ class Call:
                     await self.publish(entity=entity)
             for cue in cues:
                 await self._publish_cue(cue)
+
+    def _redacted(self, channel: CallChannel, event: SpeechEvent, final: bool) -> tuple[str, list[Word], str]:
+        """The text, words and stable text of a transcript with the team's redaction applied: what every
+        subscriber sees and the store keeps. The channel's previous final is context (a card number read
+        out with a pause ends up in two finals)."""
+        words = list(event.words)
+        if self.redactor is None or not event.text:
+            return event.text, words, event.stable_text
+        interim, previous = not final, channel.last_final
+        if words:
+            redacted = self.redactor.redact_words(words, interim=interim, previous=previous)
+            if redacted.redactions:
+                words, text = redacted.words, redacted.text
+            else:
+                text = event.text
+        else:
+            text = self.redactor.redact_text(event.text, interim=interim, previous=previous).text
+        stable = self.redactor.redact_text(event.stable_text, interim=True, previous=previous).text
+        return text, words, stable
 
     async def _publish_cue(self, cue: Cue) -> None:
         channel = next((c.spec.index for c in self.channels.values() if c.spec.speaker == cue.speaker), 0)
