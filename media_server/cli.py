@@ -178,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--token", required=True, help="API key")
     stream.add_argument("--header", action="store_true", help="send the key as an Authorization header")
     stream.add_argument("--call-id")
-    stream.add_argument("--speaker", choices=["rep", "customer"], default="customer", help="who a mono file is")
+    stream.add_argument(
+        "--speaker",
+        choices=["rep", "customer", "mixed"],
+        default="customer",
+        help="who a mono file is (mixed: both, l16 only)",
+    )
     stream.add_argument("--rep-consent", default="granted", choices=["granted", "denied", "unknown"])
     stream.add_argument("--customer-consent", default="granted", choices=["granted", "denied", "unknown"])
     stream.add_argument("--meta", action="append", metavar="KEY=VALUE", help="call metadata (repeatable)")

@@ -199,6 +199,16 @@ class InsightsSettings(BaseModel):
     )
 
 
+class DiarizationSettings(BaseModel):
+    """Who is speaking on mixed channels (both parties on one channel): online diarization, refined at the end."""
+
+    enabled: bool = True
+    max_speakers: int = Field(2, ge=1, le=8, description="sales calls: the rep and the customer")
+    weights_path: str | None = Field(
+        None, description="a resemblyzer-format speaker-encoder checkpoint; unset: the one in resemblyzer's wheel"
+    )
+
+
 class ListenSettings(BaseModel):
     """Listen-in: managers hear live calls over WebRTC (``POST /v1/calls/{id}/listen``)."""
 
@@ -238,6 +248,7 @@ class Settings(BaseSettings):
     whip: WhipSettings = WhipSettings()
     listen: ListenSettings = ListenSettings()
     insights: InsightsSettings = InsightsSettings()
+    diarization: DiarizationSettings = DiarizationSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
     dashboard: DashboardSettings = DashboardSettings()
 

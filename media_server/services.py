@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from media_server.auth.keys import ApiKey, Role, looks_like_key
 from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
 from media_server.calls.registry import CallRegistry
+from media_server.calls.speakers import Diarization
 from media_server.config import Settings
 from media_server.insights.nlp import Nlp
 from media_server.store.store import Store
@@ -19,6 +21,7 @@ from media_server.teams.directory import TeamDirectory
 from models.asr.engine import SpeechEngine
 from models.asr.scheduler import DecodeScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
+from models.diarization.voice_encoder import VoiceEncoder
 from models.streaming import StreamingConfig
 from models.vad import SileroVAD
 
@@ -96,7 +99,10 @@ class Services:
         vad = SileroVAD(settings.vad.model_path)
         scheduler = build_scheduler(settings)
         nlp = await Nlp.load(settings.insights.spacy_model) if settings.insights.enabled else None
-        call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp)
+        diarization = await load_diarization(settings, vad)
+        call_services = CallServices(
+            bus, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp, diarization
+        )
         teams = TeamDirectory(store)
         return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store, teams), teams, nlp)
 
@@ -111,7 +117,22 @@ class Services:
         self.scheduler.close()
         if self.nlp is not None:
             self.nlp.close()
+        if self.calls.services.diarization is not None:
+            self.calls.services.diarization.close()
         await self.store.close()
+
+
+async def load_diarization(settings: Settings, vad: SileroVAD) -> Diarization | None:
+    """The speaker encoder mixed channels share; None (channels stay "mixed") when off or not loadable."""
+    d = settings.diarization
+    if not d.enabled:
+        return None
+    try:
+        encoder = await asyncio.to_thread(VoiceEncoder, d.weights_path)
+    except (OSError, ValueError) as exc:
+        log.warning("speaker diarization is off: the speaker encoder cannot be loaded (%s)", exc)
+        return None
+    return Diarization(encoder, vad, d.max_speakers)
 
 
 async def _bootstrap_key(store: Store) -> None:

@@ -43,14 +43,16 @@ def sales_keys(server: Server) -> dict[str, str]:
 
 
 async def run_call(
-    server: Server, keys: dict[str, str], recording: Recording, **meta: str
+    server: Server, keys: dict[str, str], recording: Recording, speaker: str = "customer"
 ) -> tuple[StreamResult, EventLog]:
     call_id = "CA" + uuid.uuid4().hex
     url = f"{server.ws_url}/v1/calls/{call_id}/events?token={keys['admin']}"
     events = asyncio.create_task(collect_events(url, timeout=240))
     await asyncio.sleep(0.2)
-    metadata = {"repName": "Dana", "repConsent": "granted", "customerConsent": "granted", **meta}
-    result = await stream_call(recording, server.ws_url, "l16", keys["ingest"], call_id, metadata, speed=SPEED)
+    metadata = {"repName": "Dana", "repConsent": "granted", "customerConsent": "granted"}
+    result = await stream_call(
+        recording, server.ws_url, "l16", keys["ingest"], call_id, metadata, speed=SPEED, speaker=speaker
+    )
     return result, await events
 
 
@@ -157,3 +159,30 @@ def longest_digit_run(text: str) -> int:
         run = run + len(digits) if digits else 0
         best = max(best, run)
     return best
+
+
+async def test_a_mono_mix_of_the_call_is_separated_into_its_two_voices(
+    server: Server, sales_keys: dict[str, str]
+) -> None:
+    script = sales_call()
+    result, log = await run_call(server, sales_keys, script.mono(), speaker="mixed")
+    live_labels = {t["speakerLabel"] for t in log.transcripts(final=True)}
+    assert live_labels <= {"speaker 1", "speaker 2"} and "speaker 1" in live_labels, live_labels
+    call = stored(server, sales_keys, result.call_id)
+    # Every stored word against who said it in the script (the turn its middle falls in; overlaps skipped).
+    pairs = []
+    for segment in call["transcript"]:
+        assert segment["speaker"] in ("speaker 1", "speaker 2"), segment["speaker"]
+        for w in segment["words"]:
+            middle = (w["start"] + w["end"]) / 2
+            said_by = {t.speaker for t in script.turns if t.start - 0.2 <= middle <= t.end + 0.2}
+            if len(said_by) == 1:
+                pairs.append((segment["speaker"], said_by.pop()))
+    first = script.turns[0].speaker  # who spoke first is "speaker 1"
+    other = "customer" if first == "rep" else "rep"
+    mapping = {"speaker 1": first, "speaker 2": other}
+    agreement = sum(mapping[label] == truth for label, truth in pairs) / len(pairs)
+    print(f"mono diarization: {agreement:.1%} of {len(pairs)} words labelled with the voice that said them")
+    assert agreement >= 0.85
+    talk = {s["speaker"]: s["talkTime"] for s in call["speakers"]}
+    assert set(talk) == {"speaker 1", "speaker 2"}

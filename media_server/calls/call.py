@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from media_server.bus import EventBus
 from media_server.calls.consent import may_transcribe, may_transcribe_all
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
+from media_server.calls.speakers import ChannelSpeakers, Diarization, label_of
 from media_server.calls.tap import AudioTap
 from media_server.config import ConsentPolicy
 from media_server.events import new_event, to_dict
@@ -40,6 +42,7 @@ from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
 from models.asr.engine import Word
 from models.asr.scheduler import DecodeScheduler
+from models.diarization.online import Segment as DiarizedSegment
 from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
 from models.vad import SileroVAD
 
@@ -76,6 +79,7 @@ class CallServices:
     streaming: StreamingConfig
     consent_policy: ConsentPolicy
     nlp: Nlp | None = None  # trackers and entities; None: keyterm hits only
+    diarization: Diarization | None = None  # speakers of mixed channels; None: they stay "mixed"
 
 
 @dataclass
@@ -88,6 +92,7 @@ class CallChannel:
     samples: int = 0  # samples placed on the channel's timeline so far
     on_hold: bool = False
     last_final: str = ""  # the text of its last final (context for redaction)
+    speakers: ChannelSpeakers | None = None  # a mixed channel's diarization
 
     @property
     def position(self) -> float:
@@ -130,7 +135,10 @@ class Call:
         self.channels: dict[int, CallChannel] = {}
         for spec in channels:
             voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
-            self.channels[spec.index] = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
+            channel = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
+            if spec.speaker == "mixed" and channel.transcribed and services.diarization is not None:
+                channel.speakers = services.diarization.channel(spec.sample_rate)
+            self.channels[spec.index] = channel
         self.insights = self._insights()
         self._hear_customer()
         redaction = RedactionPolicy.of(self.team_config.redaction)
@@ -283,6 +291,8 @@ class Call:
         channel.samples += pcm.size
         if channel.recognizer is not None:
             channel.recognizer.push(pcm)
+            if channel.speakers is not None:
+                channel.speakers.push(pcm)
 
     async def dtmf(self, channel: int, digit: str) -> None:
         await self.publish(dtmf=pb.Dtmf(channel=channel, digit=digit))
@@ -303,6 +313,11 @@ class Call:
         consumers = [c.consumer for c in self.channels.values() if c.consumer is not None] + self._retired
         if consumers:
             await asyncio.gather(*consumers, return_exceptions=True)
+        for channel in self.channels.values():
+            if channel.speakers is not None and channel.segments:
+                refined = await channel.speakers.refine()
+                if refined:
+                    channel.segments = relabel(channel.segments, refined)
         return self.record(status, reason)
 
     # -- listen-in -----------------------------------------------------------------------------------
@@ -348,24 +363,31 @@ class Call:
         elif not self._utterance_end_events:
             self._speaking.discard(spec.index)
         text, said_words, stable = self._redacted(channel, event, final)
-        words = [pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence) for w in said_words]
+        labels = [""] * len(said_words)
+        if final and channel.speakers is not None and said_words:
+            labels = await channel.speakers.labels([(w.start, w.end) for w in said_words])
+        words = [
+            pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence, speaker=label)
+            for w, label in zip(said_words, labels, strict=True)
+        ]
+        majority = max(set(labels), key=labels.count) if any(labels) else ""
         start = words[0].start if words else event.start
         end = words[-1].end if words else event.end
         if final and text:
             channel.last_final = text
-            channel.segments.append(
-                SegmentRecord(
-                    channel=spec.index,
-                    speaker=spec.speaker,
-                    text=text,
-                    start=start,
-                    end=end,
-                    confidence=round(event.confidence, 4),
-                    words=[
-                        {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence} for w in said_words
-                    ],
-                )
+            record = SegmentRecord(
+                channel=spec.index,
+                speaker=spec.speaker,
+                text=text,
+                start=start,
+                end=end,
+                confidence=round(event.confidence, 4),
+                words=[
+                    {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence, "speaker": label}
+                    for w, label in zip(said_words, labels, strict=True)
+                ],
             )
+            channel.segments += split_by_speaker(record) if majority else [record]
         transcript = pb.Transcript(
             channel=spec.index,
             speaker=spec.speaker,
@@ -378,11 +400,12 @@ class Call:
             confidence=event.confidence,
             stable_text=stable,
             stability=event.stability,
+            speaker_label=majority,
         )
         await self.publish(transcript=transcript)
         if final and text:
             timed = [TimedWord(w.word, w.start, w.end) for w in said_words]
-            said = Final(spec.index, spec.speaker, text, start, end, event.segment, timed)
+            said = Final(spec.index, majority or spec.speaker, text, start, end, event.segment, timed)
             matches, cues = await self.insights.final(said)
             for m in matches:
                 if m.kind == "tracker":
@@ -568,3 +591,44 @@ class Call:
 
     def metrics(self) -> CallMetrics:
         return self.insights.metrics((datetime.now(UTC) - self.started_at).total_seconds())
+
+
+def split_by_speaker(segment: SegmentRecord) -> list[SegmentRecord]:
+    """A mixed channel's final cut where its words change speaker (turns inside one utterance are common:
+    the recogniser ends an utterance only at a pause). Each piece is stored with its speaker's label."""
+    pieces: list[SegmentRecord] = []
+    run: list[dict[str, Any]] = []
+    for word in [*segment.words, None]:
+        if run and (word is None or word.get("speaker", "") != run[-1].get("speaker", "")):
+            label = run[-1].get("speaker", "") or segment.speaker
+            text = " ".join(str(w["word"]).strip() for w in run)
+            pieces.append(
+                replace(segment, speaker=label, text=text, start=run[0]["start"], end=run[-1]["end"], words=run)
+            )
+            run = []
+        if word is not None:
+            run.append(word)
+    if len(pieces) == 1:  # one speaker: keep the recogniser's text as it was (punctuation and spacing)
+        pieces[0] = replace(pieces[0], text=segment.text)
+    return pieces or [segment]
+
+
+def relabel(segments: list[SegmentRecord], refined: Sequence[DiarizedSegment]) -> list[SegmentRecord]:
+    """A mixed channel's stored segments with the speakers diarization settled on at the end of the call."""
+    out: list[SegmentRecord] = []
+    for segment in segments:
+        words = [{**w, "speaker": label_of(refined, w["start"], w["end"])} for w in segment.words]
+        out += split_by_speaker(replace(segment, words=words)) if words else [segment]
+    return _merge_runs(out)
+
+
+def _merge_runs(segments: list[SegmentRecord]) -> list[SegmentRecord]:
+    """Pieces of one utterance that refinement gave the same speaker again are one segment."""
+    out: list[SegmentRecord] = []
+    for s in segments:
+        last = out[-1] if out else None
+        if last is not None and last.speaker == s.speaker and last.channel == s.channel and s.start - last.end < 0.05:
+            out[-1] = replace(last, text=f"{last.text} {s.text}", end=s.end, words=[*last.words, *s.words])
+        else:
+            out.append(s)
+    return out

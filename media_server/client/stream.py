@@ -1,6 +1,7 @@
 """Play a call into the server in real time, as Twilio or jambonz / FreeSWITCH would.
 
-Stereo recordings: left = rep, right = customer. Mono recordings carry one party (``speaker``).
+Stereo recordings: left = rep, right = customer. Mono recordings carry one party (``speaker``), or both
+parties mixed (``speaker="mixed"``, L16 only).
 Frames are 20 ms, paced against the wall clock (``speed`` > 1 plays faster, for tests).
 """
 
@@ -181,7 +182,9 @@ async def _l16(
     stereo = len(recording.channels) == 2
     rate = recording.sample_rate
     first = {"callSid": call_id, "sampleRate": rate, "mixType": "stereo" if stereo else "mono", **meta}
-    if not stereo:
+    if not stereo and speaker == "mixed":  # both parties on the one channel
+        first["mixType"] = "mixed"
+    elif not stereo:
         first["speaker"] = speaker
     await ws.send(json.dumps(first))
     interleaved = np.stack(recording.channels, axis=1).astype("<i2") if stereo else recording.channels[0].astype("<i2")

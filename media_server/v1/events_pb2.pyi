@@ -124,19 +124,21 @@ class CallUpdated(_message.Message):
     def __init__(self, participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Word(_message.Message):
-    __slots__ = ("word", "start", "end", "confidence")
+    __slots__ = ("word", "start", "end", "confidence", "speaker")
     WORD_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     word: str
     start: float
     end: float
     confidence: float
-    def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+    speaker: str
+    def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., confidence: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence", "stable_text", "stability")
+    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence", "stable_text", "stability", "speaker_label")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +150,7 @@ class Transcript(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     STABLE_TEXT_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_LABEL_FIELD_NUMBER: _ClassVar[int]
     channel: int
     speaker: str
     is_final: bool
@@ -159,7 +162,8 @@ class Transcript(_message.Message):
     confidence: float
     stable_text: str
     stability: float
-    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ..., stable_text: _Optional[str] = ..., stability: _Optional[float] = ...) -> None: ...
+    speaker_label: str
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ..., stable_text: _Optional[str] = ..., stability: _Optional[float] = ..., speaker_label: _Optional[str] = ...) -> None: ...
 
 class UtteranceEnd(_message.Message):
     __slots__ = ("channel", "speaker", "last_word_end")

@@ -1,0 +1,185 @@
+"""Resemblyzer's speaker encoder (GE2E d-vectors) run in numpy: no torch at run time.
+
+The network, from resemblyzer 0.1.4: 40-channel power mel frames (25 ms window, 10 ms hop, 16 kHz) into
+a 3-layer LSTM (256 units), the last layer's final hidden state through Linear(256, 256) and ReLU, then
+L2-normalised. An utterance is cut into partials of 160 frames (1.6 s) and the partial embeddings are
+averaged (``embed_utterance``); a diarization window is embedded whole (``embed_windows``).
+
+The weights are resemblyzer's ``pretrained.pt`` (17 MB, Apache-2.0), shipped in its wheel. The package
+is installed with ``pip install --no-deps resemblyzer`` (its dependencies pull torch, librosa and
+webrtcvad, none of which run here) and located without importing it, because its ``__init__`` imports
+torch. A configured path to the same file (or a ``torch.save`` of the same state dict) works too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.audio import MODEL_SAMPLE_RATE, Float32Array
+from models.diarization.mel import mel_spectrogram
+from models.diarization.torch_checkpoint import read_torch_checkpoint
+
+N_MELS = 40
+WINDOW_SAMPLES = 400  # 25 ms
+HOP_SAMPLES = 160  # 10 ms
+PARTIAL_FRAMES = 160  # 1.6 s: what the encoder was trained on
+HIDDEN = 256
+LAYERS = 3
+
+
+def locate_resemblyzer_weights(configured: str | Path | None = None) -> Path:
+    """Find the encoder's weights: a configured path, else ``pretrained.pt`` in the resemblyzer wheel."""
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise FileNotFoundError(f"voice encoder weights not found at {path}")
+        return path
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "pretrained.pt"
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        "voice encoder weights not found: run `pip install --no-deps resemblyzer` (its wheel ships "
+        "pretrained.pt) or set the diarization model path"
+    )
+
+
+def _sigmoid_tanh_scale() -> Float32Array:
+    # sigmoid(x) = (1 + tanh(x / 2)) / 2: one tanh over all four gates (i, f, g, o), g being a plain tanh.
+    scale = np.full(4 * HIDDEN, 0.5, dtype=np.float32)
+    scale[2 * HIDDEN : 3 * HIDDEN] = 1.0
+    return scale
+
+
+class VoiceEncoder:
+    """The shared model: stateless once loaded, so one instance serves every call, from any thread.
+
+    About 19 ms of one core per 1.5 s window (numpy's BLAS on one thread; batches of 8 cost 12 ms each).
+    """
+
+    def __init__(self, weights_path: str | Path | None = None) -> None:
+        self.path = locate_resemblyzer_weights(weights_path)
+        checkpoint = read_torch_checkpoint(self.path)
+        state: Mapping[str, Any] = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else {}
+        try:
+            self._load(state)
+        except KeyError as exc:
+            raise ValueError(f"{self.path}: not a resemblyzer voice encoder checkpoint (missing {exc})") from None
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        scale = _sigmoid_tanh_scale()
+
+        def f32(name: str) -> Float32Array:
+            return np.ascontiguousarray(np.asarray(state[name], dtype=np.float32))
+
+        # Weights are stored transposed (x @ W.T) and pre-scaled for the single-tanh gate trick.
+        self._w_ih: list[Float32Array] = []
+        self._w_hh: list[Float32Array] = []
+        self._bias: list[Float32Array] = []
+        for layer in range(LAYERS):
+            w_ih = f32(f"lstm.weight_ih_l{layer}")
+            w_hh = f32(f"lstm.weight_hh_l{layer}")
+            if w_hh.shape != (4 * HIDDEN, HIDDEN) or w_ih.shape != (4 * HIDDEN, N_MELS if layer == 0 else HIDDEN):
+                raise ValueError(f"{self.path}: unexpected LSTM shapes {w_ih.shape}, {w_hh.shape}")
+            self._w_ih.append(np.ascontiguousarray((w_ih * scale[:, None]).T))
+            self._w_hh.append(np.ascontiguousarray((w_hh * scale[:, None]).T))
+            bias = f32(f"lstm.bias_ih_l{layer}") + f32(f"lstm.bias_hh_l{layer}")
+            self._bias.append((bias * scale).astype(np.float32))
+        self._linear_w = np.ascontiguousarray(f32("linear.weight").T)
+        self._linear_b = f32("linear.bias")
+
+    # -- the network ---------------------------------------------------------------------------------
+
+    def forward(self, mels: Float32Array) -> Float32Array:
+        """Embeddings of a batch of mel spectrograms, shape (batch, frames, 40) -> (batch, 256), unit norm."""
+        mels = np.asarray(mels, dtype=np.float32)
+        if mels.ndim != 3 or mels.shape[2] != N_MELS or mels.shape[1] == 0:
+            raise ValueError(f"expected mels of shape (batch, frames > 0, {N_MELS}), got {mels.shape}")
+        batch, frames, _ = mels.shape
+        x: npt.NDArray[Any] = mels
+        h: npt.NDArray[Any] = np.zeros((batch, HIDDEN), dtype=np.float32)
+        gates = np.empty((batch, 4 * HIDDEN), dtype=np.float32)
+        i, f, g, o = (gates[:, k * HIDDEN : (k + 1) * HIDDEN] for k in range(4))
+        scratch = np.empty((batch, HIDDEN), dtype=np.float32)
+        for layer in range(LAYERS):
+            projected = x @ self._w_ih[layer]  # (batch, frames, 4H), for every step at once
+            projected += self._bias[layer]
+            w_hh = self._w_hh[layer]
+            h = np.zeros((batch, HIDDEN), dtype=np.float32)
+            c = np.zeros((batch, HIDDEN), dtype=np.float32)
+            outputs = np.empty((batch, frames, HIDDEN), dtype=np.float32) if layer < LAYERS - 1 else None
+            for t in range(frames):
+                # In place, to spare allocations: 480 small steps per window dominate the cost.
+                np.matmul(h, w_hh, out=gates)
+                gates += projected[:, t]
+                np.tanh(gates, out=gates)
+                gates *= 0.5  # (1 + tanh(x / 2)) / 2 is sigmoid(x) for i, f and o; g becomes (tanh + 1) / 2
+                gates += 0.5
+                c *= f
+                np.multiply(g, 2.0, out=scratch)
+                scratch -= 1.0  # back to tanh for g
+                scratch *= i
+                c += scratch
+                np.tanh(c, out=scratch)
+                h = o * scratch
+                if outputs is not None:
+                    outputs[:, t] = h
+            if outputs is not None:
+                x = outputs
+        embeds = np.maximum(h @ self._linear_w + self._linear_b, 0.0)
+        norms = np.linalg.norm(embeds, axis=1, keepdims=True)
+        out: Float32Array = (embeds / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out
+
+    # -- audio in ------------------------------------------------------------------------------------
+
+    def embed_windows(self, windows: Sequence[Float32Array]) -> Float32Array:
+        """One embedding per window of 16 kHz audio, each window embedded whole (as a single partial).
+
+        Windows of different lengths are grouped by frame count, so each group runs as one batch.
+        """
+        out = np.zeros((len(windows), HIDDEN), dtype=np.float32)
+        groups: dict[int, list[int]] = {}
+        mels = [mel_spectrogram(np.asarray(w, dtype=np.float32), MODEL_SAMPLE_RATE) for w in windows]
+        for index, mel in enumerate(mels):
+            groups.setdefault(mel.shape[0], []).append(index)
+        for indices in groups.values():
+            out[indices] = self.forward(np.stack([mels[i] for i in indices]))
+        return out
+
+    def embed_utterance(self, audio: Float32Array, rate: float = 1.3, min_coverage: float = 0.75) -> Float32Array:
+        """Resemblyzer's ``VoiceEncoder.embed_utterance``: mean of 1.6 s partials, ``rate`` partials a second."""
+        audio = np.asarray(audio, dtype=np.float32)
+        frame_starts, padded_length = partial_slices(audio.size, rate, min_coverage)
+        if padded_length > audio.size:
+            audio = np.pad(audio, (0, padded_length - audio.size))
+        mel = mel_spectrogram(audio, MODEL_SAMPLE_RATE)
+        partials = np.stack([mel[s : s + PARTIAL_FRAMES] for s in frame_starts])
+        raw = self.forward(partials).mean(axis=0)
+        embedding: Float32Array = (raw / np.linalg.norm(raw)).astype(np.float32)
+        return embedding
+
+
+def partial_slices(n_samples: int, rate: float = 1.3, min_coverage: float = 0.75) -> tuple[list[int], int]:
+    """Start frames of resemblyzer's partial utterances, and the length the audio is zero-padded to."""
+    if not 0 < min_coverage <= 1:
+        raise ValueError("min_coverage must be in (0, 1]")
+    n_frames = int(np.ceil((n_samples + 1) / HOP_SAMPLES))
+    frame_step = round((MODEL_SAMPLE_RATE / rate) / HOP_SAMPLES)
+    if not 0 < frame_step <= PARTIAL_FRAMES:
+        raise ValueError(f"rate {rate} is out of range")
+    steps = max(1, n_frames - PARTIAL_FRAMES + frame_step + 1)
+    starts = list(range(0, steps, frame_step))
+    last = starts[-1] * HOP_SAMPLES
+    coverage = (n_samples - last) / (PARTIAL_FRAMES * HOP_SAMPLES)
+    if coverage < min_coverage and len(starts) > 1:
+        starts = starts[:-1]
+    return starts, (starts[-1] + PARTIAL_FRAMES) * HOP_SAMPLES
