@@ -642,7 +642,8 @@ async def test_asterisk_call_is_transcribed_live_and_stored(pbx: Pbx) -> None:
     call = stored(pbx, call_id)
     assert call["source"] == "audiosocket" and call["status"] == "completed" and call["team"] == "acme"
     assert [s["text"] for s in call["transcript"]] == finals(log)
-    assert all(s["speaker"] == "mixed" and s["channel"] == 0 and s["words"] for s in call["transcript"])
+    # One channel with everyone on it: diarized, and the one voice is "speaker 1".
+    assert all(s["speaker"] == "speaker 1" and s["channel"] == 0 and s["words"] for s in call["transcript"])
     assert {p["consent"] for p in call["participants"]} == {"granted"}
 
 

@@ -77,7 +77,7 @@ def test_to_json_spells_out_default_values() -> None:
     assert transcript["channel"] == 0
     assert transcript["confidence"] == 0
     assert transcript["segment"] == 3
-    assert transcript["words"] == [{"word": "hello", "start": 1.0, "end": 1.25, "confidence": 0.5}]
+    assert transcript["words"] == [{"word": "hello", "start": 1.0, "end": 1.25, "confidence": 0.5, "speaker": ""}]
     # Only the payload that is set appears.
     assert not {"callStarted", "callEnded", "error", "dtmf", "speechStarted"} & data.keys()
 

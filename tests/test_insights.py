@@ -132,6 +132,19 @@ async def test_a_sales_call_gets_its_hits_cues_and_metrics(server: Server, sales
     assert any("[CARD]" in t for t in card_finals), card_finals
     assert any("[CARD]" in s["text"] for s in call["transcript"])
 
+    # A disposition set afterwards, and the rep's activity as a CRM export reads it.
+    with server.http(sales_keys["admin"]) as http:
+        url = f"/v1/calls/{result.call_id}/disposition"
+        response = http.put(url, json={"disposition": "meeting_booked"})
+        assert response.status_code == 200 and response.json()["live"] is False
+        assert http.get(f"/v1/calls/{result.call_id}").json()["disposition"] == "meeting_booked"
+        assert http.put(url, json={"disposition": ""}).status_code == 400
+        assert http.put("/v1/calls/no-such-call/disposition", json={"disposition": "x"}).status_code == 404
+        activity = http.get("/v1/reps/activity").json()
+    dana = next(a for a in activity["reps"] if a["rep"] == "Dana")
+    assert dana["calls"] >= 1 and dana["dispositions"]["meeting_booked"] >= 1
+    assert dana["trackerHits"]["Zorvexa"] >= 1 and dana["averageTalkRatio"] is not None
+
 
 DIGIT_WORDS = {
     "zero": "0",
