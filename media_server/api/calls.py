@@ -1,6 +1,6 @@
-"""REST for calls: the live ones (``/v1/live``), finalized ones (list with search and filters, get, delete).
+"""REST for finalized calls (list with search and filters, get, delete, disposition) and rep activity.
 
-Every query is scoped to the key's team.
+Every query is scoped to the key's team. The live calls are ``/v1/live`` (``api/live.py``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from media_server.calls.keywords import KeywordSpotter
 from media_server.calls.keywords import TimedWord as KeytermWord
@@ -33,13 +34,23 @@ class Final:
     words: Sequence[TimedWord]
 
 
+def matcher_for(nlp: Nlp, config: TeamConfig) -> TrackerMatcher:
+    """One matcher per team configuration, shared by its calls (building one runs spaCy on every phrase)."""
+    return _matcher(nlp, config.model_dump_json())
+
+
+@lru_cache(maxsize=64)
+def _matcher(nlp: Nlp, config_json: str) -> TrackerMatcher:
+    return TrackerMatcher(nlp.pipeline, TeamConfig.model_validate_json(config_json))
+
+
 class CallInsights:
     def __init__(self, config: TeamConfig, nlp: Nlp | None, keyterms: Sequence[str] = ()) -> None:
         """``keyterms``: the call's and the server's, tracked as hits of category "keyterm" (the team's
         trackers are matched by spaCy; a keyterm that is also a tracker phrase is left to the tracker)."""
         self.config = config
         self.nlp = nlp
-        self.matcher = TrackerMatcher(nlp.pipeline, config) if nlp is not None else None
+        self.matcher = matcher_for(nlp, config) if nlp is not None else None
         self.set_keyterms(keyterms)
         self.cues = CueEngine(config)
         self.said: list[Said] = []
