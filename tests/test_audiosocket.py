@@ -413,7 +413,9 @@ async def test_hangup_completes_the_call_and_stores_it(local: Local) -> None:
 async def test_close_ends_live_calls_once_as_server_shutdown(local: Local) -> None:
     call_id = str(uuid.uuid4())
     events = asyncio.create_task(local.events(call_id))
-    client = asyncio.create_task(asterisk(local.server.port, uuid.UUID(call_id), np.zeros(80000, dtype=np.int16)))
+    # Enough audio (a minute) that the client is still streaming when the server closes, however loaded the machine.
+    audio = np.zeros(8000 * 60, dtype=np.int16)
+    client = asyncio.create_task(asterisk(local.server.port, uuid.UUID(call_id), audio))
     await local.live_call(call_id)
     await local.server.close()
     assert call_id not in local.services.calls.live
