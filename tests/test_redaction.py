@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media_server.calls.keywords import TimedWord
 from media_server.insights.redaction import (
     REDACTION_TYPES,
     AudioSpan,
@@ -20,7 +21,6 @@ from media_server.insights.redaction import (
     RedactionPolicy,
     Redactor,
 )
-from media_server.insights.trackers import TimedWord
 from media_server.teams.config import REDACTION_TYPES as CONFIG_REDACTION_TYPES
 from media_server.teams.config import TeamConfig
 from models.asr.engine import Word

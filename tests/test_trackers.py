@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from spacy.language import Language
 
+from media_server.calls.keywords import TimedWord
 from media_server.insights.nlp import load_pipeline
-from media_server.insights.trackers import TimedWord, TrackerMatcher
+from media_server.insights.trackers import TrackerMatcher
 from media_server.teams.config import TeamConfig
 
 CONFIG = TeamConfig.model_validate(

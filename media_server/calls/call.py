@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from media_server.bus import EventBus
 from media_server.calls.consent import may_transcribe, may_transcribe_all
+from media_server.calls.keywords import TimedWord
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.calls.speakers import ChannelSpeakers, Diarization, label_of
 from media_server.calls.tap import AudioTap
@@ -30,7 +31,6 @@ from media_server.insights.live import CallInsights, Final
 from media_server.insights.metrics import CallMetrics
 from media_server.insights.nlp import Nlp
 from media_server.insights.redaction import RedactionPolicy, Redactor
-from media_server.insights.trackers import TimedWord
 from media_server.store.records import (
     CallRecord,
     ChannelRecord,

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from media_server.calls.keywords import KeywordSpotter
-from media_server.calls.keywords import TimedWord as KeytermWord
+from media_server.calls.keywords import KeywordSpotter, TimedWord
 from media_server.insights.cues import Cue, CueEngine
 from media_server.insights.metrics import CallMetrics, Said, compute
 from media_server.insights.nlp import Nlp
-from media_server.insights.trackers import Match, TimedWord, TrackerMatcher
+from media_server.insights.trackers import Match, TrackerMatcher
 from media_server.teams.config import TeamConfig
 
 
@@ -70,8 +69,7 @@ class CallInsights:
             matcher = self.matcher
             matches = await self.nlp.run(lambda: matcher.find(final.text, final.words, final.start, final.end))
         if self.keyterms:
-            words = [KeytermWord(w.word, w.start, w.end) for w in final.words]
-            for hit in self.keyterms.find(final.text, words, final.start, final.end):
+            for hit in self.keyterms.find(final.text, final.words, final.start, final.end):
                 matches.append(Match("tracker", hit.keyword, hit.category, hit.keyword, 0, 0, hit.start, hit.end))
         cues = self.cues.said(said)
         for m in matches:

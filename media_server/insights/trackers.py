@@ -18,17 +18,11 @@ from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
+from media_server.calls.keywords import TimedWord
 from media_server.teams.config import TeamConfig
 
 FUZZY_MIN_LENGTH = 5
 FUZZY_RATIO = 85.0
-
-
-@dataclass(frozen=True)
-class TimedWord:
-    word: str
-    start: float
-    end: float
 
 
 @dataclass(frozen=True)
