@@ -412,7 +412,7 @@ async def test_hangup_completes_the_call_and_stores_it(local: Local) -> None:
 
 async def test_close_ends_live_calls_once_as_server_shutdown(local: Local) -> None:
     call_id = str(uuid.uuid4())
-    events = asyncio.create_task(local.events(call_id))
+    events = asyncio.create_task(local.events(call_id, timeout=60))
     # Enough audio (a minute) that the client is still streaming when the server closes, however loaded the machine.
     audio = np.zeros(8000 * 60, dtype=np.int16)
     client = asyncio.create_task(asterisk(local.server.port, uuid.UUID(call_id), audio))
