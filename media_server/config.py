@@ -223,6 +223,32 @@ class DashboardSettings(BaseModel):
     directory: Path | None = Field(None, description="where its files are; default: the dashboard/ folder")
 
 
+class GrpcSettings(BaseModel):
+    """The gRPC API (``media_server.v1.MediaServer``) and the Riva-compatible service, in the same process."""
+
+    enabled: bool = True
+    host: str | None = Field(None, description="address gRPC binds to; default: the HTTP host")
+    port: int = Field(50051, ge=0, le=65535, description="0: any free port")
+    max_streams: int = Field(
+        500, ge=1, description="concurrent streaming calls (StreamCall, StreamingRecognize) before RESOURCE_EXHAUSTED"
+    )
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024, description="largest request message")
+
+
+class CompatSettings(BaseModel):
+    """Streams of the Deepgram- and Riva-compatible APIs (``/v1/listen``, ``StreamingRecognize``): their clients ask
+    for a transcript of audio they hold and say nothing about consent or who is speaking."""
+
+    consent: Literal["granted", "denied", "unknown"] = Field(
+        "granted",
+        description="consent assumed for the speakers of a Deepgram- or Riva-compatible stream when the stream says "
+        "nothing (these clients ask for a transcript of audio they hold); unknown: the consent policy decides",
+    )
+    speaker: Literal["mixed", "rep", "customer"] = Field(
+        "mixed", description="whose voice a mono stream carries (mixed: both parties, diarized)"
+    )
+
+
 class EventSettings(BaseModel):
     buffer_per_call: int = Field(5000, ge=10, description="events kept per call for resuming subscribers")
     keep_ended_s: float = Field(600.0, ge=0, description="how long an ended call's events stay resumable")
@@ -251,6 +277,8 @@ class Settings(BaseSettings):
     diarization: DiarizationSettings = DiarizationSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    compat: CompatSettings = CompatSettings()
 
     @field_validator("log_level")
     @classmethod

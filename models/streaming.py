@@ -72,6 +72,7 @@ class SpeechEvent:
     words: tuple[Word, ...] = ()
     stable_text: str = ""  # the prefix of ``text`` that will not change
     stability: float = 0.0  # share of the words that are stable (1.0 for finals)
+    speech_final: bool = False  # a final that ends at a pause (endpointing), as Deepgram's ``speech_final``
 
     @property
     def confidence(self) -> float:
@@ -94,6 +95,7 @@ class _Utterance:
     latest: tuple[int, Hypothesis, bool] | None = None  # (audio end, hypothesis, prefixed) of the newest interim
     inflight: _Decode | None = None  # the interim being decoded
     finalized: bool = False
+    at_pause: bool = False  # finalized because a pause ended it (not the length limit, a Finalize or the end)
 
     def audio(self, upto: int | None = None) -> Float32Array:
         data = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
@@ -194,12 +196,25 @@ class StreamingRecognizer:
         self._take_pending(self._pos)
         utt = self._utt
         if utt is not None and utt.speech_samples >= self._min_speech:
-            self._finalize(utt, utt.last_speech_end + self._pad)
+            self._finalize(utt, utt.last_speech_end + self._pad, at_pause=False)
         self._utt = None
         done: asyncio.Future[SpeechEvent | None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         self._end_slot = done
         self._enqueue(done)
+
+    def finalize(self) -> None:
+        """Finalise the open utterance now with what the VAD has heard of it (Deepgram's ``Finalize``): no
+        waiting for a pause. The stream stays open; speech that follows starts a new utterance."""
+        if self._closed:
+            return
+        utt = self._utt
+        if utt is None:
+            return
+        heard = utt.start + utt.samples
+        if utt.speech_samples >= self._min_speech:
+            self._finalize(utt, heard, at_pause=False)
+        self._close_utterance(utt, keep_from=heard)
 
     # -- output --------------------------------------------------------------------------------------
 
@@ -266,10 +281,10 @@ class StreamingRecognizer:
         length = end - utt.start
         if self._silence >= self._endpoint:
             if utt.speech_samples >= self._min_speech:
-                self._finalize(utt, utt.last_speech_end + self._pad)
+                self._finalize(utt, utt.last_speech_end + self._pad, at_pause=True)
             self._close_utterance(utt, keep_from=utt.last_speech_end + self._pad)
         elif length >= cfg.max_utterance_s * self.sample_rate:
-            self._finalize(utt, end)
+            self._finalize(utt, end, at_pause=False)
             self._close_utterance(utt, keep_from=end)
             # Speech goes on: open the next utterance at once.
             self._segments += 1
@@ -306,9 +321,12 @@ class StreamingRecognizer:
             self._preroll.append(tail.copy())
             self._preroll_samples = tail.size
 
-    def _finalize(self, utt: _Utterance, upto: int) -> None:
+    def _finalize(self, utt: _Utterance, upto: int, at_pause: bool) -> None:
+        """The utterance's final, decoded up to ``upto``. ``at_pause``: a pause ended it (``speech_final``), rather
+        than the length limit, a client's Finalize or the end of the stream."""
         upto = min(upto, utt.start + utt.samples)
         utt.finalized = True
+        utt.at_pause = at_pause
         self._last_final = (utt.segment, min(upto, utt.last_speech_end))
         free = not self.config.final_keeps_stable
         inflight = utt.inflight
@@ -383,7 +401,8 @@ class StreamingRecognizer:
             stable = self._agree(utt, hypothesis.text, words)
             stability = round(utt.committed / len(words), 3) if words else 0.0
         kind = SpeechEventType.FINAL if final else SpeechEventType.INTERIM
-        return SpeechEvent(kind, utt.segment, start, end, hypothesis.text, words, stable, stability)
+        speech_final = final and utt.at_pause
+        return SpeechEvent(kind, utt.segment, start, end, hypothesis.text, words, stable, stability, speech_final)
 
     def _agree(self, utt: _Utterance, text: str, words: Sequence[Word]) -> str:
         """LocalAgreement-2: commit the words this hypothesis and the previous one agree on."""

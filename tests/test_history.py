@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from media_server.store.records import CallRecord, ParticipantRecord, SegmentRecord
+from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord, SegmentRecord
 from media_server.store.store import MIGRATIONS, CallFilter, Store
 
 
@@ -112,3 +112,23 @@ async def test_a_database_of_the_previous_version_is_upgraded_in_place(tmp_path:
     assert [(c.id, c.keywords) for c in calls] == [("old", [])]
     assert await store.listens("acme") == []
     await store.close()
+
+
+async def test_withdrawn_consent_erases_the_participants_transcript_and_identity(store: Store) -> None:
+    mixed = call("c5", 23, "Dana", ["Both of us on one line."])
+    mixed.channels = [ChannelRecord(0, "rep", 8000, True), ChannelRecord(1, "customer", 8000, True)]
+    mixed.segments.append(SegmentRecord(1, "customer", "My card is on file.", 4.0, 6.0, 0.9))
+    mixed.participants[1].phone = "+15550100"
+    await store.save_call(mixed)
+
+    erased = await store.withdraw_consent("acme", "c5", "customer")
+    assert erased is not None
+    record, count = erased
+    assert count == 1
+    customer = next(p for p in record.participants if p.role == "customer")
+    assert (customer.consent, customer.transcribed, customer.name, customer.phone) == ("denied", False, "", "")
+    assert [c.transcribed for c in record.channels] == [True, False]
+    kept = await store.get_call("acme", "c5")
+    assert kept is not None and [s.speaker for s in kept.segments] == ["rep"]
+    assert await ids(store, text="card") == []
+    assert await store.withdraw_consent("globex", "c5", "customer") is None, "another team's call is not found"

@@ -1,16 +1,19 @@
-"""REST for finalized calls (list with search and filters, get, delete, disposition) and rep activity.
+"""REST for finalized calls (list with search and filters, get, delete, disposition, consent) and rep activity.
 
 Every query is scoped to the key's team. The live calls are ``/v1/live`` (``api/live.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from media_server.api.auth import require_key, services_of
+from media_server.calls.consent_update import ConsentUpdateError, update_consent
+from media_server.calls.metadata import Consent
 from media_server.insights.activity import activity
 from media_server.store.store import CallFilter
 
@@ -89,6 +92,37 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any]:
     if not await services.store.set_disposition(key.team, call_id, value.strip()):
         raise HTTPException(404, "no such call")
     return {"id": call_id, "disposition": value.strip(), "live": False}
+
+
+@router.put("/{call_id}/consent")
+async def set_consent(request: Request, call_id: str) -> dict[str, Any]:
+    """``{"role": "customer", "consent": "denied"}``. Live: applied at once (a channel that lost consent stops
+    being transcribed and heard, and what it said is dropped). Stored: only a withdrawal, which erases that
+    participant's transcript and identity (``409`` for anything else)."""
+    key = await require_key(request, "ingest")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    role = body.get("role") if isinstance(body, dict) else None
+    value = body.get("consent") if isinstance(body, dict) else None
+    if not isinstance(role, str) or value not in ("granted", "denied", "unknown"):
+        raise HTTPException(400, 'the body must be {"role": "rep"|"customer", "consent": "granted"|"denied"|"unknown"}')
+    services = services_of(request)
+    try:
+        result = await update_consent(services.calls, services.store, key, call_id, role, Consent(value))
+    except ConsentUpdateError as exc:
+        raise HTTPException({"not_found": 404, "invalid": 400, "stored": 409}[exc.kind], exc.message) from None
+    return {
+        "id": call_id,
+        "live": result.live,
+        "participants": [asdict(p) for p in result.participants],
+        "channels": [
+            {"index": c.index, "speaker": c.speaker, "sampleRate": c.sample_rate, "transcribed": c.transcribed}
+            for c in result.channels
+        ],
+        "segmentsErased": result.segments_erased,
+    }
 
 
 @router.delete("/{call_id}", status_code=204)

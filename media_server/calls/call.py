@@ -93,6 +93,7 @@ class CallChannel:
     on_hold: bool = False
     last_final: str = ""  # the text of its last final (context for redaction)
     speakers: ChannelSpeakers | None = None  # a mixed channel's diarization
+    withdrawn: bool = False  # a voice on it denied consent mid-call: its pending results are dropped
 
     @property
     def position(self) -> float:
@@ -141,7 +142,8 @@ class Call:
             self.channels[spec.index] = channel
         self.insights = self._insights()
         self._hear_customer()
-        redaction = RedactionPolicy.of(self.team_config.redaction)
+        # The team's redaction, plus what this call asked for (a call can add types, never remove the team's).
+        redaction = RedactionPolicy.of({*self.team_config.redaction, *metadata.recognition.redact})
         self.redactor = Redactor(redaction) if redaction.types else None
         self._speaking: set[int] = set()  # channels with speech in progress
         self._utterance_end_events = self.streaming_config().utterance_end_ms > 0
@@ -247,6 +249,9 @@ class Call:
                 channel.spec = replace(spec, sample_rate=channel.spec.sample_rate)
                 if channel.transcribed and not allowed:
                     self._stop_recognizer(channel)
+                channel.withdrawn = not allowed and any(v.consent is Consent.DENIED for v in voices)
+                if channel.withdrawn:
+                    channel.segments.clear()  # a voice on it said no: what it said is not kept either
                 elif allowed and not channel.transcribed:
                     self._start_recognizer(channel)
                 channel.transcribed = allowed
@@ -293,6 +298,12 @@ class Call:
             channel.recognizer.push(pcm)
             if channel.speakers is not None:
                 channel.speakers.push(pcm)
+
+    def finalize(self) -> None:
+        """Every channel's open utterance gets its final now (a client asked; no pause needed)."""
+        for channel in self.channels.values():
+            if channel.recognizer is not None:
+                channel.recognizer.finalize()
 
     async def dtmf(self, channel: int, digit: str) -> None:
         await self.publish(dtmf=pb.Dtmf(channel=channel, digit=digit))
@@ -342,6 +353,8 @@ class Call:
                 log.exception("call %s: could not publish a transcript", self.id)
 
     async def _on_speech(self, channel: CallChannel, event: SpeechEvent) -> None:
+        if channel.withdrawn:
+            return
         spec = channel.spec
         if event.type is SpeechEventType.START_OF_SPEECH:
             self._speaking.add(spec.index)
@@ -401,6 +414,7 @@ class Call:
             stable_text=stable,
             stability=event.stability,
             speaker_label=majority,
+            speech_final=event.speech_final,
         )
         await self.publish(transcript=transcript)
         if final and text:
@@ -545,19 +559,12 @@ class Call:
             return p
         return ParticipantInfo(p.role, consent=p.consent)
 
-    def record(self, status: str, reason: str) -> CallRecord:
-        segments = sorted((s for c in self.channels.values() for s in c.segments), key=lambda s: (s.start, s.channel))
-        speakers: dict[str, SpeakerRecord] = {}
-        for s in segments:
-            stats = speakers.setdefault(s.speaker, SpeakerRecord(s.speaker, 0.0, 0))
-            stats.talk_time += max(0.0, s.end - s.start)
-            stats.word_count += len(s.words) or len(s.text.split())
-        for stats in speakers.values():
-            stats.talk_time = round(stats.talk_time, 3)
-        participants = []
+    def participant_records(self) -> list[ParticipantRecord]:
+        """Who is on the call, as the store keeps them (identity only where it may be kept)."""
+        out = []
         for p in self.metadata.participants:
             kept = self._kept(p)
-            participants.append(
+            out.append(
                 ParticipantRecord(
                     role=p.role.value,
                     consent=p.consent.value,
@@ -568,6 +575,23 @@ class Call:
                     email=kept.email,
                 )
             )
+        return out
+
+    def channel_records(self) -> list[ChannelRecord]:
+        return [
+            ChannelRecord(c.spec.index, c.spec.speaker, c.spec.sample_rate, c.transcribed)
+            for c in self.channels.values()
+        ]
+
+    def record(self, status: str, reason: str) -> CallRecord:
+        segments = sorted((s for c in self.channels.values() for s in c.segments), key=lambda s: (s.start, s.channel))
+        speakers: dict[str, SpeakerRecord] = {}
+        for s in segments:
+            stats = speakers.setdefault(s.speaker, SpeakerRecord(s.speaker, 0.0, 0))
+            stats.talk_time += max(0.0, s.end - s.start)
+            stats.word_count += len(s.words) or len(s.text.split())
+        for stats in speakers.values():
+            stats.talk_time = round(stats.talk_time, 3)
         return CallRecord(
             id=self.id,
             team=self.team,
@@ -576,11 +600,8 @@ class Call:
             end_reason=reason,
             started_at=self.started_at,
             ended_at=datetime.now(UTC),
-            participants=participants,
-            channels=[
-                ChannelRecord(c.spec.index, c.spec.speaker, c.spec.sample_rate, c.transcribed)
-                for c in self.channels.values()
-            ],
+            participants=self.participant_records(),
+            channels=self.channel_records(),
             segments=segments,
             speakers=list(speakers.values()),
             metadata=dict(self.metadata.extra),

@@ -11,7 +11,8 @@ always strings) or JSON values. Recognised keys:
 - recognition, per call (as Deepgram's query parameters): ``endpointing`` (ms of silence that ends an
   utterance), ``utteranceEndMs`` (silence before an utterance-end event; 0 for none),
   ``interimResults`` (true/false), ``keyterms`` (a list, or a comma-separated string, of names and
-  phrases to favour; ``keywords`` too)
+  phrases to favour; ``keywords`` too), ``redact`` (a list, or a comma-separated string, of redaction types
+  hidden on this call in addition to the team's: card, cvv, expiry, ssn, phone, email)
 
 Anything else is kept as free-form string metadata on the call.
 """
@@ -24,6 +25,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from media_server.insights.redaction import REDACTION_TYPES
 
 
 class Consent(enum.StrEnum):
@@ -59,6 +62,7 @@ class RecognitionOptions:
     utterance_end_ms: int | None = None
     interim_results: bool | None = None
     keyterms: tuple[str, ...] = ()
+    redact: tuple[str, ...] = ()  # redaction types added to the team's for this call
 
 
 @dataclass
@@ -207,7 +211,22 @@ def _recognition(values: dict[str, Any]) -> RecognitionOptions:
     if len(terms) > _MAX_KEYTERMS:
         raise MetadataError(f"keyterms: at most {_MAX_KEYTERMS} terms")
     options.keyterms = tuple(dict.fromkeys(terms))
+    options.redact = _redact(values.pop("redact", None))
     return options
+
+
+def _redact(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = _json(raw, "redact") if raw.strip().startswith("[") else raw.split(",")
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise MetadataError("redact: expected a list of redaction types or a comma-separated string")
+    names = tuple(dict.fromkeys(t.strip().lower() for t in raw if t.strip()))
+    unknown = [n for n in names if n not in REDACTION_TYPES]
+    if unknown:
+        raise MetadataError(f"redact: unknown type {unknown[0]!r}; valid: {', '.join(REDACTION_TYPES)}")
+    return names
 
 
 def _int_range(value: Any, where: str, low: int, high: int) -> int:

@@ -224,6 +224,34 @@ class Store:
             row.metrics = {**(row.metrics or {}), "disposition": disposition}
             return True
 
+    async def withdraw_consent(self, team: str, call_id: str, role: str) -> tuple[CallRecord, int] | None:
+        """A participant withdrew consent after the call: erase their transcript (their channel's and any mixed
+        channel's segments) and, for a customer, their identity. Returns the call as it is now and the number of
+        segments erased; None when there is no such call."""
+        speakers = {role, "mixed"}
+        async with self.sessions.begin() as session:
+            row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
+            if row is None:
+                return None
+            indexes = [c.index for c in row.channels if c.speaker in speakers]
+            for channel in row.channels:
+                if channel.index in indexes:
+                    channel.transcribed = False
+            for participant in row.participants:
+                if participant.role == role:
+                    participant.consent = "denied"
+                    participant.transcribed = False
+                    if role == "customer":
+                        participant.external_id = participant.name = participant.phone = participant.email = ""
+            erased = 0
+            if indexes:
+                result = await session.execute(
+                    delete(SegmentRow).where(SegmentRow.call_id == call_id, SegmentRow.channel.in_(indexes))
+                )
+                erased = int(getattr(result, "rowcount", 0) or 0)
+            await session.flush()
+            return _record(row, with_segments=False), erased
+
     async def delete_call(self, team: str, call_id: str) -> bool:
         async with self.sessions.begin() as session:
             row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))

@@ -138,7 +138,7 @@ class Word(_message.Message):
     def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., confidence: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence", "stable_text", "stability", "speaker_label")
+    __slots__ = ("channel", "speaker", "is_final", "text", "words", "start", "end", "segment", "confidence", "stable_text", "stability", "speaker_label", "speech_final")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,7 @@ class Transcript(_message.Message):
     STABLE_TEXT_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_LABEL_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_FINAL_FIELD_NUMBER: _ClassVar[int]
     channel: int
     speaker: str
     is_final: bool
@@ -163,7 +164,8 @@ class Transcript(_message.Message):
     stable_text: str
     stability: float
     speaker_label: str
-    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ..., stable_text: _Optional[str] = ..., stability: _Optional[float] = ..., speaker_label: _Optional[str] = ...) -> None: ...
+    speech_final: bool
+    def __init__(self, channel: _Optional[int] = ..., speaker: _Optional[str] = ..., is_final: _Optional[bool] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., segment: _Optional[int] = ..., confidence: _Optional[float] = ..., stable_text: _Optional[str] = ..., stability: _Optional[float] = ..., speaker_label: _Optional[str] = ..., speech_final: _Optional[bool] = ...) -> None: ...
 
 class UtteranceEnd(_message.Message):
     __slots__ = ("channel", "speaker", "last_word_end")
