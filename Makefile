@@ -58,7 +58,7 @@ pytest: install $(TORCH_STAMP)
 
 # Regenerate the Python code of proto/ (committed; tests check it is current).
 proto: install
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. proto/media_server/v1/*.proto
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $$(find proto -name '*.proto' | sort)
 
 # make key TEAM=acme ROLE=admin
 key: install

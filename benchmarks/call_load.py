@@ -6,7 +6,8 @@ Run from the repository root::
 
 For each N in ``--calls`` it plays N concurrent stereo calls (left = rep, right = customer, built from the
 ``tel8k_sim`` utterances of the shared speech data) through the Twilio ingest protocol at real-time pacing,
-subscribes to each call's events websocket, and measures final-transcript latency, interim lag, WER, and
+subscribes to each call's events websocket (or, with ``--protocol grpc``, streams each call over gRPC ``StreamCall``
+and reads its events from the same stream), and measures final-transcript latency, interim lag, WER, and
 the server's CPU and memory. By default it starts its own server (temp data dir, fresh admin key); with
 ``--url/--token/--server-pid`` it measures a running one. One JSON document goes to stdout; progress to stderr.
 
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import grpc
 import jiwer
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +55,9 @@ if str(ROOT) not in sys.path:
 
 from media_server.client.stream import StreamResult, stream_call  # noqa: E402
 from media_server.client.wav import Recording, read_wav  # noqa: E402
+from media_server.events import to_dict  # noqa: E402
+from media_server.v1 import api_pb2, api_pb2_grpc  # noqa: E402
+from media_server.v1 import events_pb2 as pb  # noqa: E402
 from tests.speech import normalise  # noqa: E402  (the speech data README's normalisation)
 
 BIN = Path(sys.executable).parent / "media-server"
@@ -248,6 +253,50 @@ async def run_call(plan: CallPlan, base_url: str, ws_base: str, token: str, t0: 
     return outcome
 
 
+async def run_call_grpc(plan: CallPlan, target: str, token: str, t0: float, timeout: float) -> CallOutcome:
+    """The same call over gRPC StreamCall: 20 ms of each channel per step, paced in real time; the events come
+    back on the same stream (converted to the websocket's JSON shape, so that they are scored alike)."""
+    outcome = CallOutcome(plan)
+    rec = plan.recording
+    sent = StreamResult(plan.call_id, started=time.time())
+    frame = int(SAMPLE_RATE * 0.02)
+    start = api_pb2.StreamStart(
+        call_id=plan.call_id,
+        encoding=api_pb2.LINEAR16,
+        sample_rate=SAMPLE_RATE,
+        channels=list(SPEAKERS),
+        participants=[pb.Participant(role=r, consent=pb.CONSENT_GRANTED) for r in SPEAKERS],
+    )
+
+    async def requests() -> Any:
+        yield api_pb2.StreamCallRequest(start=start)
+        begin = time.monotonic()
+        sent.started = time.time()
+        for i, offset in enumerate(range(0, len(rec.channels[0]), frame)):
+            for channel, pcm in enumerate(rec.channels):
+                data = pcm[offset : offset + frame].astype("<i2").tobytes()
+                yield api_pb2.StreamCallRequest(audio=api_pb2.AudioChunk(channel=channel, data=data))
+            sent.send_times.append(time.time())
+            sent.frames_sent += 1
+            await asyncio.sleep(max(0.0, begin + (i + 1) * 0.02 - time.monotonic()))
+        yield api_pb2.StreamCallRequest(stop=api_pb2.StreamStop())
+
+    await asyncio.sleep(max(0.0, t0 + plan.delay_s - time.monotonic()))
+    try:
+        async with asyncio.timeout(timeout), grpc.aio.insecure_channel(target) as channel:
+            stub = api_pb2_grpc.MediaServerStub(channel)
+            async for event in stub.StreamCall(requests(), metadata=(("authorization", f"Bearer {token}"),)):
+                outcome.events.append({"type": event.type, **{k: v for k, v in to_dict(event).items() if k != "id"}})
+                outcome.arrivals.append(time.time())
+                if event.type == "call_ended":
+                    outcome.ended_status = event.call_ended.status
+    except (TimeoutError, grpc.aio.AioRpcError) as exc:
+        outcome.error = f"stream failed: {exc!r}"
+        log(f"{plan.call_id}: {outcome.error}")
+    outcome.stream = sent
+    return outcome
+
+
 def score(outcomes: Sequence[CallOutcome]) -> dict[str, Any]:
     latencies: list[float] = []
     lags: list[float] = []
@@ -423,6 +472,7 @@ class OwnServer:
     process: subprocess.Popen[bytes]
     data_dir: Path
     log_path: Path
+    grpc_port: int = 0
 
     def log_tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
@@ -449,7 +499,11 @@ def start_server(
     ``{"MEDIA_SERVER_ASR__MAX_BATCH": "1"}``.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="call_load_"))
-    env = {**os.environ, "MEDIA_SERVER_LOG_LEVEL": os.environ.get("MEDIA_SERVER_LOG_LEVEL", "info")}
+    env = {
+        **os.environ,
+        "MEDIA_SERVER_LOG_LEVEL": os.environ.get("MEDIA_SERVER_LOG_LEVEL", "info"),
+        "MEDIA_SERVER_GRPC__PORT": os.environ.get("MEDIA_SERVER_GRPC__PORT") or str(free_port()),
+    }
     for name, value in (env_overrides or {}).items():
         if value is None:
             env.pop(name, None)
@@ -473,7 +527,7 @@ def start_server(
             env=env,
             cwd=ROOT,
         )
-    server = OwnServer(process, data_dir, log_path)
+    server = OwnServer(process, data_dir, log_path, int(env.get("MEDIA_SERVER_GRPC__PORT", "50051")))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_timeout
     try:
@@ -534,7 +588,11 @@ async def measure(
     t0 = time.monotonic() + 0.5
     try:
         async with asyncio.timeout(call_timeout + 90):
-            outcomes = await asyncio.gather(*(run_call(p, url, ws_base, token, t0, call_timeout) for p in plans))
+            if args.protocol == "grpc":
+                runs = [run_call_grpc(p, args.grpc_target, token, t0, call_timeout) for p in plans]
+            else:
+                runs = [run_call(p, url, ws_base, token, t0, call_timeout) for p in plans]
+            outcomes = await asyncio.gather(*runs)
     finally:
         await sampler.stop()
     elapsed = time.monotonic() - t0
@@ -647,7 +705,13 @@ async def sweep(args: argparse.Namespace, url: str, token: str, pid: int) -> dic
     return {
         "machine": machine_info(),
         "server": {"model": status.get("model"), "device": status.get("device"), "version": status.get("version")},
-        "config": {"duration_s": args.duration, "gap_s": args.gap, "stagger_s": args.stagger, "seed": args.seed},
+        "config": {
+            "protocol": args.protocol,
+            "duration_s": args.duration,
+            "gap_s": args.gap,
+            "stagger_s": args.stagger,
+            "seed": args.seed,
+        },
         "results": results,
         "max_calls_p95_under_1_5s": max_calls_under(results, LATENCY_TARGET_S),
     }
@@ -680,6 +744,10 @@ def build_parser(description: str | None = __doc__, running_server: bool = True)
     )
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(DEFAULT_SPEECH)))
     p.add_argument("--details", help="append per-call events and references (JSON lines) to this file")
+    p.add_argument(
+        "--protocol", choices=("twilio", "grpc"), default="twilio", help="twilio websocket + events, or gRPC StreamCall"
+    )
+    p.add_argument("--grpc-target", help="HOST:PORT of a running server's gRPC API (with --url and --protocol grpc)")
     p.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up call")
     if running_server:
         p.add_argument("--url", help="use a running server at this http://127.0.0.1:PORT URL instead of starting one")
@@ -693,6 +761,8 @@ def build_parser(description: str | None = __doc__, running_server: bool = True)
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     if getattr(args, "url", None) and not (args.token and args.server_pid):
         p.error("--url needs --token and --server-pid")
+    if getattr(args, "url", None) and args.protocol == "grpc" and not args.grpc_target:
+        p.error("--url with --protocol grpc needs --grpc-target")
     if not 5 <= args.duration <= 600:
         p.error("--duration must be between 5 and 600 seconds")
     return args
@@ -734,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"starting media-server on 127.0.0.1:{port}")
                 server, url, token = start_server(port, args.startup_timeout)
                 pid = server.process.pid
+                args.grpc_target = f"127.0.0.1:{server.grpc_port}"
             report = asyncio.run(asyncio.wait_for(sweep(args, url, token, pid), sweep_budget(args)))
         except KeyboardInterrupt:
             log("interrupted")

@@ -21,6 +21,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
+    if getattr(args, "grpc_port", None) is not None:
+        overrides["grpc"] = {"port": args.grpc_port}
     return load_settings(getattr(args, "config", None), **overrides)
 
 
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--grpc-port", type=int, help="the gRPC API's port (default 50051; 0: any free port)")
     common(serve)
     serve.set_defaults(func=cmd_serve)
 

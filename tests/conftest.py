@@ -48,6 +48,11 @@ class Server:
     log_path: Path
     keys: dict[str, str]
     process: subprocess.Popen[bytes]
+    grpc_port: int = 0
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -59,7 +64,13 @@ class Server:
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MEDIA_SERVER_LOG_LEVEL": "info", **(extra_env or {})}
+    # Every server gets its own gRPC port (the default 50051 would clash between test servers).
+    env = {
+        **os.environ,
+        "MEDIA_SERVER_LOG_LEVEL": "info",
+        "MEDIA_SERVER_GRPC__PORT": str(free_port()),
+        **(extra_env or {}),
+    }
     keys = {
         "admin": create_key(data_dir, "acme", "admin", env),
         "rep": create_key(data_dir, "acme", "rep", env),
@@ -90,7 +101,7 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
             process.kill()
             raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
         time.sleep(0.2)
-    return Server(url, f"ws://127.0.0.1:{port}", data_dir, log_path, keys, process)
+    return Server(url, f"ws://127.0.0.1:{port}", data_dir, log_path, keys, process, int(env["MEDIA_SERVER_GRPC__PORT"]))
 
 
 def stop_server(server: Server) -> None:

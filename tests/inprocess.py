@@ -55,7 +55,8 @@ def inprocess_server(
     keys = {role: create_key(data_dir, "acme", role) for role in roles}
     keys["other"] = create_key(data_dir, "globex", "admin")
     port = free_port()
-    app = create_app(Settings.model_validate({"port": port, "data_dir": data_dir, **settings}))
+    # gRPC on any free port: test servers must not clash on the default 50051.
+    app = create_app(Settings.model_validate({"port": port, "data_dir": data_dir, "grpc": {"port": 0}, **settings}))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="inprocess-test-server", daemon=True)
     thread.start()

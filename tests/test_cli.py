@@ -78,5 +78,5 @@ def test_stream_plays_a_file_and_prints_the_live_transcript(server: Server, tmp_
 def test_module_entry_point_shows_help() -> None:
     out = subprocess.run([sys.executable, "-m", "media_server", "serve", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for flag in ("--host", "--port", "--data-dir", "--config"):
+    for flag in ("--host", "--port", "--grpc-port", "--data-dir", "--config"):
         assert flag in out.stdout

@@ -49,3 +49,16 @@ def test_bad_settings_are_refused_with_the_field_named(tmp_path: Path) -> None:
     cfg.write_text("unknown_setting = 1\n")
     with pytest.raises(ValidationError, match="unknown_setting"):
         load_settings(cfg)
+
+
+def test_grpc_port_flag_overrides_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from media_server.cli import _settings, build_parser
+
+    cfg = tmp_path / "server.toml"
+    cfg.write_text("[grpc]\nport = 6000\nmax_streams = 20\n")
+    assert load_settings(cfg).grpc.port == 6000
+    monkeypatch.setenv("MEDIA_SERVER_GRPC__PORT", "6100")
+    assert load_settings(cfg).grpc.port == 6100
+    args = build_parser().parse_args(["serve", "--config", str(cfg), "--grpc-port", "6200"])
+    s = _settings(args)
+    assert (s.grpc.port, s.grpc.max_streams, s.grpc.enabled) == (6200, 20, True)

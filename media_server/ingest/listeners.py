@@ -1,4 +1,4 @@
-"""The ingest servers that are not HTTP routes (SIP, AudioSocket): started with the app, closed before the calls end."""
+"""The servers that are not HTTP routes (SIP, AudioSocket, gRPC): started with the app, closed before the calls end."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ async def start_listeners(services: Services) -> list[Listener]:
             from media_server.ingest.siprec import RecordingServer
 
             listeners.append(await RecordingServer.start(services))
+        if settings.grpc.enabled:
+            from media_server.rpc.server import GrpcServer
+
+            listeners.append(await GrpcServer.start(services))
     except BaseException:
         await close_listeners(listeners)
         raise

@@ -1,0 +1,81 @@
+"""One ``grpc.aio`` server beside the HTTP one: our API, the Riva-compatible service, health and reflection.
+
+Started and stopped with the app (``app.py``'s lifespan); its own port (``[grpc] port``, 50051 by default).
+Streaming RPCs that open calls share one budget of slots (``max_streams``): past it a new stream gets
+RESOURCE_EXHAUSTED with a ``grpc-retry-pushback-ms`` trailer, which gRPC's retry policy honours.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from media_server.rpc.auth import abort
+from media_server.services import Services
+
+log = logging.getLogger(__name__)
+
+RETRY_PUSHBACK_MS = 1000
+
+
+class StreamSlots:
+    """Concurrent streaming calls over gRPC; a new one past the limit is refused, never queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    async def take(self, context: grpc.aio.ServicerContext[object, object]) -> None:
+        if self.used >= self.limit:
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this server is at its limit of {self.limit} streaming calls; retry in {RETRY_PUSHBACK_MS} ms",
+            )
+        self.used += 1
+
+    def give(self) -> None:
+        self.used = max(0, self.used - 1)
+
+
+class GrpcServer:
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+
+    @classmethod
+    async def start(cls, services: Services) -> GrpcServer:
+        from media_server.rpc import api, riva  # generated code is imported only when gRPC runs
+
+        g = services.settings.grpc
+        size = g.max_message_bytes
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+        )
+        slots = StreamSlots(g.max_streams)
+        names = [*api.add_to_server(server, services, slots), *riva.add_to_server(server, services, slots)]
+        health_servicer = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in ["", *names]:
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        host = g.host or services.settings.host
+        address = f"[{host}]:{g.port}" if ":" in host else f"{host}:{g.port}"
+        port = server.add_insecure_port(address)
+        await server.start()
+        log.info("gRPC API on %s:%d (%s)", host, port, ", ".join(names))
+        return cls(server, port, health_servicer)
+
+    def status(self) -> dict[str, Any]:
+        return {"protocol": "grpc", "port": self.port}
+
+    async def close(self) -> None:
+        """NOT_SERVING first (load balancers stop sending), then a short grace for streams to end their calls."""
+        self.health.enter_graceful_shutdown()
+        await self.server.stop(grace=5.0)
