@@ -125,3 +125,36 @@ async def test_state_stays_bounded_on_a_long_call(vad: SileroVAD, scheduler: Dec
     assert finals >= rounds * len(prog.spans) * 0.9
     assert peak <= 8000 * (recognizer.config.max_utterance_s + 1.5)
     assert len(recognizer._finals_emitted) <= 8
+
+
+async def test_finalize_ends_the_utterance_now_and_speech_final_marks_pauses(
+    vad: SileroVAD, scheduler: DecodeScheduler
+) -> None:
+    """``finalize()`` mid-utterance gives a final at once (not ``speech_final``); the rest of the speech starts a
+    new utterance whose final, ended by a pause, is ``speech_final``."""
+    utt = max(tel8k(), key=lambda u: u.duration)
+    prog = program([utt], gap_s=1.2, lead_s=0.3)
+    recognizer = StreamingRecognizer(8000, vad, scheduler)
+    events: list[SpeechEvent] = []
+
+    async def consume() -> None:
+        async for event in recognizer.events():
+            events.append(event)
+
+    task = asyncio.create_task(consume())
+    frame = 160
+    cut = int((0.3 + utt.duration / 2) * 8000) // frame * frame
+    for offset in range(0, len(prog.pcm), frame):
+        if offset == cut:
+            recognizer.finalize()
+        recognizer.push(prog.pcm[offset : offset + frame])
+        await asyncio.sleep(0.0025)
+    recognizer.end()
+    await asyncio.wait_for(task, 60)
+
+    finals = [e for e in events if e.type is SpeechEventType.FINAL]
+    assert len(finals) == 2, [f.text for f in finals]
+    assert not finals[0].speech_final and finals[1].speech_final
+    assert finals[0].end <= cut / 8000 + 0.05 <= finals[1].words[-1].end
+    assert wer([utt.ref], [f.text for f in finals]) <= 0.3, "nothing said is lost across the cut"
+    recognizer.finalize()  # after the end: nothing happens
