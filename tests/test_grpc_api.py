@@ -464,3 +464,27 @@ async def test_streams_past_the_limit_are_resource_exhausted_with_pushback(one_s
             )
         ]
         assert again[-1].type == "call_ended"
+
+
+async def test_a_cancelled_stream_is_stored_as_interrupted(
+    server: Server, channel: grpc.aio.Channel, utterances: list[Utterance]
+) -> None:
+    """grpc.aio ends the request stream alike on a half-close and on a cancel: only the first is a completed call."""
+    stub = api_pb2_grpc.MediaServerStub(channel)
+    call_id = f"grpc-cancel-{uuid.uuid4().hex[:8]}"
+
+    async def requests() -> AsyncIterator[api_pb2.StreamCallRequest]:
+        async for request in audio_requests(start_message(call_id), {0: program(utterances[:1]).pcm}, 8000, stop=False):
+            yield request
+        await asyncio.sleep(30)  # the client still holds the stream open when it gives up
+
+    call = stub.StreamCall(requests(), metadata=bearer(server.keys["ingest"]))
+    async for event in call:
+        if event.type == "transcript" and event.transcript.is_final:
+            break
+    call.cancel()
+    subscription = stub.Subscribe(
+        api_pb2.SubscribeRequest(call_id=call_id, after=0), metadata=bearer(server.keys["rep"])
+    )
+    ended = [e async for e in subscription][-1].call_ended
+    assert (ended.status, ended.reason) == ("interrupted", "disconnected")

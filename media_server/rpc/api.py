@@ -44,6 +44,7 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Decoder = Callable[[bytes], npt.NDArray[np.int16]]
 
 SPEAKERS = ("rep", "customer", "mixed")
+HALF_CLOSE_GRACE_S = 0.3
 MAX_CHANNELS = 8
 _CONSENT = {Consent.GRANTED: pb.CONSENT_GRANTED, Consent.DENIED: pb.CONSENT_DENIED, Consent.UNKNOWN: pb.CONSENT_UNKNOWN}
 _CONSENT_NAME = {pb.CONSENT_GRANTED: "granted", pb.CONSENT_DENIED: "denied", pb.CONSENT_UNKNOWN: "unknown"}
@@ -89,9 +90,11 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             feed, decode = await self._open(key, start, context)
             problem: list[str] = []
             reader = asyncio.create_task(self._read(feed, decode, requests, problem), name=f"grpc-{feed.id}")
+            complete = False
             try:
                 async for event in feed.events():
                     yield event
+                complete = True
             except SubscriberTooSlow:
                 context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
                 await abort(
@@ -100,6 +103,10 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                     f"the client read the call's events too slowly; Subscribe with call_id={feed.id!r} to follow it",
                 )
             finally:
+                if not complete:
+                    # Cancelled (the client went away): say so before the reader, which may have seen the request
+                    # stream end as if half-closed, calls it completed. The first end of a call is the one kept.
+                    feed.end("interrupted", "disconnected")
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
@@ -167,7 +174,11 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                 try:
                     request = await asyncio.wait_for(anext(requests), idle)
                 except StopAsyncIteration:
-                    status, reason = "completed", "stop"  # the client half-closed: the call is over
+                    # grpc.aio ends the request stream the same way when the client half-closes and when it
+                    # cancels; a cancel is followed within milliseconds by the handler's cancellation (which
+                    # cancels this task). Only a half-close outlives the grace: the call is over, completed.
+                    await asyncio.sleep(HALF_CLOSE_GRACE_S)
+                    status, reason = "completed", "stop"
                     return
                 except TimeoutError:
                     status, reason = "interrupted", "idle_timeout"
