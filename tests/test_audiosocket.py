@@ -351,10 +351,11 @@ class Local:
         return out
 
     async def live_call(self, call_id: str) -> Call:
-        async with asyncio.timeout(5):
-            while call_id not in self.services.calls.live:
+        """The call once it has started (the registry holds an id from before its start: a call still opening)."""
+        async with asyncio.timeout(10):
+            while (call := self.services.calls.live.get(call_id)) is None or not call.announced:
                 await asyncio.sleep(0.01)
-        return self.services.calls.live[call_id]
+        return call
 
 
 @pytest.fixture
