@@ -249,12 +249,13 @@ class Call:
                 channel.spec = replace(spec, sample_rate=channel.spec.sample_rate)
                 if channel.transcribed and not allowed:
                     self._stop_recognizer(channel)
-                channel.withdrawn = not allowed and any(v.consent is Consent.DENIED for v in voices)
-                if channel.withdrawn:
-                    channel.segments.clear()  # a voice on it said no: what it said is not kept either
                 elif allowed and not channel.transcribed:
                     self._start_recognizer(channel)
                 channel.transcribed = allowed
+                # A voice on it said no: what it said so far is not kept either, nor what is still being decoded.
+                channel.withdrawn = not allowed and any(v.consent is Consent.DENIED for v in voices)
+                if channel.withdrawn:
+                    channel.segments.clear()
             channel.on_hold = spec.index in on_hold
             if not channel.audible:
                 for tap in self.taps:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,8 +24,6 @@ from media_server.frames import AudioFrame
 from media_server.services import Services
 from media_server.store.records import CallRecord
 from media_server.v1 import events_pb2 as pb
-
-log = logging.getLogger(__name__)
 
 
 def new_call_id(prefix: str) -> str:

@@ -175,8 +175,8 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                     request = await asyncio.wait_for(anext(requests), idle)
                 except StopAsyncIteration:
                     # grpc.aio ends the request stream the same way when the client half-closes and when it
-                    # cancels; a cancel is followed within milliseconds by the handler's cancellation (which
-                    # cancels this task). Only a half-close outlives the grace: the call is over, completed.
+                    # cancels; a cancel is followed within milliseconds by the handler's cancellation, which ends
+                    # the call as interrupted first. Only a half-close outlives the grace: the call is completed.
                     await asyncio.sleep(HALF_CLOSE_GRACE_S)
                     status, reason = "completed", "stop"
                     return
@@ -192,6 +192,8 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                     feed.push(channel, decode(request.audio.data))
                 elif kind == "dtmf":
                     digit = request.dtmf.digit
+                    if request.dtmf.channel not in feed.call.channels:
+                        raise _BadRequest(f"dtmf on channel {request.dtmf.channel}, which the start did not declare")
                     if len(digit) != 1 or digit not in "0123456789*#ABCD":
                         raise _BadRequest(f"dtmf.digit must be one of 0-9, *, #, A-D; got {digit!r}")
                     await feed.call.dtmf(request.dtmf.channel, digit)
