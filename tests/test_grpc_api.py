@@ -127,6 +127,7 @@ async def test_stream_call_gets_interim_and_final_events_and_is_stored(
     assert final.speaker == "rep" and final.stability == pytest.approx(1.0)
     assert 0 <= final.words[0].start < final.words[-1].end <= prog.duration + 0.5
     assert events[-1].call_ended.status == "completed" and events[-1].call_ended.reason == "stop"
+    assert events[-1].call_ended.metrics.talk_time["rep"] > 0, "insights ran on it like on any call"
 
     # Stored like any call: GetCall has the transcript, ListCalls finds it by a word said in it.
     key = bearer(server.keys["rep"])
