@@ -86,3 +86,12 @@ def test_mutated_metadata_raises_only_its_own_error(position: int, length: int, 
         parse_recording_metadata(xml[:position] + junk + xml[position + length :])
     except RecordingMetadataError:
         pass
+
+
+def test_an_unknown_declared_encoding_is_a_metadata_error() -> None:
+    """Found by the fuzzer: expat looks the declared encoding up and raises LookupError for one it does not know."""
+    xml = metadata_xml()
+    broken = xml.replace('encoding="UTF-8"', 'encoding="TF-8"')
+    assert broken != xml
+    with pytest.raises(RecordingMetadataError, match="unknown encoding"):
+        parse_recording_metadata(broken)

@@ -107,6 +107,8 @@ def parse_recording_metadata(data: bytes | str) -> RecordingMetadata:
         raise RecordingMetadataError(f"forbidden XML construct: {type(exc).__name__}") from None
     except SafeET.ParseError as exc:
         raise RecordingMetadataError(f"not well-formed XML: {exc}") from None
+    except LookupError as exc:  # expat asks the codec registry for the declared encoding: encoding="TF-8"
+        raise RecordingMetadataError(f"XML in an unknown encoding: {exc}") from None
     if _local(root.tag) != "recording":
         raise RecordingMetadataError(f"root element is <{_local(root.tag)}>, expected <recording>")
     if "}" in root.tag and root.tag[1:].split("}")[0] != NAMESPACE:
