@@ -17,6 +17,11 @@ def int16_to_float32(pcm: Int16Array) -> Float32Array:
     return (pcm.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
 
 
+def float32_to_int16(audio: Float32Array) -> Int16Array:
+    """Back to 16-bit samples (after resampling), rounded and clipped."""
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def resample(audio: Float32Array, from_rate: int, to_rate: int) -> Float32Array:
     """Resample a whole buffer (soxr, high quality). A no-op when the rates match."""
     if from_rate == to_rate or audio.size == 0:

@@ -48,7 +48,7 @@ from media_server.frames import AudioFrame
 from media_server.ingest.allowlist import AllowList
 from media_server.ingest.messages import CLOSE_POLICY, CLOSE_TOO_BIG, DtmfDigit, ProtocolError, StreamStop
 from media_server.services import Services
-from models.audio import StreamResampler, int16_to_float32
+from models.audio import StreamResampler, float32_to_int16, int16_to_float32
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +459,7 @@ class AudioSocketSession:
             if self._resampler is None or self._resampler.from_rate != audio.sample_rate:
                 self._flush_resampler()
                 self._resampler = StreamResampler(audio.sample_rate, self.sample_rate)
-            pcm = _to_int16(self._resampler.process(int16_to_float32(pcm)))
+            pcm = float32_to_int16(self._resampler.process(int16_to_float32(pcm)))
         else:
             self._flush_resampler()
         call.push(AudioFrame(call.id, 0, pcm, self.sample_rate, None))
@@ -470,7 +470,7 @@ class AudioSocketSession:
         call = self.call
         if resampler is None or call is None:
             return
-        tail = _to_int16(resampler.process(np.zeros(0, dtype=np.float32), last=True))
+        tail = float32_to_int16(resampler.process(np.zeros(0, dtype=np.float32), last=True))
         if tail.size:
             call.push(AudioFrame(call.id, 0, tail, self.sample_rate, None))
 
@@ -496,10 +496,6 @@ class AudioSocketSession:
     async def _discard_input(self) -> None:
         while await self.reader.read(_READ_SIZE):
             pass
-
-
-def _to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def _peer(writer: asyncio.StreamWriter) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from media_server.calls.call import ChannelSpec
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.config import CompatSettings
 from media_server.v1 import events_pb2 as pb
-from models.audio import StreamResampler, int16_to_float32
+from models.audio import StreamResampler, float32_to_int16, int16_to_float32
 
 ENCODINGS = ("linear16", "mulaw", "alaw")
 #: Rates the recognizer takes as they come; other rates are resampled to 16 kHz.
@@ -319,16 +319,12 @@ class AudioDecoder:
         else:
             out = [np.round(frames.astype(np.float32).mean(axis=1)).astype(np.int16)]
         if self._resamplers:
-            out = [_to_int16(r.process(int16_to_float32(a))) for r, a in zip(self._resamplers, out, strict=True)]
+            out = [float32_to_int16(r.process(int16_to_float32(a))) for r, a in zip(self._resamplers, out, strict=True)]
         return out
 
     def flush(self) -> list[npt.NDArray[np.int16]]:
         """What the resamplers still hold, at the end of the stream."""
-        return [_to_int16(r.process(np.zeros(0, dtype=np.float32), last=True)) for r in self._resamplers]
-
-
-def _to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+        return [float32_to_int16(r.process(np.zeros(0, dtype=np.float32), last=True)) for r in self._resamplers]
 
 
 # -- messages out --------------------------------------------------------------------------------------

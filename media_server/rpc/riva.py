@@ -55,7 +55,7 @@ from media_server.rpc.auth import abort, require_key
 from media_server.rpc.server import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
-from models.audio import StreamResampler, int16_to_float32
+from models.audio import StreamResampler, float32_to_int16, int16_to_float32
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ class AudioInput:
         if not self._resamplers:
             return []
         empty = np.zeros(0, dtype=np.float32)
-        return [_to_int16(r.process(empty, last=True)) for r in self._resamplers]
+        return [float32_to_int16(r.process(empty, last=True)) for r in self._resamplers]
 
     def _decode(self, data: bytes) -> list[Int16]:
         fmt = self.format
@@ -275,13 +275,10 @@ class AudioInput:
         channels = [samples[i :: fmt.channels] for i in range(fmt.channels)]
         if self._resamplers:
             channels = [
-                _to_int16(r.process(int16_to_float32(c))) for r, c in zip(self._resamplers, channels, strict=True)
+                float32_to_int16(r.process(int16_to_float32(c)))
+                for r, c in zip(self._resamplers, channels, strict=True)
             ]
         return channels
-
-
-def _to_int16(audio: npt.NDArray[np.float32]) -> Int16:
-    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
 
 
 # -- results ----------------------------------------------------------------------------------------
