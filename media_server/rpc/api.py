@@ -30,6 +30,7 @@ from media_server.calls.registry import CallConflict
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.ingest.feed import CallFeed, new_call_id
 from media_server.rpc.auth import abort, require_key
+from media_server.rpc.relay import relay
 from media_server.rpc.server import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
 from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord
@@ -89,29 +90,10 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             start = await self._first(requests, context)
             feed, decode = await self._open(key, start, context)
             problem: list[str] = []
-            reader = asyncio.create_task(self._read(feed, decode, requests, problem), name=f"grpc-{feed.id}")
-            complete = False
-            try:
-                async for event in feed.events():
+            reader = self._read(feed, decode, requests, problem)
+            async with contextlib.aclosing(relay(feed, reader, context, problem)) as events:
+                async for event in events:
                     yield event
-                complete = True
-            except SubscriberTooSlow:
-                context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
-                await abort(
-                    context,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"the client read the call's events too slowly; Subscribe with call_id={feed.id!r} to follow it",
-                )
-            finally:
-                if not complete:
-                    # Cancelled (the client went away): say so before the reader, which may have seen the request
-                    # stream end as if half-closed, calls it completed. The first end of a call is the one kept.
-                    feed.end("interrupted", "disconnected")
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-            if problem:
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem[0])
         finally:
             self.slots.give()
             if feed is not None:

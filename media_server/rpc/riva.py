@@ -40,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 
 from media_server.auth.keys import ApiKey
-from media_server.bus import SubscriberTooSlow
 from media_server.calls.call import ChannelSpec
 from media_server.calls.metadata import CallMetadata, Consent, MetadataError, parse_metadata
 from media_server.calls.registry import CallConflict
@@ -52,7 +51,8 @@ from media_server.riva import riva_asr_pb2_grpc as rasr_grpc
 from media_server.riva import riva_audio_pb2 as raudio
 from media_server.riva.riva_common_pb2 import RequestId
 from media_server.rpc.auth import abort, require_key
-from media_server.rpc.server import RETRY_PUSHBACK_MS, StreamSlots
+from media_server.rpc.relay import relay
+from media_server.rpc.server import StreamSlots
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
 from models.audio import StreamResampler, float32_to_int16, int16_to_float32
@@ -370,24 +370,13 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                 feed.push(channel, pcm)
             problem: list[str] = []
             writing = asyncio.Lock()  # these responses and the reader's probe go out one at a time
-            reader = asyncio.create_task(
-                self._read(feed, audio, requests, problem, context, writing), name=f"riva-{feed.id}"
-            )
-            try:
-                async for event in feed.events():
+            reader = self._read(feed, audio, requests, problem, context, writing)
+            async with contextlib.aclosing(relay(feed, reader, context, problem)) as events:
+                async for event in events:
                     result = streaming_result(event, request, feed)
                     if result is not None:
                         async with writing:  # held until grpc has written the response and resumes this generator
                             yield rasr.StreamingRecognizeResponse(results=[result], id=request_id)
-            except SubscriberTooSlow:
-                context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
-                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the client read its results too slowly")
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-            if problem:
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem[0])
         finally:
             self.slots.give()
             if feed is not None:

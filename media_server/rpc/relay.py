@@ -1,0 +1,57 @@
+"""A streaming RPC that feeds a call: the client's requests go in on a reader task, the call's events come out.
+
+Shared by ``StreamCall`` (``api.py``) and Riva's ``StreamingRecognize`` (``riva.py``); each turns the events into its
+own responses. However the RPC ends, the call ends once: completed or interrupted as the reader saw the requests end,
+interrupted when the handler is cancelled (the client went away), interrupted with INVALID_ARGUMENT after its events
+when the reader found bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any
+
+import grpc
+
+from media_server.bus import SubscriberTooSlow
+from media_server.ingest.feed import CallFeed
+from media_server.rpc.auth import abort
+from media_server.rpc.server import RETRY_PUSHBACK_MS
+from media_server.v1 import events_pb2 as pb
+
+
+async def relay(
+    feed: CallFeed,
+    reader: Coroutine[Any, Any, None],
+    context: grpc.aio.ServicerContext[Any, Any],
+    problem: list[str],
+) -> AsyncGenerator[pb.Event, None]:
+    """The call's events while ``reader`` pushes the client's audio; ``reader`` ends the call when the requests end
+    and appends to ``problem`` what was wrong with them. Use under ``contextlib.aclosing``: a handler cancelled while
+    its own response is being written must still close this, so that the call ends now and not when collected."""
+    task = asyncio.create_task(reader, name=f"rpc-{feed.id}")
+    complete = False
+    try:
+        async for event in feed.events():
+            yield event
+        complete = True
+    except SubscriberTooSlow:
+        context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
+        await abort(
+            context,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the client read the call's responses too slowly; Subscribe with call_id={feed.id!r} to follow it",
+        )
+    finally:
+        if not complete:
+            # Cancelled (the client went away) or cut off: say so before the reader, which may have seen the
+            # request stream end as if half-closed (grpc.aio ends it alike) and call it completed. The first end
+            # of a call is the one kept.
+            feed.end("interrupted", "disconnected")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if problem:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem[0])
