@@ -30,7 +30,7 @@ from media_server.calls.registry import CallConflict
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.ingest.feed import CallFeed, new_call_id
 from media_server.rpc.auth import abort, require_key
-from media_server.rpc.relay import relay
+from media_server.rpc.relay import relay, requests_ended
 from media_server.rpc.server import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
 from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord
@@ -45,7 +45,6 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Decoder = Callable[[bytes], npt.NDArray[np.int16]]
 
 SPEAKERS = ("rep", "customer", "mixed")
-HALF_CLOSE_GRACE_S = 0.3
 MAX_CHANNELS = 8
 _CONSENT = {Consent.GRANTED: pb.CONSENT_GRANTED, Consent.DENIED: pb.CONSENT_DENIED, Consent.UNKNOWN: pb.CONSENT_UNKNOWN}
 _CONSENT_NAME = {pb.CONSENT_GRANTED: "granted", pb.CONSENT_DENIED: "denied", pb.CONSENT_UNKNOWN: "unknown"}
@@ -156,10 +155,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                 try:
                     request = await asyncio.wait_for(anext(requests), idle)
                 except StopAsyncIteration:
-                    # grpc.aio ends the request stream the same way when the client half-closes and when it
-                    # cancels; a cancel is followed within milliseconds by the handler's cancellation, which ends
-                    # the call as interrupted first. Only a half-close outlives the grace: the call is completed.
-                    await asyncio.sleep(HALF_CLOSE_GRACE_S)
+                    await requests_ended()  # a half-close, not a cancel: the call is completed
                     status, reason = "completed", "stop"
                     return
                 except TimeoutError:

@@ -21,6 +21,15 @@ from media_server.rpc.auth import abort
 from media_server.rpc.server import RETRY_PUSHBACK_MS
 from media_server.v1 import events_pb2 as pb
 
+HALF_CLOSE_GRACE_S = 0.3
+
+
+async def requests_ended() -> None:
+    """Call when the client's request stream ends, before ending the call as completed. grpc.aio ends it the same
+    way when the client half-closes and when it cancels; a cancel is followed within milliseconds by the handler's
+    cancellation, and ``relay`` then ends the call as interrupted first. Only a half-close outlives this grace."""
+    await asyncio.sleep(HALF_CLOSE_GRACE_S)
+
 
 async def relay(
     feed: CallFeed,

@@ -51,7 +51,7 @@ from media_server.riva import riva_asr_pb2_grpc as rasr_grpc
 from media_server.riva import riva_audio_pb2 as raudio
 from media_server.riva.riva_common_pb2 import RequestId
 from media_server.rpc.auth import abort, require_key
-from media_server.rpc.relay import relay
+from media_server.rpc.relay import relay, requests_ended
 from media_server.rpc.server import StreamSlots
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
@@ -369,14 +369,12 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
             for channel, pcm in enumerate(first):
                 feed.push(channel, pcm)
             problem: list[str] = []
-            writing = asyncio.Lock()  # these responses and the reader's probe go out one at a time
-            reader = self._read(feed, audio, requests, problem, context, writing)
+            reader = self._read(feed, audio, requests, problem)
             async with contextlib.aclosing(relay(feed, reader, context, problem)) as events:
                 async for event in events:
                     result = streaming_result(event, request, feed)
                     if result is not None:
-                        async with writing:  # held until grpc has written the response and resumes this generator
-                            yield rasr.StreamingRecognizeResponse(results=[result], id=request_id)
+                        yield rasr.StreamingRecognizeResponse(results=[result], id=request_id)
         finally:
             self.slots.give()
             if feed is not None:
@@ -453,8 +451,6 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
         audio: AudioInput,
         requests: AsyncIterator[rasr.StreamingRecognizeRequest],
         problem: list[str],
-        context: Context,
-        writing: asyncio.Lock,
     ) -> None:
         """Push the client's audio into the call until it stops; end the call however the stream ends."""
         idle = self.services.settings.ingest.idle_timeout_s
@@ -465,8 +461,8 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                     message = await asyncio.wait_for(anext(requests), idle)
                 except StopAsyncIteration:
                     self._push(feed, audio.flush())
-                    if await self._client_is_there(context, writing):
-                        status, reason = "completed", "stop"  # the client half-closed: all audio is in
+                    await requests_ended()  # a half-close, not a cancel: all audio is in
+                    status, reason = "completed", "stop"
                     return
                 except TimeoutError:
                     status, reason = "interrupted", "idle_timeout"
@@ -488,18 +484,6 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
             log.debug("StreamingRecognize %s: request stream failed", feed.id, exc_info=True)
         finally:
             feed.end(status, reason)
-
-    @staticmethod
-    async def _client_is_there(context: Context, writing: asyncio.Lock) -> bool:
-        """grpc.aio shows a client's cancel (or a lost connection) as the end of its requests, like a half-close,
-        and may cancel the RPC only much later: a write tells the two apart, as it fails when the client is gone.
-        A response without results is one Riva's clients skip."""
-        try:
-            async with writing:
-                await context.write(rasr.StreamingRecognizeResponse())
-        except Exception:
-            return False
-        return True
 
     @staticmethod
     def _push(feed: CallFeed, channels: list[Int16]) -> None:
