@@ -52,7 +52,10 @@ class StreamingSettings(BaseModel):
     keyterms: list[str] = Field(default_factory=list, description="names and phrases every call favours")
     interim_results: bool = True
     interim_interval_ms: int = Field(1000, ge=200, le=5000)
-    max_utterance_s: float = Field(14.0, ge=2.0, le=28.0)
+    max_utterance_s: float = Field(
+        14.0, ge=2.0, le=15.0, description="a final at least this often in a turn without a pause (cut at a word)"
+    )
+    prompt_previous: bool = Field(False, description="prompt the decoder with the channel's previous final")
 
 
 class VadSettings(BaseModel):
@@ -245,7 +248,10 @@ class CompatSettings(BaseModel):
         "nothing (these clients ask for a transcript of audio they hold); unknown: the consent policy decides",
     )
     speaker: Literal["mixed", "rep", "customer"] = Field(
-        "mixed", description="whose voice a mono stream carries (mixed: both parties, diarized)"
+        "mixed",
+        description="the role of a mono stream that neither declares its speaker nor asks for diarization: one "
+        "voice, never diarized (mixed: it may be either party, so both must consent; rep or customer: that party's "
+        "consent is enough). A stream that asks for diarization or declares speaker=mixed is diarized",
     )
 
 

@@ -16,6 +16,14 @@ When the last interim already covers all of the utterance's speech and was decod
 the final: no second decode, and the final arrives sooner. Audio is dropped after each final, so state stays bounded
 however long the call runs. Results come out of ``events()`` in order: an interim never follows the
 final of its own utterance.
+
+A turn without a pause gets a final at least every ``max_utterance_s``, and loses no word for it: the
+turn is cut at the word boundary (from the latest interim's word times) where the voice dips lowest in
+the last ``cut_search_s``. The final is decoded with ``cut_overlap_ms`` of audio past the cut and the
+rest of the turn is carried, with as much audio before the cut, into the next utterance; each word goes
+to the side of the cut its middle lies on, and a word the final left out (Whisper drops an unfinished
+sentence at the end of its audio) stays with the continuation. Finals never change once sent; only the
+carried tail is decoded again.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -45,7 +54,10 @@ class StreamingConfig:
     interim_results: bool = True
     interim_interval_s: float = 1.0  # new audio between interim decodes
     min_interim_s: float = 0.5  # no interim for an utterance shorter than this
-    max_utterance_s: float = 14.0  # force a final on run-on speech (keeps the decode window at 15 s)
+    max_utterance_s: float = 14.0  # a final at least this often on run-on speech (keeps the decode window at 15 s)
+    cut_search_s: float = 4.0  # how far back from the limit a long turn's cut may go, looking for a word boundary
+    cut_overlap_ms: int = 1000  # audio both sides of a cut decode share; words are given to one side by their time
+    prompt_previous: bool = False  # prompt the decoder with what was said before (measured: it hurts tiny.en)
     speech_threshold: float = 0.5
     silence_threshold: float = 0.35
     min_speech_ms: int = 200  # shorter bursts are noise, not an utterance
@@ -96,6 +108,9 @@ class _Utterance:
     inflight: _Decode | None = None  # the interim being decoded
     finalized: bool = False
     at_pause: bool = False  # finalized because a pause ended it (not the length limit, a Finalize or the end)
+    keep_from: int | None = None  # a long turn's continuation: its words before this sample went to the last final
+    before: tuple[Word, ...] | None = None  # a continuation: the last words of that final, once it is decoded
+    successor: _Utterance | None = None  # a cut turn: the utterance that carries it on
 
     def audio(self, upto: int | None = None) -> Float32Array:
         data = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
@@ -113,6 +128,7 @@ class _Decode:
     slot: asyncio.Future[SpeechEvent | None]
     prefixed: bool = False  # decoded with the stable prefix forced
     promote: bool = False  # an interim that will serve as the final
+    keep_until: int | None = None  # a long turn's cut: words from this sample on belong to the next segment
 
 
 _PUNCT = re.compile(r"[^\w']+")
@@ -157,7 +173,17 @@ class StreamingRecognizer:
         self._closed = False
         self._finals_emitted: set[int] = set()
         self._end_slot: asyncio.Future[SpeechEvent | None] | None = None
+        self._previous_text = ""  # the text of this stream's last final
+        self.context = ""  # what the other party said last (set by the owner of the call), for the prompt
         scheduler.stream_opened()
+
+    @property
+    def prompt(self) -> str:
+        """Text that came before the next decode, for the decoder's prompt: the other party's last turn (when the
+        owner sets ``context``), then this channel's previous final."""
+        if not self.config.prompt_previous:
+            return ""
+        return " ".join(part for part in (self.context.strip(), self._previous_text) if part)
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -284,11 +310,7 @@ class StreamingRecognizer:
                 self._finalize(utt, utt.last_speech_end + self._pad, at_pause=True)
             self._close_utterance(utt, keep_from=utt.last_speech_end + self._pad)
         elif length >= cfg.max_utterance_s * self.sample_rate:
-            self._finalize(utt, end, at_pause=False)
-            self._close_utterance(utt, keep_from=end)
-            # Speech goes on: open the next utterance at once.
-            self._segments += 1
-            self._utt = _Utterance(segment=self._segments, start=end, last_speech_end=end, announced=True)
+            self._cut(utt, end)
         elif (
             cfg.interim_results
             and utt.inflight is None
@@ -298,6 +320,74 @@ class StreamingRecognizer:
         ):
             utt.last_interim_at = length
             self._request(utt, end, final=False)
+
+    def _cut(self, utt: _Utterance, end: int) -> None:
+        """A turn with no pause reached ``max_utterance_s``: give it a final up to a word boundary and carry the
+        rest into a new utterance. Both decodes see ``cut_overlap_ms`` of audio across the cut, and each word
+        goes to the side its middle lies on, so a word the cut falls into is neither lost nor said twice."""
+        cut = self._cut_point(utt, end)
+        overlap = self.config.cut_overlap_ms * self.sample_rate // 1000
+        upto = min(end, cut + overlap)
+        utt.finalized = True
+        utt.at_pause = False
+        self._last_final = (utt.segment, cut)
+        self._request(utt, upto, final=True, keep_until=cut)
+        carried_from = max(utt.start, cut - overlap)
+        carried = utt.audio()[carried_from - utt.start : end - utt.start].copy()
+        utt.chunks = []
+        self._segments += 1
+        self._utt = utt.successor = _Utterance(
+            segment=self._segments,
+            start=carried_from,
+            chunks=[carried],
+            samples=carried.size,
+            speech_samples=max(0, utt.last_speech_end - cut),
+            last_speech_end=max(cut, utt.last_speech_end),
+            announced=True,
+            keep_from=cut,
+        )
+
+    def _cut_point(self, utt: _Utterance, end: int) -> int:
+        """Where to cut a long turn: the word boundary of the latest interim, in the last ``cut_search_s``, where
+        the voice dips lowest; without interim words, the quietest point there."""
+        rate = self.sample_rate
+        overlap = self.config.cut_overlap_ms * rate // 1000
+        hi = end - max(overlap, rate // 4)
+        lo = max(utt.start + rate, end - int(self.config.cut_search_s * rate))
+        if hi <= lo:
+            return end
+        hop = rate // 100  # 10 ms frames
+        audio = utt.audio(end)
+        base = lo - hop * 5
+        seg = audio[max(0, base - utt.start) : hi + hop * 5 - utt.start]
+        frames = seg.size // hop
+        if frames == 0:
+            return end
+        energy = np.sqrt(np.mean(seg[: frames * hop].reshape(frames, hop) ** 2, axis=1))
+        energy = np.convolve(energy, np.ones(3) / 3, mode="same")  # a dip, not one quiet frame
+
+        def quietest(a: int, b: int) -> tuple[float, int]:
+            i, j = max(0, (a - base) // hop), min(frames, (b - base) // hop + 1)
+            if j <= i:
+                return float("inf"), a
+            k = i + int(np.argmin(energy[i:j]))
+            return float(energy[k]), base + k * hop + hop // 2
+
+        best: tuple[float, int] | None = None
+        if utt.latest is not None:
+            cover, hypothesis, _ = utt.latest
+            words = hypothesis.words
+            for left, right in pairwise(words):
+                if utt.start + int(right.end * rate) > cover - rate // 5:
+                    break  # the last words of an interim are the least reliable
+                boundary = utt.start + int((left.end + right.start) * rate / 2)
+                if lo <= boundary <= hi:
+                    candidate = quietest(boundary - rate // 10, boundary + rate // 10)
+                    if best is None or candidate[0] <= best[0]:
+                        best = candidate
+        if best is None:
+            best = quietest(lo, hi)
+        return min(max(best[1], lo), hi)
 
     def _maybe_utterance_end(self, now: int) -> None:
         if self._last_final is None or not self._utterance_end:
@@ -346,15 +436,19 @@ class StreamingRecognizer:
     def _t(self, sample: int) -> float:
         return self.time_offset + sample / self.sample_rate
 
-    def _request(self, utt: _Utterance, upto: int, final: bool) -> None:
+    def _request(self, utt: _Utterance, upto: int, final: bool, keep_until: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
         forced = bool(utt.stable) and cfg.stable_interims and (not final or cfg.final_keeps_stable)
         audio16 = resample(utt.audio(upto), self.sample_rate, MODEL_SAMPLE_RATE)
         request = DecodeRequest(
-            audio=audio16, final=final, hotwords=cfg.hotwords, prefix=utt.stable if forced else None
+            audio=audio16,
+            final=final,
+            prompt=self.prompt or None,
+            hotwords=cfg.hotwords,
+            prefix=utt.stable if forced else None,
         )
-        decode = _Decode(utt, upto, final, loop.create_future(), prefixed=forced)
+        decode = _Decode(utt, upto, final, loop.create_future(), prefixed=forced, keep_until=keep_until)
         self._enqueue(decode.slot)
         if not final:
             utt.inflight = decode
@@ -385,24 +479,52 @@ class StreamingRecognizer:
                 if hypothesis is not None:
                     if not final:
                         utt.latest = (decode.upto, hypothesis, decode.prefixed)
-                    event = self._event(hypothesis, final, utt, self._t(utt.start), self._t(decode.upto))
+                    start, end = self._t(utt.start), self._t(decode.upto)
+                    event = self._event(hypothesis, final, utt, start, end, decode.keep_until)
                 decode.slot.set_result(event)
 
     def _event(
-        self, hypothesis: Hypothesis, final: bool, utt: _Utterance, start: float, end: float
+        self,
+        hypothesis: Hypothesis,
+        final: bool,
+        utt: _Utterance,
+        start: float,
+        end: float,
+        keep_until: int | None = None,
     ) -> SpeechEvent | None:
         if not final and not hypothesis.text:
             return None
+        text = hypothesis.text
         words = _shift(hypothesis.words, start, end)
-        if final:
-            stable = hypothesis.text
-            stability = 1.0
-        else:
-            stable = self._agree(utt, hypothesis.text, words)
-            stability = round(utt.committed / len(words), 3) if words else 0.0
+        committed = len(words)
+        stable = text
+        if not final:
+            stable = self._agree(utt, text, words)  # on the whole hypothesis: it is what the decoder is held to
+            committed = utt.committed
+        # Across a long turn's cut, a word belongs to the side its middle lies on.
+        lo = self._t(utt.keep_from) if utt.keep_from is not None else None
+        hi = self._t(keep_until) if keep_until is not None else None
+        if lo is not None or hi is not None:
+            head, tail = 0, len(words)
+            if lo is not None:
+                head = _carried_head(words, lo, utt.before)
+            while hi is not None and tail > head and _middle(words[tail - 1]) >= hi:
+                tail -= 1
+            text, stable = _slice(text, stable, words, head, tail)
+            words = words[head:tail]
+            if final and hi is not None and utt.successor is not None:
+                utt.successor.before = tuple(w for w in words if _middle(w) >= hi - 2.0)
+            committed = max(0, min(committed, tail) - head)
+            start = max(start, lo) if lo is not None else start
+            end = min(end, hi) if hi is not None else end
+            if not final and not words:
+                return None
+        stability = 1.0 if final else (round(committed / len(words), 3) if words else 0.0)
+        if final and text:
+            self._previous_text = text
         kind = SpeechEventType.FINAL if final else SpeechEventType.INTERIM
         speech_final = final and utt.at_pause
-        return SpeechEvent(kind, utt.segment, start, end, hypothesis.text, words, stable, stability, speech_final)
+        return SpeechEvent(kind, utt.segment, start, end, text, words, stable, stability, speech_final)
 
     def _agree(self, utt: _Utterance, text: str, words: Sequence[Word]) -> str:
         """LocalAgreement-2: commit the words this hypothesis and the previous one agree on."""
@@ -459,6 +581,51 @@ def _text_prefix(text: str, words: Sequence[Word]) -> str:
             break
         pos = found + len(word.word)
     return text[:pos]
+
+
+def _middle(word: Word) -> float:
+    return (word.start + word.end) / 2
+
+
+def _carried_head(words: Sequence[Word], cut: float, before: tuple[Word, ...] | None) -> int:
+    """How many leading words of a continuation the final before the cut has already said. Each word goes to the
+    side of the cut its middle lies on; once that final is known, a word before the cut that it left out (Whisper
+    drops an unfinished sentence at the end of its audio) stays here, and one just after the cut that it said
+    (their times disagree) goes."""
+    if before is None:
+        head = 0
+        while head < len(words) and _middle(words[head]) < cut:
+            head += 1
+        return head
+    unused = list(before)
+    head = 0
+    for i, word in enumerate(words):
+        mid = _middle(word)
+        if mid >= cut + 0.5:
+            break
+        match = next(
+            (
+                p
+                for p in unused
+                if (_norm(p.word) == _norm(word.word) and abs(_middle(p) - mid) < 0.6)
+                or (mid < cut and abs(_middle(p) - mid) < 0.25)
+            ),
+            None,
+        )
+        if match is None:
+            break  # the final left this word out: it stays, and so does all that follows
+        unused.remove(match)
+        head = i + 1
+    return head
+
+
+def _slice(text: str, stable: str, words: Sequence[Word], head: int, tail: int) -> tuple[str, str]:
+    """``text`` and its stable prefix cut down to ``words[head:tail]``."""
+    begin = len(_text_prefix(text, words[:head])) if head else 0
+    stop = len(_text_prefix(text, words[:tail])) if tail < len(words) else len(text)
+    kept = text[begin:stop].strip()
+    kept_stable = text[begin : max(begin, min(stop, len(stable)))].strip() if stable else ""
+    return kept, kept_stable
 
 
 def _shift(words: Sequence[Word], offset: float, limit: float) -> tuple[Word, ...]:

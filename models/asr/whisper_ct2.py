@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -154,7 +155,7 @@ class WhisperCT2Engine:
             too_long = len(tokens) > _token_budget(item.duration)
             suspicious.append(too_long or _compression_ratio(text) > 2.4)
             silent.append(output.no_speech_prob > 0.6 and avg_logprob < -1.0)
-            texts.append(_trim_loop(tokens[: _token_budget(item.duration)]))
+            texts.append(tokens[: _token_budget(item.duration)])
         alignments = self.whisper.find_alignment(
             self.tokenizer, texts, encoded, [min(item.frames, window) for item in items]
         )
@@ -163,6 +164,7 @@ class WhisperCT2Engine:
             if quiet or not tokens:
                 out.append((Hypothesis(text=""), False))
                 continue
+            tokens, alignment = _unsupported_loop_trimmed(tokens, alignment, item.request.audio, self.tokenizer.decode)
             merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
             words = tuple(
                 Word(
@@ -213,8 +215,8 @@ def _token_budget(duration: float) -> int:
     return int(12 + 7 * duration)
 
 
-def _trim_loop(tokens: list[int], min_repeats: int = 4) -> list[int]:
-    """Cut a decoder loop (the same 1-8 tokens over and over at the end) down to two repetitions."""
+def _loop(tokens: list[int], min_repeats: int = 4) -> tuple[int, int] | None:
+    """``(start, period)`` of the same 1-8 tokens repeated at least ``min_repeats`` times at the end."""
     n = len(tokens)
     for period in range(1, 9):
         repeats = 1
@@ -223,8 +225,83 @@ def _trim_loop(tokens: list[int], min_repeats: int = 4) -> list[int]:
         ):
             repeats += 1
         if repeats >= min_repeats:
-            return tokens[: n - (repeats - 2) * period]
-    return tokens
+            return n - repeats * period, period
+    return None
+
+
+def _trim_loop(tokens: list[int], min_repeats: int = 4) -> list[int]:
+    """Cut a decoder loop (the same 1-8 tokens over and over at the end) down to two repetitions."""
+    found = _loop(tokens, min_repeats)
+    return tokens if found is None else tokens[: found[0] + 2 * found[1]]
+
+
+MAX_WORDS_PER_VOICED_SECOND = 6.0  # nobody says more, digits included (fast speech is ~4)
+MIN_WORD_S = 0.05  # a word said takes at least this long; a loop's extra repeats are crammed into no time
+MIN_VOICED_SHARE = 0.3  # of a word said, the share of its time with voice in it
+
+
+def _unsupported_loop_trimmed(
+    tokens: list[int], alignment: list[dict[str, Any]], audio: np.ndarray, decode: Callable[[list[int]], str]
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """A run of repeats at the end of a decode keeps as many repeats as the audio supports ("no, no, no, no",
+    a card number of ones, "very very"): the run's words that take time and lie in voiced audio, at no more
+    than anyone can say per second. A decoder's loop (over silence or noise, or more repeats than there was
+    time to say) is cut down to that, and to at least two repeats. No kind of token is special: the judge
+    is the audio."""
+    found = _loop(tokens)
+    if found is None or not alignment:
+        return tokens, alignment
+    start, period = found
+    repeats = (len(tokens) - start) // period
+    first_word, seen = len(alignment), 0  # the first word whose tokens begin inside the run
+    for i, word in enumerate(alignment):
+        if seen >= start:
+            first_word = i
+            break
+        seen += len(word["tokens"])
+    spoken = [w for w in alignment[first_word:] if _norm_word(w["word"])]
+    voiced = _voiced(audio)
+    hop = 0.02
+    supported = []
+    for w in spoken:
+        begin, end = float(w["start"]), float(w["end"])
+        frames = voiced[int(begin / hop) : max(int(begin / hop) + 1, int(np.ceil(end / hop)))]
+        if end - begin >= MIN_WORD_S and frames.size and frames.mean() >= MIN_VOICED_SHARE:
+            supported.append(w)
+    voiced_s = sum(float(w["end"]) - float(w["start"]) for w in supported)
+    if len(supported) > MAX_WORDS_PER_VOICED_SECOND * max(voiced_s, hop):
+        supported = []
+    words_per_repeat = max(1.0, len(spoken) / repeats)
+    keep = min(repeats, max(2, round(len(supported) / words_per_repeat)))
+    if keep == repeats:
+        return tokens, alignment
+    kept = tokens[: start + keep * period]
+    words, seen = [], 0
+    for word in alignment:
+        if seen + len(word["tokens"]) > len(kept):
+            part = kept[seen:]  # the run began inside this word: keep the word's part before the cut
+            if part:
+                words.append({**word, "tokens": part, "word": decode(part)})
+            break
+        seen += len(word["tokens"])
+        words.append(word)
+    return kept, words
+
+
+def _norm_word(word: str) -> str:
+    return word.strip().strip(".,!?;:-'\"")
+
+
+def _voiced(audio: np.ndarray, hop: int = 320) -> np.ndarray:
+    """Per 20 ms frame: is there voice (energy well above the audio's own floor)?"""
+    frames = audio.size // hop
+    if frames == 0:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1))
+    loud = float(np.percentile(rms, 95))
+    floor = float(np.percentile(rms, 10))
+    threshold = max(floor * 3.0, loud * 0.1, 1e-3)
+    return np.asarray(rms > threshold)
 
 
 def _compression_ratio(text: str) -> float:
