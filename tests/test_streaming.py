@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -158,3 +159,75 @@ async def test_finalize_ends_the_utterance_now_and_speech_final_marks_pauses(
     assert finals[0].end <= cut / 8000 + 0.05 <= finals[1].words[-1].end
     assert wer([utt.ref], [f.text for f in finals]) <= 0.3, "nothing said is lost across the cut"
     recognizer.finalize()  # after the end: nothing happens
+
+
+PITCH = (
+    "Our platform records every call, transcribes it live, and shows your reps coaching prompts while they talk.",
+    "Managers can listen in from the browser, and every call is searchable the moment it ends.",
+    "Teams that switched to us from older tools usually see their ramp time drop within the first quarter.",
+    "The integration with your CRM takes about a day to set up, and our support team stays with you the whole way.",
+    "Pricing starts at forty nine dollars per seat per month, with a discount for annual contracts.",
+    "We keep every recording on your own servers, so nothing leaves your network.",
+    "Your security team can review our architecture documents before the pilot starts.",
+    "Most customers run a two week pilot with ten reps, then roll out to the whole floor.",
+    "We also integrate with your dialer, your calendar and your email, so notes are written for you.",
+    "At the end of each call the rep gets a summary with next steps and the questions the customer asked.",
+)
+
+
+def monologue() -> tuple[np.ndarray, str]:
+    """A minute of one voice with no pause over 50 ms: the sentences of a sales pitch run together."""
+    from tests.synth import require_flite, speak
+
+    require_flite()
+    parts = []
+    for sentence in PITCH:
+        pcm, rate = speak(sentence, "rms")
+        assert rate == 16000
+        voiced = np.nonzero(np.abs(pcm) > 300)[0]
+        parts += [pcm[max(0, voiced[0] - 160) : voiced[-1] + 160], np.zeros(800, dtype=np.int16)]
+    return np.concatenate([np.zeros(8000, dtype=np.int16), *parts, np.zeros(16000, dtype=np.int16)]), " ".join(PITCH)
+
+
+async def test_a_long_turn_without_a_pause_loses_no_word_at_its_cuts(
+    vad: SileroVAD, scheduler: DecodeScheduler
+) -> None:
+    """A minute without a pause gets a final at least every ``max_utterance_s``, cut between words, and the
+    finals together say what offline decoding of the whole minute says (no word lost or doubled at a cut)."""
+    pcm, reference = monologue()
+    recognizer = StreamingRecognizer(16000, vad, scheduler)
+    peak = 0
+
+    async def feed() -> list[SpeechEvent]:
+        nonlocal peak
+        events: list[SpeechEvent] = []
+
+        async def consume() -> None:
+            async for event in recognizer.events():
+                events.append(event)
+
+        task = asyncio.create_task(consume())
+        for offset in range(0, len(pcm), 320):
+            recognizer.push(pcm[offset : offset + 320])
+            peak = max(peak, recognizer.held_samples)
+            await asyncio.sleep(0.0025)
+        recognizer.end()
+        await asyncio.wait_for(task, 120)
+        return events
+
+    events = await feed()
+    finals = [e for e in events if e.type is SpeechEventType.FINAL]
+    assert len(finals) >= 4, [f.text for f in finals]
+    for before, after in itertools.pairwise(finals):
+        assert after.start - before.start <= 15.0, "a final at least every ~15 s"
+        assert before.words[-1].end <= after.words[0].end, "words in order across the cut"
+    engine = scheduler.engine
+    assert isinstance(engine, WhisperCT2Engine)
+    audio = pcm.astype(np.float32) / 32768
+    segments, _info = engine.whisper.transcribe(
+        audio, beam_size=1, condition_on_previous_text=False, vad_filter=False, language="en"
+    )
+    offline = " ".join(s.text for s in segments)
+    streamed = [f.text for f in finals]
+    assert wer([reference], streamed) <= wer([reference], [offline]) + 0.05, (streamed, offline)
+    assert peak <= 16000 * (recognizer.config.max_utterance_s + 2.5), "memory stays bounded"

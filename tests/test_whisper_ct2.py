@@ -76,3 +76,64 @@ def test_silence_gives_no_words(engine: WhisperCT2Engine) -> None:
 
     hypothesis = engine.decode_batch([DecodeRequest(audio=np.zeros(32000, dtype=np.float32), final=True)])[0]
     assert hypothesis.text == "" and hypothesis.words == ()
+
+
+def _spoken(text: str, voice: str) -> DecodeRequest:
+    from tests.synth import require_flite, speak
+
+    require_flite()
+    pcm, rate = speak(text, voice)
+    return DecodeRequest(audio=resample(int16_to_float32(pcm), rate, 16000), final=True)
+
+
+@pytest.mark.parametrize(
+    ("said", "voice", "word", "count"),
+    [
+        ("I said no no no no no.", "rms", "no", 5),
+        ("one one one one one one one one one one one one", "slt", "1", 12),
+        ("It is very very very important that we get this right.", "awb", "very", 3),
+        ("No, no, no, no, that is not what I meant at all.", "slt", "no", 4),
+    ],
+)
+def test_repetitions_that_were_said_are_kept(
+    engine: WhisperCT2Engine, said: str, voice: str, word: str, count: int
+) -> None:
+    """A run of repeats is kept as far as the audio holds it (its words take time, in voiced audio): real
+    repetitions and digit strings are not taken for decoder loops."""
+    text = engine.decode_batch([_spoken(said, voice)])[0].text
+    got = [w for w in text.lower().replace(",", " ").replace(".", " ").replace("-", " ").split() if w == word]
+    assert abs(len(got) - count) <= 1, text
+
+
+def test_a_card_number_of_ones_keeps_its_digits_and_the_words_after_it(engine: WhisperCT2Engine) -> None:
+    text = engine.decode_batch(
+        [_spoken("The number is four one one one, one one one one, one one one one, one one one one.", "slt")]
+    )[0].text
+    digits = "".join(ch for ch in text if ch.isdigit())
+    assert digits.count("1") >= 12, text  # 15 ones were said; the guard used to leave "4-1-1"
+
+
+def test_phone_numbers_come_out_whole(engine: WhisperCT2Engine) -> None:
+    text = engine.decode_batch(
+        [_spoken("You can call me back on five five five, zero one three four, any time after two.", "kal16")]
+    )[0].text
+    assert "555" in text and "0134" in text.replace("-", ""), text
+
+
+def test_loops_over_silence_and_noise_give_nothing(engine: WhisperCT2Engine) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    t = np.arange(16000 * 6) / 16000
+    noises = {
+        "white noise": rng.standard_normal(t.size) * 0.02,
+        "mains hum": 0.05 * np.sin(2 * np.pi * 120 * t),
+        "pulsing noise": 0.03 * rng.standard_normal(t.size) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)),
+    }
+    for name, audio in noises.items():
+        hypothesis = engine.decode_batch([DecodeRequest(audio=audio.astype(np.float32), final=True)])[0]
+        assert hypothesis.text == "", name
+    thanks = _spoken("Thank you.", "slt")
+    tail = (rng.standard_normal(16000 * 8) * 0.01).astype(np.float32)
+    hypothesis = engine.decode_batch([DecodeRequest(audio=np.concatenate([thanks.audio, tail]), final=True)])[0]
+    assert normalise(hypothesis.text) == "thank you", hypothesis.text

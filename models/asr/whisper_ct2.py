@@ -161,8 +161,8 @@ class WhisperCT2Engine:
         )
         out = []
         for item, tokens, alignment, loop, quiet in zip(items, texts, alignments, suspicious, silent, strict=True):
-            if quiet or not tokens:
-                out.append((Hypothesis(text=""), False))
+            if quiet or not tokens or not any(ch.isalnum() for ch in self.tokenizer.decode(tokens)):
+                out.append((Hypothesis(text=""), False))  # nothing said (a lone "." over a hum is not speech)
                 continue
             tokens, alignment = _unsupported_loop_trimmed(tokens, alignment, item.request.audio, self.tokenizer.decode)
             merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
