@@ -174,16 +174,13 @@ class StreamingRecognizer:
         self._finals_emitted: set[int] = set()
         self._end_slot: asyncio.Future[SpeechEvent | None] | None = None
         self._previous_text = ""  # the text of this stream's last final
-        self.context = ""  # what the other party said last (set by the owner of the call), for the prompt
         scheduler.stream_opened()
 
     @property
     def prompt(self) -> str:
-        """Text that came before the next decode, for the decoder's prompt: the other party's last turn (when the
-        owner sets ``context``), then this channel's previous final."""
-        if not self.config.prompt_previous:
-            return ""
-        return " ".join(part for part in (self.context.strip(), self._previous_text) if part)
+        """The decoder's prompt: this channel's previous final, where ``prompt_previous`` asks for it. Off by
+        default: with tiny.en it made the decoder repeat the prompt (README, "Context in the prompt")."""
+        return self._previous_text if self.config.prompt_previous else ""
 
     # -- input ---------------------------------------------------------------------------------------
 

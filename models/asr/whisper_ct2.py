@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 FRAMES_PER_SECOND = 100  # mel frames
 WINDOWS = (1000, 1500, 3000)  # mel frames tried, shortest first; 3000 is Whisper's own 30 s window
 WINDOW_MARGIN_FRAMES = 50  # an utterance must leave this much of its window empty
-MAX_PROMPT_TOKENS = 120  # keyterms / previous text, kept short so that the decoder has room
+MAX_PROMPT_TOKENS = 120  # keyterms + previous text, kept short so that the decoder has room (Whisper allows 223)
+MAX_HOTWORD_TOKENS = 80  # the keyterms' share of it; previous text gets the rest
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
@@ -188,12 +189,15 @@ class WhisperCT2Engine:
         contexts = []
         for item in items:
             context: list[int] = []
-            hotwords = " ".join(item.request.hotwords).strip()
-            if hotwords:
-                context += tok.encode(" " + hotwords)
-            if item.request.prompt:
-                context += tok.encode(" " + item.request.prompt.strip())
-            contexts.append(context[-MAX_PROMPT_TOKENS:])
+            for term in item.request.hotwords:  # whole keyterms, first ones first, within their share
+                encoded = tok.encode(" " + term.strip())
+                if len(context) + len(encoded) > MAX_HOTWORD_TOKENS:
+                    break
+                context += encoded
+            if item.request.prompt:  # then the most recent text that fits
+                room = MAX_PROMPT_TOKENS - len(context)
+                context += tok.encode(" " + item.request.prompt.strip())[-room:] if room > 0 else []
+            contexts.append(context)
         width = max(len(c) for c in contexts)
         prompts = []
         for item, context in zip(items, contexts, strict=True):
