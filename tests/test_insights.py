@@ -128,6 +128,10 @@ async def test_a_sales_call_gets_its_hits_cues_and_metrics(server: Server, sales
     texts += [s["text"] for s in call["transcript"]] + [w["word"] for s in call["transcript"] for w in s["words"]]
     leaks = [t for t in texts if longest_digit_run(t) >= 6]
     assert not leaks, leaks
+    # Hidden from its first digit: no transcript that says "card" shows a digit, as digits or words.
+    card_texts = [t["text"] for t in log.transcripts() if "card" in t["text"].lower()]
+    digit = re.compile(r"\d|\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+    assert card_texts and not [t for t in card_texts if digit.search(t)], card_texts
     card_finals = [t["text"] for t in log.transcripts(final=True) if "card" in t["text"].lower()]
     assert any("[CARD]" in t for t in card_finals), card_finals
     assert any("[CARD]" in s["text"] for s in call["transcript"])

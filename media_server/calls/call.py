@@ -30,7 +30,7 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights, Final
 from media_server.insights.metrics import CallMetrics
 from media_server.insights.nlp import Nlp
-from media_server.insights.redaction import RedactionPolicy, Redactor
+from media_server.insights.redaction import RedactionPolicy, Redactor, context_after
 from media_server.store.records import (
     CallRecord,
     ChannelRecord,
@@ -91,7 +91,7 @@ class CallChannel:
     segments: list[SegmentRecord] = field(default_factory=list)
     samples: int = 0  # samples placed on the channel's timeline so far
     on_hold: bool = False
-    last_final: str = ""  # the text of its last final (context for redaction)
+    said_before: str = ""  # its last finals, unredacted, in memory only: context for redaction
     speakers: ChannelSpeakers | None = None  # a mixed channel's diarization
     withdrawn: bool = False  # a voice on it denied consent mid-call: its pending results are dropped
 
@@ -388,7 +388,6 @@ class Call:
         start = words[0].start if words else event.start
         end = words[-1].end if words else event.end
         if final and text:
-            channel.last_final = text
             record = SegmentRecord(
                 channel=spec.index,
                 speaker=spec.speaker,
@@ -455,12 +454,15 @@ class Call:
 
     def _redacted(self, channel: CallChannel, event: SpeechEvent, final: bool) -> tuple[str, list[Word], str]:
         """The text, words and stable text of a transcript with the team's redaction applied: what every
-        subscriber sees and the store keeps. The channel's previous final is context (a card number read
-        out with a pause ends up in two finals)."""
+        subscriber sees and the store keeps. What the channel said in its last finals is context (a card number
+        read out with a pause, or past the utterance length limit, ends up in two finals; "let me get my card"
+        may be a final of its own), kept unredacted so that a number's digits on both sides of the cut are one."""
         words = list(event.words)
         if self.redactor is None or not event.text:
             return event.text, words, event.stable_text
-        interim, previous = not final, channel.last_final
+        interim, previous = not final, channel.said_before
+        if final:
+            channel.said_before = context_after(previous, event.text)
         if words:
             redacted = self.redactor.redact_words(words, interim=interim, previous=previous)
             if redacted.redactions:

@@ -32,8 +32,10 @@ words after them. The rules, in the order they claim digits:
    - cvv ("CVV", "CVC", "CID", "security code", "three digit code", ...): 3 or 4 digits;
    - ssn ("social", "social security", "SSN", "tax ID"): 9 digits; 4 after "last four"; 3 or more after the phrase
      (the start of one: the rest may come in the next segment);
-   - card ("card", "credit", "debit", "Visa", "Mastercard", "Amex"): 6 or more digits after the phrase (the start of
-     a card number, or one the recogniser slipped on, failing the Luhn check), 12-19 before it;
+   - card ("card", "credit", "debit", "Visa", "Mastercard", "Amex", "long number"; or "number" / "digits" said
+     after a CVV or expiry phrase): 6 or more digits after the phrase (the start of a card number, or one the
+     recogniser slipped on, failing the Luhn check; also digits right before a Luhn-checked window, and more than
+     19), 12-19 before it;
    - phone ("call", "phone", "cell", "mobile", "reach", "text", ...): 10-15 digits.
 
    Digits said in the same run right after a card number count as expiry and CVV context, weaker than any phrase
@@ -44,23 +46,32 @@ words after them. The rules, in the order they claim digits:
 Detection does not depend on the policy; the policy only chooses which detected entities are hidden, so that with
 cards not redacted a card number is still not taken for a phone number.
 
-Interim transcripts (``interim=True``) are partial. The context rules above already hide the start of a card
-number ("my card is four one one one one one": 6 digits after "card") or of an SSN in interims and finals alike
-(a pause may also cut a final in the middle of a number). An interim also hides the digits it *ends* with:
+The digits a text *ends* with (only punctuation, fillers or "double" after them) may go on in the next interim or
+final: a pause or the utterance length limit may cut a final in the middle of a number, and finals are never changed
+once sent. So, in interims and finals alike:
 
-- in expiry context (up to 6 digits, or a month name alone) as ``[EXPIRY]``; in CVV context (up to 4) as ``[CVV]``;
-  in phone context, 6 or more as ``[PHONE]``;
-- without any context, 12 or more as ``[CARD]`` (they may be growing into a card number).
+- in card context, with no phrase of another kind nearer (expiry, CVV, SSN, phone, or ``not_card``: "order",
+  "ticket", "fee", "limit", "price", ...), they are ``[CARD]`` from the first digit. Not: a time ("9:30"), an amount
+  ("$4,111", "40 dollars", "4,111") unless "number" or "digits" is said just before, a number after "at", "in",
+  "since", "by", ... ("by card at 9"), a year (1900-2099), a number starting with 0, a lone "one" ("the blue one"),
+  and 4 digits or fewer after "last four" or "ending in" (the last four of a card may be shown);
+- right after a card number, as more of it (up to 19 digits in all).
 
-Interims err on hiding; the final, decoded once more, is judged by the rules above. Pass the last final of the same
-speaker as ``previous`` so that a number cut in two by a pause is judged whole, with the context said before it.
+An interim also hides the digits it ends with in expiry context (up to 6 digits, or a month name alone) as
+``[EXPIRY]``, in CVV context (up to 4) as ``[CVV]``, in phone context (6 or more) as ``[PHONE]``, and without any
+context 12 or more as ``[CARD]`` (they may be growing into a card number), each by the nearest phrase. Interims err
+on hiding; the final, decoded once more, is judged by the rules above.
+
+Pass what the same speaker said before as ``previous`` (``context_after`` keeps it: the last finals, unredacted, up
+to 200 characters): its context counts, and it is joined to the text without the full stop that ended the last
+final, so a number read out across finals is one run ("my card number is 4556 7375." then "8689 9855 expiring").
 
 Not caught: numbers split by a full stop or by a word ("four one one one. One one one one", "four one one one and
 one one one one"); non-ASCII digits; card numbers of fewer than 13 digits outside card context; phone numbers of
 fewer than 10 digits (a local "555-0199"); spoken numbers in an email's local part ("john seventy two at ...");
 spelled-out letters ("j o h n at ..."); street addresses, names, dates of birth, bank account and routing numbers.
 Over-redaction happens near context phrases: "my card's limit went up 250,000" is an amount and is left alone, but
-"card 123456" is hidden.
+"card 123456" is hidden, and so is a number said last after a card word ("How many cards? 2.").
 """
 
 from __future__ import annotations
@@ -172,9 +183,7 @@ class Redactor:
             return []
         offset = 0
         if previous:
-            tail = previous[-_PREVIOUS_CHARS:]
-            if len(previous) > _PREVIOUS_CHARS:
-                tail = tail[next((k for k, ch in enumerate(tail) if ch.isspace()), 0) :]
+            tail = _tail(previous)
             text = f"{tail} {text}"
             offset = len(tail) + 1
         out: list[Redaction] = []
@@ -246,6 +255,30 @@ class Redactor:
         out.extend(words[cursor:])
         audio.sort(key=lambda a: (a.start, a.end))
         return RedactedWords(out, audio, " ".join(_field(w, "word") for w in out), spans)
+
+
+def context_after(previous: str, final: str) -> str:
+    """What to pass as ``previous`` once the same speaker has said ``final``: their recent finals, unredacted, as
+    one text (so that context said a few finals back still counts, and a number read out across several finals
+    is one run). Keep it in memory only: it holds what redaction hides."""
+    final = final.strip()
+    if not final:
+        return previous
+    return _clip(f"{_tail(previous)} {final}" if previous else final)
+
+
+def _clip(text: str) -> str:
+    """The last ``_PREVIOUS_CHARS`` of a text, from a word's start."""
+    if len(text) <= _PREVIOUS_CHARS:
+        return text
+    tail = text[-_PREVIOUS_CHARS:]
+    return tail[next((k for k, ch in enumerate(tail) if ch.isspace()), 0) :].lstrip()
+
+
+def _tail(previous: str) -> str:
+    """The context before a text: the end of what was said before, without the full stop (or comma, question mark,
+    ellipsis) the recogniser ends a final with: the pause that cut a final is not the end of a number."""
+    return _clip(previous).rstrip().rstrip(_FINAL_PUNCT).rstrip()
 
 
 def _field(w: WordLike | Mapping[str, Any], key: str) -> Any:
@@ -364,10 +397,10 @@ def _ctx(pattern: str) -> re.Pattern[str]:
 
 
 _CONTEXT: dict[str, re.Pattern[str]] = {
-    "card": _ctx(r"cards?|card ?holder|credit|debit|visa|master ?card|amex|american express|discover card"),
+    "card": _ctx(r"cards?|card ?holder|credit|debit|visa|master ?card|amex|american express|discover card|long number"),
     "cvv": _ctx(
         r"c\.? ?v\.? ?[vc]\.?2?|cid|csc|cvn|security (?:code|number|digits)|verification (?:code|number|value)"
-        r"|(?:three|four|3|4)[- ]digits?(?: code| number)?|code on the back"
+        r"|(?<!last )(?:three|four|3|4)[- ]digits?(?: code| number)?|code on the back"
     ),
     "expiry": _ctx(
         r"exp|expiry|expires?|expired|expiring|expiration|valid (?:through|thru|until|till|to)"
@@ -378,14 +411,24 @@ _CONTEXT: dict[str, re.Pattern[str]] = {
         r"|ssn|s\.? ?s\.? ?n\.?|tax ?id|taxpayer id|itin"
     ),
     "last4": _ctx(r"last (?:four|4)(?: digits)?"),
+    "shown": _ctx(r"last (?:four|4)(?: digits)?|end(?:s|ing) (?:in|with)"),  # the last four of a card may be shown
+    "number": _ctx(r"numbers?|digits"),
+    # another number's name, or an amount's: nearer than the card phrase, digits said last are not a card number
+    "not_card": _ctx(
+        r"order|invoice|ticket|tracking|confirmation|reference|ref|case|zip|postal|room|extension|version"
+        r"|fees?|limit|balance|price|costs?|charged|total|points|rate"
+    ),
     "phone": _ctx(
         r"phone|telephone|cell|cellphone|mobile|call|calling|callback|text|texting|fax|reach|ring|dial|whatsapp"
         r"|landline|extension|contact number|phone number"
     ),
 }
-_BEFORE = {"card": 8, "ssn": 8, "last4": 4, "phone": 8, "cvv": 6, "expiry": 6}
+_BEFORE = {"card": 8, "ssn": 8, "last4": 4, "shown": 8, "number": 3, "not_card": 8, "phone": 8, "cvv": 6, "expiry": 6}
 _AFTER = 4
-_PREVIOUS_CHARS = 160  # of the text before, enough for a card number said in words and its context
+_PREVIOUS_CHARS = 200  # of the text before: a card number said in words, its context and a short final between
+_FINAL_PUNCT = ".,;!?…"
+# Words after which a number is a time, a date or a quantity ("by card at 9", "since 2019"), not a card number.
+_NOT_CARD_LEAD = frozenset("at in on by since until till from about around after before".split())
 _FAR = 99  # the distance of the context that digits right after a card number give (expiry, CVV)
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?![\w-])", re.IGNORECASE)
@@ -417,6 +460,8 @@ class _Run:
     plus: int | None = None  # the token index of a leading "+" or "plus"
     paren: int | None = None  # the token index of a leading "("
     amount: bool = False
+    currency: int | None = None  # the token index of a leading "$"
+    time: bool = False  # right after "9:" (the minutes of a time)
     trailing: bool = False  # nothing but punctuation after it: the interim may still be saying it
     start: int | None = None  # where its first hit starts when a word before belongs to it (a month)
     prefix: list[int] = field(default_factory=list)  # digits before each element
@@ -551,8 +596,7 @@ class _Scan:
             self._shaped_ssn(r)
             self._by_context(r)
             self._phones(r)
-            if self.interim:
-                self._interim(r)
+            self._trailing(r)
             self._emit(r)
         self.hits.sort(key=lambda h: h.start)
         return self.hits
@@ -757,12 +801,15 @@ class _Scan:
             run.plus = j
         if j >= 0 and toks[j].norm in _CURRENCY:
             run.amount = True
+            run.currency = j
+        if i >= 2 and toks[i - 1].norm == ":" and toks[i - 2].kind == _DIGITS and toks[i - 2].end == toks[i - 1].start:
+            run.time = True
 
     def _close(self, run: _Run) -> _Run:
         toks = self.tokens
         last = run.elements[-1].last
         k = last + 1
-        run.trailing = all(t.kind == _PUNCT or t.norm in _FILLERS for t in toks[k:])
+        run.trailing = all(t.kind == _PUNCT or t.norm in _FILLERS or t.norm in _REPEAT for t in toks[k:])
         if k < len(toks) and (toks[k].norm in _AMOUNT_AFTER or (toks[k].norm == "%")):
             run.amount = True
         if _thousands(self.text, toks, run.elements):
@@ -888,15 +935,30 @@ class _Scan:
                 if size > 9:
                     break
                 if size == 9 and run.free(i, j) and run.groups(i, j) == [3, 2, 4] and _valid_ssn(run.digits(i, j)):
-                    self._own(run, "ssn", i, j)
+                    if not self._read_as_card(run, i, j):
+                        self._own(run, "ssn", i, j)
 
     def _by_context(self, run: _Run) -> None:
         """Each unclaimed part of a run becomes the type whose context phrase is nearest among those it can be."""
         for i, j in run.segments():
             size = run.size(i, j)
             tail = i > 0 and run.owner[i - 1] == "card"
-            if size > 19 or (run.amount and not tail):
+            k_before = self._card_before(run, i)
+            if run.amount and not tail and (k_before is None or self._near("number", run, i, j)[0] is None):
+                continue  # an amount, unless read out as the card's number ("my card number is $4,111")
+            if size > 19:
+                if k_before is not None:  # a card number and more (or the recogniser said some digits twice)
+                    self._own(run, "card", i, j)
                 continue
+            if k_before is not None and j < len(run.elements) and run.owner[j] == "card":
+                # Digits said right before a card number, after the card phrase, are its start: the Luhn check
+                # passed on a window of a number the recogniser slipped on.
+                k = j
+                while k < len(run.elements) and run.owner[k] == "card":
+                    k += 1
+                if run.size(i, k) <= 19 and not self._nearer_than_card(run, i, j, k_before):
+                    self._own(run, "card", i, j)
+                    continue
             d = run.digits(i, j)
             e_before, e_after = self._near("expiry", run, i, j)
             c_before, c_after = self._near("cvv", run, i, j)
@@ -916,8 +978,8 @@ class _Scan:
                     choices.append((s, 3, "ssn"))
                 elif size >= 3 and s_before is not None:  # the start of an SSN
                     choices.append((s_before, 3, "ssn"))
-            k_before, k_after = self._near("card", run, i, j)
-            if k_before is not None and size >= 6:  # the start of a card number, or one with a slip
+            k_after = self._near("card", run, i, j)[1]
+            if k_before is not None and size >= 6 and not tail:  # the start of a card number, or one with a slip
                 choices.append((k_before, 4, "card"))
             elif k_after is not None and size >= 12:
                 choices.append((k_after, 4, "card"))
@@ -929,6 +991,8 @@ class _Scan:
                 self._own(run, kind, i, j)
             elif e is not None and c is not None:  # both in one breath: "09/27 123", "123 0927"
                 self._split_expiry_cvv(run, i, j)
+            if tail and k_before is not None and size >= 6 and run.owner[i] is None:
+                self._own(run, "card", i, j)  # after a card number neither an expiry nor a CVV: more of the card
 
     def _split_expiry_cvv(self, run: _Run, i: int, j: int) -> None:
         """Splits a run into an expiry and a CVV, either way round; MMYY(YY) is a stronger expiry than MYY(YY)."""
@@ -962,8 +1026,76 @@ class _Scan:
                     if (len(d) == 10 and d[0] not in "01") or (len(d) == 11 and d[0] == "1" and d[1] not in "01"):
                         self._own(run, "phone", a, b)
 
-    def _interim(self, run: _Run) -> None:
-        """The digits an interim ends with may be the start of something: hidden by the context before them."""
+    def _card_before(self, run: _Run, i: int) -> int | None:
+        """How many words before element ``i`` card context is, if any: a card phrase at most 8 words before, or
+        "number" / "digits" at most 3 words before after a CVV or expiry phrase at most 8 words before, with a word
+        between ("the expiry is 09/27 and the number is ..."; in "the CVV number" the number is the CVV)."""
+        words, first = self.words, run.elements[i].first
+        reach = _BEFORE["card"]
+        best: int | None = None
+        for _, b in self.context["card"]:
+            if b < first:
+                gap = words[first] - words[b + 1]
+                if gap <= reach and (best is None or gap < best):
+                    best = gap
+        for a, b in self.context["number"]:
+            if b >= first:
+                continue
+            gap = words[first] - words[b + 1]
+            if gap > _BEFORE["number"] or (best is not None and gap >= best):
+                continue
+            for kind in ("cvv", "expiry"):
+                if any(
+                    end < a and words[a] > words[end + 1] and words[first] - words[end + 1] <= reach
+                    for _, end in self.context[kind]
+                ):
+                    best = gap
+                    break
+        return best
+
+    def _read_as_card(self, run: _Run, i: int, j: int) -> bool:
+        """Said after a card phrase (nearer than an SSN's) in a run that goes on before or after: part of the card
+        number being read out, whatever its shape."""
+        if i == 0 and j == len(run.elements):
+            return False
+        card = self._card_before(run, 0)
+        ssn = self._near("ssn", run, i, j)[0]
+        return card is not None and (ssn is None or card < ssn)
+
+    def _nearer_than_card(self, run: _Run, i: int, j: int, card: int) -> bool:
+        """Whether the phrase of another number (expiry, CVV, SSN, phone, an order number, an amount) is nearer before
+        elements i..j-1 than the card context: the digits are that."""
+        for kind in ("expiry", "cvv", "ssn", "phone", "not_card"):
+            other = self._near(kind, run, i, j)[0]
+            if other is not None and other < card:
+                return True
+        return False
+
+    def _card_start(self, run: _Run, j: int) -> int | None:
+        """How many words before them the card context is of digits that start a run and may be the start of a card
+        number (elements 0..j-1: said last, they may go on), or None."""
+        card = self._card_before(run, 0)
+        if card is None:
+            return None
+        if self._nearer_than_card(run, 0, j, card):
+            return None
+        toks, head = self.tokens, run.elements[0]
+        digits = run.digits(0, j)
+        if digits[0] == "0":  # no card number starts with 0 ("oh" is mostly "oh")
+            return None
+        if j == 1 and head.spoken and head.first == head.last and toks[head.first].norm == "one":
+            return None  # "the blue one", "which one"
+        if run.time or (run.amount and self._near("number", run, 0, j)[0] is None):
+            return None
+        if len(digits) <= 4 and (self._near("shown", run, 0, j)[0] is not None or 1900 <= int(digits) <= 2099):
+            return None  # the last four digits of a card may be shown; a year
+        if head.first > 0 and toks[head.first - 1].norm in _NOT_CARD_LEAD:
+            return None
+        return card
+
+    def _trailing(self, run: _Run) -> None:
+        """The digits a text ends with may go on in the next interim, or in the next final: a pause or the utterance
+        length limit may cut a final in the middle of a number, and finals are never changed once sent."""
         segments = run.segments()
         if not segments or not run.trailing:
             return
@@ -971,14 +1103,28 @@ class _Scan:
         if j != len(run.elements):
             return
         size = run.size(i, j)
-        if self._near("expiry", run, i, j)[0] is not None and size <= 6:
-            self._own(run, "expiry", i, j)
-        elif self._near("cvv", run, i, j)[0] is not None and size <= 4:
-            self._own(run, "cvv", i, j)
-        elif size >= 6 and self._near("phone", run, i, j)[0] is not None:
-            self._own(run, "phone", i, j)
-        elif size >= 12:
-            self._own(run, "card", i, j)
+        choices: list[tuple[int, int, str]] = []  # distance, tie order, type
+        if i == 0:
+            card = self._card_start(run, j)
+        else:  # right after a card number: more of it, if it can be (a Luhn check passes on a prefix one time in 10)
+            k = i
+            while k > 0 and run.owner[k - 1] == "card":
+                k -= 1
+            card = 0 if k < i and run.size(k, j) <= 19 else None
+        if card is not None:
+            choices.append((card, 4, "card"))
+        if self.interim:
+            e, c, p = (self._near(kind, run, i, j)[0] for kind in ("expiry", "cvv", "phone"))
+            if e is not None and size <= 6:
+                choices.append((e, 0, "expiry"))
+            if c is not None and size <= 4:
+                choices.append((c, 1, "cvv"))
+            if p is not None and size >= 6:
+                choices.append((p, 5, "phone"))
+            if not choices and size >= 12:  # no context: it may be growing into a card number
+                choices.append((_FAR, 4, "card"))
+        if choices:
+            self._own(run, min(choices)[2], i, j)
 
     def _emit(self, run: _Run) -> None:
         """One hit per maximal range of elements claimed for the same type."""
@@ -995,6 +1141,8 @@ class _Scan:
             first = elements[k].first
             if k == 0 and kind == "phone":
                 first = min(x for x in (run.plus, run.paren, first) if x is not None)
+            elif k == 0 and kind == "card" and run.currency is not None:  # "my card number is $4,111"
+                first = run.currency
             start = toks[first].start
             if k == 0 and kind == "expiry" and run.start is not None:
                 start = run.start
