@@ -35,12 +35,15 @@ run: install
 
 test: install system-deps lint typecheck pytest
 
-# Debian packages the tests use as real peers: flite speaks scripted calls, sipp (sip-tester) is the SIPREC
+# Debian packages the tests use as real peers: flite and festival speak scripted calls, sipp (sip-tester) is the SIPREC
 # client, openssl makes the TLS test's certificate, chromium publishes over WHIP. Installed when missing and root; else the tests that need
 # them are skipped (and fail under CI=true).
-SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl chromium:chromium
+SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl chromium:chromium festival:festival
+# Packages without a command of their own (festival's English voices), checked with dpkg.
+SYSTEM_DATA_PACKAGES := festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	for pkg in $(SYSTEM_DATA_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else echo "missing Debian packages:$$missing (not root: the tests that need them are skipped, and fail under CI)"; fi; \
