@@ -14,8 +14,9 @@ Streaming, two ways:
   StreamingConfig, VAD and decode scheduler, built from the default Settings as ``media-server serve`` builds them;
   ``--set FIELD=VALUE`` overrides a StreamingConfig field), all channels at once against one scheduler.
   ``--speed 0`` (the default) is lockstep: each stream waits for its own decodes before it gets more audio, so
-  results are what an unloaded server gives, do not depend on the machine's load, and come as fast as the
-  CPU decodes. ``--speed N`` paces the audio at N times real time instead (decodes may lag, as on a loaded server).
+  results are what an unloaded server gives (no interim is dropped as too old), do not depend on the machine's
+  load, and come as fast as the CPU decodes. ``--speed N`` paces the audio at N times real time instead (decodes
+  may lag and interims be dropped, as on a loaded server).
 - ``--mode server``: a real ``media-server serve`` (temp data dir, fresh admin key, the team's redaction policy
   emptied so that finals keep card numbers), each call streamed in real time over the L16 websocket twice, stereo
   (channel 0 = rep, 1 = customer) and mixed mono, ``--concurrency`` streams at once; finals read from each call's
@@ -325,6 +326,8 @@ async def run_inprocess(
     threadpool_limits(1)  # as the server: numpy's BLAS threads would compete with the decode threads
     vad = SileroVAD()
     scheduler = build_scheduler(Settings())
+    if speed <= 0:  # lockstep: wall time means nothing, so no interim is too old (the server drops them after 1 s)
+        scheduler.interim_max_age_s = float("inf")
     limit = asyncio.Semaphore(concurrency or len(jobs))
     done = 0
 
@@ -684,14 +687,20 @@ def write_details(
 
 
 def source_state() -> dict[str, Any]:
-    """The commit, and the recogniser's files that differ from it (results depend on them)."""
+    """The commit, the server's and recogniser's files that differ from it, and a hash of those differences (the
+    results depend on them; taken when the run starts, as the modules are imported)."""
 
     def git(*cmd: str) -> str:
         run = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=30)
         return run.stdout
 
     dirty = git("status", "--porcelain", "--", "models", "media_server").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "modified": [line[3:] for line in dirty]}
+    diff = hashlib.sha256(git("diff", "HEAD", "--", "models", "media_server").encode()).hexdigest()[:12]
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "modified": [line[3:] for line in dirty],
+        "diff_sha256": diff if dirty else None,
+    }
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -758,7 +767,9 @@ def select_calls(args: argparse.Namespace) -> list[Conversation]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the server mode
+    source = source_state()
     overrides = parse_overrides(args.set)
+    env = server_env(overrides) if args.mode == "server" else {}
     calls = select_calls(args)
     scripted = [c for c in calls if "rep" in c.channels]
     names = {c.name for c in scripted}
@@ -775,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         streamed, info = asyncio.run(run_inprocess(jobs, config, args.speed, args.concurrency))
         info = {"scheduler": info}
     else:
-        streamed, info = asyncio.run(run_server(calls, args.channels, args.concurrency, server_env(overrides)))
+        streamed, info = asyncio.run(run_server(calls, args.channels, args.concurrency, env))
     wall = time.monotonic() - t0
     rows, scores = [], []
     for job in jobs:
@@ -806,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": targets(rows, pools),
         "wall_s": {"streaming": round(wall, 1), "offline_decode": round(offline.decoded_s, 1)},
         "audio_s": round(sum(j.channel.duration for j in jobs), 1),
-        "source": source_state(),
+        "source": source,
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         **info,
     }
