@@ -34,7 +34,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import numpy as np
@@ -55,7 +55,7 @@ class StreamingConfig:
     interim_interval_s: float = 1.0  # new audio between interim decodes
     min_interim_s: float = 0.5  # no interim for an utterance shorter than this
     max_utterance_s: float = 14.0  # a final at least this often on run-on speech (keeps the decode window at 15 s)
-    cut_search_s: float = 4.0  # how far back from the limit a long turn's cut may go, looking for a word boundary
+    cut_search_s: float = 6.0  # how far back from the limit a long turn's cut may go, looking for a word boundary
     cut_overlap_ms: int = 1000  # audio both sides of a cut decode share; words are given to one side by their time
     prompt_previous: bool = False  # prompt the decoder with what was said before (measured: it hurts tiny.en)
     speech_threshold: float = 0.5
@@ -379,9 +379,12 @@ class StreamingRecognizer:
                     break  # the last words of an interim are the least reliable
                 boundary = utt.start + int((left.end + right.start) * rate / 2)
                 if lo <= boundary <= hi:
-                    candidate = quietest(boundary - rate // 10, boundary + rate // 10)
-                    if best is None or candidate[0] <= best[0]:
-                        best = candidate
+                    energy_at, where = quietest(boundary - rate // 10, boundary + rate // 10)
+                    # Whisper leaves out an unfinished sentence at either end of its audio: cut between sentences
+                    # where there is one, else between clauses.
+                    weight = 0.25 if left.word.endswith((".", "?", "!")) else 0.5 if left.word.endswith(",") else 1
+                    if best is None or energy_at * weight <= best[0]:
+                        best = (energy_at * weight, where)
         if best is None:
             best = quietest(lo, hi)
         return min(max(best[1], lo), hi)
@@ -509,6 +512,9 @@ class StreamingRecognizer:
                 tail -= 1
             text, stable = _slice(text, stable, words, head, tail)
             words = words[head:tail]
+            if lo is not None and utt.before:  # word times run on from the final before the cut
+                floor = utt.before[-1].end
+                words = tuple(replace(w, start=max(w.start, floor), end=max(w.end, floor)) for w in words)
             if final and hi is not None and utt.successor is not None:
                 utt.successor.before = tuple(w for w in words if _middle(w) >= hi - 2.0)
             committed = max(0, min(committed, tail) - head)
@@ -586,9 +592,9 @@ def _middle(word: Word) -> float:
 
 def _carried_head(words: Sequence[Word], cut: float, before: tuple[Word, ...] | None) -> int:
     """How many leading words of a continuation the final before the cut has already said. Each word goes to the
-    side of the cut its middle lies on; once that final is known, a word before the cut that it left out (Whisper
-    drops an unfinished sentence at the end of its audio) stays here, and one just after the cut that it said
-    (their times disagree) goes."""
+    side of the cut its middle lies on; once that final is known, the continuation's words up to the last one
+    that final also said (same word, about the same time) go, and any after it stay: a word before the cut that
+    the final left out (Whisper drops an unfinished sentence at the end of its audio) is kept here."""
     if before is None:
         head = 0
         while head < len(words) and _middle(words[head]) < cut:
@@ -600,19 +606,10 @@ def _carried_head(words: Sequence[Word], cut: float, before: tuple[Word, ...] | 
         mid = _middle(word)
         if mid >= cut + 0.5:
             break
-        match = next(
-            (
-                p
-                for p in unused
-                if (_norm(p.word) == _norm(word.word) and abs(_middle(p) - mid) < 0.6)
-                or (mid < cut and abs(_middle(p) - mid) < 0.25)
-            ),
-            None,
-        )
-        if match is None:
-            break  # the final left this word out: it stays, and so does all that follows
-        unused.remove(match)
-        head = i + 1
+        match = next((p for p in unused if _norm(p.word) == _norm(word.word) and abs(_middle(p) - mid) < 0.6), None)
+        if match is not None:
+            unused = unused[unused.index(match) + 1 :]  # in order: what the final said before it is passed
+            head = i + 1
     return head
 
 

@@ -89,6 +89,7 @@ class WhisperCT2Engine:
         self.device = device
         self.windows = tuple(sorted(set(windows) | {3000}))
         multilingual = self.model.is_multilingual
+        self.language = language
         self.tokenizer = Tokenizer(
             self.whisper.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
         )
@@ -98,6 +99,56 @@ class WhisperCT2Engine:
     # -- the batch -----------------------------------------------------------------------------------
 
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        results = self._decode_once(requests)
+        # Whisper without timestamps sometimes ends its transcript early (at a sentence end, with seconds of speech
+        # left): decoding goes on from the last word, as faster-whisper's timestamp mode seeks on.
+        offsets = [0] * len(requests)
+        for _ in range(MAX_CONTINUATIONS):
+            rests: list[tuple[int, int, DecodeRequest]] = []
+            for i, (request, hypothesis) in enumerate(zip(requests, results, strict=True)):
+                start = _stopped_early(request, hypothesis, offsets[i])
+                if start is not None:
+                    rest = DecodeRequest(audio=request.audio[start:], final=request.final, hotwords=request.hotwords)
+                    rests.append((i, start, rest))
+            if not rests:
+                break
+            log.debug("decoding on after an early end in %d item(s)", len(rests))
+            for (i, start, _rest), more in zip(rests, self._decode_once([r for _, _, r in rests]), strict=True):
+                offsets[i] = start if more.words else len(requests[i].audio)  # nothing more: stop there
+                results[i] = _joined(results[i], more, start / MODEL_SAMPLE_RATE)
+        for i, (request, hypothesis) in enumerate(zip(requests, results, strict=True)):
+            if request.final and not request.prefix and _collapsed(request, hypothesis):
+                results[i] = self._transcribe(request)
+        return results
+
+    def _transcribe(self, request: DecodeRequest) -> Hypothesis:
+        """A final whose transcript holds a fraction of the words its voiced audio must have (the decoder ended
+        early and its word times are no guide where): decoded as offline decoding does it, with timestamps,
+        going on from where each segment ends (faster-whisper's own loop, 30 s window)."""
+        log.debug(
+            "a final of %.1f s came out with too few words: decoding it with timestamps", request.audio.size / 16000
+        )
+        segments, _info = self.whisper.transcribe(
+            request.audio,
+            language=self.language if self.model.is_multilingual else None,
+            beam_size=1,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=True,
+            hotwords=" ".join(request.hotwords) or None,
+        )
+        duration = request.audio.size / MODEL_SAMPLE_RATE
+        words: list[Word] = []
+        texts: list[str] = []
+        for segment in segments:
+            texts.append(segment.text.strip())
+            for w in segment.words or ():
+                if w.word.strip():
+                    start, end = min(w.start, duration), min(w.end, duration)
+                    words.append(Word(w.word.strip(), round(start, 3), round(end, 3), round(w.probability, 4)))
+        return Hypothesis(text=" ".join(t for t in texts if t), words=tuple(words))
+
+    def _decode_once(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
         items = []
         for i, request in enumerate(requests):
             features = self.whisper.feature_extractor(request.audio)[..., :-1]
@@ -163,7 +214,10 @@ class WhisperCT2Engine:
         out = []
         for item, tokens, alignment, loop, quiet in zip(items, texts, alignments, suspicious, silent, strict=True):
             if quiet or not tokens or not any(ch.isalnum() for ch in self.tokenizer.decode(tokens)):
-                out.append((Hypothesis(text=""), False))  # nothing said (a lone "." over a hum is not speech)
+                # Nothing said (a lone "." over a hum is not speech). But seconds of voice decoded as nothing is
+                # a short window's failure like a loop: worth the full window.
+                voiced_s = float(_voiced(item.request.audio).sum()) * 0.02
+                out.append((Hypothesis(text=""), voiced_s >= EMPTY_BUT_VOICED_S))
                 continue
             tokens, alignment = _unsupported_loop_trimmed(tokens, alignment, item.request.audio, self.tokenizer.decode)
             merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
@@ -217,6 +271,79 @@ def _fit(features: np.ndarray, window: int) -> np.ndarray:
 def _token_budget(duration: float) -> int:
     """More tokens than anyone says in ``duration`` seconds (fast speech is ~4 tokens/s)."""
     return int(12 + 7 * duration)
+
+
+EMPTY_BUT_VOICED_S = 2.0  # an empty decode of this much voiced audio is tried again in the full window
+MAX_CONTINUATIONS = 3
+MAX_WORD_S = 1.0  # no word takes longer to say
+EARLY_END_S = 1.5  # audio left after the last word, at least
+EARLY_END_VOICED_S = 0.8  # of which this much voiced: there was more to say
+
+
+COLLAPSED_WORDS_PER_VOICED_S = 0.8  # a transcript with fewer words than this per voiced second ended early
+COLLAPSED_MIN_VOICED_S = 3.0
+SKIPPED_S = 2.0  # a word aligned over longer than this (with voice in it) stands for speech the decoder skipped
+
+
+def _collapsed(request: DecodeRequest, hypothesis: Hypothesis) -> bool:
+    """Did the decoder leave out speech: far fewer words than the voiced audio holds, or one word stretched by
+    the alignment over seconds of voice (the decoder skipped what was said there)?"""
+    voiced = _voiced(request.audio)
+    voiced_s = float(voiced.sum()) * 0.02
+    if voiced_s >= COLLAPSED_MIN_VOICED_S and len(hypothesis.words) < COLLAPSED_WORDS_PER_VOICED_S * voiced_s:
+        return True
+    for w in hypothesis.words:
+        if w.end - w.start > SKIPPED_S and float(voiced[int(w.start / 0.02) : int(w.end / 0.02)].sum()) * 0.02 > 1.0:
+            return True
+    return False
+
+
+def _stopped_early(request: DecodeRequest, hypothesis: Hypothesis, done: int) -> int | None:
+    """The sample to decode on from when a transcript ended well before its voiced audio did."""
+    if not hypothesis.words:
+        return None
+    last = hypothesis.words[-1]  # alignment can stretch a transcript's last word over the audio it left out
+    start = int(min(last.end, last.start + MAX_WORD_S) * MODEL_SAMPLE_RATE)
+    if start <= done or request.audio.size - start < EARLY_END_S * MODEL_SAMPLE_RATE:
+        return None
+    voiced = _voiced(request.audio)
+    if float(voiced[start // 320 :].sum()) * 0.02 < EARLY_END_VOICED_S:
+        return None
+    return start
+
+
+def _joined(head: Hypothesis, tail: Hypothesis, offset: float) -> Hypothesis:
+    """``head`` and the decode of the audio after it (from ``offset`` s). Where the two overlap (the first decode's
+    last words ended later than their times said), the tail's leading words that spell the end of the head again
+    are dropped."""
+    if not tail.words:
+        return head
+    said = _letters(head.text)[-80:]
+    drop, spelled = 0, ""
+    for k, word in enumerate(tail.words[:8], start=1):
+        spelled += _letters(word.word)
+        if len(spelled) >= 3 and said.endswith(spelled):
+            drop = k
+    kept = tail.words[drop:]
+    if not kept:
+        return head
+    text = tail.text[len(_prefix_of(tail.text, tail.words[:drop])) :].strip() if drop else tail.text
+    words = tuple(Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence) for w in kept)
+    return Hypothesis(text=f"{head.text} {text}".strip(), words=head.words + words)
+
+
+def _letters(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def _prefix_of(text: str, words: Sequence[Word]) -> str:
+    pos = 0
+    for word in words:
+        found = text.find(word.word, pos)
+        if found < 0:
+            break
+        pos = found + len(word.word)
+    return text[:pos]
 
 
 def _loop(tokens: list[int], min_repeats: int = 4) -> tuple[int, int] | None:
