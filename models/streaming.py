@@ -56,6 +56,7 @@ class StreamingConfig:
     min_interim_s: float = 0.5  # no interim for an utterance shorter than this
     max_utterance_s: float = 14.0  # a final at least this often on run-on speech (keeps the decode window at 15 s)
     cut_search_s: float = 6.0  # how far back from the limit a long turn's cut may go, looking for a word boundary
+    carry_overlap_ms: int = 1000  # audio before the cut that the continuation decodes again
     cut_overlap_ms: int = 1000  # audio both sides of a cut decode share; words are given to one side by their time
     prompt_previous: bool = False  # prompt the decoder with what was said before (measured: it hurts tiny.en)
     speech_threshold: float = 0.5
@@ -329,7 +330,7 @@ class StreamingRecognizer:
         utt.at_pause = False
         self._last_final = (utt.segment, cut)
         self._request(utt, upto, final=True, keep_until=cut)
-        carried_from = max(utt.start, cut - overlap)
+        carried_from = max(utt.start, cut - self.config.carry_overlap_ms * self.sample_rate // 1000)
         carried = utt.audio()[carried_from - utt.start : end - utt.start].copy()
         utt.chunks = []
         self._segments += 1
