@@ -712,8 +712,8 @@ async def test_a_call_hides_a_card_number_read_out_across_finals_of_one_channel(
 
     interim, final = SpeechEventType.INTERIM, SpeechEventType.FINAL
     assert (await say(1, "Let me get my card.", final, 1)).text == "Let me get my card."
-    # The rep's channel has a context of its own: the customer's card phrase is not the rep's.
-    assert (await say(0, "No rush, take 2", interim, 1)).text == "No rush, take 2"
+    # The rep's channel has a context of its own: the customer's card phrase does not make the rep's digits one run
+    # with theirs, and an order number stays visible.
     rep = await say(0, "Your order number is 55512.", final, 1)
     assert rep.text == "Your order number is 55512."
     shown = [
@@ -733,6 +733,36 @@ async def test_a_call_hides_a_card_number_read_out_across_finals_of_one_channel(
     stored = [s.text for s in call.channels[1].segments]
     assert stored == ["Let me get my card.", "Okay, the number is [CARD].", "[CARD], expiring in June."]
     assert not any(shown_digits(w["word"]) for s in call.channels[1].segments for w in s.words)
+
+
+async def test_the_rep_asking_for_the_card_number_hides_the_first_digits_the_customer_reads() -> None:
+    """The card context is often the other party's question: "Can I have the card number?" on the rep's channel,
+    then the customer's digits on theirs, hidden from the first one; the rep's own numbers never join the run."""
+    bus = _Published()
+    no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)  # no audio: events are fed directly
+    services = CallServices(cast(EventBus, bus), no_vad, no_scheduler, StreamingConfig(), ConsentPolicy.ALL_PARTY)
+    granted = Consent.GRANTED
+    metadata = CallMetadata(
+        rep=ParticipantInfo(Role.REP, consent=granted), customer=ParticipantInfo(Role.CUSTOMER, consent=granted)
+    )
+    call = Call(
+        "CA-asked", "acme", "test", metadata, [ChannelSpec(0, "rep", 8000), ChannelSpec(1, "customer", 8000)], services
+    )
+
+    async def say(channel: int, text: str, kind: SpeechEventType, at: float) -> str:
+        words = tuple(Word(w, at + i * 0.3, at + i * 0.3 + 0.25, 0.9) for i, w in enumerate(text.split()))
+        event = SpeechEvent(kind, 1, words[0].start, words[-1].end, text, words, "", speech_final=False)
+        await call._on_speech(call.channels[channel], event)
+        return next(e.transcript.text for e in reversed(bus.events) if e.type == "transcript")
+
+    interim, final = SpeechEventType.INTERIM, SpeechEventType.FINAL
+    assert await say(0, "That is 49 dollars a seat. Can I have the card number?", final, 0.0) == (
+        "That is 49 dollars a seat. Can I have the card number?"
+    )
+    assert await say(1, "Sure, 4556", interim, 4.0) == "Sure, [CARD]"
+    assert await say(1, "Sure, 4556 7375", interim, 4.0) == "Sure, [CARD]"
+    # Long after the question, a customer's number is their own business again.
+    assert await say(1, "We have 12 reps.", final, 40.0) == "We have 12 reps."
 
 
 # -- timed words ----------------------------------------------------------------------------------------------------

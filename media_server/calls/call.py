@@ -30,7 +30,7 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights, Final
 from media_server.insights.metrics import CallMetrics
 from media_server.insights.nlp import Nlp
-from media_server.insights.redaction import RedactionPolicy, Redactor, context_after
+from media_server.insights.redaction import RedactionPolicy, Redactor, context_after, other_party_context
 from media_server.store.records import (
     CallRecord,
     ChannelRecord,
@@ -58,6 +58,7 @@ _CONSENT_PB = {
     Consent.DENIED: pb.CONSENT_DENIED,
     Consent.UNKNOWN: pb.CONSENT_UNKNOWN,
 }
+OTHER_PARTY_CONTEXT_S = 15.0  # the other party's last final is redaction context for this long after it ended
 # Gaps in a channel's timeline longer than this are filled with silence (lost or suppressed packets).
 _MAX_DRIFT_S = 0.06
 
@@ -92,6 +93,7 @@ class CallChannel:
     samples: int = 0  # samples placed on the channel's timeline so far
     on_hold: bool = False
     said_before: str = ""  # its last finals, unredacted, in memory only: context for redaction
+    last_said: tuple[float, str] | None = None  # (end, text) of its last final, unredacted: the others' context
     speakers: ChannelSpeakers | None = None  # a mixed channel's diarization
     withdrawn: bool = False  # a voice on it denied consent mid-call: its pending results are dropped
 
@@ -456,13 +458,20 @@ class Call:
         """The text, words and stable text of a transcript with the team's redaction applied: what every
         subscriber sees and the store keeps. What the channel said in its last finals is context (a card number
         read out with a pause, or past the utterance length limit, ends up in two finals; "let me get my card"
-        may be a final of its own), kept unredacted so that a number's digits on both sides of the cut are one."""
+        may be a final of its own), kept unredacted so that a number's digits on both sides of the cut are one; so
+        is the other party's last turn of the last 15 s, without its numbers (the rep asks for the card number)."""
         words = list(event.words)
         if self.redactor is None or not event.text:
             return event.text, words, event.stable_text
         interim, previous = not final, channel.said_before
         if final:
             channel.said_before = context_after(previous, event.text)
+            channel.last_said = (event.end, event.text)
+        # The other party's last turn, if recent, is context too ("Can I have the card number?"), without its digits.
+        heard = [c.last_said for c in self.channels.values() if c is not channel and c.last_said is not None]
+        latest = max(heard, default=None)
+        if latest is not None and event.start - latest[0] <= OTHER_PARTY_CONTEXT_S:
+            previous = " ".join(part for part in (other_party_context(latest[1]), previous) if part)
         if words:
             redacted = self.redactor.redact_words(words, interim=interim, previous=previous)
             if redacted.redactions:

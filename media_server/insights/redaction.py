@@ -267,6 +267,14 @@ def context_after(previous: str, final: str) -> str:
     return _clip(f"{_tail(previous)} {final}" if previous else final)
 
 
+def other_party_context(text: str) -> str:
+    """What the other party said last, as context for this speaker: its words without its numbers. "What's the
+    card number?" makes the digits read out next card digits from the first one; the other party's own digits
+    never join this speaker's run."""
+    kept = [t for t in _TOKEN.findall(text) if not t.isdigit() and t.lower() not in _NUMBER_WORDS]
+    return _clip(" ".join(kept))
+
+
 def _clip(text: str) -> str:
     """The last ``_PREVIOUS_CHARS`` of a text, from a word's start."""
     if len(text) <= _PREVIOUS_CHARS:
