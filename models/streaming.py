@@ -19,11 +19,12 @@ final of its own utterance.
 
 A turn without a pause gets a final at least every ``max_utterance_s``, and loses no word for it: the
 turn is cut at the word boundary (from the latest interim's word times) where the voice dips lowest in
-the last ``cut_search_s``. The final is decoded with ``cut_overlap_ms`` of audio past the cut and the
-rest of the turn is carried, with as much audio before the cut, into the next utterance; each word goes
-to the side of the cut its middle lies on, and a word the final left out (Whisper drops an unfinished
-sentence at the end of its audio) stays with the continuation. Finals never change once sent; only the
-carried tail is decoded again.
+the last ``cut_search_s`` (a sentence end where there is one). The final is decoded with
+``cut_overlap_ms`` of audio past the cut and the rest of the turn is carried, with ``carry_overlap_ms``
+of audio before the cut, into the next utterance; each word goes to the side of the cut its middle lies
+on, except that the continuation keeps what the final left out (Whisper drops an unfinished sentence at
+the end of its audio): it drops only its words up to the last one the final also said. Finals never
+change once sent; only the carried tail is decoded again.
 """
 
 from __future__ import annotations

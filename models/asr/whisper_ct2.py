@@ -12,8 +12,12 @@ few model calls as possible:
 - word times and confidences come from one batched cross-attention ``align``.
 
 A short window can send the decoder into a loop (Whisper was trained on 30 s windows): an output that
-is too long for its audio or too repetitive is decoded again in the full window. A result always
-depends only on its own audio, window, prompt and prefix, never on what else was in the batch.
+is too long for its audio or too repetitive, or empty over seconds of voice, is decoded again in the full
+window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go).
+Without timestamps Whisper may also end its transcript early: a decode goes on from its last word when
+voice follows it, and a final with far too few words for its voice is decoded as offline decoding does
+(timestamps, seeking on). A result always depends only on its own audio, window, prompt and prefix, never
+on what else was in the batch.
 
 faster-whisper is the toolkit (feature extractor, tokenizer, alignment); CTranslate2 runs int8 on the
 CPU and float16 or int8_float16 on CUDA.
@@ -126,7 +130,8 @@ class WhisperCT2Engine:
         early and its word times are no guide where): decoded as offline decoding does it, with timestamps,
         going on from where each segment ends (faster-whisper's own loop, 30 s window)."""
         log.debug(
-            "a final of %.1f s came out with too few words: decoding it with timestamps", request.audio.size / 16000
+            "a final of %.1f s came out with too few words: decoding it with timestamps",
+            request.audio.size / MODEL_SAMPLE_RATE,
         )
         segments, _info = self.whisper.transcribe(
             request.audio,
