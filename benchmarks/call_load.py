@@ -8,8 +8,11 @@ For each N in ``--calls`` it plays N concurrent stereo calls (left = rep, right 
 ``tel8k_sim`` utterances of the shared speech data) through the Twilio ingest protocol at real-time pacing,
 subscribes to each call's events websocket (or, with ``--protocol grpc``, streams each call over gRPC ``StreamCall``
 and reads its events from the same stream), and measures final-transcript latency, interim lag, WER, and
-the server's CPU and memory. By default it starts its own server (temp data dir, fresh admin key); with
-``--url/--token/--server-pid`` it measures a running one. One JSON document goes to stdout; progress to stderr.
+the server's CPU and memory. With ``--protocol deepgram`` each of the N streams is one speaker (the rep's track,
+mono 8 kHz linear16) on the Deepgram-compatible ``/v1/listen``, as a voice agent streams its caller, with
+``interim_results=true``; ``--dg-params`` adds query parameters (``diarize=true``, ``speaker=mixed``...).
+By default it starts its own server (temp data dir, fresh admin key); with ``--url/--token/--server-pid`` it
+measures a running one. One JSON document goes to stdout; progress to stderr.
 
 Final latency: arrival of a final transcript minus the wall time at which the audio at the end of the
 reference utterance it overlaps most (same speaker) had been sent. Interim lag: arrival of an interim minus
@@ -158,6 +161,16 @@ def plan_calls(
     return plans
 
 
+def one_speaker(plan: CallPlan) -> CallPlan:
+    """The call's rep track alone: a mono stream of one voice (what a voice agent streams of its caller)."""
+    return CallPlan(
+        plan.call_id,
+        Recording([plan.recording.channels[0]], SAMPLE_RATE),
+        {"rep": plan.spans["rep"], "customer": []},
+        plan.delay_s,
+    )
+
+
 # -- scoring ---------------------------------------------------------------------------------------------
 
 
@@ -291,6 +304,59 @@ async def run_call_grpc(plan: CallPlan, target: str, token: str, t0: float, time
                 if event.type == "call_ended":
                     outcome.ended_status = event.call_ended.status
     except (TimeoutError, grpc.aio.AioRpcError) as exc:
+        outcome.error = f"stream failed: {exc!r}"
+        log(f"{plan.call_id}: {outcome.error}")
+    outcome.stream = sent
+    return outcome
+
+
+async def run_call_deepgram(
+    plan: CallPlan, ws_base: str, token: str, params: str, t0: float, timeout: float
+) -> CallOutcome:
+    """A mono stream on the Deepgram-compatible ``/v1/listen``: 20 ms linear16 frames paced in real time, then
+    CloseStream; its ``Results`` are converted to transcript events of the rep (one speaker) to be scored alike."""
+    outcome = CallOutcome(plan)
+    pcm = plan.recording.channels[0]
+    sent = StreamResult(plan.call_id, started=time.time())
+    frame = int(SAMPLE_RATE * 0.02)
+    query = f"encoding=linear16&sample_rate={SAMPLE_RATE}&channels=1&interim_results=true&call_id={plan.call_id}"
+    url = f"{ws_base}/v1/listen?{query}{'&' + params if params else ''}"
+
+    async def receive(ws: Any) -> None:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") != "Results":
+                continue
+            alternative = message["channel"]["alternatives"][0]
+            start = float(message["start"])
+            transcript = {
+                "speaker": "rep",
+                "start": start,
+                "end": start + float(message["duration"]),
+                "isFinal": bool(message["is_final"]),
+                "text": alternative["transcript"],
+            }
+            outcome.events.append({"type": "transcript", "transcript": transcript})
+            outcome.arrivals.append(time.time())
+
+    await asyncio.sleep(max(0.0, t0 + plan.delay_s - time.monotonic()))
+    try:
+        async with asyncio.timeout(timeout):
+            headers = {"Authorization": f"Token {token}"}
+            async with connect(url, additional_headers=headers, max_size=2**22, open_timeout=30) as ws:
+                reader = asyncio.create_task(receive(ws))
+                begin = time.monotonic()
+                sent.started = time.time()
+                for i, offset in enumerate(range(0, len(pcm), frame)):
+                    await ws.send(pcm[offset : offset + frame].astype("<i2").tobytes())
+                    sent.send_times.append(time.time())
+                    sent.frames_sent += 1
+                    await asyncio.sleep(max(0.0, begin + (i + 1) * 0.02 - time.monotonic()))
+                await ws.send(json.dumps({"type": "CloseStream"}))
+                with contextlib.suppress(ConnectionClosed):
+                    await reader  # the last finals and Metadata, then the server closes
+                outcome.ended_status = "completed" if ws.close_code == 1000 else f"closed {ws.close_code}"
+    except (TimeoutError, ConnectionClosed, InvalidHandshake, OSError) as exc:
         outcome.error = f"stream failed: {exc!r}"
         log(f"{plan.call_id}: {outcome.error}")
     outcome.stream = sent
@@ -590,6 +656,9 @@ async def measure(
         async with asyncio.timeout(call_timeout + 90):
             if args.protocol == "grpc":
                 runs = [run_call_grpc(p, args.grpc_target, token, t0, call_timeout) for p in plans]
+            elif args.protocol == "deepgram":
+                plans = [one_speaker(p) for p in plans]
+                runs = [run_call_deepgram(p, ws_base, token, args.dg_params, t0, call_timeout) for p in plans]
             else:
                 runs = [run_call(p, url, ws_base, token, t0, call_timeout) for p in plans]
             outcomes = await asyncio.gather(*runs)
@@ -707,6 +776,7 @@ async def sweep(args: argparse.Namespace, url: str, token: str, pid: int) -> dic
         "server": {"model": status.get("model"), "device": status.get("device"), "version": status.get("version")},
         "config": {
             "protocol": args.protocol,
+            "dg_params": args.dg_params if args.protocol == "deepgram" else None,
             "duration_s": args.duration,
             "gap_s": args.gap,
             "stagger_s": args.stagger,
@@ -745,8 +815,12 @@ def build_parser(description: str | None = __doc__, running_server: bool = True)
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(DEFAULT_SPEECH)))
     p.add_argument("--details", help="append per-call events and references (JSON lines) to this file")
     p.add_argument(
-        "--protocol", choices=("twilio", "grpc"), default="twilio", help="twilio websocket + events, or gRPC StreamCall"
+        "--protocol",
+        choices=("twilio", "grpc", "deepgram"),
+        default="twilio",
+        help="twilio websocket + events, gRPC StreamCall, or one-speaker mono streams on Deepgram's /v1/listen",
     )
+    p.add_argument("--dg-params", default="", help="extra /v1/listen query parameters (--protocol deepgram)")
     p.add_argument("--grpc-target", help="HOST:PORT of a running server's gRPC API (with --url and --protocol grpc)")
     p.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up call")
     if running_server:

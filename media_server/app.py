@@ -67,12 +67,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def status(request: Request) -> dict[str, Any]:
         key = await require_key(request)
         services = services_of(request)
+        diarization = services.calls.services.diarization
         return {
             "version": __version__,
             "model": services.scheduler.engine.name,
             "device": services.scheduler.engine.device,
             "liveCalls": sum(1 for c in services.calls.live.values() if c.team == key.team),
             "scheduler": {_camel(k): v for k, v in dataclasses.asdict(services.scheduler.stats()).items()},
+            # Mixed channels' speakers (None: diarization is off): lanes are channels, windows their d-vectors.
+            "diarization": None
+            if diarization is None
+            else {_camel(k): v for k, v in dataclasses.asdict(diarization.stats()).items()},
             "listeners": [listener.status() for listener in request.app.state.listeners],
         }
 

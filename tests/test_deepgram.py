@@ -337,6 +337,48 @@ async def test_multichannel_transcribes_each_channel(server: Server) -> None:
     assert {s["speaker"] for s in stored["transcript"]} == {"rep", "customer"}
 
 
+async def diarized_channels(server: Server) -> int:
+    """How many channels the server has diarized since it started (``/v1/status``)."""
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.keys['admin']}"}
+    ) as http:
+        return int((await http.get("/v1/status")).json()["diarization"]["lanesTotal"])
+
+
+async def test_a_mono_stream_is_diarized_only_when_it_asks_or_says_it_is_mixed(server: Server) -> None:
+    """A stream of one voice that asks nothing of speakers costs no diarization, and its words carry no speaker
+    (as at Deepgram); ``diarize=true`` or ``speaker=mixed`` diarize it (only ``diarize`` puts speakers in words)."""
+    utts = tel8k()
+    asks = {"plain": {}, "diarize": {"diarize": "true"}, "mixed": {"speaker": "mixed"}}
+    ids = {name: new_id() for name in asks}
+    heard: dict[str, Heard] = {}
+
+    async def stream(name: str, pcm: np.ndarray) -> None:
+        query = {"call_id": ids[name], **asks[name]}
+        async with listening(
+            server, encoding="linear16", sample_rate=8000, request_options={"additional_query_parameters": query}
+        ) as (socket, got):
+            heard[name] = got
+            await send_paced(socket, pcm_bytes(np.concatenate([pcm, np.zeros(4000, np.int16)])), 16000)
+            await socket.send_close_stream()
+
+    before = await diarized_channels(server)
+    await asyncio.gather(*(stream(name, utts[i].pcm) for name, i in (("plain", 5), ("diarize", 1), ("mixed", 6))))
+    assert await diarized_channels(server) - before == 2  # diarize and mixed; not plain
+
+    for name, got in heard.items():
+        words = [w for r in got.results(final=True) for w in r.channel.alternatives[0].words]
+        assert words, name
+        if name == "diarize":
+            assert all(w.speaker == 0 for w in words), [w.speaker for w in words]
+        else:
+            assert all(w.speaker is None for w in words), (name, [w.speaker for w in words])
+        stored = await stored_call(server, ids[name])
+        assert [c["speaker"] for c in stored["channels"]] == ["mixed"]  # consent as before: both parties'
+        speakers = {s["speaker"] for s in stored["transcript"]}
+        assert speakers == ({"mixed"} if name == "plain" else {"speaker 1"}), (name, speakers)
+
+
 async def test_consent_denied_gets_no_results_and_nothing_stored(server: Server) -> None:
     call_id = new_id()
     query = {"call_id": call_id, "customer_consent": "denied"}
@@ -509,6 +551,28 @@ def test_query_options_and_metadata() -> None:
     assert not mono.speech_final and mono.call_rate == 16000 and not mono.interim_results
     assert mono.call_metadata(CompatSettings())["utterance_end_ms"] == 0
     assert [c.speaker for c in mono.channel_specs(CompatSettings(speaker="rep"))] == ["rep"]
+
+
+def test_who_a_stream_carries_and_whether_it_is_diarized() -> None:
+    def specs(query: str, compat: CompatSettings | None = None) -> list[tuple[str, bool]]:
+        options = _parse(f"encoding=linear16&sample_rate=8000&{query}")
+        return [
+            (c.speaker, c.speaker == "mixed" and c.diarize) for c in options.channel_specs(compat or CompatSettings())
+        ]
+
+    # Says nothing: one voice of compat.speaker's role (mixed: either party, both must consent), not diarized.
+    assert specs("") == [("mixed", False)]
+    assert specs("", CompatSettings(speaker="customer")) == [("customer", False)]
+    # Asks who speaks, or says both parties are on it: diarized.
+    assert specs("diarize=true", CompatSettings(speaker="customer")) == [("mixed", True)]
+    assert specs("diarize_model=latest") == [("mixed", True)]
+    assert specs("speaker=mixed") == [("mixed", True)]
+    # Says whose voice it is: that party, one voice (diarize=true then numbers every word 0).
+    assert specs("speaker=rep&diarize=true") == [("rep", False)]
+    # Multichannel: stereo is rep and customer; more channels are each mixed, diarized only when asked.
+    assert specs("channels=2&multichannel=true&diarize=true") == [("rep", False), ("customer", False)]
+    assert specs("channels=3&multichannel=true") == [("mixed", False)] * 3
+    assert specs("channels=3&multichannel=true&diarize=true") == [("mixed", True)] * 3
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import threading
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ import pytest
 from benchmarks.diarization_der import der, diarize, synth_call
 from models.audio import int16_to_float32, resample
 from models.diarization import DiarizationConfig, OnlineDiarizer, VoiceEncoder, locate_resemblyzer_weights
+from models.diarization.batcher import EmbeddingBatcher, LaneStopped
 from models.diarization.clustering import OnlineClusterer, match_labels, spectral_clustering
 from models.diarization.mel import mel_filters, mel_spectrogram
 from models.diarization.torch_checkpoint import CheckpointFormatError, read_torch_checkpoint
@@ -334,6 +338,107 @@ def test_long_calls_keep_bounded_audio(encoder: VoiceEncoder) -> None:
         assert diarizer._audio.end - diarizer._audio.start <= 6 * 16000
     assert diarizer.windows == 60  # 2 full windows and a tail window per burst
     assert len(diarizer.regions) == 20
+
+
+# -- batching across channels --------------------------------------------------------------------------
+
+
+def test_windows_of_any_length_embedded_together_equal_one_at_a_time(encoder: VoiceEncoder) -> None:
+    require_flite()
+    speech = _speech(SCRIPT[0], "slt")
+    rng = np.random.default_rng(5)
+    starts = rng.integers(0, speech.size - 24000, 16)
+    lengths = [24000, 24000, *rng.integers(4000, 24001, 14)]  # full 1.5 s windows, and tails of any length
+    windows = [speech[a : a + n] for a, n in zip(starts, lengths, strict=True)]
+    alone = np.stack([encoder.embed_windows([w])[0] for w in windows])
+    together = encoder.embed_windows(windows)
+    assert np.abs(together - alone).max() < 1e-5
+    assert np.abs(encoder.embed_windows(windows, max_batch=5) - alone).max() < 1e-5
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="lengths"):
+        encoder.forward(np.zeros((2, 10, 40), dtype=np.float32), [10, 11])
+
+
+class _CountingEncoder:
+    """The encoder, counting the windows of each call (each is one batch here)."""
+
+    def __init__(self, encoder: VoiceEncoder) -> None:
+        self.encoder = encoder
+        self.calls: list[int] = []
+
+    def embed_windows(self, windows: Sequence[np.ndarray], max_batch: int = 64) -> np.ndarray:
+        self.calls.append(len(windows))
+        return self.encoder.embed_windows(windows, max_batch)
+
+
+def test_the_batcher_embeds_the_windows_of_several_channels_in_one_batch(encoder: VoiceEncoder) -> None:
+    require_flite()
+    calls = [synth_call(("slt", "rms"), turns=4, seed=3), synth_call(("awb", "kal16"), turns=4, seed=5)]
+    calls.append(synth_call(("rms", "slt"), turns=4, seed=6, phone=False))  # 16 kHz: rates may differ
+    packet = 0.02
+    alone = []
+    for call in calls:  # each channel embedding its own windows
+        diarizer = OnlineDiarizer(call.rate, encoder=encoder)
+        step = round(call.rate * packet)
+        for i in range(0, call.audio.size, step):
+            diarizer.push(call.audio[i : i + step])
+        alone.append(diarizer)
+
+    counting = _CountingEncoder(encoder)
+    batcher = EmbeddingBatcher(counting, max_batch=256, max_wait_s=600)  # type: ignore[arg-type]
+    try:
+        lanes = [batcher.attach(OnlineDiarizer(call.rate, encoder=encoder)) for call in calls]
+        longest = max(call.audio.size / call.rate for call in calls)
+        for k in range(int(longest / packet) + 1):  # the channels' packets interleaved, as they arrive
+            for lane, call in zip(lanes, calls, strict=True):
+                step = round(call.rate * packet)
+                lane.feed(call.audio[k * step : (k + 1) * step])
+        # A question needs its channel's windows: every channel's waiting windows go through the encoder at once.
+        segments = [lane.run(OnlineDiarizer.segments).result(120) for lane in lanes]
+        total = sum(d.windows for d in alone)
+        assert counting.calls == [total] and total > max(d.windows for d in alone)
+        stats = batcher.stats()
+        assert (stats.lanes, stats.batches, stats.windows, stats.queued_s) == (3, 1, total, 0.0)
+        for lane, diarizer, mine in zip(lanes, alone, segments, strict=True):
+            batched = lane.run(lambda d: d._clusterer.embeddings).result(60)
+            assert batched.shape == diarizer._clusterer.embeddings.shape
+            assert np.abs(batched - diarizer._clusterer.embeddings).max() < 1e-5
+            assert mine == diarizer.segments()
+            assert lane.run(OnlineDiarizer.refine).result(60) == diarizer.refine()
+            lane.close()
+        lanes.clear()
+        assert batcher.stats().lanes == 0
+    finally:
+        batcher.close()
+
+
+def test_a_lane_that_falls_too_far_behind_stops(encoder: VoiceEncoder) -> None:
+    batcher = EmbeddingBatcher(encoder, max_backlog_s=1.0)
+    try:
+        busy, release = threading.Event(), threading.Event()
+
+        def block(_: Any) -> None:
+            busy.set()
+            release.wait(30)
+
+        slow = batcher.attach(OnlineDiarizer(8000, encoder=encoder))
+        other = batcher.attach(OnlineDiarizer(8000, encoder=encoder))
+        blocked = slow.run(block)
+        assert busy.wait(10)  # the worker is stuck: audio queues up
+        second = np.zeros(8000, dtype=np.int16)
+        assert slow.feed(second[:4000]) and other.feed(second[:4000])
+        assert not slow.feed(second)  # 1.5 s queued: over the bound, the lane stops and drops its audio
+        assert other.feed(second[:2000])
+        release.set()
+        blocked.result(10)
+        with pytest.raises(LaneStopped, match="waited over 1 s"):
+            slow.run(OnlineDiarizer.segments).result(10)
+        assert other.run(OnlineDiarizer.segments).result(10) == []  # silence: no speech, but it runs on
+        assert batcher.stats().lanes_stopped == 1
+    finally:
+        batcher.close()
+    with pytest.raises(LaneStopped, match="closed"):
+        other.run(OnlineDiarizer.segments).result(10)
 
 
 def test_invalid_arguments() -> None:

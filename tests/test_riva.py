@@ -189,6 +189,12 @@ def stored_call(server: Server, call_id: str, timeout: float = 30) -> dict[str, 
             time.sleep(0.3)
 
 
+def diarized_channels(server: Server) -> int:
+    """How many channels the server has diarized since it started (``/v1/status``)."""
+    with server.http(server.keys["admin"]) as http:
+        return int(http.get("/v1/status").json()["diarization"]["lanesTotal"])
+
+
 def streaming_config(**config: Any) -> dict[str, Any]:
     interim = config.pop("interim_results", True)
     return {"config": {"language_code": "en-US", "max_alternatives": 1, **config}, "interim_results": interim}
@@ -210,6 +216,7 @@ def test_streaming_a_wav_file_as_the_riva_client_does(
         enable_word_time_offsets=True,
         custom_configuration={"call_id": call_id, "rep_id": "u-17", "rep_name": "Dana"},
     )
+    diarized_before = diarized_channels(server)
     outcome = peer.submit(peer_stream_file, server.grpc_target, server.keys["ingest"], str(wav), config).result(120)
 
     assert outcome["error"] is None, outcome["error"]
@@ -248,6 +255,9 @@ def test_streaming_a_wav_file_as_the_riva_client_does(
     stored = stored_call(server, call_id)
     assert (stored["source"], stored["status"], stored["endReason"]) == ("riva", "completed", "stop")
     assert [(c["speaker"], c["sampleRate"], c["transcribed"]) for c in stored["channels"]] == [("mixed", 8000, True)]
+    # One voice that nobody asked to diarize: not diarized (its consent is still both parties').
+    assert {s["speaker"] for s in stored["transcript"]} == {"mixed"}
+    assert diarized_channels(server) == diarized_before
     rep = next(p for p in stored["participants"] if p["role"] == "rep")
     assert (rep["id"], rep["name"], rep["consent"]) == ("u-17", "Dana", "granted")
     assert normalise(" ".join(s["text"] for s in stored["transcript"])) == normalise(" ".join(text(r) for r in said))
@@ -285,6 +295,7 @@ def test_speech_contexts_endpointing_and_diarization(server: Server, peer: Proce
     )
     pcm = at_rate(speech.pcm, speech.sample_rate, 16000)
     chunks = chunked(pcm.astype("<i2").tobytes(), 3200)  # 100 ms
+    diarized_before = diarized_channels(server)
     outcome = peer.submit(peer_stream_bytes, server.grpc_target, server.keys["ingest"], chunks, 0.1, config).result(120)
 
     assert outcome["error"] is None, outcome["error"]
@@ -294,6 +305,8 @@ def test_speech_contexts_endpointing_and_diarization(server: Server, peer: Proce
     assert words and all(w.get("speaker_tag", 0) >= 1 for w in words), words
     stored = stored_call(server, call_id)
     assert stored["channels"][0]["sampleRate"] == 16000
+    assert diarized_channels(server) == diarized_before + 1
+    assert {s["speaker"] for s in stored["transcript"]} == {"speaker 1"}  # one voice, diarized
     assert {"Dashwood", "prudently"} & set(stored["keywords"]), stored["keywords"]
 
 
@@ -474,8 +487,25 @@ def test_a_recognition_config_becomes_a_call() -> None:
     assert meta.recognition.keyterms == ("Initech", "Acme", "Globex")
     assert (meta.recognition.endpointing_ms, meta.recognition.interim_results) == (100, True)
     assert meta.extra == {"crm": "sf"}
+    assert request.diarized and request.channels(request.format, 8000)[0].diarize
     plain = parse_config(rasr.RecognitionConfig(sample_rate_hertz=16000), False, CompatSettings(speaker="customer"))
-    assert plain.speaker == "customer" and not plain.punctuation
+    assert plain.speaker == "customer" and not plain.punctuation and not plain.diarized
+    # Says nothing of speakers: one voice of compat.speaker's role, not diarized; speaker=mixed: diarized.
+    undeclared = parse_config(rasr.RecognitionConfig(sample_rate_hertz=8000), False, CompatSettings())
+    assert (undeclared.speaker, undeclared.diarized) == ("mixed", False)
+    assert not undeclared.channels(undeclared.format, 8000)[0].diarize
+    mixed = parse_config(
+        rasr.RecognitionConfig(sample_rate_hertz=8000, custom_configuration={"speaker": "mixed"}),
+        False,
+        CompatSettings(speaker="rep"),
+    )
+    assert (mixed.speaker, mixed.diarized, mixed.diarization) == ("mixed", True, False)
+    declared = rasr.RecognitionConfig(
+        sample_rate_hertz=8000,
+        custom_configuration={"speaker": "customer"},
+        diarization_config=rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True),
+    )
+    assert (parse_config(declared, False, CompatSettings()).speaker, request.diarization) == ("customer", True)
     with pytest.raises(BadRequest, match="OGGOPUS"):
         parse_config(rasr.RecognitionConfig(encoding=raudio.OGGOPUS), False, CompatSettings())
     with pytest.raises(BadRequest, match="sample_rate_hertz"):

@@ -68,6 +68,7 @@ class ChannelSpec:
     index: int
     speaker: str  # "rep", "customer" or "mixed"
     sample_rate: int
+    diarize: bool = True  # a mixed channel's speakers are told apart; False: it is not (nobody asked)
 
 
 @dataclass
@@ -139,7 +140,7 @@ class Call:
         for spec in channels:
             voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
             channel = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
-            if spec.speaker == "mixed" and channel.transcribed and services.diarization is not None:
+            if spec.speaker == "mixed" and spec.diarize and channel.transcribed and services.diarization is not None:
                 channel.speakers = services.diarization.channel(spec.sample_rate)
             self.channels[spec.index] = channel
         self.insights = self._insights()
@@ -332,6 +333,8 @@ class Call:
                 refined = await channel.speakers.refine()
                 if refined:
                     channel.segments = relabel(channel.segments, refined)
+            if channel.speakers is not None:
+                channel.speakers.close()
         return self.record(status, reason)
 
     # -- listen-in -----------------------------------------------------------------------------------

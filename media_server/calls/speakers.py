@@ -1,8 +1,9 @@
 """Who is speaking on a mixed channel: the inference core's online diarizer, run off the event loop.
 
-All diarizers of the server share one worker thread (and one ``VoiceEncoder``): a channel's audio is
-handed over in order, and labels are asked for on the same thread, so a diarizer is never used by two
-threads at once. About 3 % of a core per mixed channel (benchmarks/diarization_der.py).
+All diarizers of the server share one ``EmbeddingBatcher`` (``models/diarization/batcher.py``): one worker thread
+and one ``VoiceEncoder``. A channel's audio is handed over in order and labels are asked for on the same thread, so
+a diarizer is never used by two threads at once; the windows of all channels are embedded together, in batches.
+About 3 % of a core per mixed channel on its own (benchmarks/diarization_der.py), less when many run at once.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from models.diarization.batcher import BatcherStats, EmbeddingBatcher, LaneStopped
 from models.diarization.online import OnlineDiarizer, Segment
 from models.diarization.voice_encoder import VoiceEncoder
 from models.vad import SileroVAD
@@ -30,17 +31,20 @@ class Diarization:
     encoder: VoiceEncoder
     vad: SileroVAD | None
     max_speakers: int = 2
-    executor: ThreadPoolExecutor | None = None
+    max_batch: int = 32
+    batcher: EmbeddingBatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.executor = self.executor or ThreadPoolExecutor(1, thread_name_prefix="diarize")
+        self.batcher = EmbeddingBatcher(self.encoder, max_batch=self.max_batch)
 
     def channel(self, sample_rate: int, time_offset: float = 0.0) -> ChannelSpeakers:
         return ChannelSpeakers(self, sample_rate, time_offset)
 
+    def stats(self) -> BatcherStats:
+        return self.batcher.stats()
+
     def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.batcher.close()
 
 
 class ChannelSpeakers:
@@ -49,41 +53,32 @@ class ChannelSpeakers:
         self.diarizer = OnlineDiarizer(
             sample_rate, shared.max_speakers, encoder=shared.encoder, vad=shared.vad, time_offset=time_offset
         )
-        self._failed = False
-        self._last: Future[None] | None = None
+        self.lane = shared.batcher.attach(self.diarizer)
 
     def push(self, pcm: npt.NDArray[np.int16]) -> None:
         """Queue audio for the diarizer (in order); never blocks the caller."""
-        if self._failed or self.shared.executor is None:
-            return
-        self._last = self.shared.executor.submit(self._push, pcm.copy())
-
-    def _push(self, pcm: npt.NDArray[np.int16]) -> None:
-        try:
-            self.diarizer.push(pcm)
-        except Exception:
-            if not self._failed:
-                log.exception("diarization failed on a channel; its words stay unlabelled")
-            self._failed = True
+        self.lane.feed(pcm)
 
     async def labels(self, spans: Sequence[tuple[float, float]]) -> list[str]:
         """The speaker of each span (e.g. each word); "" where none is known yet."""
-        if self._failed or self.shared.executor is None:
+        try:
+            return await asyncio.wrap_future(self.lane.run(lambda d: [d.label_segment(a, b) or "" for a, b in spans]))
+        except LaneStopped:
             return [""] * len(spans)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.shared.executor, lambda: [self.diarizer.label_segment(a, b) or "" for a, b in spans]
-        )
 
     async def refine(self) -> list[Segment]:
         """Re-cluster the whole channel at the end of the call."""
-        if self._failed or self.shared.executor is None:
-            return []
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.shared.executor, self.diarizer.refine)
+            return await asyncio.wrap_future(self.lane.run(OnlineDiarizer.refine))
+        except LaneStopped:
+            return []
         except Exception:
             log.exception("diarization could not refine a channel's speakers")
             return []
+
+    def close(self) -> None:
+        """The call is over: the worker forgets this channel."""
+        self.lane.close()
 
 
 def label_of(segments: Sequence[Segment], start: float, end: float) -> str:

@@ -93,7 +93,7 @@ class ListenOptions:
     diarize: bool = False
     punctuate: bool = False
     call_id: str | None = None
-    speaker: str | None = None  # whose voice a mono stream carries; None: compat.speaker
+    speaker: str | None = None  # whose voice a mono stream carries, as the client declared it; None: not declared
     metadata: dict[str, Any] = field(default_factory=dict)  # raw call metadata, for parse_metadata
     ignored: tuple[str, ...] = ()  # parameters accepted without effect (logged)
 
@@ -103,14 +103,21 @@ class ListenOptions:
         return self.sample_rate if self.sample_rate in NATIVE_RATES else 16000
 
     def channel_specs(self, compat: CompatSettings) -> list[ChannelSpec]:
-        """Mono (or mixed down): one channel of ``speaker``. Multichannel: two are the rep (0) and the customer
-        (1), as on a telephony platform's stereo; more are each "mixed"."""
+        """Mono (or mixed down): one channel. Its voice is the declared ``speaker`` (``mixed``: both parties,
+        diarized); else, with ``diarize``, both parties (``mixed``, diarized); else one voice of the role
+        ``compat.speaker`` assumes, not diarized (nobody asked who speaks). Multichannel: two are the rep (0) and
+        the customer (1), as on a telephony platform's stereo; more are each "mixed", diarized only with ``diarize``.
+        """
         rate = self.call_rate
         if not self.multichannel or self.channels == 1:
-            return [ChannelSpec(0, self.speaker or compat.speaker, rate)]
+            if self.speaker is not None:
+                return [ChannelSpec(0, self.speaker, rate)]
+            if self.diarize:
+                return [ChannelSpec(0, "mixed", rate)]
+            return [ChannelSpec(0, compat.speaker, rate, diarize=False)]
         if self.channels == 2:
             return [ChannelSpec(0, "rep", rate), ChannelSpec(1, "customer", rate)]
-        return [ChannelSpec(i, "mixed", rate) for i in range(self.channels)]
+        return [ChannelSpec(i, "mixed", rate, diarize=self.diarize) for i in range(self.channels)]
 
     def call_metadata(self, compat: CompatSettings) -> dict[str, Any]:
         """The raw call metadata, with the consent ``compat`` assumes for a participant the stream says nothing of

@@ -8,8 +8,10 @@ is stored), fed through ``CallFeed``; its transcript events become Riva's result
 - ``encoding`` LINEAR_PCM (unset too), MULAW or ALAW, at any ``sample_rate_hertz`` (8 and 16 kHz go to the
   recognizer as they are, other rates are resampled to 16 kHz). Audio that starts with a WAV header (Riva's client
   sends files as they are, header included) is described by the header, which is skipped.
-- ``audio_channel_count`` 1: one channel, whose voice is ``compat.speaker`` (``mixed`` when diarization is asked
-  for); 2: interleaved, channel 1 the rep and channel 2 the customer, each recognised on its own (``channel_tag``).
+- ``audio_channel_count`` 1: one channel, whose voice is ``custom_configuration``'s ``speaker`` (``mixed``: both
+  parties, diarized), else ``mixed`` and diarized when diarization is asked for, else one voice of the role
+  ``compat.speaker`` assumes, not diarized; 2: interleaved, channel 1 the rep and channel 2 the customer, each
+  recognised on its own (``channel_tag``).
 - ``enable_word_time_offsets``: finals carry their words (ms from the start of the audio); ``diarization_config``:
   words carry ``speaker_tag`` (the diarizer's "speaker N" on a mixed channel, else 1 for the rep, 2 the customer).
 - ``enable_automatic_punctuation`` false (Riva's default): punctuation is taken out of what Whisper wrote.
@@ -107,12 +109,13 @@ class RivaRequest:
     interim_results: bool = False
     word_time_offsets: bool = False
     punctuation: bool = False
-    diarization: bool = False
+    diarization: bool = False  # words carry speaker_tag
+    diarized: bool = False  # a mono stream's speakers are told apart (diarization asked for, or speaker=mixed)
 
     def channels(self, fmt: AudioFormat, rate: int) -> list[ChannelSpec]:
         if fmt.channels == 2:
             return [ChannelSpec(0, "rep", rate), ChannelSpec(1, "customer", rate)]
-        return [ChannelSpec(0, self.speaker, rate)]
+        return [ChannelSpec(0, self.speaker, rate, diarize=self.diarized)]
 
 
 def parse_config(config: rasr.RecognitionConfig, interim_results: bool, compat: CompatSettings) -> RivaRequest:
@@ -137,9 +140,9 @@ def parse_config(config: rasr.RecognitionConfig, interim_results: bool, compat: 
     call_id = (custom.pop("call_id", "") or custom.pop("callId", "")).strip() or None
     if call_id is not None and len(call_id) > 128:
         raise BadRequest("custom_configuration call_id: at most 128 characters")
-    speaker = custom.pop("speaker", "").strip().lower() or compat.speaker
-    if speaker not in ("rep", "customer", "mixed"):
-        raise BadRequest(f"custom_configuration speaker must be rep, customer or mixed, not {speaker!r}")
+    declared = custom.pop("speaker", "").strip().lower()
+    if declared and declared not in ("rep", "customer", "mixed"):
+        raise BadRequest(f"custom_configuration speaker must be rep, customer or mixed, not {declared!r}")
     try:
         metadata = parse_metadata(custom)
     except MetadataError as exc:
@@ -156,15 +159,19 @@ def parse_config(config: rasr.RecognitionConfig, interim_results: bool, compat: 
         options.endpointing_ms = min(5000, max(100, config.endpointing_config.stop_history))
     options.interim_results = interim_results
     diarization = config.diarization_config.enable_speaker_diarization
+    # A mono stream is who the client says it is; asking for diarization says both parties are on it; a stream
+    # that says neither is one voice, of the role compat.speaker assumes, and is not diarized (nobody asked).
+    speaker = declared or ("mixed" if diarization else compat.speaker)
     return RivaRequest(
         format=AudioFormat(encoding, rate, channels),
         call_id=call_id,
         metadata=metadata,
-        speaker="mixed" if diarization and channels == 1 else speaker,
+        speaker=speaker,
         interim_results=interim_results,
         word_time_offsets=config.enable_word_time_offsets,
         punctuation=config.enable_automatic_punctuation,
         diarization=diarization,
+        diarized=speaker == "mixed" and (diarization or declared == "mixed"),
     )
 
 

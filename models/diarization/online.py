@@ -23,8 +23,10 @@ audio than on synthetic speech: expect to tune them on your own calls.
 
 Times are seconds of stream time, as ``StreamingRecognizer`` reports them (``time_offset`` included).
 One diarizer per channel; not thread-safe (the ``VoiceEncoder`` it uses is shared and is). ``push``
-embeds windows inline, about 20 ms of one core each, in all about 30 ms of CPU per second of call audio
-(VAD and resampling included): an asyncio server runs it off the event loop, in a worker thread.
+embeds windows inline, about 13 ms of one core each, in all about 20-30 ms of CPU per second of call audio
+(VAD and resampling included): an asyncio server runs it off the event loop, in a worker thread. ``feed``
+does the rest and leaves the windows ``waiting`` for ``add_embeddings``: an ``EmbeddingBatcher``
+(``batcher.py``) embeds the windows of many channels in one batch, at about half the cost per window.
 """
 
 from __future__ import annotations
@@ -173,6 +175,7 @@ class OnlineDiarizer:
         self._windows: list[_Window] = []
         self._window_starts: list[int] = []
         self._pending: deque[_Window] = deque()  # planned, waiting for their audio
+        self._waiting: deque[tuple[_Window, Float32Array]] = deque()  # cut, waiting for their d-vectors
         self._clusterer = OnlineClusterer(
             max_speakers,
             new_similarity=cfg.new_speaker_similarity,
@@ -186,6 +189,12 @@ class OnlineDiarizer:
 
     def push(self, pcm: Int16Array | Float32Array) -> None:
         """Feed audio at the channel's rate (int16 or float32 in [-1, 1]); embeds the windows it completes."""
+        self.feed(pcm)
+        self.embed_waiting()
+
+    def feed(self, pcm: Int16Array | Float32Array) -> None:
+        """As ``push``, but the windows it completes wait (``waiting``) until ``add_embeddings`` gets their
+        d-vectors: an ``EmbeddingBatcher`` embeds the windows of many channels in one batch."""
         if self._closed:
             raise RuntimeError("diarizer is closed")
         audio = int16_to_float32(pcm) if pcm.dtype == np.int16 else np.asarray(pcm, dtype=np.float32)  # type: ignore[arg-type]
@@ -199,7 +208,7 @@ class OnlineDiarizer:
                     self._score(end - _GATE_CHUNK, end, chunk.probability)
             else:
                 self._gate()
-        self._embed_ready()
+        self._cut_ready()
 
     def add_speech(self, start: float, end: float) -> None:
         """Mark ``start``..``end`` (stream seconds) as speech, e.g. a segment from the recognizer or a VAD.
@@ -287,18 +296,16 @@ class OnlineDiarizer:
     # -- embedding and online clustering -------------------------------------------------------------
 
     def _embed_ready(self, final: bool = False) -> None:
-        ready: list[_Window] = []
+        self._cut_ready(final)
+        self.embed_waiting()
+
+    def _cut_ready(self, final: bool = False) -> None:
+        """Cut the audio of every planned window that has all of it (``final``: every one) for embedding."""
         while self._pending and (final or self._pending[0].end <= self._audio.end):
-            ready.append(self._pending.popleft())
-        if ready:
-            clips = [self._audio.slice(w.start, w.end) for w in ready]
-            keep = [(w, c) for w, c in zip(ready, clips, strict=True) if c.size >= self._min_window // 2]
-            if keep:
-                embeddings = self.encoder.embed_windows([c for _, c in keep])
-                for (window, _), embedding in zip(keep, embeddings, strict=True):
-                    self._clusterer.add(embedding)
-                    self._windows.append(window)
-                    self._window_starts.append(window.start)
+            window = self._pending.popleft()
+            clip = self._audio.slice(window.start, window.end)
+            if clip.size >= self._min_window // 2:
+                self._waiting.append((window, clip))
         # Keep what the pending windows, the open region and add_speech may still need.
         keep_from = self._audio.end - self._buffer
         if self._pending:
@@ -307,6 +314,34 @@ class OnlineDiarizer:
         if region is not None:  # its next full window, and the tail window it may get when it closes
             keep_from = min(keep_from, region.next_window, max(region.start, region.end - self._window))
         self._audio.trim(keep_from)
+
+    @property
+    def waiting(self) -> list[Float32Array]:
+        """The audio (16 kHz) of the windows cut but not embedded yet, in order."""
+        return [clip for _, clip in self._waiting]
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+    def discard_waiting(self) -> None:
+        """Forget the windows waiting for d-vectors (their channel's diarization stopped)."""
+        self._waiting.clear()
+
+    def add_embeddings(self, embeddings: Float32Array) -> None:
+        """The d-vectors of the first ``len(embeddings)`` ``waiting`` windows, in order: they are clustered now."""
+        if len(embeddings) > len(self._waiting):
+            raise ValueError(f"{len(embeddings)} embeddings for {len(self._waiting)} waiting windows")
+        for embedding in embeddings:
+            window, _ = self._waiting.popleft()
+            self._clusterer.add(embedding)
+            self._windows.append(window)
+            self._window_starts.append(window.start)
+
+    def embed_waiting(self) -> None:
+        """Embed the waiting windows here (no batcher)."""
+        if self._waiting:
+            self.add_embeddings(self.encoder.embed_windows(self.waiting))
 
     # -- output --------------------------------------------------------------------------------------
 

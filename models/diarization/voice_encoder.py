@@ -3,7 +3,8 @@
 The network, from resemblyzer 0.1.4: 40-channel power mel frames (25 ms window, 10 ms hop, 16 kHz) into
 a 3-layer LSTM (256 units), the last layer's final hidden state through Linear(256, 256) and ReLU, then
 L2-normalised. An utterance is cut into partials of 160 frames (1.6 s) and the partial embeddings are
-averaged (``embed_utterance``); a diarization window is embedded whole (``embed_windows``).
+averaged (``embed_utterance``); a diarization window is embedded whole (``embed_windows``, which runs windows
+of any lengths, of any number of calls, as one batch).
 
 The weights are resemblyzer's ``pretrained.pt`` (17 MB, Apache-2.0), shipped in its wheel. The package
 is installed with ``pip install --no-deps resemblyzer`` (its dependencies pull torch, librosa and
@@ -62,7 +63,8 @@ def _sigmoid_tanh_scale() -> Float32Array:
 class VoiceEncoder:
     """The shared model: stateless once loaded, so one instance serves every call, from any thread.
 
-    About 19 ms of one core per 1.5 s window (numpy's BLAS on one thread; batches of 8 cost 12 ms each).
+    About 13 ms of one core per 1.5 s window alone, 7-7.5 ms each in batches of 16 to 32 (numpy's BLAS on one
+    thread, this project's 2-core EPYC; ``benchmarks/diarization_batch.py``).
     """
 
     def __init__(self, weights_path: str | Path | None = None) -> None:
@@ -90,7 +92,7 @@ class VoiceEncoder:
             if w_hh.shape != (4 * HIDDEN, HIDDEN) or w_ih.shape != (4 * HIDDEN, N_MELS if layer == 0 else HIDDEN):
                 raise ValueError(f"{self.path}: unexpected LSTM shapes {w_ih.shape}, {w_hh.shape}")
             self._w_ih.append(np.ascontiguousarray((w_ih * scale[:, None]).T))
-            self._w_hh.append(np.ascontiguousarray((w_hh * scale[:, None]).T))
+            self._w_hh.append(np.ascontiguousarray(w_hh * scale[:, None]))  # (4H, H): gates = W @ h, h a column
             bias = f32(f"lstm.bias_ih_l{layer}") + f32(f"lstm.bias_hh_l{layer}")
             self._bias.append((bias * scale).astype(np.float32))
         self._linear_w = np.ascontiguousarray(f32("linear.weight").T)
@@ -98,28 +100,71 @@ class VoiceEncoder:
 
     # -- the network ---------------------------------------------------------------------------------
 
-    def forward(self, mels: Float32Array) -> Float32Array:
-        """Embeddings of a batch of mel spectrograms, shape (batch, frames, 40) -> (batch, 256), unit norm."""
+    def forward(self, mels: Float32Array, lengths: Sequence[int] | None = None) -> Float32Array:
+        """Embeddings of a batch of mel spectrograms, shape (batch, frames, 40) -> (batch, 256), unit norm.
+
+        ``lengths``: how many frames of each item count (the rest is padding). Each item's embedding is the LSTM's
+        state after its own last frame, as if it had run alone: items run longest first, and each step updates
+        only the items that still have a frame, so padding costs nothing and changes nothing.
+        """
         mels = np.asarray(mels, dtype=np.float32)
-        if mels.ndim != 3 or mels.shape[2] != N_MELS or mels.shape[1] == 0:
-            raise ValueError(f"expected mels of shape (batch, frames > 0, {N_MELS}), got {mels.shape}")
+        if mels.ndim != 3 or mels.shape[2] != N_MELS or mels.shape[1] == 0 or mels.shape[0] == 0:
+            raise ValueError(f"expected mels of shape (batch > 0, frames > 0, {N_MELS}), got {mels.shape}")
         batch, frames, _ = mels.shape
-        x: npt.NDArray[Any] = mels
-        h: npt.NDArray[Any] = np.zeros((batch, HIDDEN), dtype=np.float32)
-        gates = np.empty((batch, 4 * HIDDEN), dtype=np.float32)
-        i, f, g, o = (gates[:, k * HIDDEN : (k + 1) * HIDDEN] for k in range(4))
-        scratch = np.empty((batch, HIDDEN), dtype=np.float32)
+        counts = np.full(batch, frames, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+        if counts.shape != (batch,) or counts.min() < 1 or counts.max() > frames:
+            raise ValueError(f"lengths must be {batch} frame counts of 1 to {frames}")
+        order = np.argsort(-counts, kind="stable")
+        x: npt.NDArray[Any] = mels if lengths is None else mels[order]
+        # running[t]: how many items (the first ones, longest first) have a frame t.
+        running = np.searchsorted(-counts[order], -np.arange(frames), side="left")
+        h = np.zeros((batch, HIDDEN), dtype=np.float32)
         for layer in range(LAYERS):
             projected = x @ self._w_ih[layer]  # (batch, frames, 4H), for every step at once
             projected += self._bias[layer]
-            w_hh = self._w_hh[layer]
-            h = np.zeros((batch, HIDDEN), dtype=np.float32)
-            c = np.zeros((batch, HIDDEN), dtype=np.float32)
-            outputs = np.empty((batch, frames, HIDDEN), dtype=np.float32) if layer < LAYERS - 1 else None
-            for t in range(frames):
+            outputs = np.zeros((batch, frames, HIDDEN), dtype=np.float32) if layer < LAYERS - 1 else None
+            h = self._recur(self._w_hh[layer], projected, running, outputs)
+            if outputs is not None:
+                x = outputs
+        embeds = np.maximum(h @ self._linear_w + self._linear_b, 0.0)
+        embeds /= np.maximum(np.linalg.norm(embeds, axis=1, keepdims=True), 1e-12)
+        out: Float32Array = np.empty((batch, HIDDEN), dtype=np.float32)
+        out[order] = embeds
+        return out
+
+    @staticmethod
+    def _recur(
+        w_hh: Float32Array,
+        projected: npt.NDArray[Any],
+        running: npt.NDArray[np.intp],
+        outputs: npt.NDArray[Any] | None,
+    ) -> Float32Array:
+        """One LSTM layer's recurrence; the final state of each item (batch, H); every step's output into
+        ``outputs`` when given.
+
+        The state is kept as columns (H, n), so that each step is W (4H x H) @ h (H x n): on small n, BLAS does that
+        two to four times faster than h (n x H) @ W^T, which repacks W on every call. When items end (``running``
+        drops) the state shrinks to the ones still going, and the ended ones' states are kept.
+        """
+        batch, frames, _ = projected.shape
+        final = np.zeros((batch, HIDDEN), dtype=np.float32)
+        h = np.zeros((HIDDEN, batch), dtype=np.float32)
+        c = np.zeros((HIDDEN, batch), dtype=np.float32)
+        t = 0
+        while t < frames:
+            n = int(running[t])
+            end = t + int(np.count_nonzero(running[t:] == n))  # the steps with these n items
+            if n < h.shape[1]:
+                final[n : h.shape[1]] = h[:, n:].T
+                h, c = np.ascontiguousarray(h[:, :n]), np.ascontiguousarray(c[:, :n])
+            steps = np.ascontiguousarray(projected[:n, t:end].transpose(1, 2, 0))  # (steps, 4H, n)
+            gates = np.empty((4 * HIDDEN, n), dtype=np.float32)
+            scratch = np.empty((HIDDEN, n), dtype=np.float32)
+            i, f, g, o = (gates[k * HIDDEN : (k + 1) * HIDDEN] for k in range(4))
+            for k in range(end - t):
                 # In place, to spare allocations: 480 small steps per window dominate the cost.
-                np.matmul(h, w_hh, out=gates)
-                gates += projected[:, t]
+                np.matmul(w_hh, h, out=gates)
+                gates += steps[k]
                 np.tanh(gates, out=gates)
                 gates *= 0.5  # (1 + tanh(x / 2)) / 2 is sigmoid(x) for i, f and o; g becomes (tanh + 1) / 2
                 gates += 0.5
@@ -129,30 +174,29 @@ class VoiceEncoder:
                 scratch *= i
                 c += scratch
                 np.tanh(c, out=scratch)
-                h = o * scratch
+                np.multiply(o, scratch, out=h)
                 if outputs is not None:
-                    outputs[:, t] = h
-            if outputs is not None:
-                x = outputs
-        embeds = np.maximum(h @ self._linear_w + self._linear_b, 0.0)
-        norms = np.linalg.norm(embeds, axis=1, keepdims=True)
-        out: Float32Array = (embeds / np.maximum(norms, 1e-12)).astype(np.float32)
-        return out
+                    outputs[:n, t + k] = h.T
+            t = end
+        final[: h.shape[1]] = h.T
+        return final
 
     # -- audio in ------------------------------------------------------------------------------------
 
-    def embed_windows(self, windows: Sequence[Float32Array]) -> Float32Array:
+    def embed_windows(self, windows: Sequence[Float32Array], max_batch: int = 64) -> Float32Array:
         """One embedding per window of 16 kHz audio, each window embedded whole (as a single partial).
 
-        Windows of different lengths are grouped by frame count, so each group runs as one batch.
+        Windows of any lengths run together (``forward``'s ``lengths``), up to ``max_batch`` in one forward.
         """
         out = np.zeros((len(windows), HIDDEN), dtype=np.float32)
-        groups: dict[int, list[int]] = {}
         mels = [mel_spectrogram(np.asarray(w, dtype=np.float32), MODEL_SAMPLE_RATE) for w in windows]
-        for index, mel in enumerate(mels):
-            groups.setdefault(mel.shape[0], []).append(index)
-        for indices in groups.values():
-            out[indices] = self.forward(np.stack([mels[i] for i in indices]))
+        for first in range(0, len(mels), max(1, max_batch)):
+            group = mels[first : first + max(1, max_batch)]
+            lengths = [m.shape[0] for m in group]
+            padded = np.zeros((len(group), max(lengths), N_MELS), dtype=np.float32)
+            for row, mel in enumerate(group):
+                padded[row, : mel.shape[0]] = mel
+            out[first : first + len(group)] = self.forward(padded, lengths)
         return out
 
     def embed_utterance(self, audio: Float32Array, rate: float = 1.3, min_coverage: float = 0.75) -> Float32Array:
