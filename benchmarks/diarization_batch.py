@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,14 +38,14 @@ from models.diarization import OnlineDiarizer, VoiceEncoder  # noqa: E402
 from models.diarization.batcher import EmbeddingBatcher  # noqa: E402
 from models.vad import SileroVAD  # noqa: E402
 
-SPEECH = ROOT.parent / "shared" / "data" / "speech"
+DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"  # as call_load.py; elsewhere --speech-dir or SPEECH_DATA
 RATE = 8000
 PACKET = RATE // 50
 
 
-def channels_audio(n: int, seconds: float) -> list[npt.NDArray[np.int16]]:
-    manifest = json.loads((SPEECH / "manifest.json").read_text())
-    utterances = [read_wav(SPEECH / e["wav"]).at_rate(RATE).channels[0] for e in manifest if e["set"] == "tel8k_sim"]
+def channels_audio(n: int, seconds: float, speech: Path) -> list[npt.NDArray[np.int16]]:
+    manifest = json.loads((speech / "manifest.json").read_text())
+    utterances = [read_wav(speech / e["wav"]).at_rate(RATE).channels[0] for e in manifest if e["set"] == "tel8k_sim"]
     pause = np.zeros(round(0.6 * RATE), dtype=np.int16)
     out = []
     for channel in range(n):
@@ -108,13 +109,14 @@ def main() -> None:
     parser.add_argument("--channels", default="1,4,8,16")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--speed", type=float, default=4.0)
+    parser.add_argument("--speech-dir", type=Path, default=Path(os.environ.get("SPEECH_DATA", str(DEFAULT_SPEECH))))
     args = parser.parse_args()
     threadpool_limits(1)
     encoder, vad = VoiceEncoder(), SileroVAD()
     report: dict[str, Any] = {"encoder_ms_per_window": encoder_costs(encoder, [1, 2, 4, 8, 16, 32]), "runs": []}
     print(f"encoder, ms of CPU per 1.5 s window by batch size: {report['encoder_ms_per_window']}", file=sys.stderr)
     for n in [int(x) for x in args.channels.split(",")]:
-        audio = channels_audio(n, args.seconds)
+        audio = channels_audio(n, args.seconds, args.speech_dir)
         seconds = n * args.seconds
         alone_cpu, alone_embeddings, _ = run_alone(audio, encoder, vad, args.speed)
         batched_cpu, batched_embeddings, stats = run_batched(audio, encoder, vad, args.speed)

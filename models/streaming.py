@@ -40,7 +40,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from models.asr.engine import DecodeRequest, Hypothesis, Word
+from models.asr.engine import DecodeRequest, Hypothesis, Word, text_prefix
 from models.asr.scheduler import DecodeScheduler, InterimDropped
 from models.audio import MODEL_SAMPLE_RATE, Float32Array, Int16Array, int16_to_float32, resample
 from models.vad.silero import SileroVAD
@@ -58,7 +58,7 @@ class StreamingConfig:
     max_utterance_s: float = 14.0  # a final at least this often on run-on speech (keeps the decode window at 15 s)
     cut_search_s: float = 6.0  # how far back from the limit a long turn's cut may go, looking for a word boundary
     carry_overlap_ms: int = 1000  # audio before the cut that the continuation decodes again
-    cut_overlap_ms: int = 1000  # audio both sides of a cut decode share; words are given to one side by their time
+    cut_overlap_ms: int = 1000  # audio past the cut that the final decodes; its words there go to the continuation
     prompt_previous: bool = False  # prompt the decoder with what was said before (measured: it hurts tiny.en)
     speech_threshold: float = 0.5
     silence_threshold: float = 0.35
@@ -541,7 +541,7 @@ class StreamingRecognizer:
             agreed += 1
         utt.previous = current
         if self.config.stable_interims and agreed > utt.committed and not utt.finalized:
-            prefix = _text_prefix(text, words[:agreed])
+            prefix = text_prefix(text, words[:agreed])
             if prefix.startswith(utt.stable):
                 utt.committed, utt.stable = agreed, prefix
         return utt.stable
@@ -577,17 +577,6 @@ class StreamingRecognizer:
             self._out.put_nowait(event)
 
 
-def _text_prefix(text: str, words: Sequence[Word]) -> str:
-    """The part of ``text`` that spells ``words`` (which may split it differently from spaces)."""
-    pos = 0
-    for word in words:
-        found = text.find(word.word, pos)
-        if found < 0:
-            break
-        pos = found + len(word.word)
-    return text[:pos]
-
-
 def _middle(word: Word) -> float:
     return (word.start + word.end) / 2
 
@@ -617,8 +606,8 @@ def _carried_head(words: Sequence[Word], cut: float, before: tuple[Word, ...] | 
 
 def _slice(text: str, stable: str, words: Sequence[Word], head: int, tail: int) -> tuple[str, str]:
     """``text`` and its stable prefix cut down to ``words[head:tail]``."""
-    begin = len(_text_prefix(text, words[:head])) if head else 0
-    stop = len(_text_prefix(text, words[:tail])) if tail < len(words) else len(text)
+    begin = len(text_prefix(text, words[:head])) if head else 0
+    stop = len(text_prefix(text, words[:tail])) if tail < len(words) else len(text)
     kept = text[begin:stop].strip()
     kept_stable = text[begin : max(begin, min(stop, len(stable)))].strip() if stable else ""
     return kept, kept_stable

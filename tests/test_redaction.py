@@ -686,18 +686,23 @@ class _Published:
         return event
 
 
-async def test_a_call_hides_a_card_number_read_out_across_finals_of_one_channel() -> None:
-    """At the call level (``Call._redacted``): the customer's previous finals are the context of their next
-    interims and finals, the rep's channel has its own; transcripts, words, stable text and stored segments."""
-    bus = _Published()
-    no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)  # no audio: events are fed directly
+def _stereo_call(call_id: str, bus: _Published) -> Call:
+    """A rep + customer call with consent, fed events directly (no audio, so no VAD or scheduler)."""
+    no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)
     services = CallServices(cast(EventBus, bus), no_vad, no_scheduler, StreamingConfig(), ConsentPolicy.ALL_PARTY)
     granted = Consent.GRANTED
     metadata = CallMetadata(
         rep=ParticipantInfo(Role.REP, consent=granted), customer=ParticipantInfo(Role.CUSTOMER, consent=granted)
     )
     channels = [ChannelSpec(0, "rep", 8000), ChannelSpec(1, "customer", 8000)]
-    call = Call("CA-redaction", "acme", "test", metadata, channels, services)
+    return Call(call_id, "acme", "test", metadata, channels, services)
+
+
+async def test_a_call_hides_a_card_number_read_out_across_finals_of_one_channel() -> None:
+    """At the call level (``Call._redacted``): the customer's previous finals are the context of their next
+    interims and finals, the rep's channel has its own; transcripts, words, stable text and stored segments."""
+    bus = _Published()
+    call = _stereo_call("CA-redaction", bus)
     at = 0.0
 
     async def say(channel: int, text: str, kind: SpeechEventType, segment: int, stable: str = "") -> pb.Transcript:
@@ -739,15 +744,7 @@ async def test_the_rep_asking_for_the_card_number_hides_the_first_digits_the_cus
     """The card context is often the other party's question: "Can I have the card number?" on the rep's channel,
     then the customer's digits on theirs, hidden from the first one; the rep's own numbers never join the run."""
     bus = _Published()
-    no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)  # no audio: events are fed directly
-    services = CallServices(cast(EventBus, bus), no_vad, no_scheduler, StreamingConfig(), ConsentPolicy.ALL_PARTY)
-    granted = Consent.GRANTED
-    metadata = CallMetadata(
-        rep=ParticipantInfo(Role.REP, consent=granted), customer=ParticipantInfo(Role.CUSTOMER, consent=granted)
-    )
-    call = Call(
-        "CA-asked", "acme", "test", metadata, [ChannelSpec(0, "rep", 8000), ChannelSpec(1, "customer", 8000)], services
-    )
+    call = _stereo_call("CA-asked", bus)
 
     async def say(channel: int, text: str, kind: SpeechEventType, at: float) -> str:
         words = tuple(Word(w, at + i * 0.3, at + i * 0.3 + 0.25, 0.9) for i, w in enumerate(text.split()))

@@ -61,3 +61,14 @@ class SpeechEngine(Protocol):
     capabilities: EngineCapabilities
 
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]: ...
+
+
+def text_prefix(text: str, words: Sequence[Word]) -> str:
+    """The part of ``text`` that spells ``words`` (which may split it differently from spaces)."""
+    pos = 0
+    for word in words:
+        found = text.find(word.word, pos)
+        if found < 0:
+            break
+        pos = found + len(word.word)
+    return text[:pos]

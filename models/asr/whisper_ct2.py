@@ -37,7 +37,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_ctranslate2_storage, merge_punctuations
 
-from models.asr.engine import DecodeRequest, EngineCapabilities, Hypothesis, Word
+from models.asr.engine import DecodeRequest, EngineCapabilities, Hypothesis, Word, text_prefix
 from models.asr.loader import resolve_model
 from models.audio import MODEL_SAMPLE_RATE
 
@@ -332,23 +332,13 @@ def _joined(head: Hypothesis, tail: Hypothesis, offset: float) -> Hypothesis:
     kept = tail.words[drop:]
     if not kept:
         return head
-    text = tail.text[len(_prefix_of(tail.text, tail.words[:drop])) :].strip() if drop else tail.text
+    text = tail.text[len(text_prefix(tail.text, tail.words[:drop])) :].strip() if drop else tail.text
     words = tuple(Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence) for w in kept)
     return Hypothesis(text=f"{head.text} {text}".strip(), words=head.words + words)
 
 
 def _letters(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
-
-
-def _prefix_of(text: str, words: Sequence[Word]) -> str:
-    pos = 0
-    for word in words:
-        found = text.find(word.word, pos)
-        if found < 0:
-            break
-        pos = found + len(word.word)
-    return text[:pos]
 
 
 def _loop(tokens: list[int], min_repeats: int = 4) -> tuple[int, int] | None:
