@@ -183,7 +183,8 @@ async def test_manager_watches_listens_and_finds_a_browser_call(
         await phone.goto(srv.url + "/health")
         whip = f"{srv.url}/v1/ingest/whip?callId={call_id}&role=rep&repName=Dana%20Reyes&repConsent=granted"
         whip += "&customerName=Lee%20Chen&customerConsent=denied&keyterms=consider,selfish"
-        published = await phone.evaluate(PUBLISH, {"whip": whip, "key": srv.keys["rep"]})
+        # page.evaluate has no timeout of its own: a hang must fail here, named, not at pytest's 600 s.
+        published = await asyncio.wait_for(phone.evaluate(PUBLISH, {"whip": whip, "key": srv.keys["rep"]}), 60)
         assert published["status"] == 201, published
         started = asyncio.get_running_loop().time()
 
@@ -222,8 +223,8 @@ async def test_manager_watches_listens_and_finds_a_browser_call(
         remaining = speech.duration + 1.0 - (asyncio.get_running_loop().time() - started)
         await asyncio.sleep(max(remaining, 0.0))
         await shot(dash, "call")
-        listen: dict[str, Any] = await dash.evaluate("window.msListen")
-        assert (await phone.evaluate(HANG_UP, srv.keys["rep"])) == 200
+        listen: dict[str, Any] = await asyncio.wait_for(dash.evaluate("window.msListen"), 30)
+        assert (await asyncio.wait_for(phone.evaluate(HANG_UP, srv.keys["rep"]), 60)) == 200
         await dash.wait_for_selector("text=Call ended", timeout=30_000)
 
         # Nothing was lost to the drop: the page has every final segment the server stored, once.

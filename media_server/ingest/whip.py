@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000  # what every WHIP channel carries into the call, whatever the codec
 CHANNEL_OF_ROLE = {Role.REP: 0, Role.CUSTOMER: 1}  # the same convention as the other adapters
 _RTP_TIMESTAMP_WRAP = 1 << 32
+CLOSE_TIMEOUT_S = 5.0  # a leg's pump and peer connection get this long to stop when it ends
 
 
 class WhipError(Exception):
@@ -279,9 +280,9 @@ class WhipManager:
         if session.pump is not None and session.pump is not asyncio.current_task():
             session.pump.cancel()
             with contextlib.suppress(BaseException):
-                await session.pump
-        with contextlib.suppress(Exception):
-            await session.pc.close()
+                await asyncio.wait_for(session.pump, CLOSE_TIMEOUT_S)
+        with contextlib.suppress(Exception):  # a peer connection that will not close must not hold up the DELETE
+            await asyncio.wait_for(session.pc.close(), CLOSE_TIMEOUT_S)
         call = session.call
         if call is None:
             return
