@@ -18,6 +18,7 @@ from media_server.api import calls, deepgram, events, ingest, listen, live, team
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
+from media_server.ingest.registry import PROTOCOLS
 from media_server.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
             await services.stop()
 
     app = FastAPI(title="media-server", version=__version__, lifespan=lifespan)
+    for protocol in PROTOCOLS:
+        if protocol.router is not None:
+            app.include_router(protocol.router)
     app.include_router(ingest.router)
     app.include_router(deepgram.router)
     app.include_router(whip.router)

@@ -63,6 +63,15 @@ class VadSettings(BaseModel):
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
 
+class CallsSettings(BaseModel):
+    """Limits that hold for every call, whatever protocol carries it."""
+
+    max_live: int = Field(
+        1000, ge=1, description="calls at once on this server, every ingest path together; more are refused"
+    )
+    retry_after_s: int = Field(5, ge=1, description="the retry delay a refused client is given")
+
+
 class IngestSettings(BaseModel):
     max_frame_bytes: int = Field(64 * 1024, ge=1024, description="largest websocket frame accepted")
     idle_timeout_s: float = Field(30.0, gt=0, description="a call with no audio for this long is ended")
@@ -273,6 +282,7 @@ class Settings(BaseSettings):
     asr: AsrSettings = AsrSettings()
     streaming: StreamingSettings = StreamingSettings()
     vad: VadSettings = VadSettings()
+    calls: CallsSettings = CallsSettings()
     ingest: IngestSettings = IngestSettings()
     events: EventSettings = EventSettings()
     sip: SipSettings = SipSettings()

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from media_server.auth.keys import ApiKey, Role, looks_like_key
 from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
-from media_server.calls.registry import CallRegistry
+from media_server.calls.lifecycle import CallLifecycle
 from media_server.calls.speakers import Diarization
 from media_server.config import Settings
 from media_server.insights.nlp import Nlp
@@ -83,7 +83,7 @@ class Services:
     bus: EventBus
     vad: SileroVAD
     scheduler: DecodeScheduler
-    calls: CallRegistry
+    calls: CallLifecycle
     teams: TeamDirectory
     nlp: Nlp | None = None
 
@@ -105,7 +105,16 @@ class Services:
             bus, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp, diarization
         )
         teams = TeamDirectory(store)
-        return cls(settings, store, bus, vad, scheduler, CallRegistry(call_services, store, teams), teams, nlp)
+        return cls(
+            settings,
+            store,
+            bus,
+            vad,
+            scheduler,
+            CallLifecycle(call_services, store, teams, settings.calls.max_live, settings.calls.retry_after_s),
+            teams,
+            nlp,
+        )
 
     async def authenticate(self, secret: str | None) -> ApiKey | None:
         if not secret or not looks_like_key(secret):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from media_server.bus import InMemoryEventBus
 from media_server.calls.call import Call, CallServices
-from media_server.calls.registry import CallRegistry
+from media_server.calls.lifecycle import CallLifecycle
 from media_server.client.wav import Recording, read_wav
 from media_server.config import AudioSocketSettings, IngestSettings, Settings
 from media_server.events import to_json
@@ -372,7 +372,7 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
     no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)
     call_services = CallServices(bus, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
     teams = TeamDirectory(store)
-    services = Services(settings, store, bus, no_vad, no_scheduler, CallRegistry(call_services, store, teams), teams)
+    services = Services(settings, store, bus, no_vad, no_scheduler, CallLifecycle(call_services, store, teams), teams)
     server = await AudioSocketServer.start(services)
     try:
         yield Local(services, server)

@@ -30,8 +30,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from media_server.api.auth import services_of
 from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
+from media_server.calls.lifecycle import CallConflict
 from media_server.calls.metadata import CallMetadata, MetadataError, parse_metadata
-from media_server.calls.registry import CallConflict
 from media_server.ingest.deepgram import (
     AudioDecoder,
     AudioError,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from media_server.audio import Audio
 from media_server.bus import EventBus
 from media_server.calls.consent import may_transcribe, may_transcribe_all
 from media_server.calls.keywords import TimedWord
@@ -25,7 +26,6 @@ from media_server.calls.speakers import ChannelSpeakers, Diarization, label_of
 from media_server.calls.tap import AudioTap
 from media_server.config import ConsentPolicy
 from media_server.events import new_event, to_dict
-from media_server.frames import AudioFrame
 from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights, Final
 from media_server.insights.metrics import CallMetrics
@@ -281,7 +281,7 @@ class Call:
             on_hold=c.on_hold,
         )
 
-    def push(self, frame: AudioFrame) -> None:
+    def push(self, frame: Audio) -> None:
         """Place audio on its channel's timeline. Audio of a channel without consent goes nowhere."""
         channel = self.channels.get(frame.channel)
         if channel is None:

@@ -12,8 +12,8 @@ import copy
 from dataclasses import dataclass
 
 from media_server.auth.keys import ApiKey
+from media_server.calls.lifecycle import CallLifecycle
 from media_server.calls.metadata import Consent, Role
-from media_server.calls.registry import CallRegistry
 from media_server.store.records import ChannelRecord, ParticipantRecord
 from media_server.store.store import Store
 
@@ -34,7 +34,7 @@ class ConsentUpdate:
 
 
 async def update_consent(
-    registry: CallRegistry, store: Store, key: ApiKey, call_id: str, role: str, consent: Consent
+    registry: CallLifecycle, store: Store, key: ApiKey, call_id: str, role: str, consent: Consent
 ) -> ConsentUpdate:
     try:
         who = Role(role.strip().lower())

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from media_server.audio import Audio
 from media_server.calls.call import Call, ChannelSpec
+from media_server.calls.lifecycle import CallConflict, CallEnd
 from media_server.calls.metadata import CallMetadata, Consent
-from media_server.calls.registry import CallConflict
-from media_server.frames import AudioFrame
 from media_server.ingest.allowlist import AllowList
 from media_server.ingest.messages import CLOSE_POLICY, CLOSE_TOO_BIG, DtmfDigit, ProtocolError, StreamStop
 from media_server.services import Services
@@ -325,7 +325,7 @@ class AudioSocketSession:
                 with contextlib.suppress(Exception):
                     self._flush_resampler()
                 # The call is finalized (and stored) even if this handler is cancelled.
-                task = self.services.calls.end(self.call, ended.status, ended.reason)
+                task = self.services.calls.end(self.call, CallEnd(ended.reason))
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
             await self._close(ended)
@@ -392,13 +392,15 @@ class AudioSocketSession:
         metadata.customer.consent = consent
         self.sample_rate = rate if rate in NATIVE_RATES else 16000
         try:
-            self.call = await self.services.calls.open(
-                call_uuid.call_id,
-                settings.team,
-                "audiosocket",
-                metadata,
-                [ChannelSpec(0, settings.speaker, self.sample_rate)],
-            )
+            self.call = (
+                await self.services.calls.open(
+                    call_uuid.call_id,
+                    settings.team,
+                    "audiosocket",
+                    metadata,
+                    [ChannelSpec(0, settings.speaker, self.sample_rate)],
+                )
+            ).call
         except CallConflict as exc:
             raise ProtocolError("call_conflict", str(exc), CLOSE_POLICY) from None
         if rate != self.sample_rate:
@@ -462,7 +464,7 @@ class AudioSocketSession:
             pcm = float32_to_int16(self._resampler.process(int16_to_float32(pcm)))
         else:
             self._flush_resampler()
-        call.push(AudioFrame(call.id, 0, pcm, self.sample_rate, None))
+        call.push(Audio(0, pcm, self.sample_rate))
 
     def _flush_resampler(self) -> None:
         """The resampler holds a few milliseconds back: they go on the timeline when its rate is done with."""
@@ -472,7 +474,7 @@ class AudioSocketSession:
             return
         tail = float32_to_int16(resampler.process(np.zeros(0, dtype=np.float32), last=True))
         if tail.size:
-            call.push(AudioFrame(call.id, 0, tail, self.sample_rate, None))
+            call.push(Audio(0, tail, self.sample_rate))
 
     async def _dtmf(self, digit: DtmfDigit) -> None:
         assert self.call is not None

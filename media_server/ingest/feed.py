@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 import numpy as np
 import numpy.typing as npt
 
+from media_server.audio import Audio
 from media_server.auth.keys import ApiKey
 from media_server.bus import SubscriberTooSlow, Subscription
 from media_server.calls.call import Call, ChannelSpec
+from media_server.calls.lifecycle import CallEnd
 from media_server.calls.metadata import CallMetadata
-from media_server.frames import AudioFrame
 from media_server.services import Services
 from media_server.store.records import CallRecord
 from media_server.v1 import events_pb2 as pb
@@ -53,7 +54,7 @@ class CallFeed:
         """Raises ``CallConflict`` when the id is live or stored."""
         subscription = services.bus.subscribe(key.team, call_id, after=services.bus.last_id)
         try:
-            call = await services.calls.open(call_id, key.team, source, metadata, channels)
+            call = (await services.calls.open(call_id, key.team, source, metadata, channels)).call
         except BaseException:
             subscription.close()
             raise
@@ -66,7 +67,7 @@ class CallFeed:
     def push(self, channel: int, pcm: npt.NDArray[np.int16]) -> None:
         """Audio of one channel at the channel's rate, in call order."""
         spec = self.call.channels[channel].spec
-        self.call.push(AudioFrame(self.call.id, channel, pcm, spec.sample_rate))
+        self.call.push(Audio(channel, pcm, spec.sample_rate))
 
     def finalize(self) -> None:
         """Finalise what each channel has heard so far, now, without waiting for a pause (Deepgram's Finalize)."""
@@ -83,7 +84,7 @@ class CallFeed:
     def end(self, status: str, reason: str) -> asyncio.Task[CallRecord]:
         """Finalise, store and announce the call (once; later calls return the same task)."""
         if self._ended is None:
-            self._ended = self.services.calls.end(self.call, status, reason)
+            self._ended = self.services.calls.end(self.call, CallEnd(reason))
         return self._ended
 
     async def close(self, status: str = "interrupted", reason: str = "disconnected") -> None:

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
 
+from media_server.ingest.protocol import Listener
+from media_server.ingest.registry import PROTOCOLS
 from media_server.services import Services
 
 log = logging.getLogger(__name__)
-
-
-class Listener(Protocol):
-    def status(self) -> dict[str, Any]:
-        """What /v1/status shows of it."""
-
-    async def close(self) -> None:
-        """Stop accepting; end the live calls this listener feeds."""
 
 
 async def start_listeners(services: Services) -> list[Listener]:
     listeners: list[Listener] = []
     settings = services.settings
     try:
+        for protocol in PROTOCOLS:
+            if protocol.listener is not None and protocol.enabled(settings):
+                listeners.append(await protocol.listener(services))
         if settings.audiosocket.enabled:
             from media_server.ingest.audiosocket import AudioSocketServer
 

@@ -15,12 +15,12 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from media_server.audio import Audio
 from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
 from media_server.calls.call import Call
+from media_server.calls.lifecycle import CallConflict, CallEnd
 from media_server.calls.metadata import MetadataError, parse_metadata
-from media_server.calls.registry import CallConflict
-from media_server.frames import AudioFrame
 from media_server.ingest.messages import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -85,7 +85,7 @@ class IngestSession:
         finally:
             if self.call is not None:
                 # The call is finalized (and stored) even if this handler is cancelled.
-                task = self.services.calls.end(self.call, ended.status, ended.reason)
+                task = self.services.calls.end(self.call, CallEnd(ended.reason))
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
         await self._close(ended)
@@ -140,9 +140,10 @@ class IngestSession:
                 CLOSE_POLICY,
             )
         try:
-            self.call = await self.services.calls.open(
+            live = await self.services.calls.open(
                 start.call_id, self.key.team, start.source or self.protocol, metadata, start.channels
             )
+            self.call = live.call
         except CallConflict as exc:
             raise ProtocolError("call_conflict", str(exc), CLOSE_POLICY) from None
 
@@ -212,7 +213,7 @@ class IngestSession:
                 f"audio for channel {chunk.channel}, which the start did not declare",
                 CLOSE_POLICY,
             )
-        call.push(AudioFrame(call.id, chunk.channel, chunk.pcm, channel.spec.sample_rate, chunk.start_time))
+        call.push(Audio(chunk.channel, chunk.pcm, channel.spec.sample_rate, chunk.start_time))
 
     # -- errors and closing --------------------------------------------------------------------------
 

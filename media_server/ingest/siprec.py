@@ -28,10 +28,10 @@ import numpy.typing as npt
 from aiosipua import Codec, IncomingCall, SipMessage, SipRequest, SipResponse, SipUAS
 
 from media_server import __version__
+from media_server.audio import Audio
 from media_server.calls.call import Call, ChannelSpec
+from media_server.calls.lifecycle import CallConflict, CallEnd
 from media_server.calls.metadata import CallMetadata, Consent, MetadataError
-from media_server.calls.registry import CallConflict
-from media_server.frames import AudioFrame
 from media_server.ingest.allowlist import AllowList
 from media_server.rtp.formats import RtpFormat
 from media_server.rtp.ports import PortAllocator, PortsExhausted
@@ -386,10 +386,10 @@ class RecordingServer:
     async def _open_call(self, session: _Session) -> None:
         metadata, specs = self._assignment_specs(session)
         try:
-            session.call = await self.services.calls.open(
-                session.call_id, self.settings.team, "siprec", metadata, specs
+            live = await self.services.calls.open(
+                session.call_id, self.settings.team, "siprec", metadata, specs, epoch=session.epoch
             )
-            session.call.epoch = session.epoch  # RTP is placed on the call's timeline from the receivers' epoch
+            session.call = live.call  # RTP is placed on the call's timeline from the receivers' epoch
         except CallConflict as exc:
             raise SetupFailed(500, str(exc)) from None
 
@@ -446,7 +446,7 @@ class RecordingServer:
         if resampler is not None and resampler.from_rate != resampler.to_rate:
             audio = resampler.process(int16_to_float32(pcm))
             pcm = np.clip(audio * 32768.0, -32768, 32767).astype(np.int16)
-        call.push(AudioFrame(call.id, stream.channel, pcm, stream.channel_rate, start_time))
+        call.push(Audio(stream.channel, pcm, stream.channel_rate, start_time))
 
     def _on_dtmf(self, session: _Session, stream: _Stream, digit: str) -> None:
         if session.call is not None and not session.ended:
@@ -559,7 +559,7 @@ class RecordingServer:
         for stream in session.streams:
             self._close_stream(stream)
         if session.call is not None:
-            await asyncio.shield(self.services.calls.end(session.call, status, reason))
+            await asyncio.shield(self.services.calls.end(session.call, CallEnd(reason)))
 
     async def _finish(self, session: _Session, status: str, reason: str, bye: bool) -> None:
         if session.ended:

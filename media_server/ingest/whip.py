@@ -28,11 +28,11 @@ import numpy.typing as npt
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media_server.audio import Audio
 from media_server.auth.keys import ApiKey
 from media_server.calls.call import Call, ChannelSpec
+from media_server.calls.lifecycle import CallConflict, CallEnd
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
-from media_server.calls.registry import CallConflict
-from media_server.frames import AudioFrame
 from media_server.ice import rtc_configuration
 from media_server.services import Services
 from models.audio import StreamResampler
@@ -191,7 +191,7 @@ class WhipManager:
                 existing = None
             if existing is None:
                 try:
-                    call = await self.services.calls.open(call_id, session.team, "whip", metadata, [spec])
+                    call = (await self.services.calls.open(call_id, session.team, "whip", metadata, [spec])).call
                 except CallConflict as exc:
                     raise WhipError(409, str(exc)) from None
                 existing = self._calls[call_id] = _WhipCall(call)
@@ -262,7 +262,7 @@ class WhipManager:
 
     def _push(self, session: WhipSession, call: Call, pcm: npt.NDArray[np.int16], start: float | None) -> None:
         if pcm.size and self.services.calls.live.get(call.id) is call:
-            call.push(AudioFrame(call.id, session.channel, pcm, SAMPLE_RATE, start))
+            call.push(Audio(session.channel, pcm, SAMPLE_RATE, start))
 
     # -- ending --------------------------------------------------------------------------------------
 
@@ -302,7 +302,7 @@ class WhipManager:
             del self._calls[call.id]
         if self.services.calls.live.get(call.id) is call:  # not already ended elsewhere
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.services.calls.end(call, status, reason))
+                await asyncio.shield(self.services.calls.end(call, CallEnd(reason)))
 
     async def close(self) -> None:
         """Server shutdown: every leg ends as interrupted, and so do their calls."""

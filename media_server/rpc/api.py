@@ -25,13 +25,13 @@ from media_server.auth.keys import ApiKey
 from media_server.bus import SubscriberTooSlow
 from media_server.calls.call import ChannelSpec
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
+from media_server.calls.lifecycle import CallConflict
 from media_server.calls.metadata import Consent, MetadataError, parse_metadata
-from media_server.calls.registry import CallConflict
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.ingest.feed import CallFeed, new_call_id
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.relay import relay, requests_ended
-from media_server.rpc.server import RETRY_PUSHBACK_MS, StreamSlots
+from media_server.rpc.slots import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
 from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord
 from media_server.store.store import CallFilter

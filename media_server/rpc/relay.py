@@ -18,7 +18,7 @@ import grpc
 from media_server.bus import SubscriberTooSlow
 from media_server.ingest.feed import CallFeed
 from media_server.rpc.auth import abort
-from media_server.rpc.server import RETRY_PUSHBACK_MS
+from media_server.rpc.slots import RETRY_PUSHBACK_MS
 from media_server.v1 import events_pb2 as pb
 
 HALF_CLOSE_GRACE_S = 0.3

@@ -43,8 +43,8 @@ import numpy.typing as npt
 
 from media_server.auth.keys import ApiKey
 from media_server.calls.call import ChannelSpec
+from media_server.calls.lifecycle import CallConflict
 from media_server.calls.metadata import CallMetadata, Consent, MetadataError, parse_metadata
-from media_server.calls.registry import CallConflict
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.config import CompatSettings
 from media_server.ingest.feed import CallFeed, new_call_id
@@ -54,7 +54,7 @@ from media_server.riva import riva_audio_pb2 as raudio
 from media_server.riva.riva_common_pb2 import RequestId
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.relay import relay, requests_ended
-from media_server.rpc.server import StreamSlots
+from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
 from models.audio import StreamResampler, float32_to_int16, int16_to_float32

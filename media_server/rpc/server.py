@@ -14,33 +14,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from media_server.rpc.auth import abort
+from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
 
 log = logging.getLogger(__name__)
-
-RETRY_PUSHBACK_MS = 1000
-
-
-class StreamSlots:
-    """Concurrent streaming calls over gRPC; a new one past the limit is refused, never queued."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    async def take(self, context: grpc.aio.ServicerContext[object, object]) -> None:
-        if self.used >= self.limit:
-            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
-            await abort(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this server is at its limit of {self.limit} streaming calls; retry in {RETRY_PUSHBACK_MS} ms",
-            )
-        self.used += 1
-
-    def give(self) -> None:
-        self.used = max(0, self.used - 1)
 
 
 class GrpcServer:

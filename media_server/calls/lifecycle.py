@@ -1,0 +1,336 @@
+"""The one way a call opens, takes audio, changes, and ends, whatever protocol carries it.
+
+Every ingest adapter (Twilio, Telnyx, L16, AudioSocket, SIPREC, WHIP, Deepgram, Riva, gRPC ``StreamCall``) is
+a thin translation of its wire format onto this module:
+
+- :meth:`CallLifecycle.authorize` checks an API key that may ingest (protocols that carry one);
+- :meth:`CallLifecycle.open` claims the call id (live or stored: :class:`CallConflict`), checks the server's
+  capacity (:class:`CallsFull`, with a retry delay), applies the protocol's consent default to every participant
+  the protocol said nothing about, starts the call and returns its :class:`LiveCall` handle;
+- :meth:`LiveCall.push` takes :class:`~media_server.audio.Audio` at the channel's rate
+  (:func:`~media_server.audio.call_rate`); :meth:`LiveCall.update` changes participants, consent, channels and
+  hold; :meth:`LiveCall.dtmf`, :meth:`LiveCall.notice` and :meth:`LiveCall.finalize` are the rest;
+- :meth:`LiveCall.end` with a :class:`CallEnd` finalises, stores and announces the call exactly once, also when
+  the adapter's task is cancelled; :meth:`CallLifecycle.shutdown` ends every live call as ``server_shutdown``.
+
+A client that reads its own call's events back (gRPC, Riva, Deepgram) opens with ``subscribe=True`` and
+iterates :meth:`LiveCall.events`: the subscription is taken before the call starts, so it sees every event of
+its call from ``call_started`` on, and none of another call's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+from google.protobuf import json_format
+
+from media_server.audio import Audio
+from media_server.auth.keys import ApiKey
+from media_server.bus import Subscription
+from media_server.calls.call import Call, CallServices, ChannelSpec
+from media_server.calls.metadata import CallMetadata, Consent
+from media_server.store.records import CallRecord
+from media_server.store.store import CallExists, Store
+from media_server.teams.directory import TeamDirectory
+from media_server.v1 import events_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class CallStatus(enum.StrEnum):
+    COMPLETED = "completed"  # the call's own end: a stop message, a hang-up, a BYE, a DELETE
+    INTERRUPTED = "interrupted"  # anything else: what was transcribed so far is kept
+
+
+class CallEnd(enum.StrEnum):
+    """Why a call ended; each reason implies its :class:`CallStatus`."""
+
+    STOP = "stop"  # the protocol's stop message (Twilio/Telnyx stop, Deepgram CloseStream, gRPC end, Riva's end)
+    CLOSED = "closed"  # a normal websocket close where closing is how the protocol ends a call (jambonz, L16)
+    HANGUP = "hangup"  # AudioSocket's hang-up message
+    BYE = "bye"  # SIP BYE (SIPREC)
+    WHIP_DELETE = "whip_delete"  # the WHIP client's DELETE of its session
+    DISCONNECTED = "disconnected"  # the connection went away without the protocol's end
+    IDLE_TIMEOUT = "idle_timeout"  # no audio for ``ingest.idle_timeout_s``
+    RTP_TIMEOUT = "rtp_timeout"  # no RTP on any stream for ``sip.rtp_timeout_s``
+    ICE_FAILED = "ice_failed"  # a WebRTC peer's connection failed
+    PROTOCOL_ERROR = "protocol_error"  # a malformed or forbidden message; the client was told which
+    INTERNAL_ERROR = "internal_error"  # a bug on our side; logged with its traceback
+    SETUP_FAILED = "setup_failed"  # the media of a call could not be set up (ports, codecs)
+    SERVER_SHUTDOWN = "server_shutdown"  # the server stopped (SIGTERM) with the call live
+
+    @property
+    def status(self) -> CallStatus:
+        return CallStatus.COMPLETED if self in _COMPLETED else CallStatus.INTERRUPTED
+
+
+_COMPLETED = frozenset({CallEnd.STOP, CallEnd.CLOSED, CallEnd.HANGUP, CallEnd.BYE, CallEnd.WHIP_DELETE})
+
+
+class CallRefused(Exception):
+    """A call that may not open; ``code`` is what the adapter tells its client (each maps it to its protocol)."""
+
+    code = "refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthorized(CallRefused):
+    code = "unauthorized"
+
+
+class Forbidden(CallRefused):
+    code = "forbidden"
+
+
+class CallConflict(CallRefused):
+    """A call with this id is live or already stored."""
+
+    code = "call_conflict"
+
+
+class CallsFull(CallRefused):
+    """The server holds ``calls.max_live`` calls already; try again after ``retry_after_s``."""
+
+    code = "at_capacity"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def new_call_id(prefix: str) -> str:
+    """An id for a call whose protocol names none (Deepgram, Riva, gRPC without one)."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+class LiveCall:
+    """One open call, as its adapter sees it. Made by :meth:`CallLifecycle.open`."""
+
+    def __init__(self, lifecycle: CallLifecycle, call: Call, subscription: Subscription | None) -> None:
+        self._lifecycle = lifecycle
+        self.call = call
+        self._subscription = subscription
+        self._ended: asyncio.Task[CallRecord] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.call.id
+
+    @property
+    def team(self) -> str:
+        return self.call.team
+
+    @property
+    def metadata(self) -> CallMetadata:
+        return self.call.metadata
+
+    @property
+    def channels(self) -> dict[int, ChannelSpec]:
+        return {index: channel.spec for index, channel in self.call.channels.items()}
+
+    @property
+    def epoch(self) -> float:
+        """Call time 0 on the monotonic clock (for adapters that place audio by their own clock, RTP)."""
+        return self.call.epoch
+
+    @property
+    def last_audio(self) -> float:
+        """When audio last arrived (monotonic): the idle timeout counts from here."""
+        return self.call.last_audio
+
+    @property
+    def live(self) -> bool:
+        """Not ended (by this adapter or elsewhere: shutdown, a consent withdrawal that ends it)."""
+        return self._ended is None and self._lifecycle.live.get(self.call.id) is self.call
+
+    def push(self, audio: Audio) -> None:
+        """Audio of one channel, at that channel's rate, in call order. ``ValueError`` for an undeclared channel."""
+        channel = self.call.channels.get(audio.channel)
+        if channel is None:
+            raise ValueError(f"audio for channel {audio.channel}, which the call did not declare")
+        if audio.sample_rate != channel.spec.sample_rate:
+            raise ValueError(
+                f"audio at {audio.sample_rate} Hz for channel {audio.channel}, which is {channel.spec.sample_rate} Hz"
+            )
+        self.call.push(audio)
+
+    def finalize(self) -> None:
+        """Finalise what each channel has heard so far, now, without waiting for a pause (Deepgram's Finalize)."""
+        self.call.finalize()
+
+    async def dtmf(self, channel: int, digit: str) -> None:
+        await self.call.dtmf(channel, digit)
+
+    async def notice(self, code: str, message: str) -> None:
+        """Tell the call's subscribers something went wrong (an ``error`` event); the call goes on."""
+        await self.call.error(code, message)
+
+    async def update(
+        self, metadata: CallMetadata, channels: Sequence[ChannelSpec], on_hold: frozenset[int] = frozenset()
+    ) -> None:
+        """New participants (names, consent), channels or hold, mid-call (SIPREC re-INVITE, a WHIP leg)."""
+        await self.call.reconfigure(metadata, list(channels), on_hold)
+
+    async def events(self) -> AsyncIterator[pb.Event]:
+        """The call's events, ending after ``call_ended``. A client that reads too slowly is cut off with
+        ``SubscriberTooSlow``: the call itself never waits for it."""
+        if self._subscription is None:
+            raise RuntimeError("this call was opened without subscribe=True")
+        async for event in self._subscription:
+            yield event
+            if event.type == "call_ended":
+                return
+
+    def end(self, reason: CallEnd) -> asyncio.Task[CallRecord]:
+        """Finalise, store and announce the call (once; later calls return the same task)."""
+        if self._ended is None:
+            self._ended = self._lifecycle.end(self.call, reason)
+        return self._ended
+
+    async def close(self, reason: CallEnd = CallEnd.DISCONNECTED) -> None:
+        """The adapter is done (its client is gone, or the call ended): end the call if nobody did, wait for it
+        to be stored (even if the adapter's task is being cancelled), and drop the subscription."""
+        task = self.end(reason)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)
+        if self._subscription is not None:
+            self._subscription.close()
+
+
+class CallLifecycle:
+    """The server's live calls: opens them (capacity, id, consent defaults), ends each exactly once, stores it,
+    announces it."""
+
+    def __init__(
+        self,
+        services: CallServices,
+        store: Store,
+        teams: TeamDirectory | None = None,
+        max_live: int = 1000,
+        retry_after_s: int = 5,
+    ) -> None:
+        self.services = services
+        self.store = store
+        self.teams = teams
+        self.max_live = max_live
+        self.retry_after_s = retry_after_s
+        self.live: dict[str, Call] = {}
+        self._ending: dict[str, asyncio.Task[CallRecord]] = {}
+        self._closing = False
+
+    async def authorize(self, secret: str | None, team: str | None = None) -> ApiKey:
+        """The ingest key a protocol presented; ``team``: the team the stream says it belongs to, if it says."""
+        key = await self.store.find_key(secret) if secret else None
+        if key is None or not key.can("ingest"):
+            raise Unauthorized("invalid API key" if secret else "missing API key")
+        if team and team != key.team:
+            raise Forbidden(f"this key belongs to team {key.team!r}, not {team!r}")
+        return key
+
+    async def open(
+        self,
+        call_id: str,
+        team: str,
+        source: str,
+        metadata: CallMetadata,
+        channels: Sequence[ChannelSpec],
+        *,
+        consent_default: Consent | None = None,
+        subscribe: bool = False,
+        epoch: float | None = None,
+    ) -> LiveCall:
+        """Open a call. ``consent_default``: the consent of every participant the protocol said nothing about
+        (AudioSocket's and SIPREC's configured default; Deepgram and Riva say granted for the voices they carry);
+        ``epoch``: call time 0 on the monotonic clock, when the adapter's own clock started earlier (RTP).
+
+        Raises :class:`CallConflict` (the id is live or stored), :class:`CallsFull` (over ``calls.max_live``).
+        """
+        if self._closing:
+            raise CallsFull("the server is shutting down", self.retry_after_s)
+        if call_id in self.live or call_id in self._ending:
+            raise CallConflict(f"call {call_id!r} is already live")
+        if len(self.live) >= self.max_live:
+            raise CallsFull(f"the server holds {self.max_live} calls, its limit (calls.max_live)", self.retry_after_s)
+        if consent_default is not None:
+            for participant in metadata.participants:
+                if participant.consent is Consent.UNKNOWN:
+                    participant.consent = consent_default
+        team_config = await self.teams.config(team) if self.teams is not None else None
+        # (checked again after the await: another open of the same id may have claimed it meanwhile)
+        if call_id in self.live or call_id in self._ending:
+            raise CallConflict(f"call {call_id!r} is already live")
+        call = Call(call_id, team, source, metadata, list(channels), self.services, team_config)
+        if epoch is not None:
+            call.epoch = call.last_audio = epoch
+        self.live[call_id] = call  # claim the id before any await
+        bus = self.services.bus
+        subscription = bus.subscribe(team, call_id, after=bus.last_id) if subscribe else None
+        try:
+            if await self.store.call_exists(call_id):
+                raise CallConflict(f"call {call_id!r} already exists; use a new call id")
+            await call.start()
+        except BaseException:
+            self.live.pop(call_id, None)
+            if subscription is not None:
+                subscription.close()
+            raise
+        log.info("call %s started (%s, team %s, channels %s)", call_id, source, team, [c.speaker for c in channels])
+        return LiveCall(self, call, subscription)
+
+    def end(self, call: Call, reason: CallEnd) -> asyncio.Task[CallRecord]:
+        """Finalize, store and announce the call once; later calls get the same task."""
+        task = self._ending.get(call.id)
+        if task is None:
+            task = asyncio.create_task(self._end(call, reason), name=f"end-{call.id}")
+            self._ending[call.id] = task
+        return task
+
+    async def _end(self, call: Call, reason: CallEnd) -> CallRecord:
+        try:
+            record = await call.finish(reason.status, reason)
+            try:
+                await self.store.save_call(record)
+            except CallExists:
+                log.error("call %s was stored by someone else meanwhile; keeping theirs", call.id)
+            except Exception:
+                log.exception("call %s could not be stored", call.id)
+                await call.error("storage_failed", "the call could not be stored; its events were delivered")
+            ended = pb.CallEnded(
+                status=record.status,
+                reason=record.end_reason,
+                duration=round(record.duration, 3),
+                speakers=[
+                    pb.SpeakerStats(speaker=s.speaker, talk_time=s.talk_time, word_count=s.word_count)
+                    for s in record.speakers
+                ],
+                metrics=json_format.ParseDict(record.metrics, pb.CallMetrics()),
+            )
+            await call.publish(call_ended=ended)
+            log.info(
+                "call %s ended: %s (%s), %d segments",
+                call.id,
+                record.status,
+                record.end_reason,
+                len(record.segments),
+            )
+            return record
+        finally:
+            self.live.pop(call.id, None)
+            self._ending.pop(call.id, None)
+            self.services.bus.call_ended(call.id)
+
+    async def shutdown(self) -> None:
+        """End every live call as interrupted (``server_shutdown``), keeping what was transcribed so far."""
+        self._closing = True
+        tasks = [self.end(call, CallEnd.SERVER_SHUTDOWN) for call in list(self.live.values())]
+        tasks += list(self._ending.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
