@@ -54,9 +54,11 @@ def to_float32(pcm: Int16Array) -> Float32Array:
 class ToCallRate:
     """One stream's audio, chunk by chunk, at its channel's call rate (no artefacts between chunks)."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, channel_rate: int | None = None) -> None:
+        """``channel_rate``: the rate of a channel opened at another rate, for a stream whose rate changes
+        mid-call (AudioSocket follows the codec): the channel keeps its rate, so its timeline stays whole."""
         self.rate = rate
-        self.call_rate = call_rate(rate)
+        self.call_rate = call_rate(rate) if channel_rate is None else channel_rate
         self._resampler = StreamResampler(rate, self.call_rate) if rate != self.call_rate else None
 
     @property

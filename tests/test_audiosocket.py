@@ -18,23 +18,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from media_server.audio import Audio
 from media_server.bus import InMemoryEventBus
 from media_server.calls.call import Call, CallServices
 from media_server.calls.lifecycle import CallLifecycle
 from media_server.client.wav import Recording, read_wav
 from media_server.config import AudioSocketSettings, IngestSettings, Settings
 from media_server.events import to_json
-from media_server.ingest.audiosocket import (
+from media_server.ingest.audiosocket.parser import (
     TERMINATE,
     AsteriskError,
     AudioSocketParser,
-    AudioSocketServer,
     CallUuid,
     Kind,
-    SlinAudio,
     encode,
     frame,
 )
+from media_server.ingest.audiosocket.server import AudioSocketServer
 from media_server.ingest.messages import DtmfDigit, ProtocolError, StreamStop
 from media_server.services import Services, streaming_config
 from media_server.store.store import Store
@@ -67,10 +67,10 @@ def test_parses_every_message_kind() -> None:
         + bytes([0x00, 0x00, 0x00])
     )
     messages = AudioSocketParser().feed(stream)
-    assert [type(m) for m in messages] == [CallUuid, SlinAudio, DtmfDigit, AsteriskError, StreamStop]
+    assert [type(m) for m in messages] == [CallUuid, Audio, DtmfDigit, AsteriskError, StreamStop]
     first, sound, digit, error, _ = messages
     assert isinstance(first, CallUuid) and first.call_id == "40325ec2-5efd-4bd3-805f-53576e581d13"
-    assert isinstance(sound, SlinAudio) and sound.sample_rate == 8000 and np.array_equal(sound.pcm, audio)
+    assert isinstance(sound, Audio) and sound.sample_rate == 8000 and np.array_equal(sound.pcm, audio)
     assert sound.pcm.dtype == np.int16
     assert digit == DtmfDigit(0, "#")
     assert isinstance(error, AsteriskError) and error.code == 0x02 and not error.hangup
@@ -95,7 +95,7 @@ def test_audio_kinds_give_their_rate(kind: int, rate: int) -> None:
     samples = pcm(rate // 50)  # 20 ms
     messages = AudioSocketParser().feed(HEADER_UUID + frame(kind, samples.astype("<i2").tobytes()))
     audio = messages[1]
-    assert isinstance(audio, SlinAudio) and audio.sample_rate == rate and np.array_equal(audio.pcm, samples)
+    assert isinstance(audio, Audio) and audio.sample_rate == rate and np.array_equal(audio.pcm, samples)
     assert encode(audio) == frame(kind, samples.astype("<i2").tobytes())
 
 
@@ -103,7 +103,7 @@ def test_little_endian_samples_and_big_endian_length() -> None:
     parser = AudioSocketParser()
     parser.feed(HEADER_UUID)
     (audio,) = parser.feed(bytes([0x10, 0x00, 0x04, 0x01, 0x00, 0xFF, 0x7F]))
-    assert isinstance(audio, SlinAudio) and audio.pcm.tolist() == [1, 32767]
+    assert isinstance(audio, Audio) and audio.pcm.tolist() == [1, 32767]
 
 
 def test_message_split_across_reads() -> None:
@@ -135,7 +135,7 @@ def test_messages_before_a_malformed_one_are_handed_out_first() -> None:
     parser = AudioSocketParser()
     parser.push(HEADER_UUID + frame(Kind.SLIN, pcm(160).tobytes()) + bytes([0x10, 0x00, 0x03, 1, 2, 3]))
     assert isinstance(parser.next_message(), CallUuid)
-    assert isinstance(parser.next_message(), SlinAudio)
+    assert isinstance(parser.next_message(), Audio)
     with pytest.raises(ProtocolError):
         parser.next_message()
     with pytest.raises(ProtocolError):  # the stream is not trusted after an error
@@ -196,7 +196,7 @@ def test_error_payloads() -> None:
 
 def test_encode_refuses_what_the_protocol_cannot_carry() -> None:
     with pytest.raises(ValueError):
-        encode(SlinAudio(22050, pcm(10)))
+        encode(Audio(0, pcm(10), 22050))
     with pytest.raises(ValueError):
         encode(DtmfDigit(0, "x"))
     with pytest.raises(ValueError):
@@ -241,7 +241,7 @@ def valid_streams(draw: st.DrawFn) -> list[Any]:
         if choice <= 1:
             rate = draw(st.sampled_from([8000, 12000, 16000, 24000, 32000, 44100, 48000, 96000, 192000]))
             samples = draw(st.lists(st.integers(-32768, 32767), max_size=200))
-            messages.append(SlinAudio(rate, np.array(samples, dtype=np.int16)))
+            messages.append(Audio(0, np.array(samples, dtype=np.int16), rate))
         elif choice == 2:
             messages.append(DtmfDigit(0, draw(st.sampled_from(sorted("0123456789*#ABCD")))))
         else:
@@ -260,8 +260,8 @@ def test_fuzz_valid_streams_round_trip(messages: list[Any], cuts: list[int]) -> 
     assert [encode(m) for m in got] == [encode(m) for m in messages]
     assert [type(m) for m in got] == [type(m) for m in messages]
     for sent, parsed in zip(messages, got, strict=True):
-        if isinstance(sent, SlinAudio):
-            assert isinstance(parsed, SlinAudio) and parsed.sample_rate == sent.sample_rate
+        if isinstance(sent, Audio):
+            assert isinstance(parsed, Audio) and parsed.sample_rate == sent.sample_rate
             assert np.array_equal(parsed.pcm, sent.pcm)
     assert parser.pending == 0
 

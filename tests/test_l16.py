@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from media_server.audio import Audio
 from media_server.calls.call import ChannelSpec
-from media_server.ingest.l16 import L16Parser
-from media_server.ingest.messages import AudioChunk, Notice, ProtocolError, StreamStart, StreamStop
+from media_server.ingest.l16.parser import L16Parser
+from media_server.ingest.messages import Notice, ProtocolError, StreamStart, StreamStop
 
 
 def _start(parser: L16Parser, **meta: Any) -> StreamStart:
@@ -93,7 +94,7 @@ def test_mono_speaker_picks_the_channel(speaker: str | None, channel: int) -> No
     start = _start(parser, **meta)
     assert start.channels == [ChannelSpec(channel, "rep" if channel == 0 else "customer", 16000)]
     (chunk,) = parser.feed_binary(np.array([1, 2, 3], dtype="<i2").tobytes())
-    assert isinstance(chunk, AudioChunk)
+    assert isinstance(chunk, Audio)
     assert chunk.channel == channel
 
 
@@ -109,7 +110,7 @@ def test_mixed_is_one_channel_of_both_voices() -> None:
     start = _start(parser, callSid="c", sampleRate=8000, mixType="mixed")
     assert start.channels == [ChannelSpec(0, "mixed", 8000)]
     (chunk,) = parser.feed_binary(np.array([5, -5], dtype="<i2").tobytes())
-    assert isinstance(chunk, AudioChunk)
+    assert isinstance(chunk, Audio)
     assert chunk.channel == 0 and chunk.pcm.tolist() == [5, -5]
 
 
@@ -143,7 +144,7 @@ def test_stereo_is_split_left_rep_right_customer() -> None:
     out = parser.feed_binary(interleaved.tobytes())
     assert len(out) == 2
     rep, customer = out
-    assert isinstance(rep, AudioChunk) and isinstance(customer, AudioChunk)
+    assert isinstance(rep, Audio) and isinstance(customer, Audio)
     assert rep.channel == 0 and customer.channel == 1
     assert rep.pcm.dtype == np.int16 and customer.pcm.dtype == np.int16
     assert rep.pcm.tolist() == left.tolist()
@@ -155,7 +156,7 @@ def test_samples_are_little_endian() -> None:
     parser = L16Parser()
     _start(parser, callSid="c", sampleRate=16000, mixType="mono")
     (chunk,) = parser.feed_binary(b"\x01\x00\x00\x80\xff\x7f")
-    assert isinstance(chunk, AudioChunk)
+    assert isinstance(chunk, Audio)
     assert chunk.pcm.tolist() == [1, -32768, 32767]
 
 
@@ -163,7 +164,7 @@ def test_empty_binary_frame() -> None:
     parser = L16Parser()
     _start(parser, callSid="c", sampleRate=16000, mixType="stereo")
     out = parser.feed_binary(b"")
-    assert [len(c.pcm) for c in out if isinstance(c, AudioChunk)] == [0, 0]
+    assert [len(c.pcm) for c in out if isinstance(c, Audio)] == [0, 0]
 
 
 def test_chunk_does_not_alias_a_later_frame() -> None:
@@ -172,7 +173,7 @@ def test_chunk_does_not_alias_a_later_frame() -> None:
     data = bytearray(np.array([1, 2, 3, 4], dtype="<i2").tobytes())
     rep, _customer = parser.feed_binary(bytes(data))
     data[:] = b"\x00" * len(data)
-    assert isinstance(rep, AudioChunk)
+    assert isinstance(rep, Audio)
     assert rep.pcm.tolist() == [1, 3]
 
 
@@ -302,9 +303,9 @@ def _feed_safely(parser: L16Parser, frames: list[str | bytes]) -> None:
             assert exc.code and 1000 <= exc.close_code < 5000
             return  # the stream is closed after a protocol error
         assert isinstance(out, list)
-        assert all(isinstance(m, StreamStart | AudioChunk | StreamStop | Notice) for m in out)
+        assert all(isinstance(m, StreamStart | Audio | StreamStop | Notice) for m in out)
         for chunk in out:
-            if isinstance(chunk, AudioChunk):
+            if isinstance(chunk, Audio):
                 assert chunk.pcm.dtype == np.int16
     assert parser.flush() == []
 

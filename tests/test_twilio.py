@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from media_server.audio import Audio
 from media_server.calls.call import ChannelSpec
 from media_server.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from media_server.ingest.messages import (
-    AudioChunk,
     DtmfDigit,
     IngestMessage,
     Notice,
@@ -23,7 +23,7 @@ from media_server.ingest.messages import (
     StreamStart,
     StreamStop,
 )
-from media_server.ingest.twilio import TwilioParser
+from media_server.ingest.twilio.parser import TwilioParser
 
 STREAM_SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL_SID = "CA5c6d0a4cc9d8a1c42a1d03b13e3b9b4e"
@@ -164,10 +164,10 @@ def feed_all(parser: TwilioParser, frames: list[str]) -> list[IngestMessage]:
     return out
 
 
-def chunks(out: list[IngestMessage]) -> list[AudioChunk]:
+def chunks(out: list[IngestMessage]) -> list[Audio]:
     """The messages, which must all be audio."""
-    assert all(isinstance(m, AudioChunk) for m in out), out
-    return [m for m in out if isinstance(m, AudioChunk)]
+    assert all(isinstance(m, Audio) for m in out), out
+    return [m for m in out if isinstance(m, Audio)]
 
 
 def started(**kwargs: Any) -> TwilioParser:
@@ -207,9 +207,9 @@ def test_full_twilio_session() -> None:
     assert start.metadata == {**CUSTOM, "accountSid": ACCOUNT_SID, "streamSid": STREAM_SID}
 
     kinds = [type(m).__name__ for m in out[1:]]
-    assert kinds == ["AudioChunk"] * 3 + ["DtmfDigit"] + ["AudioChunk"] * 2 + ["StreamStop"]
+    assert kinds == ["Audio"] * 3 + ["DtmfDigit"] + ["Audio"] * 2 + ["StreamStop"]
 
-    chunks = [m for m in out if isinstance(m, AudioChunk)]
+    chunks = [m for m in out if isinstance(m, Audio)]
     assert [c.channel for c in chunks] == [1, 0, 1, 0, 1]
     assert [c.start_time for c in chunks] == pytest.approx([0.005, 0.005, 0.025, 0.025, 0.045])
     expected = [inbound[0], outbound[0], inbound[1], outbound[1], inbound[2]]
@@ -227,7 +227,7 @@ def test_mark_does_not_hold_back_later_frames_or_stop() -> None:
     parser = started()
     assert parser.feed(tw_mark(2)) == []
     out = parser.feed(tw_media(3, "inbound", 1, 0, _mulaw(160, 0)))
-    assert len(out) == 1 and isinstance(out[0], AudioChunk)
+    assert len(out) == 1 and isinstance(out[0], Audio)
     assert parser.feed(tw_mark(4)) == []
     assert [type(m) for m in parser.feed(tw_stop(5))] == [StreamStop]
 
@@ -248,7 +248,7 @@ def test_media_without_sequence_numbers_or_timestamp() -> None:
     parser = started()
     payload = _mulaw(80, 3)
     (chunk,) = parser.feed(tw_media(None, "outbound", 1, None, payload))
-    assert isinstance(chunk, AudioChunk)
+    assert isinstance(chunk, Audio)
     assert chunk.channel == 0
     assert chunk.start_time is None
     assert np.array_equal(chunk.pcm, ulaw_decode(payload))
@@ -256,7 +256,7 @@ def test_media_without_sequence_numbers_or_timestamp() -> None:
 
 def test_empty_payload_gives_empty_chunk() -> None:
     (chunk,) = started().feed(tw_media(2, "inbound", 1, 0, b""))
-    assert isinstance(chunk, AudioChunk)
+    assert isinstance(chunk, Audio)
     assert chunk.pcm.shape == (0,) and chunk.pcm.dtype == np.int16
 
 
@@ -307,10 +307,10 @@ def test_telnyx_out_of_order_frames_released_in_sequence_order() -> None:
     parser = TwilioParser()
     parser.feed(tx_start(seq=1))
     payloads = {seq: _mulaw(160, seq) for seq in range(2, 8)}
-    released: list[AudioChunk] = []
+    released: list[Audio] = []
     for seq in [3, 2, 5, 6, 4, 7]:
         for message in parser.feed(tx_media(seq, payloads[seq], timestamp_ms=(seq - 2) * 20)):
-            assert isinstance(message, AudioChunk)
+            assert isinstance(message, Audio)
             released.append(message)
     assert [c.start_time for c in released] == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08, 0.1])
     for chunk, seq in zip(released, range(2, 8), strict=True):
@@ -351,7 +351,7 @@ def test_telnyx_lost_frame_is_skipped_once_the_window_is_full() -> None:
         out.extend(parser.feed(tx_media(seq, _mulaw(10, seq))))
     assert len(out) == 5
     for chunk, seq in zip(out, range(3, 8), strict=True):
-        assert isinstance(chunk, AudioChunk)
+        assert isinstance(chunk, Audio)
         assert np.array_equal(chunk.pcm, ulaw_decode(_mulaw(10, seq)))
     assert parser.feed(tx_media(2, _mulaw(10, 2))) == []  # too late: dropped rather than replayed out of order
 
@@ -362,8 +362,8 @@ def test_telnyx_stop_releases_held_frames_without_waiting_for_a_lost_one() -> No
     parser.feed(tx_media(4, _mulaw(10, 4)))  # seq 2 and 3 are lost
     parser.feed(tx_media(5, _mulaw(10, 5)))
     out = parser.feed(tx_stop(6))
-    assert [type(m) for m in out] == [AudioChunk, AudioChunk, StreamStop]
-    assert isinstance(out[0], AudioChunk) and np.array_equal(out[0].pcm, ulaw_decode(_mulaw(10, 4)))
+    assert [type(m) for m in out] == [Audio, Audio, StreamStop]
+    assert isinstance(out[0], Audio) and np.array_equal(out[0].pcm, ulaw_decode(_mulaw(10, 4)))
 
 
 def test_flush_releases_held_frames_in_order() -> None:
@@ -383,7 +383,7 @@ def test_telnyx_pcma_is_decoded_as_alaw() -> None:
     parser.feed(tx_start(encoding="PCMA"))
     pcm = (np.sin(np.arange(160) / 5) * 8000).astype(np.int16)
     (chunk,) = parser.feed(tx_media(2, alaw_encode(pcm)))
-    assert isinstance(chunk, AudioChunk)
+    assert isinstance(chunk, Audio)
     assert np.array_equal(chunk.pcm, alaw_decode(alaw_encode(pcm)))
 
 
@@ -598,7 +598,7 @@ def _feed_safely(parser: TwilioParser, frames: list[str]) -> None:
             assert exc.code and 1000 <= exc.close_code < 5000
             return  # the stream is closed after a protocol error
         assert isinstance(out, list)
-        assert all(isinstance(m, StreamStart | AudioChunk | DtmfDigit | StreamStop | Notice) for m in out)
+        assert all(isinstance(m, StreamStart | Audio | DtmfDigit | StreamStop | Notice) for m in out)
     try:
         parser.flush()
     except ProtocolError:

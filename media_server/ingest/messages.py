@@ -1,4 +1,10 @@
-"""What every ingest adapter turns its protocol into."""
+"""What every ingest parser turns its protocol into, and how a stream ends.
+
+Audio is :class:`media_server.audio.Audio` (one type for every protocol); the rest of a stream is a start, DTMF
+digits, a stop, and notices. A fatal input error is a :class:`ProtocolError`; the end of a stream, whoever ends
+it, is a :class:`StreamEnded` (the call's :class:`~media_server.calls.lifecycle.CallEnd` and what the client is
+told).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from media_server.audio import Audio
 from media_server.calls.call import ChannelSpec
+from media_server.calls.lifecycle import CallEnd
 
 # Websocket close codes (RFC 6455) used by the ingest endpoints.
 CLOSE_NORMAL = 1000
@@ -19,6 +24,7 @@ CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
 
 
 class ProtocolError(Exception):
@@ -31,19 +37,26 @@ class ProtocolError(Exception):
         self.close_code = close_code
 
 
+class StreamEnded(Exception):
+    """How an ingest stream ended: the call's end reason, and what the client is told.
+
+    ``close_code`` ``None``: nothing is said (the client ended it, or is gone). Otherwise a websocket is closed
+    with that code and ``close_reason``; AudioSocket, whose protocol has no codes, sends its terminate message.
+    """
+
+    def __init__(self, reason: CallEnd, close_code: int | None = None, close_reason: str = "") -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.close_code = close_code
+        self.close_reason = close_reason
+
+
 @dataclass
 class StreamStart:
     call_id: str
     channels: list[ChannelSpec]
     metadata: dict[str, Any] = field(default_factory=dict)  # raw; parsed by calls.metadata
     source: str = ""
-
-
-@dataclass
-class AudioChunk:
-    channel: int
-    pcm: npt.NDArray[np.int16]
-    start_time: float | None = None
 
 
 @dataclass
@@ -65,7 +78,7 @@ class Notice:
     message: str
 
 
-IngestMessage = StreamStart | AudioChunk | DtmfDigit | StreamStop | Notice
+IngestMessage = StreamStart | Audio | DtmfDigit | StreamStop | Notice
 
 
 def parse_json_object(text: str) -> dict[str, Any]:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from media_server.ingest.audiosocket import PROTOCOL as AUDIOSOCKET
+from media_server.ingest.l16 import PROTOCOL as L16
 from media_server.ingest.protocol import IngestProtocol
+from media_server.ingest.twilio import PROTOCOL as TWILIO
 
-PROTOCOLS: tuple[IngestProtocol, ...] = ()
+PROTOCOLS: tuple[IngestProtocol, ...] = (
+    TWILIO,
+    L16,
+    AUDIOSOCKET,
+)

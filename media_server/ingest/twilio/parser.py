@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from media_server.audio import Audio
 from media_server.calls.call import ChannelSpec
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.ingest.messages import (
@@ -28,7 +29,6 @@ from media_server.ingest.messages import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
-    AudioChunk,
     DtmfDigit,
     IngestMessage,
     Notice,
@@ -38,6 +38,7 @@ from media_server.ingest.messages import (
     parse_json_object,
 )
 
+SAMPLE_RATE = 8000  # G.711, as both platforms send it
 REP_CHANNEL = 0
 CUSTOMER_CHANNEL = 1
 _TRACKS = {
@@ -73,7 +74,6 @@ class TwilioParser:
         self.variant = ""  # "twilio" or "telnyx", from the start message
         self.started = False
         self._decode = ulaw_decode
-        self._sample_rate = 8000
         self._expected_seq: int | None = None
         self._held: list[tuple[int, int, dict[str, Any]]] = []  # (seq, arrival, message)
         self._arrivals = 0
@@ -168,7 +168,6 @@ class TwilioParser:
             if isinstance(value, str):
                 params.setdefault(key, value)
         self._decode = decoder
-        self._sample_rate = 8000
         self.started = True
         start_seq = _field(message, "sequenceNumber", "sequence_number")
         if isinstance(start_seq, str | int) and str(start_seq).isdecimal():
@@ -176,7 +175,7 @@ class TwilioParser:
         speakers = {REP_CHANNEL: "rep", CUSTOMER_CHANNEL: "customer"}
         return StreamStart(
             call_id=call_id,
-            channels=[ChannelSpec(i, speakers[i], self._sample_rate) for i in indices],
+            channels=[ChannelSpec(i, speakers[i], SAMPLE_RATE) for i in indices],
             metadata=params,
             source=self.variant,
         )
@@ -236,7 +235,7 @@ class TwilioParser:
                 out.extend(self._handle(held))
         return out
 
-    def _media(self, message: dict[str, Any]) -> AudioChunk:
+    def _media(self, message: dict[str, Any]) -> Audio:
         media = message.get("media")
         if not isinstance(media, dict):
             raise ProtocolError("malformed_message", 'media message has no "media" object')
@@ -258,7 +257,7 @@ class TwilioParser:
             except (TypeError, ValueError, OverflowError):
                 raise ProtocolError("malformed_message", f"media timestamp {timestamp!r} is not a number") from None
         pcm = self._decode(data) if data else np.zeros(0, dtype=np.int16)
-        return AudioChunk(channel=channel, pcm=pcm, start_time=start_time)
+        return Audio(channel, pcm, SAMPLE_RATE, start_time)
 
 
 def _client_state(value: str) -> dict[str, Any]:

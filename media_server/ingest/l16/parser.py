@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from media_server.audio import Audio
 from media_server.calls.call import ChannelSpec
 from media_server.ingest.messages import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
-    AudioChunk,
     IngestMessage,
     Notice,
     ProtocolError,
@@ -74,11 +74,11 @@ class L16Parser:
             )
         pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
         if self.channels == 1:
-            return [AudioChunk(channel=self._mono_channel, pcm=pcm)]
+            return [Audio(self._mono_channel, pcm, self.sample_rate)]
         frames = pcm.reshape(-1, 2)
         return [
-            AudioChunk(channel=0, pcm=frames[:, 0].copy()),
-            AudioChunk(channel=1, pcm=frames[:, 1].copy()),
+            Audio(0, frames[:, 0].copy(), self.sample_rate),
+            Audio(1, frames[:, 1].copy(), self.sample_rate),
         ]
 
     def flush(self) -> list[IngestMessage]:
