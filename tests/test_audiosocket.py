@@ -501,6 +501,23 @@ async def test_a_live_or_stored_uuid_is_refused_without_harm_to_the_call(local: 
     assert record is not None and record.status == "completed"
 
 
+async def test_a_call_over_capacity_gets_a_terminate_and_is_not_opened(
+    local: Local, caplog: pytest.LogCaptureFixture
+) -> None:
+    local.services.calls.max_live = 1
+    first, second = uuid.uuid4(), uuid.uuid4()
+    holder = asyncio.create_task(asterisk(local.server.port, first, np.zeros(16000, dtype=np.int16), speed=4))
+    await local.live_call(str(first))
+    refused = await asterisk(local.server.port, second, np.zeros(800, dtype=np.int16), speed=20)
+    assert refused.reply == TERMINATE and refused.closed
+    assert list(local.services.calls.live) == [str(first)], "the call already streaming is not touched"
+    assert f"(call {second}) refused: the server holds 1 calls" in caplog.text
+    assert (await holder).closed
+    assert not await local.services.store.call_exists(str(second))
+    record = await local.services.store.get_call("acme", str(first))
+    assert record is not None and record.status == "completed"
+
+
 async def test_malformed_input_gets_a_terminate_and_the_call_is_kept(local: Local) -> None:
     call_id = uuid.uuid4()
     events = asyncio.create_task(local.events(str(call_id)))
