@@ -203,6 +203,20 @@ def test_encode_refuses_what_the_protocol_cannot_carry() -> None:
         frame(Kind.SLIN, b"\0" * 70000)
 
 
+def test_documented_call_parses_and_encodes_back_byte_for_byte() -> None:
+    """tests/data/traffic/audiosocket_call.bin: one connection as the AudioSocket protocol document describes it."""
+    wire = (Path(__file__).parent / "data" / "traffic" / "audiosocket_call.bin").read_bytes()
+    messages = AudioSocketParser().feed(wire)
+    assert [type(m) for m in messages] == [CallUuid, Audio, Audio, Audio, DtmfDigit, Audio, AsteriskError, StreamStop]
+    assert isinstance(messages[0], CallUuid) and messages[0].call_id == "40325ec2-5efd-4bd3-805f-53576e581d13"
+    audio = [m for m in messages if isinstance(m, Audio)]
+    assert [(a.channel, a.sample_rate, a.pcm.size) for a in audio] == [(0, 8000, 160)] * 4
+    assert messages[4] == DtmfDigit(0, "5")
+    error = messages[6]
+    assert isinstance(error, AsteriskError) and error.code == 0x02 and not error.hangup
+    assert b"".join(encode(m) for m in messages) == wire
+
+
 # -- fuzz ------------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -392,6 +393,65 @@ def test_reorder_window_zero_passes_frames_through_as_they_come() -> None:
     parser.feed(tx_start(seq=1))
     assert len(parser.feed(tx_media(4, _mulaw(10, 4)))) == 1
     assert len(parser.feed(tx_media(2, _mulaw(10, 2)))) == 1
+
+
+# -- documented traffic (tests/data/traffic) ---------------------------------------------------------
+
+TRAFFIC = Path(__file__).parent / "data" / "traffic"
+
+
+def _frames(name: str) -> list[str]:
+    return (TRAFFIC / name).read_text().splitlines()
+
+
+def _reencoded(frames: list[str]) -> list[str]:
+    """Each frame as written back from what was parsed: the fixture is compact JSON, media as mu-law of the PCM."""
+    return [json.dumps(json.loads(frame), separators=(",", ":")) for frame in frames]
+
+
+def test_twilio_documented_stream() -> None:
+    frames = _frames("twilio_media_stream.jsonl")
+    assert _reencoded(frames) == frames
+    out = feed_all(TwilioParser(), frames)
+    start, *rest = out
+    assert isinstance(start, StreamStart)
+    assert (start.call_id, start.source) == ("CAXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "twilio")
+    assert start.channels == [ChannelSpec(0, "rep", 8000), ChannelSpec(1, "customer", 8000)]
+    assert start.metadata == {
+        "FirstName": "Jane",
+        "LastName": "Doe",
+        "RemoteParty": "Bob",
+        "accountSid": "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+        "streamSid": "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    }
+    assert [type(m) for m in rest] == [Audio] * 6 + [DtmfDigit, StreamStop]
+    audio = [m for m in rest if isinstance(m, Audio)]
+    assert [(a.channel, a.sample_rate, a.start_time) for a in audio] == [
+        (channel, 8000, pytest.approx(t)) for t in (0.005, 0.025, 0.045) for channel in (1, 0)
+    ]
+    media = [json.loads(f)["media"] for f in frames if json.loads(f)["event"] == "media"]
+    for chunk, sent in zip(audio, media, strict=True):  # the payload, byte for byte, from the decoded samples
+        assert chunk.pcm.size == 160 and _b64(ulaw_encode(chunk.pcm)) == sent["payload"]
+    assert rest[6] == DtmfDigit(channel=1, digit="1")
+
+
+def test_telnyx_documented_stream_out_of_order() -> None:
+    frames = _frames("telnyx_media_stream.jsonl")
+    assert _reencoded(frames) == frames
+    out = feed_all(TwilioParser(), frames)
+    start, *rest = out
+    assert isinstance(start, StreamStart)
+    assert (start.call_id, start.source) == ("v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg", "telnyx")
+    assert start.channels == [ChannelSpec(0, "rep", 8000), ChannelSpec(1, "customer", 8000)]
+    assert start.metadata == {}  # the documents' client_state is base64 text, not a JSON object: ignored
+    assert [type(m) for m in rest] == [Audio] * 4 + [DtmfDigit, StreamStop]
+    audio = [m for m in rest if isinstance(m, Audio)]
+    # Sent as 2, 4, 3, 5: handed on in sequence order.
+    assert [a.start_time for a in audio] == pytest.approx([0.0, 0.02, 0.04, 0.06])
+    sent = [json.loads(f) for f in frames]
+    by_seq = {int(m["sequence_number"]): m["media"]["payload"] for m in sent if m["event"] == "media"}
+    assert [_b64(ulaw_encode(a.pcm)) for a in audio] == [by_seq[seq] for seq in (2, 3, 4, 5)]
+    assert rest[4] == DtmfDigit(channel=1, digit="1")
 
 
 # -- errors -------------------------------------------------------------------------------------------
