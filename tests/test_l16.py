@@ -46,6 +46,8 @@ def test_sample_rate_forms(rate: Any, expected: int) -> None:
     start = _start(parser, callSid="c1", sampleRate=rate, mixType="stereo")
     assert parser.sample_rate == expected
     assert [c.sample_rate for c in start.channels] == [expected, expected]
+    audio = parser.feed_binary(b"\0" * 8)
+    assert [(a.channel, a.sample_rate) for a in audio if isinstance(a, Audio)] == [(0, expected), (1, expected)]
 
 
 def test_jambonz_stereo_metadata() -> None:
