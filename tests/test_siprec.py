@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from media_server.config import Settings
-from media_server.ingest.siprec import RecordingServer
-from media_server.siprec.transport import ScreenedTransport
-from media_server.siprec.validate import check_request, error_response
+from media_server.ingest.siprec.server import RecordingServer
+from media_server.ingest.siprec.transport import ScreenedTransport
+from media_server.ingest.siprec.validate import check_request, error_response
 from tests.conftest import EventLog, Server, collect_events, free_port, start_server, stop_server
 from tests.sipp import Dtmf, require_sipp, run_sipp, siprec_variables, write_siprec_media
 from tests.speech import normalise, program, tel8k, wer

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_server.siprec.body import BodyError, split_body
+from media_server.ingest.siprec.body import BodyError, split_body
 from tests.siprec_samples import CONTENT_TYPE, metadata_xml, multipart, sdp_offer
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_server.siprec.metadata import RecordingMetadataError, parse_recording_metadata
+from media_server.ingest.siprec.metadata import RecordingMetadataError, parse_recording_metadata
 from tests.siprec_samples import metadata_xml
 
 

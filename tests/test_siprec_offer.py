@@ -5,7 +5,14 @@ from aiosipua import parse_sdp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_server.siprec.offer import AnsweredStream, Answerer, OfferError, answer_text, choose_codec, parse_offer
+from media_server.ingest.siprec.offer import (
+    AnsweredStream,
+    Answerer,
+    OfferError,
+    answer_text,
+    choose_codec,
+    parse_offer,
+)
 from tests.siprec_samples import sdp_offer
 
 PREFERENCE = ["PCMU", "PCMA", "G722", "opus"]

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from media_server.calls.metadata import Consent, MetadataError
-from media_server.siprec.metadata import parse_recording_metadata
-from media_server.siprec.participants import RoleRule, aor_parts, assign
+from media_server.ingest.siprec.metadata import parse_recording_metadata
+from media_server.ingest.siprec.participants import RoleRule, aor_parts, assign
 from tests.siprec_samples import metadata_xml
 
 LABELS = ["1", "2"]

@@ -7,7 +7,7 @@ from aiosipua import SipMessage, SipRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_server.siprec.validate import check_request, error_response, reject
+from media_server.ingest.siprec.validate import check_request, error_response, reject
 
 BASE = (
     "INVITE sip:srs@192.0.2.10 SIP/2.0\r\n"

@@ -28,7 +28,7 @@ from aioice import stun
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
-from media_server.ingest.whip import WhipManager, check_offer, merge_metadata
+from media_server.ingest.whip.manager import WhipManager, check_offer, merge_metadata
 from tests.conftest import EventLog, collect_events
 from tests.inprocess import CHROMIUM_FLAGS, InProcessServer, inprocess_server, loopback_ice, require_chromium
 from tests.speech import Program, program, tel8k, wer
@@ -139,7 +139,7 @@ async def offer_sdp() -> AsyncIterator[str]:
 
 
 def test_offer_checks() -> None:
-    from media_server.ingest.whip import WhipError
+    from media_server.ingest.whip.manager import WhipError
 
     for bad, status in (("hello", 400), ("v=0\r\ns=-\r\n", 400), ("v=0\r\nm=video 9 X 96\r\n", 400)):
         with pytest.raises(WhipError) as info:
@@ -369,7 +369,7 @@ def test_decoded_frames_are_mixed_down_to_mono() -> None:
     """Opus in WebRTC always decodes to stereo s16: mixed down and scaled to [-1, 1]."""
     import av
 
-    from media_server.ingest.whip import mono_float
+    from media_server.ingest.whip.manager import mono_float
 
     frame = av.AudioFrame.from_ndarray(
         np.array([[16384, 0, -16384, -32768]], dtype=np.int16), format="s16", layout="stereo"

@@ -58,6 +58,8 @@ class CallEnd(enum.StrEnum):
     DISCONNECTED = "disconnected"  # the connection went away without the protocol's end
     IDLE_TIMEOUT = "idle_timeout"  # no audio for ``ingest.idle_timeout_s``
     RTP_TIMEOUT = "rtp_timeout"  # no RTP on any stream for ``sip.rtp_timeout_s``
+    NO_ACK = "no_ack"  # SIP: the SRC never acknowledged the 200 OK to its INVITE
+    SESSION_EXPIRED = "session_expired"  # SIP: the session timer (RFC 4028) ran out without a refresh
     ICE_FAILED = "ice_failed"  # a WebRTC peer's connection failed
     PROTOCOL_ERROR = "protocol_error"  # a malformed or forbidden message; the client was told which
     INTERNAL_ERROR = "internal_error"  # a bug on our side; logged with its traceback

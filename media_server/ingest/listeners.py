@@ -18,10 +18,6 @@ async def start_listeners(services: Services) -> list[Listener]:
         for protocol in PROTOCOLS:
             if protocol.listener is not None and protocol.enabled(settings):
                 listeners.append(await protocol.listener(services))
-        if settings.sip.enabled:
-            from media_server.ingest.siprec import RecordingServer
-
-            listeners.append(await RecordingServer.start(services))
         if settings.grpc.enabled:
             from media_server.rpc.server import GrpcServer
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from media_server.ingest.audiosocket import PROTOCOL as AUDIOSOCKET
 from media_server.ingest.l16 import PROTOCOL as L16
 from media_server.ingest.protocol import IngestProtocol
+from media_server.ingest.siprec import PROTOCOL as SIPREC
 from media_server.ingest.twilio import PROTOCOL as TWILIO
+from media_server.ingest.whip import PROTOCOL as WHIP
 
 PROTOCOLS: tuple[IngestProtocol, ...] = (
     TWILIO,
     L16,
     AUDIOSOCKET,
+    SIPREC,
+    WHIP,
 )

@@ -1,24 +1,7 @@
-"""The RTP receive side of the SIPREC recording server: packets in, decoded audio on the call's timeline out.
+"""Receive-only RTP, protocol-neutral (SIPREC uses it; any RTP-based ingest could): packets in, decoded audio on
+the call's timeline out.
 
-``RtpReceiver`` (receiver.py) takes one stream on one local port; ``PortAllocator`` (ports.py) finds it a
-port; ``RtpFormat`` (formats.py) says what the SDP negotiated; ``decoder_for`` (codecs.py) decodes it.
+``packet.py`` parses, ``jitterbuffer.py`` puts packets back in order, ``formats.py`` says what the SDP negotiated,
+``codecs.py`` decodes it, ``dtmf.py`` reads telephone-events, ``receiver.py`` (``RtpReceiver``) runs one stream on
+one local port, and ``ports.py`` (``PortAllocator``) finds it that port.
 """
-
-from media_server.rtp.codecs import AudioDecoder, DecodeError, UnsupportedCodec, decoder_for
-from media_server.rtp.formats import SUPPORTED_CODECS, TELEPHONE_EVENT, RtpFormat
-from media_server.rtp.ports import PortAllocator, PortsExhausted
-from media_server.rtp.receiver import ReceiverStats, RtpReceiver
-
-__all__ = [
-    "SUPPORTED_CODECS",
-    "TELEPHONE_EVENT",
-    "AudioDecoder",
-    "DecodeError",
-    "PortAllocator",
-    "PortsExhausted",
-    "ReceiverStats",
-    "RtpFormat",
-    "RtpReceiver",
-    "UnsupportedCodec",
-    "decoder_for",
-]

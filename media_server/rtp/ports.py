@@ -11,15 +11,20 @@ from where the last one was found.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from media_server.rtp.receiver import RtpReceiver
-
-__all__ = ["PortAllocator", "PortsExhausted"]
+__all__ = ["Bindable", "PortAllocator", "PortsExhausted"]
 
 # Errors that mean "this port, not the host, is the problem": try the next one.
 _PORT_TAKEN = {errno.EADDRINUSE, errno.EACCES}
+
+
+class Bindable(Protocol):
+    """What the allocator binds: a receiver (``RtpReceiver``) that listens on a port it is given."""
+
+    async def bind(self, host: str, port: int) -> None:
+        """Listen on ``host``:``port``; ``OSError`` if the port is taken."""
+        ...
 
 
 class PortsExhausted(RuntimeError):
@@ -42,7 +47,7 @@ class PortAllocator:
     def in_use(self) -> frozenset[int]:
         return frozenset(self._in_use)
 
-    async def open(self, receiver: RtpReceiver) -> int:
+    async def open(self, receiver: Bindable) -> int:
         """Bind ``receiver`` on a free even port of the range (its RTCP sink on the odd one above) and return it.
 
         Raises ``PortsExhausted`` when every port is held by this allocator or taken by another process.

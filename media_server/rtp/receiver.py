@@ -52,9 +52,8 @@ from media_server.rtp.dtmf import TelephoneEventReceiver
 from media_server.rtp.formats import RtpFormat
 from media_server.rtp.jitterbuffer import Arrival, JitterBuffer, Release
 from media_server.rtp.packet import MalformedPacket, is_rtcp, parse_rtp, ts_delta
-from media_server.rtp.ports import PortAllocator, PortsExhausted
 
-__all__ = ["PortAllocator", "PortsExhausted", "ReceiverStats", "RtpReceiver"]
+__all__ = ["ReceiverStats", "RtpReceiver"]
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, parse_consent
-from media_server.siprec.metadata import RecordingMetadata, RsParticipant
+from media_server.ingest.siprec.metadata import RecordingMetadata, RsParticipant
 
 _PHONE = re.compile(r"^\+?[0-9][0-9\-.()]{3,30}$")
 

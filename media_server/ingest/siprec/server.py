@@ -3,11 +3,11 @@
 SIP signalling is aiosipua's (transactions, dialogs, 2xx retransmission, session timers, OPTIONS, CANCEL);
 every message is screened here first (allow-list: 403, malformed: 400). An INVITE carries an SDP offer with
 one ``m=audio`` per participant stream and RFC 7865 metadata; the answer is ``recvonly`` with one RTP port per
-stream, and each stream becomes a channel of the call (``media_server/siprec`` maps participants to roles).
-RTP is received by ``media_server/rtp`` (jitter buffer, decoding, DTMF), placed on the call's timeline
-and pushed into the call like any other ingest's audio. Re-INVITEs apply metadata updates, hold
-(``a=inactive``), resume, codec changes and added streams. A session ends on BYE, on a session-timer expiry,
-or when no RTP arrived on any active stream for ``rtp_timeout_s`` (then the SRS sends the BYE).
+stream, and each stream becomes a channel of the call (``session.py``; ``participants.py`` maps participants to
+roles). Re-INVITEs apply metadata updates, hold (``a=inactive``), resume, codec changes and added streams. A session
+ends on BYE, on a session-timer expiry, or when no RTP arrived on any active stream for ``rtp_timeout_s`` (then the
+SRS sends the BYE). A call the server has no room for (``sip.max_calls`` sessions, or ``calls.max_live`` calls) is
+answered 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -17,98 +17,30 @@ import contextlib
 import logging
 import socket
 import time
-import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from aiosipua import Codec, IncomingCall, SipMessage, SipRequest, SipResponse, SipUAS
+from aiosipua import IncomingCall, SipMessage, SipRequest, SipResponse, SipUAS
 
 from media_server import __version__
-from media_server.audio import Audio
-from media_server.calls.call import Call, ChannelSpec
-from media_server.calls.lifecycle import CallConflict, CallEnd
-from media_server.calls.metadata import CallMetadata, Consent, MetadataError
+from media_server.calls.lifecycle import CallEnd
+from media_server.calls.metadata import Consent
 from media_server.ingest.allowlist import AllowList
-from media_server.rtp.formats import RtpFormat
-from media_server.rtp.ports import PortAllocator, PortsExhausted
-from media_server.rtp.receiver import RtpReceiver
+from media_server.ingest.siprec.body import ACCEPTED
+from media_server.ingest.siprec.offer import Answerer
+from media_server.ingest.siprec.participants import RoleRule
+from media_server.ingest.siprec.session import RecordingSession, SessionMedia, SetupFailed, read_body
+from media_server.ingest.siprec.transport import ScreenedTransport, TcpTransport, UdpTransport, tls_context
+from media_server.ingest.siprec.validate import MAX_MESSAGE, check_request, error_response, reject
+from media_server.rtp.ports import PortAllocator
 from media_server.services import Services
-from media_server.siprec.body import ACCEPTED, BodyError, split_body
-from media_server.siprec.metadata import RecordingMetadata, RecordingMetadataError, parse_recording_metadata
-from media_server.siprec.offer import (
-    AnsweredStream,
-    Answerer,
-    Offer,
-    OfferedStream,
-    OfferError,
-    choose_codec,
-    codec_name,
-    parse_offer,
-)
-from media_server.siprec.participants import RoleRule, assign
-from media_server.siprec.transport import ScreenedTransport, TcpTransport, UdpTransport, tls_context
-from media_server.siprec.validate import MAX_MESSAGE, check_request, error_response, reject
-from models.audio import StreamResampler, int16_to_float32
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"media-server/{__version__}"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 SUPPORTED = {"siprec", "timer"}
-_WATCH_INTERVAL_S = 0.5
-
-
-class SetupFailed(Exception):
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or {}
-
-
-@dataclass
-class _Stream:
-    """One m-line of the session: a channel of the call, fed by one RTP receiver while it is active."""
-
-    offered: OfferedStream
-    channel: int
-    channel_rate: int = 8000
-    port: int = 0
-    codec: Codec | None = None
-    dtmf: Codec | None = None
-    receiver: RtpReceiver | None = None
-    resampler: StreamResampler | None = None
-    direction: str = "recvonly"  # as answered: recvonly, or inactive while on hold
-
-    @property
-    def label(self) -> str:
-        return self.offered.label
-
-
-@dataclass
-class _Session:
-    sip_call_id: str
-    uas: SipUAS
-    incoming: IncomingCall
-    source: tuple[str, int]
-    transport: str
-    invite_key: tuple[str, str]
-    call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    call: Call | None = None
-    streams: list[_Stream] = field(default_factory=list)
-    answerer: Answerer | None = None
-    metadata: RecordingMetadata | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    epoch: float = field(default_factory=time.monotonic)  # call time 0
-    media_since: float = field(default_factory=time.monotonic)  # last (re)start of media, for the RTP timeout
-    answered: bool = False
-    cancelled: bool = False
-    ended: bool = False
-    watchdog: asyncio.Task[None] | None = None
 
 
 class RecordingServer:
@@ -120,12 +52,12 @@ class RecordingServer:
         self.ports = PortAllocator(
             self.settings.rtp_host or self.settings.host, self.settings.rtp_port_min, self.settings.rtp_port_max
         )
-        self.sessions: dict[str, _Session] = {}
+        self.sessions: dict[str, RecordingSession] = {}
         self.agents: list[SipUAS] = []
         self.transports: dict[str, ScreenedTransport] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._binding = asyncio.Lock()
+        self._binding = asyncio.Lock()  # one session's RTP ports are taken together
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -163,8 +95,8 @@ class RecordingServer:
         uas.on_bye = self._on_bye
         uas.on_cancel = self._on_cancel
         uas.on_options = partial(self._on_options, transport)
-        uas.on_ack_timeout = partial(self._on_gone, "no_ack")
-        uas.on_session_expired = partial(self._on_gone, "session_expired")
+        uas.on_ack_timeout = partial(self._on_gone, CallEnd.NO_ACK)
+        uas.on_session_expired = partial(self._on_gone, CallEnd.SESSION_EXPIRED)
         transport.on_raw = self.receive
         await uas.start()
         bound = transport.bound
@@ -189,7 +121,7 @@ class RecordingServer:
         self._closing = True
         sessions = list(self.sessions.values())
         await asyncio.gather(
-            *(self._finish(s, "interrupted", "server_shutdown", bye=True) for s in sessions), return_exceptions=True
+            *(self._finish(s, CallEnd.SERVER_SHUTDOWN, bye=True) for s in sessions), return_exceptions=True
         )
         for uas in self.agents:
             with contextlib.suppress(Exception):
@@ -197,6 +129,10 @@ class RecordingServer:
         for task in list(self._tasks):
             task.cancel()
         self.agents.clear()
+
+    def _media(self) -> SessionMedia:
+        """What a new session shares with the others (the settings as started: the SIP port may have been 0)."""
+        return SessionMedia(self.settings, self.services.calls, self.ports, self.rule, self._spawn, self._binding)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -264,7 +200,8 @@ class RecordingServer:
         request = incoming.invite
         transport = uas.transport
         assert isinstance(transport, ScreenedTransport)
-        session = _Session(
+        session = RecordingSession(
+            self._media(),
             sip_call_id=incoming.call_id,
             uas=uas,
             incoming=incoming,
@@ -293,28 +230,20 @@ class RecordingServer:
         self.sessions[session.sip_call_id] = session
         self._spawn(self._setup(session), name=f"siprec-setup-{session.call_id}")
 
-    async def _setup(self, session: _Session) -> None:
+    async def _setup(self, session: RecordingSession) -> None:
         request = session.incoming.invite
         try:
             unsupported = _unsupported_extensions(request)
             if unsupported:
                 raise SetupFailed(420, "Bad Extension", {"Unsupported": ", ".join(unsupported)})
-            offer, metadata = self._read_body(request)
+            offer, metadata = read_body(request)
             if offer is None:
                 raise SetupFailed(488, "An SDP offer is required")
-            session.metadata = metadata
-            plan = self._plan(offer.streams)
-            if not any(s.codec for s in plan):
-                names = sorted({codec_name(c) for s in offer.streams for c in s.codecs}) or ["none we know"]
-                raise SetupFailed(488, f"No supported codec offered ({', '.join(names)})")
-            session.streams = plan
-            await self._bind_streams(session)  # before the call exists: no empty call is stored for a 503
-            if not session.cancelled:
-                await self._open_call(session)
+            await session.start(offer, metadata)
             if session.cancelled:
                 raise SetupFailed(487, "Request Terminated")  # aiosipua already answered it; nothing more is sent
             session.answerer = Answerer(self._local_address(session.source))
-            session.incoming.accept(session.answerer.answer(self._answer(session)))
+            session.incoming.accept(session.answerer.answer(session.answer()))
             session.answered = True
             session.media_since = time.monotonic()
             session.watchdog = asyncio.create_task(self._watch(session), name=f"siprec-watch-{session.call_id}")
@@ -328,107 +257,14 @@ class RecordingServer:
             )
         except SetupFailed as exc:
             log.warning("SIPREC INVITE from %s refused: %d %s", session.source[0], exc.status, exc.reason)
-            await self._teardown(session, "interrupted", "setup_failed")
+            await self._teardown(session, CallEnd.SETUP_FAILED)
             self._refuse(session, exc)
         except Exception:
             log.exception("SIPREC session %s could not be set up", session.sip_call_id)
-            await self._teardown(session, "interrupted", "internal_error")
+            await self._teardown(session, CallEnd.INTERNAL_ERROR)
             self._refuse(session, SetupFailed(500, "Server Internal Error"))
 
-    def _read_body(self, request: SipRequest) -> tuple[Offer | None, RecordingMetadata | None]:
-        try:
-            body = split_body(request.content_type, request.body, request.headers.get_first("content-encoding"))
-        except BodyError as exc:
-            raise SetupFailed(exc.status, str(exc), {"Accept": ACCEPTED} if exc.status == 415 else None) from None
-        try:
-            metadata = parse_recording_metadata(body.metadata) if body.metadata is not None else None
-        except RecordingMetadataError as exc:
-            raise SetupFailed(400, f"Bad recording metadata: {exc}") from None
-        try:
-            offer = parse_offer(body.sdp) if body.sdp is not None else None
-        except OfferError as exc:
-            raise SetupFailed(exc.status, str(exc)) from None
-        return offer, metadata
-
-    def _plan(self, offered: list[OfferedStream], known: list[_Stream] | None = None) -> list[_Stream]:
-        """The answer to each m-line: its codec (or none: rejected), keeping what an earlier offer set up."""
-        known_by_label = {s.label: s for s in known or []}
-        plan = []
-        for stream in offered:
-            previous = known_by_label.get(stream.label)
-            codec = choose_codec(stream, list(self.settings.codecs)) if stream.port else None
-            entry = previous or _Stream(stream, channel=stream.index)
-            entry.offered = stream
-            if codec is not None and entry.codec is None:
-                entry.channel_rate = 8000 if _format(codec).pcm_rate == 8000 else 16000
-            entry.codec = codec
-            entry.dtmf = stream.dtmf if codec is not None else None
-            entry.direction = "recvonly" if stream.active else "inactive"
-            plan.append(entry)
-        return plan
-
-    def _assignment_specs(self, session: _Session) -> tuple[CallMetadata, list[ChannelSpec]]:
-        labels = [s.label for s in session.streams if s.codec is not None or s.receiver is not None]
-        extra = {"sipCallId": session.sip_call_id[:256], "src": session.source[0]}
-        if session.metadata and session.metadata.session_id:
-            extra["recordingSessionId"] = session.metadata.session_id[:256]
-        try:
-            assignment = assign(session.metadata, labels, session.headers, self.rule, extra)
-        except MetadataError as exc:
-            raise SetupFailed(400, f"Bad consent header: {exc}") from None
-        specs = [
-            ChannelSpec(s.channel, assignment.speakers[s.label], s.channel_rate)
-            for s in session.streams
-            if s.label in assignment.speakers
-        ]
-        return assignment.metadata, specs
-
-    async def _open_call(self, session: _Session) -> None:
-        metadata, specs = self._assignment_specs(session)
-        try:
-            live = await self.services.calls.open(
-                session.call_id, self.settings.team, "siprec", metadata, specs, epoch=session.epoch
-            )
-            session.call = live.call  # RTP is placed on the call's timeline from the receivers' epoch
-        except CallConflict as exc:
-            raise SetupFailed(500, str(exc)) from None
-
-    async def _bind_streams(self, session: _Session) -> None:
-        # One session's ports are taken together, so its streams get neighbouring ports (X, X+2, ...):
-        # not needed by SIP, but what simple SRCs and test tools that play a capture expect.
-        async with self._binding:
-            for stream in session.streams:
-                if stream.codec is not None and stream.receiver is None:
-                    await self._bind(session, stream)
-        for stream in session.streams:
-            if stream.receiver is not None:
-                stream.receiver.set_paused(stream.direction != "recvonly")
-
-    async def _bind(self, session: _Session, stream: _Stream) -> None:
-        assert stream.codec is not None
-        fmt = _format(stream.codec)
-        receiver = RtpReceiver(
-            fmt,
-            dtmf_payload_type=stream.dtmf.payload_type if stream.dtmf else None,
-            epoch=session.call.epoch if session.call is not None else session.epoch,
-            jitter_ms=self.settings.jitter_ms,
-            on_audio=partial(self._on_audio, session, stream),
-            on_dtmf=partial(self._on_dtmf, session, stream),
-        )
-        try:
-            stream.port = await self.ports.open(receiver)
-        except PortsExhausted:
-            raise SetupFailed(503, "No RTP ports free", {"Retry-After": str(self.settings.retry_after_s)}) from None
-        stream.receiver = receiver
-        stream.resampler = StreamResampler(fmt.pcm_rate, stream.channel_rate)
-
-    def _answer(self, session: _Session) -> list[AnsweredStream]:
-        return [
-            AnsweredStream(s.offered, s.port if s.receiver else 0, s.codec, s.dtmf, s.direction)
-            for s in session.streams
-        ]
-
-    def _refuse(self, session: _Session, exc: SetupFailed) -> None:
+    def _refuse(self, session: RecordingSession, exc: SetupFailed) -> None:
         incoming = session.incoming
         if not session.cancelled:
             with contextlib.suppress(Exception):
@@ -436,35 +272,12 @@ class RecordingServer:
         incoming.dialog.terminate()
         session.uas._calls.pop(session.sip_call_id, None)
 
-    # -- media ---------------------------------------------------------------------------------------
-
-    def _on_audio(self, session: _Session, stream: _Stream, pcm: npt.NDArray[np.int16], start_time: float) -> None:
-        call = session.call
-        if call is None or session.ended or stream.receiver is None:
-            return
-        resampler = stream.resampler
-        if resampler is not None and resampler.from_rate != resampler.to_rate:
-            audio = resampler.process(int16_to_float32(pcm))
-            pcm = np.clip(audio * 32768.0, -32768, 32767).astype(np.int16)
-        call.push(Audio(stream.channel, pcm, stream.channel_rate, start_time))
-
-    def _on_dtmf(self, session: _Session, stream: _Stream, digit: str) -> None:
-        if session.call is not None and not session.ended:
-            self._spawn(session.call.dtmf(stream.channel, digit), name=f"siprec-dtmf-{session.call_id}")
-
-    async def _watch(self, session: _Session) -> None:
+    async def _watch(self, session: RecordingSession) -> None:
         """End the session when no RTP arrived on any active stream for rtp_timeout_s."""
-        timeout = self.settings.rtp_timeout_s
-        while not session.ended:
-            await asyncio.sleep(min(_WATCH_INTERVAL_S, timeout / 4))
-            active = [s.receiver for s in session.streams if s.receiver is not None and s.direction == "recvonly"]
-            if not active:
-                continue  # everything on hold: the session timer, not RTP, tells whether the SRC is alive
-            last = max([session.media_since] + [r.last_packet_at for r in active if r.last_packet_at is not None])
-            if time.monotonic() - last > timeout:
-                log.warning("SIPREC session %s: no RTP for %.0f s, ending it", session.sip_call_id, timeout)
-                self._spawn(self._finish(session, "interrupted", "rtp_timeout", bye=True), name="siprec-timeout")
-                return
+        if await session.rtp_lapsed():
+            timeout = self.settings.rtp_timeout_s
+            log.warning("SIPREC session %s: no RTP for %.0f s, ending it", session.sip_call_id, timeout)
+            self._spawn(self._finish(session, CallEnd.RTP_TIMEOUT, bye=True), name="siprec-timeout")
 
     # -- in-dialog requests --------------------------------------------------------------------------
 
@@ -476,36 +289,12 @@ class RecordingServer:
         session.invite_key = _invite_key(incoming.invite)
         self._spawn(self._update(session, incoming), name=f"siprec-update-{session.call_id}")
 
-    async def _update(self, session: _Session, incoming: IncomingCall) -> None:
-        request = incoming.invite
+    async def _update(self, session: RecordingSession, incoming: IncomingCall) -> None:
         try:
-            offer, metadata = self._read_body(request)
-            if metadata is not None:
-                session.metadata = session.metadata.merged(metadata) if session.metadata else metadata
-            if offer is not None:
-                if len(offer.streams) < len(session.streams):
-                    raise SetupFailed(488, "An offer must keep every m-line of the session (RFC 3264 §8)")
-                session.streams = self._plan(offer.streams, session.streams)
-                for stream in session.streams:
-                    if stream.codec is None and stream.receiver is not None:
-                        self._close_stream(stream)  # port 0: the stream was removed
-                    elif stream.receiver is not None and stream.codec is not None:
-                        stream.receiver.set_format(
-                            _format(stream.codec), stream.dtmf.payload_type if stream.dtmf else None
-                        )
-                        resampler = stream.resampler
-                        if resampler is None or resampler.from_rate != _format(stream.codec).pcm_rate:
-                            stream.resampler = StreamResampler(_format(stream.codec).pcm_rate, stream.channel_rate)
-                await self._bind_streams(session)
-                if any(s.direction == "recvonly" for s in session.streams):
-                    session.media_since = time.monotonic()
-            call = session.call
-            if call is not None:
-                call_metadata, specs = self._assignment_specs(session)
-                held = frozenset(s.channel for s in session.streams if s.direction != "recvonly")
-                await call.reconfigure(call_metadata, specs, held)
+            offer, metadata = read_body(incoming.invite)
+            await session.apply(offer, metadata)
             assert session.answerer is not None
-            incoming.accept(session.answerer.answer(self._answer(session)))
+            incoming.accept(session.answerer.answer(session.answer()))
             log.info(
                 "SIPREC session %s updated: %s",
                 session.sip_call_id,
@@ -521,17 +310,17 @@ class RecordingServer:
     def _on_bye(self, incoming: IncomingCall, request: SipRequest) -> None:
         session = self.sessions.get(incoming.call_id)
         if session is not None:
-            self._spawn(self._finish(session, "completed", "bye", bye=False), name=f"siprec-bye-{session.call_id}")
+            self._spawn(self._finish(session, CallEnd.BYE, bye=False), name=f"siprec-bye-{session.call_id}")
 
     def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         session = self.sessions.get(request.call_id or "")
         if session is not None and not session.answered:
             session.cancelled = True  # the setup in flight stops before answering
 
-    def _on_gone(self, reason: str, incoming: IncomingCall) -> None:
+    def _on_gone(self, reason: CallEnd, incoming: IncomingCall) -> None:
         session = self.sessions.get(incoming.call_id)
         if session is not None:
-            self._spawn(self._finish(session, "interrupted", reason, bye=False), name=f"siprec-{reason}")
+            self._spawn(self._finish(session, reason, bye=False), name=f"siprec-{reason}")
 
     def _on_options(self, transport: ScreenedTransport, request: SipRequest, addr: tuple[str, int]) -> None:
         """Keep-alive pings of SBCs; at capacity the answer is 503, so that they send recordings elsewhere."""
@@ -545,23 +334,11 @@ class RecordingServer:
 
     # -- ending --------------------------------------------------------------------------------------
 
-    def _close_stream(self, stream: _Stream) -> None:
-        if stream.receiver is not None:
-            stream.receiver.flush()
-            stream.receiver.close()
-            self.ports.release(stream.port)
-            stream.receiver = None
-            stream.port = 0
-
-    async def _teardown(self, session: _Session, status: str, reason: str) -> None:
-        session.ended = True
+    async def _teardown(self, session: RecordingSession, reason: CallEnd) -> None:
         self.sessions.pop(session.sip_call_id, None)
-        for stream in session.streams:
-            self._close_stream(stream)
-        if session.call is not None:
-            await asyncio.shield(self.services.calls.end(session.call, CallEnd(reason)))
+        await session.end(reason)
 
-    async def _finish(self, session: _Session, status: str, reason: str, bye: bool) -> None:
+    async def _finish(self, session: RecordingSession, reason: CallEnd, bye: bool) -> None:
         if session.ended:
             return
         watchdog = session.watchdog
@@ -571,8 +348,8 @@ class RecordingServer:
             with contextlib.suppress(Exception):
                 session.incoming.hangup()
             session.uas._calls.pop(session.sip_call_id, None)
-        log.info("SIPREC session %s ended: %s (%s)", session.sip_call_id, status, reason)
-        await self._teardown(session, status, reason)
+        log.info("SIPREC session %s ended: %s (%s)", session.sip_call_id, reason.status, reason)
+        await self._teardown(session, reason)
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -587,12 +364,6 @@ class RecordingServer:
             probe.connect((peer[0], peer[1] or 5060))  # no packet is sent: this asks the routing table
             return str(probe.getsockname()[0])
         return "127.0.0.1"
-
-
-def _format(codec: Codec) -> RtpFormat:
-    name = codec_name(codec)
-    clock = 48000 if name == "opus" else 8000
-    return RtpFormat(name, codec.payload_type, clock, codec.channels or 1)
 
 
 def _invite_key(request: SipRequest) -> tuple[str, str]:

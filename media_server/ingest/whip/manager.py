@@ -2,15 +2,16 @@
 
 One WHIP session is one leg (one participant's microphone) and one channel of a call. aiortc terminates the
 media (ICE, DTLS-SRTP, RTP, Opus at 48 kHz, or G.711/G.722); every decoded frame is mixed down to mono,
-resampled to 16 kHz and pushed into the call, on the call's timeline by its RTP timestamps (lost packets
-and gaps become silence). Two sessions with the same call id and different roles make one call: the first
-opens it, the second adds its channel (``Call.reconfigure``). The call ends when its last leg does.
+resampled to 16 kHz (``ToCallRate``) and pushed into the call, on the call's timeline by its RTP timestamps (lost
+packets and gaps become silence). Two sessions with the same call id and different roles make one call: the first
+opens it, the second adds its channel (``LiveCall.update``). The call ends when its last leg does.
 
 A leg ends on DELETE of its session (``completed``/``whip_delete``), when ICE or DTLS fails or consent
 freshness lapses (``interrupted``/``ice_failed``), when the remote track ends (``interrupted``/
 ``disconnected``), or when no audio arrived for ``ingest.idle_timeout_s`` (``interrupted``/``idle_timeout``).
 
-HTTP stays in ``media_server/api/whip.py``; this module knows sessions, peers and calls.
+HTTP is ``routes.py``; this module knows sessions, peers and calls. A call the server has no room for
+(``whip.max_sessions`` legs, or ``calls.max_live`` calls) is refused with 503 and Retry-After.
 """
 
 from __future__ import annotations
@@ -28,18 +29,17 @@ import numpy.typing as npt
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media_server.audio import Audio
+from media_server.audio import DEFAULT_CALL_RATE, Audio, ToCallRate
 from media_server.auth.keys import ApiKey
-from media_server.calls.call import Call, ChannelSpec
-from media_server.calls.lifecycle import CallConflict, CallEnd
+from media_server.calls.call import ChannelSpec
+from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.ice import rtc_configuration
 from media_server.services import Services
-from models.audio import StreamResampler
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # what every WHIP channel carries into the call, whatever the codec
+SAMPLE_RATE = DEFAULT_CALL_RATE  # what every WHIP channel carries into the call, whatever the codec
 CHANNEL_OF_ROLE = {Role.REP: 0, Role.CUSTOMER: 1}  # the same convention as the other adapters
 _RTP_TIMESTAMP_WRAP = 1 << 32
 CLOSE_TIMEOUT_S = 5.0  # a leg's pump and peer connection get this long to stop when it ends
@@ -65,7 +65,7 @@ class WhipSession:
     role: Role
     pc: RTCPeerConnection
     answer: str
-    call: Call | None = None
+    call: LiveCall | None = None
     track: MediaStreamTrack | None = None
     pump: asyncio.Task[None] | None = None
     ended: bool = False
@@ -79,8 +79,9 @@ class WhipSession:
 class _WhipCall:
     """The WHIP legs of one call."""
 
-    call: Call
+    call: LiveCall
     legs: dict[Role, WhipSession] = field(default_factory=dict)
+    held: set[int] = field(default_factory=set)  # the channels of legs that ended while another leg goes on
 
 
 def check_offer(sdp: str) -> None:
@@ -160,7 +161,7 @@ class WhipManager:
         async def on_state() -> None:
             if pc.connectionState == "failed" and not session.ended:
                 log.warning("WHIP session %s: ICE or DTLS failed", session.id)
-                await self.end(session, "interrupted", "ice_failed")
+                await self.end(session, CallEnd.ICE_FAILED)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
@@ -186,14 +187,19 @@ class WhipManager:
             if session.ended:  # ICE or DTLS failed before the call was joined
                 raise WhipError(400, "the peer connection failed while it was being set up")
             existing = self._calls.get(call_id)
-            if existing is not None and self.services.calls.live.get(call_id) is not existing.call:
+            if existing is not None and not existing.call.live:
                 del self._calls[call_id]  # ended elsewhere; its legs notice at their next frame
                 existing = None
             if existing is None:
                 try:
-                    call = (await self.services.calls.open(call_id, session.team, "whip", metadata, [spec])).call
+                    call = await self.services.calls.open(call_id, session.team, "whip", metadata, [spec])
                 except CallConflict as exc:
                     raise WhipError(409, str(exc)) from None
+                except CallsFull as exc:
+                    log.warning("WHIP call %s refused: %s", call_id, exc.message)
+                    raise WhipError(
+                        503, f"at capacity: try again later ({exc.message})", {"Retry-After": str(exc.retry_after_s)}
+                    ) from None
                 existing = self._calls[call_id] = _WhipCall(call)
             else:
                 call = existing.call
@@ -201,9 +207,9 @@ class WhipManager:
                     raise WhipError(409, f"call {call_id!r} is already live")  # never say whose
                 if role in existing.legs:
                     raise WhipError(409, f"call {call_id!r} already has a live {role.value} leg; DELETE it first")
-                specs = [c.spec for c in call.channels.values() if c.spec.index != spec.index] + [spec]
-                held = frozenset(c.spec.index for c in call.channels.values() if c.on_hold) - {spec.index}
-                await call.reconfigure(merge_metadata(call.metadata, metadata), specs, held)
+                specs = [s for index, s in call.channels.items() if index != spec.index] + [spec]
+                existing.held.discard(spec.index)
+                await call.update(merge_metadata(call.metadata, metadata), specs, frozenset(existing.held))
             existing.legs[role] = session
             session.call = call
         session.pump = asyncio.create_task(self._pump(session), name=f"whip-{call_id}-{role.value}")
@@ -215,28 +221,27 @@ class WhipManager:
         call, track = session.call, session.track
         assert call is not None and track is not None
         ingest = self.services.settings.ingest
-        resampler: StreamResampler | None = None
+        to_call_rate: ToCallRate | None = None
         first_pts: int | None = None
         offset = 0.0  # call time of the first frame
-        status, reason = "interrupted", "disconnected"
+        reason: CallEnd | None = CallEnd.DISCONNECTED  # None: ended by someone else, who says how
         try:
             timeout = ingest.start_timeout_s
             while True:
                 try:
                     frame = await asyncio.wait_for(track.recv(), timeout)
                 except TimeoutError:
-                    status, reason = "interrupted", "idle_timeout"
+                    reason = CallEnd.IDLE_TIMEOUT
                     log.warning("WHIP session %s: no audio for %g s", session.id, timeout)
                     return
                 timeout = ingest.idle_timeout_s
-                if self.services.calls.live.get(call.id) is not call:
-                    status, reason = "interrupted", "call_ended"  # ended elsewhere (erased, server shutdown)
-                    return
+                if not call.live:
+                    return  # ended elsewhere (erased, server shutdown): end() says so
                 if not isinstance(frame, av.AudioFrame):
                     continue
-                if resampler is None or resampler.from_rate != frame.sample_rate:
-                    resampler = StreamResampler(frame.sample_rate, SAMPLE_RATE)
-                pcm = to_int16(resampler.process(mono_float(frame)))
+                if to_call_rate is None or to_call_rate.rate != frame.sample_rate:
+                    to_call_rate = ToCallRate(frame.sample_rate, SAMPLE_RATE)
+                pcm = to_call_rate.float32(mono_float(frame))
                 if frame.pts is None:
                     self._push(session, call, pcm, None)
                     continue
@@ -247,21 +252,19 @@ class WhipManager:
         except MediaStreamError:
             pass  # the peer connection was closed, or the remote side stopped sending
         except asyncio.CancelledError:
-            status = ""  # ended by someone else, who says how
+            reason = None
             raise
         except Exception:
             log.exception("WHIP session %s failed", session.id)
-            status, reason = "interrupted", "internal_error"
+            reason = CallEnd.INTERNAL_ERROR
         finally:
-            if resampler is not None and status:
-                tail = resampler.process(np.zeros(0, dtype=np.float32), last=True)
-                if tail.size:
-                    self._push(session, call, to_int16(tail), None)
-            if status:
-                await self.end(session, status, reason)
+            if reason is not None:
+                if to_call_rate is not None:
+                    self._push(session, call, to_call_rate.flush(), None)
+                await self.end(session, reason)
 
-    def _push(self, session: WhipSession, call: Call, pcm: npt.NDArray[np.int16], start: float | None) -> None:
-        if pcm.size and self.services.calls.live.get(call.id) is call:
+    def _push(self, session: WhipSession, call: LiveCall, pcm: npt.NDArray[np.int16], start: float | None) -> None:
+        if pcm.size and call.live:
             call.push(Audio(session.channel, pcm, SAMPLE_RATE, start))
 
     # -- ending --------------------------------------------------------------------------------------
@@ -271,7 +274,7 @@ class WhipManager:
         session = self.sessions.get(session_id)
         return session if session is not None and session.team == team else None
 
-    async def end(self, session: WhipSession, status: str, reason: str) -> None:
+    async def end(self, session: WhipSession, reason: CallEnd) -> None:
         """End one leg; the call ends with its last leg, and is stored."""
         if session.ended:
             return
@@ -286,7 +289,10 @@ class WhipManager:
         call = session.call
         if call is None:
             return
-        log.info("WHIP session %s ended: %s (%s)", session.id, status, reason)
+        if call.live:
+            log.info("WHIP session %s ended: %s (%s)", session.id, reason.status, reason)
+        else:
+            log.info("WHIP session %s ended: interrupted (call_ended)", session.id)  # ended elsewhere
         async with self._lock:
             entry = self._calls.get(call.id)
             if entry is None or entry.call is not call:
@@ -294,21 +300,19 @@ class WhipManager:
             entry.legs.pop(session.role, None)
             if entry.legs:
                 # The other leg goes on; this channel is on hold until its role publishes again.
-                specs = [c.spec for c in call.channels.values()]
-                held = frozenset(c.spec.index for c in call.channels.values() if c.on_hold) | {session.channel}
-                if self.services.calls.live.get(call.id) is call:
-                    await call.reconfigure(call.metadata, specs, held)
+                entry.held.add(session.channel)
+                if call.live:
+                    await call.update(call.metadata, list(call.channels.values()), frozenset(entry.held))
                 return
             del self._calls[call.id]
-        if self.services.calls.live.get(call.id) is call:  # not already ended elsewhere
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.services.calls.end(call, CallEnd(reason)))
+        if call.live:  # not already ended elsewhere
+            await call.close(reason)
 
     async def close(self) -> None:
         """Server shutdown: every leg ends as interrupted, and so do their calls."""
         self._closing = True
         sessions = list(self.sessions.values())
-        await asyncio.gather(*(self.end(s, "interrupted", "server_shutdown") for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(self.end(s, CallEnd.SERVER_SHUTDOWN) for s in sessions), return_exceptions=True)
 
 
 def mono_float(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
@@ -324,7 +328,3 @@ def mono_float(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
     elif data.dtype == np.int32:
         mixed /= 2147483648.0
     return mixed
-
-
-def to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)

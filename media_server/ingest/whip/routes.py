@@ -22,12 +22,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 
-from media_server.api.auth import services_of
 from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
+from media_server.calls.lifecycle import CallEnd
 from media_server.calls.metadata import MetadataError, Role, parse_metadata
 from media_server.ice import link_headers
-from media_server.ingest.whip import WhipError, WhipManager
+from media_server.ingest.whip.manager import WhipError, WhipManager
+from media_server.services import Services
 
 ENDPOINT = "/v1/ingest/whip"
 MAX_OFFER_BYTES = 64 * 1024  # browsers' offers are a few kB
@@ -73,6 +74,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(tags=["ingest"], lifespan=lifespan)
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
 def manager_of(request: Request) -> WhipManager:
@@ -183,7 +189,7 @@ async def delete(request: Request, session_id: str) -> Response:
     session = manager.find(session_id, key.team)
     if session is None:
         return _problem(404, "no such WHIP session")
-    await manager.end(session, "completed", "whip_delete")
+    await manager.end(session, CallEnd.WHIP_DELETE)
     return Response(status_code=200, headers=_CORS)
 
 
