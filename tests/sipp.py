@@ -52,6 +52,8 @@ import re
 import shutil
 import socket
 import struct
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -855,3 +857,103 @@ async def run_sipp(
             await process.wait()
         raise
     return _result(run, process.returncode, out, err, killed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Capturing sipp's traffic for the fixtures in tests/data/traffic
+
+
+@dataclass
+class CapturedSession:
+    invite: bytes  # the INVITE datagram as sipp sent it
+    rtp: dict[int, list[bytes]]  # RTP datagrams as they arrived, by m-line (0: label 1, 1: label 2)
+
+
+async def capture_siprec_session(workdir: Path, rep: Pcm, customer: Pcm, dtmf: Sequence[Dtmf] = ()) -> CapturedSession:
+    """Run siprec_call.xml against a minimal SRS of this function's own (UDP; 200 OK with two recvonly m-lines on
+    ports X, X+2 of its own, 200 OK to the BYE) and keep what sipp sent: the INVITE, and the RTP it played."""
+    loop = asyncio.get_running_loop()
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.setblocking(False)
+    port = free_udp_port(pair=True)
+    rtp = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for index, sock in enumerate(rtp):
+        sock.bind(("127.0.0.1", port + 2 * index))
+        sock.setblocking(False)
+    media = write_siprec_media(workdir, rep, customer, dtmf=dtmf)
+    target = f"127.0.0.1:{sip.getsockname()[1]}"
+    run = asyncio.create_task(run_sipp("siprec_call.xml", target, workdir=workdir, files=media.files))
+    received: dict[int, list[bytes]] = {0: [], 1: []}
+
+    async def collect(index: int) -> None:
+        while True:
+            received[index].append(await loop.sock_recv(rtp[index], 2048))
+
+    collectors = [asyncio.create_task(collect(i)) for i in range(2)]
+    invite = b""
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                data, addr = await loop.sock_recvfrom(sip, 65535)
+                method = data.split(b" ", 1)[0]
+                if method == b"INVITE":
+                    invite = data
+                    answer = siprec_answer(port)
+                    sip.sendto(_response(data, b"200 OK", b"application/sdp", answer.encode()), addr)
+                elif method == b"BYE":
+                    sip.sendto(_response(data, b"200 OK"), addr)
+                    break
+        result = await run
+        assert result.ok, result.explain()
+    finally:
+        run.cancel()
+        for task in collectors:
+            task.cancel()
+        for sock in [sip, *rtp]:
+            sock.close()
+    return CapturedSession(invite, received)
+
+
+def siprec_answer(port: int) -> str:
+    lines = ["v=0", "o=srs 1 1 IN IP4 127.0.0.1", "s=capture", "c=IN IP4 127.0.0.1", "t=0 0"]
+    for index in range(2):
+        lines += [f"m=audio {port + 2 * index} RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000"]
+        lines += ["a=rtpmap:101 telephone-event/8000", f"a=label:{index + 1}", "a=recvonly"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _response(request: bytes, status: bytes, content_type: bytes = b"", body: bytes = b"") -> bytes:
+    head = request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    lines = [b"SIP/2.0 " + status]
+    for line in head[1:]:
+        name = line.split(b":", 1)[0].strip().lower()
+        if name in (b"via", b"from", b"call-id", b"cseq"):
+            lines.append(line)
+        elif name == b"to":
+            lines.append(line if b";tag=" in line else line + b";tag=capture")
+    lines.append(b"Contact: <sip:srs@127.0.0.1>")
+    if body:
+        lines.append(b"Content-Type: " + content_type)
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def write_traffic_fixtures(directory: Path) -> None:
+    """tests/data/traffic/sipp_*: ``python -m tests.sipp tests/data/traffic`` (needs sipp and raw sockets)."""
+    t = np.arange(SAMPLE_RATE // 10) / SAMPLE_RATE  # 100 ms of each party: five 20 ms packets per stream
+    rep = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    customer = (8000 * np.sin(2 * np.pi * 660 * t)).astype(np.int16)
+    with tempfile.TemporaryDirectory() as work:
+        session = asyncio.run(
+            capture_siprec_session(
+                Path(work), rep, customer, dtmf=[Dtmf(stream=1, at_s=0.04, digit="7", duration_ms=40)]
+            )
+        )
+    (directory / "sipp_siprec_invite.txt").write_bytes(session.invite)
+    for name, packets in (("sipp_rtp_pcmu.bin", session.rtp[0]), ("sipp_rtp_pcmu_dtmf.bin", session.rtp[1])):
+        (directory / name).write_bytes(b"".join(struct.pack("!H", len(p)) + p for p in packets))
+
+
+if __name__ == "__main__":
+    write_traffic_fixtures(Path(sys.argv[1]))
