@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import calls, deepgram, events, listen, live, team
+from media_server.api import calls, events, listen, live, team
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
@@ -51,7 +51,6 @@ def create_app(settings: Settings) -> FastAPI:
     for protocol in PROTOCOLS:
         if protocol.router is not None:
             app.include_router(protocol.router)
-    app.include_router(deepgram.router)
     app.include_router(events.router)
     app.include_router(calls.router)
     app.include_router(calls.reps_router)

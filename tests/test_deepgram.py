@@ -39,17 +39,9 @@ from media_server.calls.metadata import MetadataError, parse_metadata
 from media_server.client.wav import Recording
 from media_server.codecs.g711 import ulaw_encode
 from media_server.config import CompatSettings
-from media_server.ingest.deepgram import (
-    AudioDecoder,
-    AudioError,
-    ListenError,
-    ModelInfo,
-    metadata_message,
-    parse_listen_query,
-    plain,
-    redaction_types,
-    results_message,
-)
+from media_server.ingest.deepgram.audio import AudioDecoder, AudioError
+from media_server.ingest.deepgram.messages import ModelInfo, metadata_message, plain, results_message
+from media_server.ingest.deepgram.options import ListenError, parse_listen_query, redaction_types
 from media_server.v1 import events_pb2 as pb
 from tests.conftest import Server
 from tests.speech import program, tel8k, wer
@@ -540,16 +532,17 @@ def test_query_options_and_metadata() -> None:
     )
     assert (options.encoding, options.sample_rate, options.channels, options.multichannel) == ("mulaw", 8000, 2, True)
     assert options.punctuate and options.interim_results and options.call_id == "c-1"
-    raw = options.call_metadata(CompatSettings())
+    raw = options.metadata
     assert raw["endpointing"] == 100  # Deepgram's 10-20 ms would cut at every breath
     assert raw["keyterms"] == ["Acme Cloud", "Zorvexa:2"] and raw["redact"] == ["card", "cvv", "expiry", "ssn"]
     assert (raw["rep_name"], raw["crm"], raw["tag"]) == ("Dana", "7", "a,b")
-    assert (raw["rep_consent"], raw["customer_consent"]) == ("denied", "granted")
+    # What the stream says of consent; what it does not say is compat.consent, given when the call opens.
+    assert raw["rep_consent"] == "denied" and "customer_consent" not in raw
     assert "model" in options.ignored and "whatever" in options.ignored
     assert [c.speaker for c in options.channel_specs(CompatSettings())] == ["rep", "customer"]
     mono = _parse("encoding=linear16&sample_rate=44100&endpointing=false")
     assert not mono.speech_final and mono.call_rate == 16000 and not mono.interim_results
-    assert mono.call_metadata(CompatSettings())["utterance_end_ms"] == 0
+    assert mono.metadata["utterance_end_ms"] == 0
     assert [c.speaker for c in mono.channel_specs(CompatSettings(speaker="rep"))] == ["rep"]
 
 

@@ -164,9 +164,23 @@ class LiveCall:
             )
         self.call.push(audio)
 
-    def finalize(self) -> None:
-        """Finalise what each channel has heard so far, now, without waiting for a pause (Deepgram's Finalize)."""
-        self.call.finalize()
+    def finalize(self, channel: int | None = None) -> None:
+        """Finalise what each channel (or one) has heard so far, now, without waiting for a pause (Deepgram's
+        Finalize)."""
+        if channel is None:
+            self.call.finalize()
+            return
+        recognizer = self.call.channels[channel].recognizer
+        if recognizer is not None:
+            recognizer.finalize()
+
+    def transcribing(self, channel: int) -> bool:
+        """Whether the channel's audio is being transcribed now (its voices consented, none withdrew)."""
+        return self.call.channels[channel].recognizer is not None
+
+    def position(self, channel: int) -> float:
+        """Seconds of audio on the channel's timeline so far (what a protocol reports as audio processed)."""
+        return self.call.channels[channel].position
 
     async def dtmf(self, channel: int, digit: str) -> None:
         await self.call.dtmf(channel, digit)

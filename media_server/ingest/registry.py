@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from media_server.ingest.audiosocket import PROTOCOL as AUDIOSOCKET
+from media_server.ingest.deepgram import PROTOCOL as DEEPGRAM
 from media_server.ingest.l16 import PROTOCOL as L16
 from media_server.ingest.protocol import IngestProtocol
 from media_server.ingest.siprec import PROTOCOL as SIPREC
@@ -15,4 +16,5 @@ PROTOCOLS: tuple[IngestProtocol, ...] = (
     AUDIOSOCKET,
     SIPREC,
     WHIP,
+    DEEPGRAM,
 )

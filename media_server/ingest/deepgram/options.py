@@ -1,35 +1,20 @@
-"""Deepgram's live streaming protocol (``/v1/listen``), as pure functions: the query, the audio, the messages.
-
-``parse_listen_query`` turns the websocket's query parameters into ``ListenOptions`` (a ``ListenError`` names
-the parameter that is wrong: the route refuses the handshake with HTTP 400, as Deepgram does). ``AudioDecoder``
-turns binary frames (linear16, mulaw or alaw, interleaved channels) into per-channel int16 audio at a rate the
-recognizer takes. The ``*_message`` functions build the JSON messages Deepgram sends (``Results``,
-``SpeechStarted``, ``UtteranceEnd``, ``Metadata``, ``Error``) in the shapes of Deepgram's API reference and of the
-deepgram-sdk response types, from the call's protobuf events. Nothing here does I/O: ``media_server/api/deepgram.py``
-runs the websocket.
+"""The options of a Deepgram ``/v1/listen`` stream, from its query: ``parse_listen_query`` turns the websocket's
+query parameters into :class:`ListenOptions`; a :class:`ListenError` names the parameter that is wrong (the route
+refuses the handshake with HTTP 400, as Deepgram does). Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from media_server.audio import call_rate
 from media_server.calls.call import ChannelSpec
-from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.config import CompatSettings
-from media_server.v1 import events_pb2 as pb
-from models.audio import StreamResampler, float32_to_int16, int16_to_float32
 
 ENCODINGS = ("linear16", "mulaw", "alaw")
-#: Rates the recognizer takes as they come; other rates are resampled to 16 kHz.
-NATIVE_RATES = (8000, 16000)
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
 MAX_CHANNELS = 8
 #: Endpointing below this cuts an utterance at every breath with a frame-level VAD (Deepgram's default is 10 ms).
@@ -99,8 +84,8 @@ class ListenOptions:
 
     @property
     def call_rate(self) -> int:
-        """The rate the call's channels run at: the stream's own where the recognizer takes it, else 16 kHz."""
-        return self.sample_rate if self.sample_rate in NATIVE_RATES else 16000
+        """The rate the call's channels run at (:func:`media_server.audio.call_rate`)."""
+        return call_rate(self.sample_rate)
 
     def channel_specs(self, compat: CompatSettings) -> list[ChannelSpec]:
         """Mono (or mixed down): one channel. Its voice is the declared ``speaker`` (``mixed``: both parties,
@@ -118,14 +103,6 @@ class ListenOptions:
         if self.channels == 2:
             return [ChannelSpec(0, "rep", rate), ChannelSpec(1, "customer", rate)]
         return [ChannelSpec(i, "mixed", rate, diarize=self.diarize) for i in range(self.channels)]
-
-    def call_metadata(self, compat: CompatSettings) -> dict[str, Any]:
-        """The raw call metadata, with the consent ``compat`` assumes for a participant the stream says nothing of
-        (a ``consent`` object or ``participants`` list, read after these, still overrides it)."""
-        raw = dict(self.metadata)
-        raw.setdefault("rep_consent", compat.consent)
-        raw.setdefault("customer_consent", compat.consent)
-        return raw
 
 
 def parse_listen_query(items: Iterable[tuple[str, str]]) -> ListenOptions:
@@ -270,202 +247,3 @@ def _flag(value: str | None, name: str) -> bool:
     if lowered in ("false", "0"):
         return False
     raise ListenError(f"{name}={value}: expected true or false")
-
-
-# -- audio ---------------------------------------------------------------------------------------------
-
-
-class AudioError(ValueError):
-    """A binary frame that is not whole samples of every channel."""
-
-
-class AudioDecoder:
-    """Binary frames of interleaved audio in, int16 audio per call channel out (mixed down unless multichannel,
-    resampled to 16 kHz when the stream's rate is not one the recognizer takes)."""
-
-    def __init__(self, options: ListenOptions) -> None:
-        self.encoding = options.encoding
-        self.channels = options.channels
-        self.multichannel = options.multichannel and options.channels > 1
-        self.sample_rate = options.sample_rate
-        self.frames = 0  # samples per channel received
-        width = 2 if self.encoding == "linear16" else 1
-        self._frame_bytes = width * self.channels
-        outputs = self.channels if self.multichannel else 1
-        self._resamplers = (
-            [StreamResampler(self.sample_rate, options.call_rate) for _ in range(outputs)]
-            if options.call_rate != self.sample_rate
-            else []
-        )
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate
-
-    def decode(self, data: bytes) -> list[npt.NDArray[np.int16]]:
-        """One frame: the audio of each call channel (index = position in the list)."""
-        if self.encoding == "linear16" and len(data) % 2:
-            raise AudioError(f"linear16 audio is whole 16-bit samples: a frame of {len(data)} bytes has half a sample")
-        if len(data) % self._frame_bytes:
-            raise AudioError(
-                f"a frame of {len(data)} bytes is not whole samples of {self.channels} interleaved channels "
-                f"({self._frame_bytes} bytes each)"
-            )
-        if self.encoding == "linear16":
-            pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
-        elif self.encoding == "mulaw":
-            pcm = ulaw_decode(data)
-        else:
-            pcm = alaw_decode(data)
-        frames = pcm.reshape(-1, self.channels)
-        self.frames += frames.shape[0]
-        if self.multichannel:
-            out = [np.ascontiguousarray(frames[:, i]) for i in range(self.channels)]
-        elif self.channels == 1:
-            out = [frames[:, 0].copy()]
-        else:
-            out = [np.round(frames.astype(np.float32).mean(axis=1)).astype(np.int16)]
-        if self._resamplers:
-            out = [float32_to_int16(r.process(int16_to_float32(a))) for r, a in zip(self._resamplers, out, strict=True)]
-        return out
-
-    def flush(self) -> list[npt.NDArray[np.int16]]:
-        """What the resamplers still hold, at the end of the stream."""
-        return [float32_to_int16(r.process(np.zeros(0, dtype=np.float32), last=True)) for r in self._resamplers]
-
-
-# -- messages out --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What ``model_info`` says: the engine that really transcribes, under a stable UUID derived from its name."""
-
-    name: str
-    version: str = "1"
-    arch: str = "whisper"
-
-    @property
-    def uuid(self) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"media-server:{self.name}:{self.version}"))
-
-    def as_json(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "arch": self.arch}
-
-
-_EDGE_PUNCT = '.,?!;:"“”‘’()…¿¡-—'
-_PLACEHOLDER = re.compile(r"^\[[A-Z_]+\]")
-
-
-def plain(text: str) -> str:
-    """A transcript without punctuation and casing, as Deepgram's ``punctuate=false``: punctuation at the edges of
-    each word goes ("Hello," -> "hello"), inside it stays ("don't", "3.5"); redaction placeholders stay as they are."""
-    return " ".join(w for w in (plain_word(t) for t in text.split()) if w)
-
-
-def plain_word(word: str) -> str:
-    word = word.strip()
-    placeholder = _PLACEHOLDER.match(word)
-    if placeholder:
-        return placeholder.group()
-    return word.strip(_EDGE_PUNCT).lower()
-
-
-def speaker_number(label: str) -> int | None:
-    """ "speaker 2" -> 1 (Deepgram counts from 0); None when the word has no diarized speaker."""
-    head, _, number = label.rpartition(" ")
-    if head == "speaker" and number.isdigit():
-        return max(0, int(number) - 1)
-    return None
-
-
-def results_message(
-    transcript: pb.Transcript,
-    options: ListenOptions,
-    channels: int,
-    request_id: str,
-    model: ModelInfo,
-    *,
-    from_finalize: bool = False,
-    default_speaker: int = 0,
-) -> dict[str, Any]:
-    """A ``Results`` message. ``default_speaker``: the diarized speaker of words that have none yet (interims)."""
-    words = []
-    for w in transcript.words:
-        entry: dict[str, Any] = {
-            "word": plain_word(w.word),
-            "start": round(w.start, 3),
-            "end": round(w.end, 3),
-            "confidence": round(w.confidence, 4),
-            "punctuated_word": w.word.strip() if options.punctuate else plain_word(w.word),
-        }
-        if options.diarize:
-            number = speaker_number(w.speaker)
-            entry["speaker"] = default_speaker if number is None else number
-        words.append(entry)
-    text = transcript.text.strip() if options.punctuate else plain(transcript.text)
-    final = transcript.is_final
-    return {
-        "type": "Results",
-        "channel_index": [transcript.channel, channels],
-        "duration": round(max(0.0, transcript.end - transcript.start), 3),
-        "start": round(transcript.start, 3),
-        "is_final": final,
-        "speech_final": final and transcript.speech_final and options.speech_final and not from_finalize,
-        "from_finalize": from_finalize,
-        "channel": {
-            "alternatives": [{"transcript": text, "confidence": round(transcript.confidence, 4), "words": words}]
-        },
-        "metadata": {"request_id": request_id, "model_info": model.as_json(), "model_uuid": model.uuid},
-    }
-
-
-def speech_started_message(event: pb.SpeechStarted, channels: int) -> dict[str, Any]:
-    return {"type": "SpeechStarted", "channel": [event.channel, channels], "timestamp": round(event.start, 3)}
-
-
-def utterance_end_message(event: pb.UtteranceEnd, channels: int) -> dict[str, Any]:
-    return {
-        "type": "UtteranceEnd",
-        "channel": [event.channel, channels],
-        "last_word_end": round(event.last_word_end, 3),
-    }
-
-
-def metadata_message(
-    request_id: str,
-    created: datetime,
-    duration: float,
-    channels: int,
-    sha256: str,
-    model: ModelInfo,
-    warnings: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The summary sent last, before the server closes the stream (after CloseStream)."""
-    message: dict[str, Any] = {
-        "type": "Metadata",
-        "transaction_key": "deprecated",
-        "request_id": request_id,
-        "sha256": sha256,
-        "created": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "duration": round(duration, 3),
-        "channels": channels,
-        "models": [model.uuid],
-        "model_info": {model.uuid: model.as_json()},
-    }
-    if warnings:
-        message["warnings"] = [{"type": "warning", "message": w} for w in warnings]
-    return message
-
-
-ErrorVariant = Literal["SchemaError", "ProtocolError", "DataError"]
-
-
-def error_message(
-    description: str, variant: ErrorVariant = "ProtocolError", message: str | None = None
-) -> dict[str, Any]:
-    """An ``Error`` message: the stream goes on (a control message it could not use, audio after CloseStream)."""
-    out: dict[str, Any] = {"type": "Error", "variant": variant, "description": description}
-    if message is not None:
-        out["message"] = message[:256]
-    return out

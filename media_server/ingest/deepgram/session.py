@@ -1,14 +1,16 @@
 """Deepgram-compatible live transcription: ``wss://HOST/v1/listen``, for clients written for Deepgram's API.
 
-Switching such a client to this server is a change of URL. A stream is a call like any other (a ``CallFeed``):
-the dashboard and ``/v1/live`` show it, insights run on it, consent holds, and it is stored when it ends.
+Switching such a client to this server is a change of URL. A stream is a call like any other (a
+:class:`~media_server.calls.lifecycle.LiveCall` that reads its own events back): the dashboard and ``/v1/live`` show
+it, insights run on it, consent holds, and it is stored when it ends.
 
 The handshake is checked before anything else, and refused as Deepgram refuses it: HTTP 401 for a missing or
 wrong key (``Authorization: Token KEY`` or ``Bearer KEY``, ``?token=``, or the browser's ``Sec-WebSocket-Protocol:
 token, KEY``), 403 for a key of another team, 400 for parameters this server cannot honour, 409 for a call id in
-use; the body and the ``dg-error`` header say what is wrong. Then two tasks run side by side: one reads the
-client (audio, ``KeepAlive``, ``Finalize``, ``CloseStream``), the other turns the call's events into Deepgram's
-messages. The protocol's pure parts (query, audio, message shapes) are in ``media_server/ingest/deepgram.py``.
+use, 503 with ``Retry-After`` when the server holds all the calls it may (``calls.max_live``); the body and the
+``dg-error`` header say what is wrong. Then two tasks run side by side: one reads the client (audio,
+``KeepAlive``, ``Finalize``, ``CloseStream``), the other turns the call's events into Deepgram's messages
+(``messages.py``). The query is read by ``options.py``, the audio by ``audio.py``.
 """
 
 from __future__ import annotations
@@ -27,28 +29,26 @@ from fastapi import APIRouter, WebSocket
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from media_server.api.auth import services_of
+from media_server.audio import Audio
 from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
-from media_server.calls.lifecycle import CallConflict
-from media_server.calls.metadata import CallMetadata, MetadataError, parse_metadata
-from media_server.ingest.deepgram import (
-    AudioDecoder,
-    AudioError,
+from media_server.bus import SubscriberTooSlow
+from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall, new_call_id
+from media_server.calls.metadata import CallMetadata, Consent, MetadataError, parse_metadata
+from media_server.ingest.deepgram.audio import AudioDecoder, AudioError
+from media_server.ingest.deepgram.messages import (
     ErrorVariant,
-    ListenError,
-    ListenOptions,
     ModelInfo,
     error_message,
     metadata_message,
-    parse_listen_query,
     results_message,
     speaker_number,
     speech_started_message,
     utterance_end_message,
 )
-from media_server.ingest.feed import CallFeed, SubscriberTooSlow, new_call_id
-from media_server.ingest.messages import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
+from media_server.ingest.deepgram.options import ListenError, ListenOptions, parse_listen_query
+from media_server.ingest.messages import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN
+from media_server.ingest.websocket import services_of
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
 
@@ -68,22 +68,32 @@ async def listen(ws: WebSocket) -> None:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """How the stream ended: the call's status and reason, the close frame, and whether the client still hears
-    the flush (the pending finals and the Metadata summary)."""
+    """How the stream ended: why (the call's end reason), the close frame, and whether the client still hears the
+    flush (the pending finals and the Metadata summary)."""
 
-    status: str
-    reason: str
+    end: CallEnd
     close_code: int | None = None
     close_reason: str = ""
     flush: bool = False
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """The handshake refused with an HTTP status; ``close_code``: the close frame where HTTP cannot be answered."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        close_code: int = CLOSE_POLICY,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
+        self.close_code = close_code
 
 
 class ListenSession:
@@ -109,29 +119,29 @@ class ListenSession:
 
     async def run(self) -> None:
         try:
-            feed = await self._open()
+            call = await self._open()
         except _Refused as exc:
             await self._refuse(exc)
             return
         try:
             await self.ws.accept(subprotocol=self.subprotocol)
         except Exception:
-            await feed.close("interrupted", "disconnected")
+            await call.close(CallEnd.DISCONNECTED)
             return
-        outcome = _Outcome("interrupted", "server_shutdown", 1001, "server shutting down")
+        outcome = _Outcome(CallEnd.SERVER_SHUTDOWN, 1001, "server shutting down")
         try:
-            outcome = await self._serve(feed)
+            outcome = await self._serve(call)
         except Exception:
-            log.exception("deepgram stream %s failed", feed.id)
-            outcome = _Outcome("interrupted", "internal_error", CLOSE_INTERNAL, "internal error")
+            log.exception("deepgram stream %s failed", call.id)
+            outcome = _Outcome(CallEnd.INTERNAL_ERROR, CLOSE_INTERNAL, "internal error")
         finally:
             # The call is ended and stored whatever happened, even if this handler is cancelled.
-            await feed.close(outcome.status, outcome.reason)
+            await call.close(outcome.end)
         if outcome.close_code is not None and self.ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(outcome.close_code, outcome.close_reason[:120]), 2.0)
 
-    async def _open(self) -> CallFeed:
+    async def _open(self) -> LiveCall:
         """Authenticate, read the options and open the call: all before the handshake is answered."""
         offered = self._subprotocol_key()  # also picks the subprotocol to answer with
         secret = presented_key(self.ws) or offered
@@ -144,7 +154,7 @@ class ListenSession:
             raise _Refused(403, "INSUFFICIENT_PERMISSIONS", f"a {key.role.value} key may not stream audio")
         try:
             options = parse_listen_query(self.ws.query_params.multi_items())
-            metadata = parse_metadata(options.call_metadata(self.services.settings.compat))
+            metadata = parse_metadata(options.metadata)
         except (ListenError, MetadataError) as exc:
             raise _Refused(400, "Bad Request", str(exc)) from None
         metadata.token = None
@@ -161,22 +171,38 @@ class ListenSession:
             )
         return await self._open_call(key, options, metadata)
 
-    async def _open_call(self, key: ApiKey, options: ListenOptions, metadata: CallMetadata) -> CallFeed:
-        channels = options.channel_specs(self.services.settings.compat)
+    async def _open_call(self, key: ApiKey, options: ListenOptions, metadata: CallMetadata) -> LiveCall:
+        compat = self.services.settings.compat
         try:
-            feed = await CallFeed.open(self.services, key, self.request_id, "deepgram", metadata, channels)
+            call = await self.services.calls.open(
+                self.request_id,
+                key.team,
+                "deepgram",
+                metadata,
+                options.channel_specs(compat),
+                consent_default=Consent(compat.consent),  # these clients never say; the server's setting does
+                subscribe=True,
+            )
         except CallConflict as exc:
-            raise _Refused(409, "Conflict", str(exc)) from None
-        for channel in feed.call.channels.values():
-            if not channel.transcribed:
+            raise _Refused(409, "Conflict", exc.message) from None
+        except CallsFull as exc:
+            raise _Refused(
+                503,
+                "SERVICE_UNAVAILABLE",
+                f"try again later (in {exc.retry_after_s} s): {exc.message}",
+                {"Retry-After": str(exc.retry_after_s)},
+                CLOSE_TRY_AGAIN,
+            ) from None
+        for index, spec in call.channels.items():
+            if not call.transcribing(index):
                 self.warnings.append(
-                    f"channel {channel.spec.index} ({channel.spec.speaker}) is not transcribed: its speakers have not "
+                    f"channel {index} ({spec.speaker}) is not transcribed: its speakers have not "
                     f"consented (consent policy {self.services.settings.consent_policy.value}); set rep_consent and "
                     "customer_consent"
                 )
         for warning in self.warnings:
             log.warning("deepgram stream %s: %s", self.request_id, warning)
-        return feed
+        return call
 
     def _subprotocol_key(self) -> str | None:
         """Deepgram's browser form: ``Sec-WebSocket-Protocol: token, KEY`` (or ``bearer, TOKEN``); the server
@@ -195,29 +221,29 @@ class ListenSession:
         if "websocket.http.response" in self.ws.scope.get("extensions", {}):
             body = {"err_code": refused.code, "err_msg": refused.message, "request_id": self.request_id}
             header = refused.message.encode("ascii", "replace").decode()[:500]
-            headers = {"dg-error": header, "dg-request-id": self.request_id}
+            headers = {"dg-error": header, "dg-request-id": self.request_id, **refused.headers}
             with contextlib.suppress(Exception):
                 await self.ws.send_denial_response(JSONResponse(body, refused.status, headers=headers))
             return
         with contextlib.suppress(Exception):
             await self.ws.accept(subprotocol=self.subprotocol)
-            await self.ws.close(CLOSE_POLICY, f"{refused.status} {refused.message}"[:120])
+            await self.ws.close(refused.close_code, f"{refused.status} {refused.message}"[:120])
 
     # -- the stream ----------------------------------------------------------------------------------
 
-    async def _serve(self, feed: CallFeed) -> _Outcome:
-        sender = asyncio.create_task(self._send_events(feed), name=f"dg-{feed.id}-out")
+    async def _serve(self, call: LiveCall) -> _Outcome:
+        sender = asyncio.create_task(self._send_events(call), name=f"dg-{call.id}-out")
         tail: asyncio.Task[None] | None = None
         try:
-            outcome = await self._read(feed)
-            if outcome.reason != "disconnected":
-                tail = asyncio.create_task(self._read_after_close(), name=f"dg-{feed.id}-tail")
+            outcome = await self._read(call)
+            if outcome.end is not CallEnd.DISCONNECTED:
+                tail = asyncio.create_task(self._read_after_close(), name=f"dg-{call.id}-tail")
             # End the call: its pending finals come out of events() before call_ended, then the sender stops.
             try:
-                await asyncio.shield(feed.end(outcome.status, outcome.reason))
+                await asyncio.shield(call.end(outcome.end))
                 await asyncio.wait_for(asyncio.shield(sender), 10.0)
             except (TimeoutError, SubscriberTooSlow):
-                log.warning("deepgram stream %s: not every result reached the client", feed.id)
+                log.warning("deepgram stream %s: not every result reached the client", call.id)
             if outcome.flush:
                 summary = metadata_message(
                     self.request_id,
@@ -235,7 +261,7 @@ class ListenSession:
             if tail is not None:
                 tail.cancel()
 
-    async def _read(self, feed: CallFeed) -> _Outcome:
+    async def _read(self, call: LiveCall) -> _Outcome:
         """The client's frames, until CloseStream, a close, an idle timeout or audio that cannot be decoded."""
         while True:
             timeout = self.last_activity + self.idle_timeout_s - time.monotonic()
@@ -243,52 +269,52 @@ class ListenSession:
                 frame = await asyncio.wait_for(self.ws.receive(), max(0.0, timeout))
             except TimeoutError:
                 return _Outcome(
-                    "interrupted",
-                    "idle_timeout",
+                    CallEnd.IDLE_TIMEOUT,
                     _IDLE_CLOSE,
                     f"NET-0001: no audio or KeepAlive for {self.idle_timeout_s:g} s",
                     flush=True,
                 )
             if frame["type"] == "websocket.disconnect":
-                return _Outcome("interrupted", "disconnected")
+                return _Outcome(CallEnd.DISCONNECTED)
             data = frame.get("bytes")
             if data is not None:
                 if not data:  # an empty frame closes the stream in Deepgram's older protocol
-                    return _Outcome("completed", "stop", CLOSE_NORMAL, flush=True)
+                    return _Outcome(CallEnd.STOP, CLOSE_NORMAL, flush=True)
                 try:
-                    self._push(feed, data)
+                    self._push(call, data)
                 except AudioError as exc:
-                    await feed.call.error("invalid_payload", str(exc))
-                    log.warning("deepgram stream %s: %s", feed.id, exc)
-                    return _Outcome("interrupted", "protocol_error", CLOSE_POLICY, f"DATA-0000: {exc}")
+                    await call.notice("invalid_payload", str(exc))
+                    log.warning("deepgram stream %s: %s", call.id, exc)
+                    return _Outcome(CallEnd.PROTOCOL_ERROR, CLOSE_POLICY, f"DATA-0000: {exc}")
                 continue
             text = frame.get("text")
-            if text is not None and await self._control(feed, text):
-                return _Outcome("completed", "stop", CLOSE_NORMAL, flush=True)
+            if text is not None and await self._control(call, text):
+                return _Outcome(CallEnd.STOP, CLOSE_NORMAL, flush=True)
 
-    def _push(self, feed: CallFeed, data: bytes) -> None:
+    def _push(self, call: LiveCall, data: bytes) -> None:
         assert self.decoder is not None
         channels = self.decoder.decode(data)
         self.sha256.update(data)
         self.last_activity = time.monotonic()
+        rate = self.decoder.call_rate
         for index, pcm in enumerate(channels):
-            feed.push(index, pcm)
+            call.push(Audio(index, pcm, rate))
 
-    async def _control(self, feed: CallFeed, text: str) -> bool:
+    async def _control(self, call: LiveCall, text: str) -> bool:
         """A text frame; True when it is CloseStream. What cannot be used gets an Error message: the stream goes on."""
         try:
             message = json.loads(text)
         except json.JSONDecodeError as exc:
-            return await self._complain(feed, f"a text message must be JSON ({exc.msg})", "SchemaError", text)
+            return await self._complain(call, f"a text message must be JSON ({exc.msg})", "SchemaError", text)
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "KeepAlive":
             self.last_activity = time.monotonic()
         elif kind == "Finalize":
             channel = message.get("channel")
-            if channel is not None and (not isinstance(channel, int) or channel not in feed.call.channels):
-                return await self._complain(feed, f"Finalize: no channel {channel!r}", "SchemaError", text)
+            if channel is not None and (not isinstance(channel, int) or channel not in call.channels):
+                return await self._complain(call, f"Finalize: no channel {channel!r}", "SchemaError", text)
             self.last_activity = time.monotonic()
-            self._finalize(feed, channel)
+            self._finalize(call, channel)
         elif kind == "CloseStream":
             return True
         elif kind == "Configure":
@@ -302,26 +328,20 @@ class ListenSession:
             )
         else:
             what = f"unknown message type {kind!r}" if kind else "a text message must be an object with a type"
-            return await self._complain(feed, f"{what}: use KeepAlive, Finalize or CloseStream", "SchemaError", text)
+            return await self._complain(call, f"{what}: use KeepAlive, Finalize or CloseStream", "SchemaError", text)
         return False
 
-    async def _complain(self, feed: CallFeed, description: str, variant: ErrorVariant, text: str) -> bool:
-        log.warning("deepgram stream %s: %s", feed.id, description)
-        await feed.call.error("malformed_message", description)
+    async def _complain(self, call: LiveCall, description: str, variant: ErrorVariant, text: str) -> bool:
+        log.warning("deepgram stream %s: %s", call.id, description)
+        await call.notice("malformed_message", description)
         await self._send(error_message(description, variant, text))
         return False
 
-    def _finalize(self, feed: CallFeed, channel: int | None) -> None:
+    def _finalize(self, call: LiveCall, channel: int | None) -> None:
         """Finalise now (all channels, or one); the next final of each such channel is marked ``from_finalize``."""
-        targets = list(feed.call.channels) if channel is None else [channel]
-        for index in targets:
-            recognizer = feed.call.channels[index].recognizer
-            if recognizer is not None:
-                self._finalizing.add(index)
-                if channel is not None:
-                    recognizer.finalize()
-        if channel is None:
-            feed.finalize()
+        targets = list(call.channels) if channel is None else [channel]
+        self._finalizing.update(index for index in targets if call.transcribing(index))
+        call.finalize(channel)
 
     async def _read_after_close(self) -> None:
         """While the stream flushes: audio is answered with an Error (once), a close is noticed."""
@@ -337,14 +357,14 @@ class ListenSession:
 
     # -- messages out --------------------------------------------------------------------------------
 
-    async def _send_events(self, feed: CallFeed) -> None:
+    async def _send_events(self, call: LiveCall) -> None:
         try:
-            async for event in feed.events():
+            async for event in call.events():
                 message = self._message(event)
                 if message is not None:
                     await self._send(message)
         except SubscriberTooSlow:
-            log.warning("deepgram stream %s: the client reads too slowly; closing", feed.id)
+            log.warning("deepgram stream %s: the client reads too slowly; closing", call.id)
             with contextlib.suppress(Exception):
                 await self.ws.close(CLOSE_INTERNAL, "the client did not read results fast enough")
 
