@@ -258,6 +258,41 @@ async def test_session_url_patch_delete_and_other_teams(whip_server: WhipServer,
     assert next(p for p in call["participants"] if p["role"] == "rep")["name"] == "Dana"
 
 
+async def test_over_the_servers_call_limit_a_new_call_gets_503_with_retry_after(
+    whip_server: WhipServer, offer_sdp: str
+) -> None:
+    """``calls.max_live`` counts the calls of every protocol: a leg that would open one more is refused (and its
+    peer connection closed); a leg that joins a live call opens none, so it is let in."""
+    srv = whip_server
+    calls = srv.app.state.services.calls
+    headers = {"Authorization": f"Bearer {srv.keys['ingest']}", "Content-Type": "application/sdp"}
+    held, refused_id = f"whip-{uuid.uuid4()}", f"whip-{uuid.uuid4()}"
+    limit = calls.max_live
+    calls.max_live = 1
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+            first = await http.post(ENDPOINT, params={"callId": held}, content=offer_sdp, headers=headers)
+            assert first.status_code == 201, first.text
+            full = await http.post(ENDPOINT, params={"callId": refused_id}, content=offer_sdp, headers=headers)
+            assert full.status_code == 503, full.text
+            assert full.headers["retry-after"] == str(calls.retry_after_s)
+            assert "calls.max_live" in full.text
+            assert len(srv.whip.sessions) == 1, "the refused leg's session is gone"
+            params = {"callId": held, "role": "customer"}
+            joined = await http.post(ENDPOINT, params=params, content=offer_sdp, headers=headers)
+            assert joined.status_code == 201, joined.text
+            for location in (first.headers["location"], joined.headers["location"]):
+                assert (await http.delete(location, headers=headers)).status_code == 200
+            missing = await http.get(
+                f"/v1/calls/{refused_id}", headers={"Authorization": f"Bearer {srv.keys['admin']}"}
+            )
+            assert missing.status_code == 404, "no call was opened for the refused leg"
+    finally:
+        calls.max_live = limit
+    call = await stored(srv, held)
+    assert (call["status"], call["endReason"]) == ("completed", "whip_delete")
+
+
 # -- real media ----------------------------------------------------------------------------------------------
 
 
