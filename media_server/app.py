@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
 from media_server.api import calls, events, listen, live, team
+from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
@@ -38,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.db_url.split("///")[0] + "///…" if "///" in settings.db_url else settings.db_url,
         )
         try:
-            listeners = await start_listeners(services)
+            listeners = await start_listeners(services, [grpc_api.add_to_server])
             app.state.listeners = listeners
             try:
                 yield

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,15 +35,18 @@ from deepgram.listen.v1.types import (
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from media_server.calls.lifecycle import CallEnd
 from media_server.calls.metadata import MetadataError, parse_metadata
 from media_server.client.wav import Recording
 from media_server.codecs.g711 import ulaw_encode
 from media_server.config import CompatSettings
+from media_server.ingest.deepgram import PROTOCOL as DEEPGRAM
 from media_server.ingest.deepgram.audio import AudioDecoder, AudioError
 from media_server.ingest.deepgram.messages import ModelInfo, metadata_message, plain, results_message
 from media_server.ingest.deepgram.options import ListenError, parse_listen_query, redaction_types
 from media_server.v1 import events_pb2 as pb
 from tests.conftest import Server
+from tests.local_services import local_http
 from tests.speech import program, tel8k, wer
 
 pytestmark = pytest.mark.e2e
@@ -174,14 +177,13 @@ async def test_sdk_streams_live_and_gets_deepgram_results(server: Server) -> Non
     live_ids: list[str] = []
     async with listening(server, **params) as (socket, heard):
         half = len(audio) // 4 * 2  # whole samples
-        t0 = await send_paced(socket, audio[:half], 16000)
+        await send_paced(socket, audio[:half], 16000)
         async with httpx.AsyncClient(
             base_url=server.url, headers={"Authorization": f"Bearer {server.keys['admin']}"}
         ) as http:
             live = (await http.get("/v1/live")).json()
             live_ids = [c["id"] for c in live["calls"]]
-        t_half = await send_paced(socket, audio[half:], 16000)
-        assert abs(t_half - (t0 + half / 16000 / SPEED)) < 1.0  # the client kept pace
+        await send_paced(socket, audio[half:], 16000)
         await socket.send_close_stream()
 
     assert call_id in live_ids, "the stream is a live call while it runs"
@@ -213,15 +215,8 @@ async def test_sdk_streams_live_and_gets_deepgram_results(server: Server) -> Non
     assert len(ends) >= len(prog.spans) - 1
     last_words = {round(r.channel.alternatives[0].words[-1].end, 3) for r in spoken if r.channel.alternatives[0].words}
     assert all(round(e.last_word_end, 3) in last_words for e in ends)
-
-    # From the end of each utterance's audio to its final, in wall-clock time (the audio went at 2x).
-    latencies = []
-    for start, end, _ in prog.spans:
-        mine = [i for i, m in enumerate(heard.messages) if m in spoken and start - 0.5 <= m.start <= end]
-        if mine:
-            latencies.append(heard.arrivals[mine[-1]] - (t0 + end / SPEED))
-    print(f"\ndeepgram final latency (2x pacing): {[round(x, 2) for x in latencies]}, WER {rate:.3f}")
-    assert latencies and statistics.median(latencies) < 3.0
+    # Every utterance gets its final (how late: benchmarks/deepgram_latency.py).
+    assert all(any(start - 0.5 <= r.start <= end for r in spoken) for start, end, _ in prog.spans)
 
     stored = await stored_call(server, call_id)
     assert stored["source"] == "deepgram" and stored["status"] == "completed"
@@ -267,7 +262,7 @@ async def test_keepalive_keeps_an_idle_stream_open(server: Server) -> None:
             await socket.send_close_stream()
         return heard
 
-    async def left_idle(call_id: str) -> tuple[Heard, float]:
+    async def left_idle(call_id: str) -> Heard:
         async with listening(
             server,
             encoding="linear16",
@@ -275,8 +270,7 @@ async def test_keepalive_keeps_an_idle_stream_open(server: Server) -> None:
             request_options={"additional_query_parameters": {"call_id": call_id}},
         ) as (socket, heard):
             await socket.send_media(silence)
-            sent = time.monotonic()
-        return heard, time.monotonic() - sent
+        return heard
 
     async def closed_by_client(call_id: str) -> None:
         params = {"call_id": call_id}
@@ -286,10 +280,10 @@ async def test_keepalive_keeps_an_idle_stream_open(server: Server) -> None:
             await socket.send_media(ulaw_encode(tel8k()[5].pcm[:8000]))
 
     idle_id, gone_id = new_id(), new_id()
-    alive, (idle, idle_after), _ = await asyncio.gather(kept_alive(), left_idle(idle_id), closed_by_client(gone_id))
+    alive, idle, _ = await asyncio.gather(kept_alive(), left_idle(idle_id), closed_by_client(gone_id))
     assert alive.close_code == 1000 and isinstance(alive.messages[-1], ListenV1Metadata)
+    # Closed by the server for going quiet (when: benchmarks/deepgram_latency.py), still with its summary.
     assert idle.close_code == 1011 and idle.close_reason.startswith("NET-0001"), idle.close_reason
-    assert 3.5 <= idle_after <= 6.5
     assert isinstance(idle.messages[-1], ListenV1Metadata)
     assert ((await stored_call(server, idle_id))["status"], (await stored_call(server, idle_id))["endReason"]) == (
         "interrupted",
@@ -460,6 +454,36 @@ async def test_browser_subprotocol_key_and_bearer_are_accepted(server: Server) -
     async with connect(url, additional_headers={"Authorization": f"Bearer {server.keys['rep']}"}) as ws:
         await ws.send(json.dumps({"type": "CloseStream"}))
         assert json.loads(await ws.recv())["type"] == "Metadata"
+
+
+async def test_a_stream_over_capacity_is_refused_with_503_and_retry_after(tmp_path: Path) -> None:
+    """The server holds ``calls.max_live`` calls: the handshake is refused with 503 and ``Retry-After`` (the SDK
+    raises it as ``ApiError``, as for Deepgram's own refusals); once a call ends, the same stream is taken. In this
+    process, without the model: both parties deny consent, so nothing is transcribed."""
+    assert DEEPGRAM.router is not None
+    async with local_http(tmp_path, [DEEPGRAM.router]) as local:
+        calls = local.services.calls
+        calls.max_live = 1
+        held = await local.hold_a_call()
+        query = "encoding=linear16&sample_rate=8000&call_id=dg-full&rep_consent=denied&customer_consent=denied"
+        url, headers = f"{local.ws_url}/v1/listen?{query}", {"Authorization": f"Token {local.key}"}
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers=headers):
+                pass
+        response = refused.value.response
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert "calls.max_live" in response.headers["dg-error"]
+        assert json.loads(response.body or b"{}")["err_msg"] == response.headers["dg-error"]
+        assert list(calls.live) == ["held"], "the call already live is not touched"
+        assert not await local.services.store.call_exists("dg-full")
+
+        await held.close(CallEnd.STOP)  # a slot frees: the same stream is taken now
+        async with connect(url, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "CloseStream"}))
+            assert json.loads(await ws.recv())["type"] == "Metadata"
+        assert ws.close_code == 1000
+        record = await local.services.store.get_call("acme", "dg-full")
+        assert record is not None and (record.status, record.end_reason) == ("completed", "stop")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ configuration; health checking and reflection answer; bad input and bad keys get
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -20,11 +21,14 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from media_server.api.grpc import add_to_server
+from media_server.calls.lifecycle import CallEnd
 from media_server.codecs.g711 import ulaw_encode
 from media_server.v1 import api_pb2, api_pb2_grpc
 from media_server.v1 import events_pb2 as pb
 from tests.conftest import Server, start_server, stop_server
-from tests.speech import Utterance, program, tel8k, wer
+from tests.local_services import local_grpc
+from tests.speech import Program, Utterance, program, tel8k, wer
 
 pytestmark = pytest.mark.e2e
 
@@ -143,24 +147,48 @@ async def test_stream_call_gets_interim_and_final_events_and_is_stored(
     assert not any(c.transcript for c in listed.calls), "lists carry no transcripts"
 
 
+def without_pause(prog: Program) -> np.ndarray[Any, Any]:
+    """The program's audio up to its last loud sample: the speech ends with the audio, no pause after it."""
+    return prog.pcm[: np.flatnonzero(np.abs(prog.pcm) > 1000)[-1] + 1]
+
+
 async def test_mulaw_stereo_call_with_dtmf_and_finalize(
     server: Server, channel: grpc.aio.Channel, utterances: list[Utterance]
 ) -> None:
-    """Two channels of G.711 mu-law; a DTMF digit and a Finalize mid-stream."""
+    """Two channels of G.711 mu-law; a DTMF digit and a Finalize mid-stream. The speech ends without a pause, so
+    only Finalize can end each channel's last utterance while the stream is open: its finals come before the end."""
     stub = api_pb2_grpc.MediaServerStub(channel)
-    rep, customer = program(utterances[:1]), program(utterances[1:2], lead_s=0.3)
+    rep, customer = program(utterances[:1], gap_s=0.0), program(utterances[1:2], gap_s=0.0, lead_s=0.3)
+    tracks = {0: without_pause(rep), 1: without_pause(customer)}
     start = start_message(encoding=api_pb2.MULAW, channels=("rep", "customer"))
+    events: list[pb.Event] = []
+    marks: dict[str, int] = {}  # how many events had arrived when Finalize was sent, and when the stream ended
+    finalized = asyncio.Event()
 
     async def requests() -> AsyncIterator[api_pb2.StreamCallRequest]:
-        async for request in audio_requests(start, {0: rep.pcm, 1: customer.pcm}, 8000, encode=ulaw_encode, stop=False):
+        async for request in audio_requests(start, tracks, 8000, encode=ulaw_encode, stop=False):
             yield request
         yield api_pb2.StreamCallRequest(dtmf=api_pb2.DtmfDigit(channel=1, digit="7"))
+        marks["finalize"] = len(events)
         yield api_pb2.StreamCallRequest(finalize=api_pb2.Finalize())
-        await asyncio.sleep(1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finalized.wait(), 20)  # the stream stays open until both finals are in
+        marks["end"] = len(events)
 
-    events = [e async for e in stub.StreamCall(requests(), metadata=bearer(server.keys["ingest"]))]
+    async for event in stub.StreamCall(requests(), metadata=bearer(server.keys["ingest"])):
+        events.append(event)
+        if "finalize" in marks and {0, 1} <= {
+            e.transcript.channel
+            for e in events[marks["finalize"] :]
+            if e.type == "transcript" and e.transcript.is_final
+        }:
+            finalized.set()
+
     assert events[0].call_id.startswith("grpc-"), "the server picks a call id"
     assert [e.dtmf.digit for e in events if e.type == "dtmf"] == ["7"]
+    while_open = events[marks["finalize"] : marks["end"]]
+    for ch in (0, 1):
+        assert finals(while_open, ch), f"Finalize gave channel {ch} its final while the stream was open"
     assert wer([utterances[0].ref], finals(events, 0)) < 0.25
     assert wer([utterances[1].ref], finals(events, 1)) < 0.25
     ended = events[-1].call_ended
@@ -465,6 +493,33 @@ async def test_streams_past_the_limit_are_resource_exhausted_with_pushback(one_s
             )
         ]
         assert again[-1].type == "call_ended"
+
+
+async def test_a_call_over_capacity_is_resource_exhausted_with_pushback(tmp_path: Path) -> None:
+    """The server holds ``calls.max_live`` calls: a new StreamCall is refused with RESOURCE_EXHAUSTED and the
+    lifecycle's retry delay as ``grpc-retry-pushback-ms``; once a call ends, the same call is taken."""
+    denied = {"rep": pb.CONSENT_DENIED, "customer": pb.CONSENT_DENIED}  # nothing to transcribe: no model here
+    async with local_grpc(tmp_path, [add_to_server]) as local:
+        calls = local.services.calls
+        calls.max_live = 1
+        held = await local.hold_a_call()
+        async with grpc.aio.insecure_channel(local.target) as ch:
+            stub = api_pb2_grpc.MediaServerStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await _drain(stub.StreamCall(_one(start_message("full", consent=denied)), metadata=bearer(local.key)))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert dict(err.value.trailing_metadata() or ())["grpc-retry-pushback-ms"] == "5000"
+            assert "calls.max_live" in (err.value.details() or "")
+            assert list(calls.live) == ["held"], "the call already live is not touched"
+            assert not await local.services.store.call_exists("full")
+
+            await held.close(CallEnd.STOP)  # a slot frees: the same call is taken now
+            stop = api_pb2.StreamCallRequest(stop=api_pb2.StreamStop())
+            events = await _drain(
+                stub.StreamCall(_one(start_message("full", consent=denied), stop), metadata=bearer(local.key))
+            )
+            assert (events[0].type, events[-1].type) == ("call_started", "call_ended")
+            assert events[-1].call_ended.status == "completed"
 
 
 async def test_a_cancelled_stream_is_stored_as_interrupted(

@@ -27,7 +27,7 @@ import pytest
 from media_server.codecs.g711 import alaw_encode, ulaw_encode
 from models.audio import int16_to_float32, resample
 from tests.conftest import Server
-from tests.speech import normalise, program, tel8k, wer
+from tests.speech import Utterance, normalise, program, tel8k, wer
 
 SPEED = 2.0  # twice real time: the same audio, the test just waits less
 e2e = pytest.mark.e2e
@@ -195,6 +195,16 @@ def diarized_channels(server: Server) -> int:
         return int(http.get("/v1/status").json()["diarization"]["lanesTotal"])
 
 
+def twice_with_a_pause(utterance: Utterance, pause_s: float) -> npt.NDArray[np.int16]:
+    """The utterance's speech (its own silence at either end cut off), a pause of digital silence, the speech
+    again, then 1.5 s of silence."""
+    loud = np.flatnonzero(np.abs(utterance.pcm) > 1000)
+    speech = utterance.pcm[loud[0] : loud[-1] + 1]
+    rate = utterance.sample_rate
+    lead, pause, tail = (np.zeros(int(s * rate), dtype=np.int16) for s in (0.3, pause_s, 1.5))
+    return np.concatenate([lead, speech, pause, speech, tail])
+
+
 def streaming_config(**config: Any) -> dict[str, Any]:
     interim = config.pop("interim_results", True)
     return {"config": {"language_code": "en-US", "max_alternatives": 1, **config}, "interim_results": interim}
@@ -295,6 +305,25 @@ def test_speech_contexts_endpointing_and_diarization(server: Server, peer: Proce
     )
     pcm = at_rate(speech.pcm, speech.sample_rate, 16000)
     chunks = chunked(pcm.astype("<i2").tobytes(), 3200)  # 100 ms
+    # stop_history is the silence that ends an utterance: one said twice with a 0.5 s pause between is one
+    # utterance (one final) when stop_history is 800 ms, and is cut at the pause when it is 250 ms.
+    said_twice = twice_with_a_pause(tel8k()[6], 0.5)
+    stops = {
+        stop: peer.submit(
+            peer_stream_bytes,
+            server.grpc_target,
+            server.keys["ingest"],
+            chunked(said_twice.astype("<i2").tobytes(), 1600),
+            0.1,
+            streaming_config(
+                encoding="LINEAR_PCM",
+                sample_rate_hertz=8000,
+                interim_results=False,
+                endpointing_config={"stop_history": stop},
+            ),
+        )
+        for stop in (800, 250)
+    }
     diarized_before = diarized_channels(server)
     outcome = peer.submit(peer_stream_bytes, server.grpc_target, server.keys["ingest"], chunks, 0.1, config).result(120)
 
@@ -308,6 +337,15 @@ def test_speech_contexts_endpointing_and_diarization(server: Server, peer: Proce
     assert diarized_channels(server) == diarized_before + 1
     assert {s["speaker"] for s in stored["transcript"]} == {"speaker 1"}  # one voice, diarized
     assert {"Dashwood", "prudently"} & set(stored["keywords"]), stored["keywords"]
+
+    ref = tel8k()[6].ref
+    long_stop, short_stop = (stops[stop].result(120) for stop in (800, 250))
+    assert long_stop["error"] is None and short_stop["error"] is None, (long_stop["error"], short_stop["error"])
+    (whole,) = finals(long_stop)  # the 0.5 s pause did not end the utterance
+    assert wer([f"{ref} {ref}"], [text(whole)]) <= 0.25, text(whole)
+    cut = finals(short_stop)
+    assert len(cut) >= 2, [text(r) for r in cut]  # it did: each saying is a final of its own
+    assert wer([f"{ref} {ref}"], [" ".join(text(r) for r in cut)]) <= 0.25, [text(r) for r in cut]
 
 
 @e2e
@@ -424,11 +462,56 @@ def test_bad_keys_and_bad_requests(server: Server, peer: ProcessPoolExecutor) ->
     assert (stored["status"], stored["endReason"]) == ("interrupted", "protocol_error")
 
 
+async def test_a_stream_over_capacity_is_resource_exhausted_with_pushback(tmp_path: Path) -> None:
+    """The server holds ``calls.max_live`` calls: a new stream is refused with RESOURCE_EXHAUSTED and the lifecycle's
+    retry delay as ``grpc-retry-pushback-ms``; once a call ends, the same stream is taken. In this process, with
+    the server's own protos as the client (no model: consent is denied, nothing is transcribed)."""
+    import grpc
+
+    from media_server.calls.lifecycle import CallEnd
+    from media_server.ingest.riva import PROTOCOL as RIVA
+    from media_server.riva import riva_asr_pb2 as rasr
+    from media_server.riva import riva_asr_pb2_grpc as rasr_grpc
+    from media_server.riva import riva_audio_pb2 as raudio
+    from tests.local_services import DENIED, local_grpc
+
+    assert RIVA.grpc is not None
+    config = rasr.RecognitionConfig(
+        encoding=raudio.LINEAR_PCM,
+        sample_rate_hertz=8000,
+        language_code="en-US",
+        custom_configuration={"call_id": "riva-full", **DENIED},
+    )
+    requests = [
+        rasr.StreamingRecognizeRequest(streaming_config=rasr.StreamingRecognitionConfig(config=config)),
+        rasr.StreamingRecognizeRequest(audio_content=np.zeros(1600, dtype="<i2").tobytes()),
+    ]
+    async with local_grpc(tmp_path, [RIVA.grpc]) as local:
+        calls = local.services.calls
+        calls.max_live = 1
+        held = await local.hold_a_call()
+        key = (("authorization", f"Bearer {local.key}"),)
+        async with grpc.aio.insecure_channel(local.target) as channel:
+            stub = rasr_grpc.RivaSpeechRecognitionStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                [r async for r in stub.StreamingRecognize(iter(requests), metadata=key)]
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert dict(err.value.trailing_metadata() or ())["grpc-retry-pushback-ms"] == "5000"
+            assert "calls.max_live" in (err.value.details() or "")
+            assert list(calls.live) == ["held"], "the call already live is not touched"
+            assert not await local.services.store.call_exists("riva-full")
+
+            await held.close(CallEnd.STOP)  # a slot frees: the same stream is taken now
+            assert [r async for r in stub.StreamingRecognize(iter(requests), metadata=key)] == []
+        record = await local.services.store.get_call("acme", "riva-full")
+        assert record is not None and (record.status, record.end_reason) == ("completed", "stop")
+
+
 # -- the pieces, without a server (the test process may import the server's protos, never the client's) --
 
 
 def test_strip_punctuation() -> None:
-    from media_server.rpc.riva import strip_punctuation
+    from media_server.ingest.riva.results import strip_punctuation
 
     assert (
         strip_punctuation("Hello, Mr. Dashwood! It's 3.5% (or $20) - U.S. ...")
@@ -438,8 +521,9 @@ def test_strip_punctuation() -> None:
 
 
 def test_wav_headers_are_read_and_skipped_even_across_messages() -> None:
+    from media_server.ingest.riva.audio import AudioInput
+    from media_server.ingest.riva.config import AudioFormat, BadRequest
     from media_server.riva import riva_audio_pb2 as raudio
-    from media_server.rpc.riva import AudioFormat, AudioInput, BadRequest
 
     pcm = (np.arange(4000) % 200 - 100).astype(np.int16)
     stereo = wav_bytes([pcm, -pcm], 8000)
@@ -468,9 +552,9 @@ def test_wav_headers_are_read_and_skipped_even_across_messages() -> None:
 def test_a_recognition_config_becomes_a_call() -> None:
     from media_server.calls.metadata import Consent
     from media_server.config import CompatSettings
+    from media_server.ingest.riva.config import BadRequest, parse_config
     from media_server.riva import riva_asr_pb2 as rasr
     from media_server.riva import riva_audio_pb2 as raudio
-    from media_server.rpc.riva import BadRequest, parse_config
 
     config = rasr.RecognitionConfig(
         encoding=raudio.MULAW,
@@ -483,7 +567,8 @@ def test_a_recognition_config_becomes_a_call() -> None:
     request = parse_config(config, True, CompatSettings(consent="granted", speaker="customer"))
     assert request.format.sample_rate == 8000 and request.call_id == "c-1" and request.speaker == "mixed"
     meta = request.metadata
-    assert (meta.rep.consent, meta.customer.consent) == (Consent.GRANTED, Consent.DENIED)
+    # What the stream says; the rest is compat.consent, the call's consent default when it opens.
+    assert (meta.rep.consent, meta.customer.consent) == (Consent.UNKNOWN, Consent.DENIED)
     assert meta.recognition.keyterms == ("Initech", "Acme", "Globex")
     assert (meta.recognition.endpointing_ms, meta.recognition.interim_results) == (100, True)
     assert meta.extra == {"crm": "sf"}

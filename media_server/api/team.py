@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from media_server.api.auth import require_key, services_of
 from media_server.teams.config import TeamConfig
+from media_server.teams.validation import describe
 
 router = APIRouter(prefix="/v1/team", tags=["team"])
 
@@ -38,15 +39,3 @@ async def put_config(request: Request) -> dict[str, Any]:
         raise HTTPException(400, {"message": "invalid team configuration", "errors": describe(exc)}) from None
     await services_of(request).teams.set_config(key.team, config, key.id)
     return {"team": key.team, "config": config.model_dump(mode="json")}
-
-
-def describe(exc: ValidationError) -> list[str]:
-    """One readable line per problem: where it is and what is wrong."""
-    lines = []
-    for error in exc.errors():
-        where = ""
-        for part in error["loc"]:
-            where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-        message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where or 'config'}: {message}")
-    return lines

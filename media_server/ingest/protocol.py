@@ -10,11 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import grpc
 from fastapi import APIRouter
 
 from media_server.config import Settings
-from media_server.rpc.slots import StreamSlots
+from media_server.rpc.server import GrpcFace
 from media_server.services import Services
 
 
@@ -26,11 +25,6 @@ class Listener(Protocol):
 
     async def close(self) -> None:
         """Stop accepting; end the live calls this listener feeds."""
-
-
-#: Adds a protocol's servicer to the app's gRPC server and returns the full names of the services it added; its
-#: streams take their slots from the server's one budget (``[grpc] max_streams``).
-GrpcFace = Callable[[grpc.aio.Server, Services, StreamSlots], list[str]]
 
 
 @dataclass(frozen=True)

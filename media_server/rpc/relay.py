@@ -1,9 +1,9 @@
 """A streaming RPC that feeds a call: the client's requests go in on a reader task, the call's events come out.
 
-Shared by ``StreamCall`` (``api.py``) and Riva's ``StreamingRecognize`` (``riva.py``); each turns the events into its
-own responses. However the RPC ends, the call ends once: completed or interrupted as the reader saw the requests end,
-interrupted when the handler is cancelled (the client went away), interrupted with INVALID_ARGUMENT after its events
-when the reader found bad input.
+Shared by ``StreamCall`` (``ingest/stream_call``) and Riva's ``StreamingRecognize`` (``ingest/riva``); each turns the
+events into its own responses. However the RPC ends, the call ends once: completed or interrupted as the reader saw
+the requests end, interrupted when the handler is cancelled (the client went away), interrupted with INVALID_ARGUMENT
+after its events when the reader found bad input.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 import grpc
 
 from media_server.bus import SubscriberTooSlow
-from media_server.ingest.feed import CallFeed
+from media_server.calls.lifecycle import CallEnd, LiveCall
 from media_server.rpc.auth import abort
+from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS
 from media_server.v1 import events_pb2 as pb
 
@@ -32,7 +33,7 @@ async def requests_ended() -> None:
 
 
 async def relay(
-    feed: CallFeed,
+    call: LiveCall,
     reader: Coroutine[Any, Any, None],
     context: grpc.aio.ServicerContext[Any, Any],
     problem: list[str],
@@ -40,25 +41,25 @@ async def relay(
     """The call's events while ``reader`` pushes the client's audio; ``reader`` ends the call when the requests end
     and appends to ``problem`` what was wrong with them. Use under ``contextlib.aclosing``: a handler cancelled while
     its own response is being written must still close this, so that the call ends now and not when collected."""
-    task = asyncio.create_task(reader, name=f"rpc-{feed.id}")
+    task = asyncio.create_task(reader, name=f"rpc-{call.id}")
     complete = False
     try:
-        async for event in feed.events():
+        async for event in call.events():
             yield event
         complete = True
     except SubscriberTooSlow:
-        context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
+        push_back(context, RETRY_PUSHBACK_MS)
         await abort(
             context,
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"the client read the call's responses too slowly; Subscribe with call_id={feed.id!r} to follow it",
+            f"the client read the call's responses too slowly; Subscribe with call_id={call.id!r} to follow it",
         )
     finally:
         if not complete:
             # Cancelled (the client went away) or cut off: say so before the reader, which may have seen the
             # request stream end as if half-closed (grpc.aio ends it alike) and call it completed. The first end
             # of a call is the one kept.
-            feed.end("interrupted", "disconnected")
+            call.end(CallEnd.DISCONNECTED)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -1,6 +1,8 @@
-"""One ``grpc.aio`` server beside the HTTP one: our API, the Riva-compatible service, health and reflection.
+"""One ``grpc.aio`` server beside the HTTP one: the services it is given (our API, each ingest protocol's gRPC face),
+health and reflection.
 
-Started and stopped with the app (``app.py``'s lifespan); its own port (``[grpc] port``, 50051 by default).
+Started and stopped with the app (``app.py``'s lifespan, through ``ingest/listeners.py``); its own port
+(``[grpc] port``, 50051 by default).
 Streaming RPCs that open calls share one budget of slots (``max_streams``): past it a new stream gets
 RESOURCE_EXHAUSTED with a ``grpc-retry-pushback-ms`` trailer, which gRPC's retry policy honours.
 """
@@ -8,6 +10,7 @@ RESOURCE_EXHAUSTED with a ``grpc-retry-pushback-ms`` trailer, which gRPC's retry
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -19,6 +22,10 @@ from media_server.services import Services
 
 log = logging.getLogger(__name__)
 
+#: Adds a servicer to the server and returns the full names of the services it added; its streams take their slots
+#: from the server's one budget (``[grpc] max_streams``).
+GrpcFace = Callable[[grpc.aio.Server, Services, StreamSlots], list[str]]
+
 
 class GrpcServer:
     def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.HealthServicer) -> None:
@@ -27,16 +34,14 @@ class GrpcServer:
         self.health = health_servicer
 
     @classmethod
-    async def start(cls, services: Services) -> GrpcServer:
-        from media_server.rpc import api, riva  # generated code is imported only when gRPC runs
-
+    async def start(cls, services: Services, faces: Sequence[GrpcFace]) -> GrpcServer:
         g = services.settings.grpc
         size = g.max_message_bytes
         server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
         )
         slots = StreamSlots(g.max_streams)
-        names = [*api.add_to_server(server, services, slots), *riva.add_to_server(server, services, slots)]
+        names = [name for add_to_server in faces for name in add_to_server(server, services, slots)]
         health_servicer = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ["", *names]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 
 from media_server.rpc.auth import abort
+from media_server.rpc.refusals import push_back
 
 RETRY_PUSHBACK_MS = 1000
 
@@ -19,7 +20,7 @@ class StreamSlots:
 
     async def take(self, context: grpc.aio.ServicerContext[object, object]) -> None:
         if self.used >= self.limit:
-            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
+            push_back(context, RETRY_PUSHBACK_MS)
             await abort(
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

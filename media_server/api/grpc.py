@@ -1,53 +1,43 @@
 """Our gRPC API, ``media_server.v1.MediaServer`` (proto/media_server/v1/api.proto): StreamCall, Subscribe, and
-unary calls for stored calls, consent and the team's configuration.
+unary calls for stored calls, consent and the team's configuration; the gRPC twin of the REST API.
 
-The same pipeline as the websockets: a StreamCall is a call like any other (dashboard, insights, consent,
-storage); Subscribe reads the same event bus, resumable from an event id.
+StreamCall is an ingest protocol (``ingest/stream_call``): a call like any other (dashboard, insights, consent,
+storage). Subscribe reads the same event bus as ``/v1/events``, resumable from an event id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any, TypeAlias
 
 import grpc
-import numpy as np
-import numpy.typing as npt
 from google.protobuf import empty_pb2, json_format, struct_pb2, timestamp_pb2
 from pydantic import ValidationError
 
-from media_server.api.team import describe
-from media_server.auth.keys import ApiKey
 from media_server.bus import SubscriberTooSlow
-from media_server.calls.call import ChannelSpec
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
-from media_server.calls.lifecycle import CallConflict
-from media_server.calls.metadata import Consent, MetadataError, parse_metadata
-from media_server.codecs.g711 import alaw_decode, ulaw_decode
-from media_server.ingest.feed import CallFeed, new_call_id
+from media_server.calls.metadata import Consent
+from media_server.ingest.stream_call.start import CONSENT_NAME
+from media_server.ingest.stream_call.stream import stream_call
 from media_server.rpc.auth import abort, require_key
-from media_server.rpc.relay import relay, requests_ended
+from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
 from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord
 from media_server.store.store import CallFilter
 from media_server.teams.config import TeamConfig
+from media_server.teams.validation import describe
 from media_server.v1 import api_pb2, api_pb2_grpc
 from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-Decoder = Callable[[bytes], npt.NDArray[np.int16]]
 
-SPEAKERS = ("rep", "customer", "mixed")
-MAX_CHANNELS = 8
 _CONSENT = {Consent.GRANTED: pb.CONSENT_GRANTED, Consent.DENIED: pb.CONSENT_DENIED, Consent.UNKNOWN: pb.CONSENT_UNKNOWN}
-_CONSENT_NAME = {pb.CONSENT_GRANTED: "granted", pb.CONSENT_DENIED: "denied", pb.CONSENT_UNKNOWN: "unknown"}
 
 
 def add_to_server(server: grpc.aio.Server, services: Services, slots: StreamSlots) -> list[str]:
@@ -55,143 +45,19 @@ def add_to_server(server: grpc.aio.Server, services: Services, slots: StreamSlot
     return [api_pb2.DESCRIPTOR.services_by_name["MediaServer"].full_name]
 
 
-class _BadRequest(Exception):
-    """Input the stream cannot accept: the call ends (its events still reach the client), then INVALID_ARGUMENT."""
-
-
-def _linear16(data: bytes) -> npt.NDArray[np.int16]:
-    if len(data) % 2:
-        raise _BadRequest(f"LINEAR16 audio must be whole 16-bit samples; got {len(data)} bytes")
-    return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
-
-
-_DECODERS: dict[int, Decoder] = {
-    api_pb2.LINEAR16: _linear16,
-    api_pb2.MULAW: ulaw_decode,
-    api_pb2.ALAW: alaw_decode,
-}
-
-
 class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
     def __init__(self, services: Services, slots: StreamSlots) -> None:
         self.services = services
         self.slots = slots
 
-    # -- StreamCall ----------------------------------------------------------------------------------
+    # -- StreamCall ---------------------------------------------------------------------------------
 
     async def StreamCall(
         self, requests: AsyncIterator[api_pb2.StreamCallRequest], context: Context
     ) -> AsyncIterator[pb.Event]:
-        key = await require_key(self.services, context, "ingest")
-        await self.slots.take(context)
-        feed: CallFeed | None = None
-        try:
-            start = await self._first(requests, context)
-            feed, decode = await self._open(key, start, context)
-            problem: list[str] = []
-            reader = self._read(feed, decode, requests, problem)
-            async with contextlib.aclosing(relay(feed, reader, context, problem)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            self.slots.give()
-            if feed is not None:
-                await feed.close()  # a cancelled RPC: the call ends as interrupted and is still stored
-
-    async def _first(self, requests: AsyncIterator[api_pb2.StreamCallRequest], context: Context) -> api_pb2.StreamStart:
-        timeout = self.services.settings.ingest.start_timeout_s
-        try:
-            first = await asyncio.wait_for(anext(requests), timeout)
-        except StopAsyncIteration:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before its start message")
-        except TimeoutError:
-            await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no start message within {timeout:g} s")
-        if first.WhichOneof("request") != "start":
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be `start`")
-        start: api_pb2.StreamStart = first.start
-        return start
-
-    async def _open(self, key: ApiKey, start: api_pb2.StreamStart, context: Context) -> tuple[CallFeed, Decoder]:
-        decode = _DECODERS.get(start.encoding)
-        if decode is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "start.encoding must be LINEAR16, MULAW or ALAW")
-        if not 8000 <= start.sample_rate <= 48000:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "start.sample_rate must be 8000 to 48000 (Hz)")
-        if start.encoding != api_pb2.LINEAR16 and start.sample_rate != 8000:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "MULAW and ALAW audio is 8000 Hz")
-        speakers = list(start.channels) or ["mixed"]
-        if len(speakers) > MAX_CHANNELS or any(s not in SPEAKERS for s in speakers):
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"start.channels: up to {MAX_CHANNELS} of {', '.join(SPEAKERS)}, one per channel",
-            )
-        try:
-            metadata = parse_metadata(_metadata_dict(start))
-        except MetadataError as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"start: {exc}")
-        channels = [ChannelSpec(i, s, start.sample_rate) for i, s in enumerate(speakers)]
-        call_id = start.call_id or new_call_id("grpc")
-        if len(call_id) > 128:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "start.call_id: at most 128 characters")
-        try:
-            feed = await CallFeed.open(self.services, key, call_id, "grpc", metadata, channels)
-        except CallConflict as exc:
-            await abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        return feed, decode
-
-    async def _read(
-        self,
-        feed: CallFeed,
-        decode: Decoder,
-        requests: AsyncIterator[api_pb2.StreamCallRequest],
-        problem: list[str],
-    ) -> None:
-        """Push the client's audio into the call until it stops; end the call however the stream ends."""
-        idle = self.services.settings.ingest.idle_timeout_s
-        status, reason = "interrupted", "disconnected"
-        try:
-            while True:
-                try:
-                    request = await asyncio.wait_for(anext(requests), idle)
-                except StopAsyncIteration:
-                    await requests_ended()  # a half-close, not a cancel: the call is completed
-                    status, reason = "completed", "stop"
-                    return
-                except TimeoutError:
-                    status, reason = "interrupted", "idle_timeout"
-                    await feed.call.error("idle_timeout", f"no audio for {idle:g} s")
-                    return
-                kind = request.WhichOneof("request")
-                if kind == "audio":
-                    channel = request.audio.channel
-                    if channel not in feed.call.channels:
-                        raise _BadRequest(f"audio for channel {channel}, which the start did not declare")
-                    feed.push(channel, decode(request.audio.data))
-                elif kind == "dtmf":
-                    digit = request.dtmf.digit
-                    if request.dtmf.channel not in feed.call.channels:
-                        raise _BadRequest(f"dtmf on channel {request.dtmf.channel}, which the start did not declare")
-                    if len(digit) != 1 or digit not in "0123456789*#ABCD":
-                        raise _BadRequest(f"dtmf.digit must be one of 0-9, *, #, A-D; got {digit!r}")
-                    await feed.call.dtmf(request.dtmf.channel, digit)
-                elif kind == "finalize":
-                    feed.finalize()
-                elif kind == "stop":
-                    status, reason = "completed", "stop"
-                    return
-                else:
-                    raise _BadRequest("`start` may come only once, first" if kind == "start" else "an empty request")
-        except _BadRequest as exc:
-            problem.append(str(exc))
-            status, reason = "interrupted", "protocol_error"
-            await feed.call.error("invalid_argument", str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the RPC went away under us (cancelled, connection lost)
-            log.debug("StreamCall %s: request stream failed", feed.id, exc_info=True)
-        finally:
-            feed.end(status, reason)
+        async with contextlib.aclosing(stream_call(self.services, self.slots, requests, context)) as events:
+            async for event in events:
+                yield event
 
     # -- Subscribe -----------------------------------------------------------------------------------
 
@@ -212,7 +78,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                 if call_id is not None and event.type == "call_ended":
                     return  # one call: its stream is complete
         except SubscriberTooSlow:
-            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),))
+            push_back(context, RETRY_PUSHBACK_MS)
             await abort(
                 context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"subscriber too slow; resubscribe with after={last_id}"
             )
@@ -265,7 +131,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         self, request: api_pb2.UpdateConsentRequest, context: Context
     ) -> api_pb2.UpdateConsentResponse:
         key = await require_key(self.services, context, "ingest")
-        consent = _CONSENT_NAME.get(request.consent)
+        consent = CONSENT_NAME.get(request.consent)
         if consent is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "consent must be a Consent value")
         try:
@@ -311,31 +177,6 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
 
 
 # -- conversions -------------------------------------------------------------------------------------
-
-
-def _metadata_dict(start: api_pb2.StreamStart) -> dict[str, Any]:
-    """The start message as the metadata dictionary every ingest protocol hands to ``parse_metadata``."""
-    raw: dict[str, Any] = dict(start.metadata)
-    participants = []
-    for p in start.participants:
-        entry = {"role": p.role, "id": p.id, "name": p.name, "phone": p.phone, "email": p.email}
-        entry["consent"] = _CONSENT_NAME.get(p.consent, "unknown")
-        participants.append(entry)
-    if participants:
-        raw["participants"] = participants
-    options = start.recognition
-    if options.HasField("endpointing_ms"):
-        raw["endpointing"] = options.endpointing_ms
-    if options.HasField("utterance_end_ms"):
-        raw["utteranceEndMs"] = options.utterance_end_ms
-    if options.HasField("interim_results"):
-        raw["interimResults"] = options.interim_results
-    if options.keyterms:
-        raw["keyterms"] = list(options.keyterms)
-    if options.redact:
-        raw["redact"] = list(options.redact)
-    raw.pop("token", None)  # keys travel in the RPC's metadata only
-    return raw
 
 
 def _day(text: str, field: str) -> date | None:
