@@ -234,6 +234,34 @@ async def test_at_capacity_new_sessions_get_503_with_retry_after(tmp_path: Path)
         stop_server(server)
 
 
+async def test_over_the_servers_call_limit_new_sessions_get_503_with_retry_after(tmp_path: Path) -> None:
+    """``calls.max_live`` counts the calls of every protocol: an INVITE beyond it is refused like one over
+    ``sip.max_calls``, its RTP ports are given back, and no call is stored for it."""
+    require_sipp()
+    port = free_sip_port()
+    env = sip_env(port, (34000, 34998), MEDIA_SERVER_CALLS__MAX_LIVE="1", MEDIA_SERVER_CALLS__RETRY_AFTER_S="7")
+    server = start_server(tmp_path / "srv", env)
+    try:
+        target = f"127.0.0.1:{port}"
+        media = write_siprec_media(tmp_path / "a", program(tel8k()[:1]).pcm, program(tel8k()[1:2]).pcm)
+        first = asyncio.create_task(run_sipp("siprec_call.xml", target, workdir=tmp_path / "a", files=media.files))
+        await asyncio.sleep(1.5)
+        refused = await run_sipp("expect_503.xml", target, workdir=tmp_path / "b")
+        assert refused.ok, refused.explain()
+        assert re.search(r"^Retry-After: *7\s*$", refused.responses(503)[0], flags=re.M | re.I), refused.explain()
+        assert "the server holds 1 calls, its limit (calls.max_live)" in server.log()
+        assert (await first).ok
+        with server.http(server.keys["admin"]) as http:
+            for _ in range(50):  # the first call is stored just after its BYE
+                stored = http.get("/v1/calls").json()["calls"]
+                if stored:
+                    break
+                await asyncio.sleep(0.2)
+        assert [c["source"] for c in stored] == ["siprec"], "only the first session is a call"
+    finally:
+        stop_server(server)
+
+
 async def test_a_call_whose_rtp_stops_is_ended_with_a_bye_and_kept(srs: tuple[Server, str], tmp_path: Path) -> None:
     """The SRC answers nothing after the media stops: the SRS ends the session after rtp_timeout_s (3 s here)."""
     server, target = srs
