@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/call_load.py --calls 1,2,4,6 --duration 45
 
 For each N in ``--calls`` it plays N concurrent stereo calls (left = rep, right = customer, built from the
-``tel8k_sim`` utterances of the shared speech data) through the Twilio ingest protocol at real-time pacing,
+``tel8k_sim`` utterances in tests/data/speech) through the Twilio ingest protocol at real-time pacing,
 subscribes to each call's events websocket (or, with ``--protocol grpc``, streams each call over gRPC ``StreamCall``
 and reads its events from the same stream), and measures final-transcript latency, interim lag, WER, and
 the server's CPU and memory. With ``--protocol deepgram`` each of the N streams is one speaker (the rep's track,
@@ -64,7 +64,7 @@ from media_server.v1 import events_pb2 as pb  # noqa: E402
 from tests.speech import normalise  # noqa: E402  (the speech data README's normalisation)
 
 BIN = Path(sys.executable).parent / "media-server"
-DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"
+DEFAULT_SPEECH = ROOT / "tests" / "data" / "speech"  # the suite's speech; else --speech-dir or SPEECH_DATA
 SPEAKERS = ("rep", "customer")  # left, right
 CONSENT = {"repConsent": "granted", "customerConsent": "granted"}
 SAMPLE_RATE = 8000

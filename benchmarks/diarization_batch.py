@@ -38,7 +38,7 @@ from models.diarization import OnlineDiarizer, VoiceEncoder  # noqa: E402
 from models.diarization.batcher import EmbeddingBatcher  # noqa: E402
 from models.vad import SileroVAD  # noqa: E402
 
-DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"  # as call_load.py; elsewhere --speech-dir or SPEECH_DATA
+DEFAULT_SPEECH = ROOT / "tests" / "data" / "speech"  # as call_load.py; elsewhere --speech-dir or SPEECH_DATA
 RATE = 8000
 PACKET = RATE // 50
 

@@ -7,7 +7,7 @@ Run from the repository root (as root: sipp's ``play_pcap_audio`` sends RTP thro
 It starts its own server once (temp data dir, fresh admin key of team "bench") with the SIPREC recording
 server enabled on a free port (that team, consent granted, the rep recognised by its AOR domain, a wide RTP
 port range). For each N in ``--calls`` it builds N two-party calls from the ``tel8k_sim`` utterances of the
-shared speech data (benchmarks/call_load.py's ``plan_calls``: a different utterance order per call and
+speech in tests/data/speech (benchmarks/call_load.py's ``plan_calls``: a different utterance order per call and
 speaker), writes one two-stream G.711 pcap per call (stream 1 = rep on m-line 1, stream 2 = customer on
 m-line 2: tests/sipp.py ``write_siprec_media``), subscribes to the team's event websocket
 (``/v1/events``), then starts N sipp processes at once (tests/sipp.py ``run_sipp`` with

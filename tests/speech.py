@@ -1,4 +1,4 @@
-"""Test speech from ../shared/data/speech, and WER scoring as its README prescribes."""
+"""Test speech from tests/data/speech (or ``SPEECH_DATA``), and WER scoring as its README prescribes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from num2words import num2words
 
 from media_server.client.wav import Recording, read_wav
 
-SPEECH_DIR = Path(os.environ.get("SPEECH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"))
+SPEECH_DIR = Path(os.environ.get("SPEECH_DATA", Path(__file__).resolve().parent / "data" / "speech"))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The dashboard in headless Chromium (driven by Playwright), against a real server and a real WebRTC call.
 
-A second page publishes Chromium's fake microphone (real speech from ../shared/data/speech) over WHIP; the
+A second page publishes Chromium's fake microphone (real speech from tests/data/speech) over WHIP; the
 manager's dashboard shows the call on the wall, its transcript live on the call page, plays it (listen-in,
 measured in the page with a WebAudio analyser), rides out a network drop (a TCP proxy between the page
 and the server is cut and restored) without losing a segment, and finds the stored call in the history.
