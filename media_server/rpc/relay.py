@@ -1,17 +1,19 @@
 """A streaming RPC that feeds a call: the client's requests go in on a reader task, the call's events come out.
 
-Shared by ``StreamCall`` (``ingest/stream_call``) and Riva's ``StreamingRecognize`` (``ingest/riva``); each turns the
-events into its own responses. However the RPC ends, the call ends once: completed or interrupted as the reader saw
-the requests end, interrupted when the handler is cancelled (the client went away), interrupted with INVALID_ARGUMENT
-after its events when the reader found bad input.
+Shared by ``StreamCall`` (``ingest/stream_call``) and Riva's ``StreamingRecognize`` (``ingest/riva``): each hands
+:func:`relay` its way of taking one request and turns the events into its own responses. However the RPC ends, the
+call ends once: completed when the client stops (its stop message, or a half-close), interrupted when the requests
+stop coming (``ingest.idle_timeout_s``), when the handler is cancelled (the client went away), and with
+INVALID_ARGUMENT after its events when a request could not be used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Coroutine
-from typing import Any
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -22,25 +24,32 @@ from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS
 from media_server.v1 import events_pb2 as pb
 
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+#: Takes one request into the call; True when it was the client's stop. Raises the protocol's error for a request
+#: that cannot be used.
+Handler = Callable[[Request], Awaitable[bool]]
+
 HALF_CLOSE_GRACE_S = 0.3
-
-
-async def requests_ended() -> None:
-    """Call when the client's request stream ends, before ending the call as completed. grpc.aio ends it the same
-    way when the client half-closes and when it cancels; a cancel is followed within milliseconds by the handler's
-    cancellation, and ``relay`` then ends the call as interrupted first. Only a half-close outlives this grace."""
-    await asyncio.sleep(HALF_CLOSE_GRACE_S)
 
 
 async def relay(
     call: LiveCall,
-    reader: Coroutine[Any, Any, None],
+    requests: AsyncIterator[Request],
+    handle: Handler[Request],
     context: grpc.aio.ServicerContext[Any, Any],
-    problem: list[str],
+    *,
+    idle_s: float,
+    invalid: type[Exception],
+    at_end: Callable[[], None] | None = None,
 ) -> AsyncGenerator[pb.Event, None]:
-    """The call's events while ``reader`` pushes the client's audio; ``reader`` ends the call when the requests end
-    and appends to ``problem`` what was wrong with them. Use under ``contextlib.aclosing``: a handler cancelled while
-    its own response is being written must still close this, so that the call ends now and not when collected."""
+    """The call's events while a reader hands the client's requests to ``handle``; ``invalid``: the protocol's
+    error for a request it cannot use; ``at_end``: what to do when the requests end (push what a decoder holds).
+    Use under ``contextlib.aclosing``: a handler cancelled while its own response is being written must still close
+    this, so that the call ends now and not when collected."""
+    problem: list[str] = []
+    reader = _read(call, requests, handle, idle_s, invalid, at_end, problem)
     task = asyncio.create_task(reader, name=f"rpc-{call.id}")
     complete = False
     try:
@@ -65,3 +74,46 @@ async def relay(
             await task
     if problem:
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem[0])
+
+
+async def _read(
+    call: LiveCall,
+    requests: AsyncIterator[Request],
+    handle: Handler[Request],
+    idle_s: float,
+    invalid: type[Exception],
+    at_end: Callable[[], None] | None,
+    problem: list[str],
+) -> None:
+    """Hand the client's requests to ``handle`` until they stop; end the call however they stop."""
+    reason = CallEnd.DISCONNECTED
+    try:
+        while True:
+            try:
+                request = await asyncio.wait_for(anext(requests), idle_s)
+            except StopAsyncIteration:
+                if at_end is not None:
+                    at_end()
+                # grpc.aio ends the request stream alike when the client half-closes and when it cancels; a cancel
+                # is followed within milliseconds by the handler's cancellation, and relay then ends the call as
+                # interrupted first. Only a half-close outlives this grace: the call is completed.
+                await asyncio.sleep(HALF_CLOSE_GRACE_S)
+                reason = CallEnd.STOP
+                return
+            except TimeoutError:
+                reason = CallEnd.IDLE_TIMEOUT
+                await call.notice("idle_timeout", f"no audio for {idle_s:g} s")
+                return
+            if await handle(request):
+                reason = CallEnd.STOP
+                return
+    except invalid as exc:
+        problem.append(str(exc))
+        reason = CallEnd.PROTOCOL_ERROR
+        await call.notice("invalid_argument", str(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the RPC went away under us (cancelled, connection lost)
+        log.debug("call %s: the request stream failed", call.id, exc_info=True)
+    finally:
+        call.end(reason)

@@ -51,7 +51,7 @@ from media_server.riva import riva_asr_pb2_grpc as rasr_grpc
 from media_server.riva.riva_common_pb2 import RequestId
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import refuse
-from media_server.rpc.relay import relay, requests_ended
+from media_server.rpc.relay import relay
 from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
@@ -88,10 +88,13 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
             if first is None:
                 return  # the client ended the stream before sending any audio: there was no call
             call = await self._open(key, request, audio, context)
-            self._push(call, audio.rate, first)
-            problem: list[str] = []
-            reader = self._read(call, audio, requests, problem)
-            async with contextlib.aclosing(relay(call, reader, context, problem)) as events:
+            push_channels(call, audio.rate, first)
+            messages = _Requests(call, audio)
+            idle_s = self.services.settings.ingest.idle_timeout_s
+            streaming = relay(
+                call, requests, messages.handle, context, idle_s=idle_s, invalid=BadRequest, at_end=messages.flush
+            )
+            async with contextlib.aclosing(streaming) as events:
                 async for event in events:
                     result = streaming_result(event, request, call)
                     if result is not None:
@@ -172,52 +175,6 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
         except CallRefused as exc:
             await refuse(context, exc)
 
-    async def _read(
-        self,
-        call: LiveCall,
-        audio: AudioInput,
-        requests: AsyncIterator[rasr.StreamingRecognizeRequest],
-        problem: list[str],
-    ) -> None:
-        """Push the client's audio into the call until it stops; end the call however the stream ends."""
-        idle = self.services.settings.ingest.idle_timeout_s
-        reason = CallEnd.DISCONNECTED
-        try:
-            while True:
-                try:
-                    message = await asyncio.wait_for(anext(requests), idle)
-                except StopAsyncIteration:
-                    self._push(call, audio.rate, audio.flush())
-                    await requests_ended()  # a half-close, not a cancel: all audio is in
-                    reason = CallEnd.STOP
-                    return
-                except TimeoutError:
-                    reason = CallEnd.IDLE_TIMEOUT
-                    await call.notice("idle_timeout", f"no audio for {idle:g} s")
-                    return
-                kind = message.WhichOneof("streaming_request")
-                if kind == "audio_content":
-                    self._push(call, audio.rate, audio.feed(message.audio_content))
-                elif kind == "streaming_config":
-                    raise BadRequest("streaming_config may come only once, first")
-                # a message with neither (runtime_config alone) changes nothing here
-        except BadRequest as exc:
-            problem.append(str(exc))
-            reason = CallEnd.PROTOCOL_ERROR
-            await call.notice("invalid_argument", str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the RPC went away under us (cancelled, connection lost)
-            log.debug("StreamingRecognize %s: request stream failed", call.id, exc_info=True)
-        finally:
-            call.end(reason)
-
-    @staticmethod
-    def _push(call: LiveCall, rate: int, channels: list[Int16Array]) -> None:
-        for channel, pcm in enumerate(channels):
-            if pcm.size:
-                call.push(Audio(channel, pcm, rate))
-
     # -- Recognize -----------------------------------------------------------------------------------
 
     async def Recognize(self, message: rasr.RecognizeRequest, context: Context) -> rasr.RecognizeResponse:
@@ -296,3 +253,32 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                 )
             )
         return response
+
+
+class _Requests:
+    """The audio after ``streaming_config``, into the call."""
+
+    def __init__(self, call: LiveCall, audio: AudioInput) -> None:
+        self.call = call
+        self.audio = audio
+
+    async def handle(self, message: rasr.StreamingRecognizeRequest) -> bool:
+        """Never the client's stop (Riva's is the end of the request stream); raises ``BadRequest``."""
+        kind = message.WhichOneof("streaming_request")
+        if kind == "audio_content":
+            push_channels(self.call, self.audio.rate, self.audio.feed(message.audio_content))
+        elif kind == "streaming_config":
+            raise BadRequest("streaming_config may come only once, first")
+        # a message with neither (runtime_config alone) changes nothing here
+        return False
+
+    def flush(self) -> None:
+        """The end of the audio: what the resamplers still hold."""
+        push_channels(self.call, self.audio.rate, self.audio.flush())
+
+
+def push_channels(call: LiveCall, rate: int, channels: list[Int16Array]) -> None:
+    """Samples per channel (index = channel), as decoded from one message."""
+    for channel, pcm in enumerate(channels):
+        if pcm.size:
+            call.push(Audio(channel, pcm, rate))

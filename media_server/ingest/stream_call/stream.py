@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeAlias
 
@@ -19,17 +18,15 @@ import grpc
 
 from media_server.audio import Audio
 from media_server.auth.keys import ApiKey
-from media_server.calls.lifecycle import CallEnd, CallRefused, LiveCall, new_call_id
+from media_server.calls.lifecycle import CallRefused, LiveCall, new_call_id
 from media_server.ingest.stream_call.start import MAX_CALL_ID, BadRequest, Decoder, channels, decoder, metadata
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import refuse
-from media_server.rpc.relay import relay, requests_ended
+from media_server.rpc.relay import relay
 from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
 from media_server.v1 import api_pb2
 from media_server.v1 import events_pb2 as pb
-
-log = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 SOURCE = "grpc"
@@ -46,9 +43,11 @@ async def stream_call(
     try:
         start = await _first(services, requests, context)
         call, decode = await _open(services, key, start, context)
-        problem: list[str] = []
-        reader = _read(services, call, decode, requests, problem)
-        async with contextlib.aclosing(relay(call, reader, context, problem)) as events:
+        idle_s = services.settings.ingest.idle_timeout_s
+        handle = _Requests(call, decode).handle
+        async with contextlib.aclosing(
+            relay(call, requests, handle, context, idle_s=idle_s, invalid=BadRequest)
+        ) as events:
             async for event in events:
                 yield event
     finally:
@@ -92,56 +91,33 @@ async def _open(
     return call, decode
 
 
-async def _read(
-    services: Services,
-    call: LiveCall,
-    decode: Decoder,
-    requests: AsyncIterator[api_pb2.StreamCallRequest],
-    problem: list[str],
-) -> None:
-    """Push the client's audio into the call until it stops; end the call however the stream ends."""
-    idle = services.settings.ingest.idle_timeout_s
-    reason = CallEnd.DISCONNECTED
-    declared = call.channels
-    try:
-        while True:
-            try:
-                request = await asyncio.wait_for(anext(requests), idle)
-            except StopAsyncIteration:
-                await requests_ended()  # a half-close, not a cancel: the call is completed
-                reason = CallEnd.STOP
-                return
-            except TimeoutError:
-                reason = CallEnd.IDLE_TIMEOUT
-                await call.notice("idle_timeout", f"no audio for {idle:g} s")
-                return
-            kind = request.WhichOneof("request")
-            if kind == "audio":
-                channel = declared.get(request.audio.channel)
-                if channel is None:
-                    raise BadRequest(f"audio for channel {request.audio.channel}, which the start did not declare")
-                call.push(Audio(channel.index, decode(request.audio.data), channel.sample_rate))
-            elif kind == "dtmf":
-                digit = request.dtmf.digit
-                if request.dtmf.channel not in declared:
-                    raise BadRequest(f"dtmf on channel {request.dtmf.channel}, which the start did not declare")
-                if len(digit) != 1 or digit not in DIGITS:
-                    raise BadRequest(f"dtmf.digit must be one of 0-9, *, #, A-D; got {digit!r}")
-                await call.dtmf(request.dtmf.channel, digit)
-            elif kind == "finalize":
-                call.finalize()
-            elif kind == "stop":
-                reason = CallEnd.STOP
-                return
-            else:
-                raise BadRequest("`start` may come only once, first" if kind == "start" else "an empty request")
-    except BadRequest as exc:
-        problem.append(str(exc))
-        reason = CallEnd.PROTOCOL_ERROR
-        await call.notice("invalid_argument", str(exc))
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # the RPC went away under us (cancelled, connection lost)
-        log.debug("StreamCall %s: request stream failed", call.id, exc_info=True)
-    finally:
-        call.end(reason)
+class _Requests:
+    """The requests after ``start``, into the call."""
+
+    def __init__(self, call: LiveCall, decode: Decoder) -> None:
+        self.call = call
+        self.decode = decode
+        self.channels = call.channels
+
+    async def handle(self, request: api_pb2.StreamCallRequest) -> bool:
+        """True for ``stop``; raises ``BadRequest`` for a request that cannot be used."""
+        kind = request.WhichOneof("request")
+        if kind == "audio":
+            channel = self.channels.get(request.audio.channel)
+            if channel is None:
+                raise BadRequest(f"audio for channel {request.audio.channel}, which the start did not declare")
+            self.call.push(Audio(channel.index, self.decode(request.audio.data), channel.sample_rate))
+        elif kind == "dtmf":
+            digit = request.dtmf.digit
+            if request.dtmf.channel not in self.channels:
+                raise BadRequest(f"dtmf on channel {request.dtmf.channel}, which the start did not declare")
+            if len(digit) != 1 or digit not in DIGITS:
+                raise BadRequest(f"dtmf.digit must be one of 0-9, *, #, A-D; got {digit!r}")
+            await self.call.dtmf(request.dtmf.channel, digit)
+        elif kind == "finalize":
+            self.call.finalize()
+        elif kind == "stop":
+            return True
+        else:
+            raise BadRequest("`start` may come only once, first" if kind == "start" else "an empty request")
+        return False
