@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from media_server.calls.keywords import KeywordSpotter, TimedWord
+from media_server.insights.keywords import KeywordSpotter
+from models.asr.engine import Word
 
 
-def words(text: str, start: float = 0.0, step: float = 0.5) -> list[TimedWord]:
-    return [TimedWord(w, start + i * step, start + i * step + 0.4) for i, w in enumerate(text.split())]
+def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
+    return [Word(w, start + i * step, start + i * step + 0.4, 1.0) for i, w in enumerate(text.split())]
 
 
 def test_phrases_are_found_with_their_times_whatever_the_case_and_punctuation() -> None:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from media_server.bus.base import EventBus
 from media_server.calls.call import Call, CallServices, ChannelSpec
-from media_server.calls.keywords import TimedWord
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.config import ConsentPolicy
 from media_server.insights.redaction import (
@@ -58,8 +57,8 @@ def spoken(digits: str, zero: str = "oh") -> str:
     return " ".join(zero if d == "0" else DIGIT_WORDS[int(d)] for d in digits)
 
 
-def timed(text: str, start: float = 10.0, step: float = 0.5) -> list[TimedWord]:
-    return [TimedWord(w, start + i * step, start + i * step + 0.4) for i, w in enumerate(text.split())]
+def timed(text: str, start: float = 10.0, step: float = 0.5) -> list[Word]:
+    return [Word(w, start + i * step, start + i * step + 0.4, 1.0) for i, w in enumerate(text.split())]
 
 
 # -- cards ----------------------------------------------------------------------------------------------------------
@@ -699,7 +698,7 @@ def _stereo_call(call_id: str, bus: _Published) -> Call:
 
 
 async def test_a_call_hides_a_card_number_read_out_across_finals_of_one_channel() -> None:
-    """At the call level (``Call._redacted``): the customer's previous finals are the context of their next
+    """At the call level (``Transcript._redacted``): the customer's previous finals are the context of their next
     interims and finals, the rep's channel has its own; transcripts, words, stable text and stored segments."""
     bus = _Published()
     call = _stereo_call("CA-redaction", bus)
@@ -735,9 +734,9 @@ async def test_a_call_hides_a_card_number_read_out_across_finals_of_one_channel(
     ]
     assert shown[0].stable_text == "Okay, the number is [CARD]" and shown[2].stable_text == "[CARD]"
     assert [w.word for w in shown[3].words] == ["[CARD],", "expiring", "in", "June."]
-    stored = [s.text for s in call.channels[1].segments]
+    stored = [s.text for s in call.transcript.segments(1)]
     assert stored == ["Let me get my card.", "Okay, the number is [CARD].", "[CARD], expiring in June."]
-    assert not any(shown_digits(w["word"]) for s in call.channels[1].segments for w in s.words)
+    assert not any(shown_digits(w.word) for s in call.transcript.segments(1) for w in s.words)
 
 
 async def test_the_rep_asking_for_the_card_number_hides_the_first_digits_the_customer_reads() -> None:
@@ -783,8 +782,8 @@ def test_an_entity_becomes_one_word_spanning_its_words() -> None:
         "is",
         "[CVV].",
     ]
-    assert result.words[4] == TimedWord("[CARD].", 2.0, 3.9)
-    assert result.words[6] == TimedWord("[EXPIRY],", 4.5, 6.4)
+    assert result.words[4] == Word("[CARD].", 2.0, 3.9, 1.0)
+    assert result.words[6] == Word("[EXPIRY],", 4.5, 6.4, 1.0)
     assert result.spans == [AudioSpan("card", 2.0, 3.9), AudioSpan("expiry", 4.5, 6.4), AudioSpan("cvv", 8.5, 9.9)]
     assert result.words[0] is words[0]  # words outside entities are kept as they are
     assert result.text == REDACTOR.redact_text(text).text
@@ -978,7 +977,7 @@ def test_never_raises_and_never_leaves_a_card_number(fragments: list[str], joins
         assert leaked_card(out.text) is None, (text, out.text)
         previous = REDACTOR.redact_text(text, interim=interim, previous=text)
         assert leaked_card(previous.text) is None
-    words = [TimedWord(w, i * 0.1, i * 0.1 + 0.05) for i, w in enumerate(text.split())]
+    words = [Word(w, i * 0.1, i * 0.1 + 0.05, 1.0) for i, w in enumerate(text.split())]
     joined = " ".join(w.word for w in words)
     assert REDACTOR.redact_words(words).text == REDACTOR.redact_text(joined).text
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from spacy.language import Language
 
-from media_server.calls.keywords import TimedWord
 from media_server.insights.nlp import load_pipeline
 from media_server.insights.trackers import TrackerMatcher
 from media_server.teams.config import TeamConfig
+from models.asr.engine import Word
 
 CONFIG = TeamConfig.model_validate(
     {
@@ -26,8 +26,8 @@ def nlp() -> Language:
     return load_pipeline(None)
 
 
-def timed(text: str, start: float = 0.0) -> list[TimedWord]:
-    return [TimedWord(" " + w, start + 0.4 * i, start + 0.4 * i + 0.3) for i, w in enumerate(text.split())]
+def timed(text: str, start: float = 0.0) -> list[Word]:
+    return [Word(" " + w, start + 0.4 * i, start + 0.4 * i + 0.3, 1.0) for i, w in enumerate(text.split())]
 
 
 def test_phrases_match_whatever_their_inflection_with_times(nlp: Language) -> None:

@@ -1,7 +1,9 @@
-"""A live call: participants, channels, consent, and the recognizers of the channels it may transcribe.
+"""A live call: participants, channels and their timelines, consent, and the recognizers of the channels it may
+transcribe.
 
 Consent is applied here, before audio goes anywhere: a channel whose voices have not all consented
-gets no recognizer, and its audio is dropped on arrival.
+gets no recognizer, and its audio is dropped on arrival. What the recognizers say becomes the call's
+``Transcript`` (``calls/transcript.py``), then insights; what others see of the call is ``calls/views.py``.
 """
 
 from __future__ import annotations
@@ -9,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,30 +20,22 @@ import numpy.typing as npt
 
 from media_server.audio import Audio
 from media_server.bus import EventBus
+from media_server.calls import views
 from media_server.calls.consent import may_transcribe, may_transcribe_all
-from media_server.calls.keywords import TimedWord
-from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
-from media_server.calls.speakers import ChannelSpeakers, Diarization, label_of
+from media_server.calls.metadata import CallMetadata, Consent, Role
+from media_server.calls.speakers import ChannelSpeakers, Diarization
 from media_server.calls.tap import AudioTap
+from media_server.calls.transcript import Transcript
 from media_server.config import ConsentPolicy
 from media_server.events import new_event, to_dict
 from media_server.insights.cues import Cue
-from media_server.insights.live import CallInsights, Final
-from media_server.insights.metrics import CallMetrics
+from media_server.insights.live import CallInsights
 from media_server.insights.nlp import Nlp
-from media_server.insights.redaction import RedactionPolicy, Redactor, context_after, other_party_context
-from media_server.store.records import (
-    CallRecord,
-    ChannelRecord,
-    ParticipantRecord,
-    SegmentRecord,
-    SpeakerRecord,
-)
+from media_server.insights.redaction import RedactionPolicy, Redactor
+from media_server.store.records import CallRecord
 from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
-from models.asr.engine import Word
 from models.asr.scheduler import DecodeScheduler
-from models.diarization.online import Segment as DiarizedSegment
 from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
 from models.vad import SileroVAD
 
@@ -53,12 +46,6 @@ SPEAKER_ROLES: dict[str, tuple[Role, ...]] = {
     "customer": (Role.CUSTOMER,),
     "mixed": (Role.REP, Role.CUSTOMER),
 }
-_CONSENT_PB = {
-    Consent.GRANTED: pb.CONSENT_GRANTED,
-    Consent.DENIED: pb.CONSENT_DENIED,
-    Consent.UNKNOWN: pb.CONSENT_UNKNOWN,
-}
-OTHER_PARTY_CONTEXT_S = 15.0  # the other party's last final is redaction context for this long after it ended
 # Gaps in a channel's timeline longer than this are filled with silence (lost or suppressed packets).
 _MAX_DRIFT_S = 0.06
 
@@ -90,13 +77,22 @@ class CallChannel:
     transcribed: bool
     recognizer: StreamingRecognizer | None = None
     consumer: asyncio.Task[None] | None = None
-    segments: list[SegmentRecord] = field(default_factory=list)
     samples: int = 0  # samples placed on the channel's timeline so far
     on_hold: bool = False
-    said_before: str = ""  # its last finals, unredacted, in memory only: context for redaction
-    last_said: tuple[float, str] | None = None  # (end, text) of its last final, unredacted: the others' context
     speakers: ChannelSpeakers | None = None  # a mixed channel's diarization
     withdrawn: bool = False  # a voice on it denied consent mid-call: its pending results are dropped
+
+    @property
+    def index(self) -> int:
+        return self.spec.index
+
+    @property
+    def speaker(self) -> str:
+        return self.spec.speaker
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
 
     @property
     def position(self) -> float:
@@ -147,7 +143,7 @@ class Call:
         self._hear_customer()
         # The team's redaction, plus what this call asked for (a call can add types, never remove the team's).
         redaction = RedactionPolicy.of({*self.team_config.redaction, *metadata.recognition.redact})
-        self.redactor = Redactor(redaction) if redaction.types else None
+        self.transcript = Transcript(Redactor(redaction) if redaction.types else None)
         self._speaking: set[int] = set()  # channels with speech in progress
         self._utterance_end_events = self.streaming_config().utterance_end_ms > 0
         self._clock: asyncio.Task[None] | None = None
@@ -182,12 +178,7 @@ class Call:
         for channel in self.channels.values():
             if channel.transcribed:
                 self._start_recognizer(channel)
-        started = pb.CallStarted(
-            source=self.source,
-            participants=[self._participant_pb(p) for p in self.metadata.participants],
-            channels=[self._channel_pb(c) for c in self.channels.values()],
-            metadata=self.metadata.extra,
-        )
+        started = views.call_started(self.source, self.metadata, self.transcribed_roles, self.channels.values())
         await self.publish(call_started=started)
         self.announced = True
         self._clock = asyncio.create_task(self._tick(), name=f"call-{self.id}-clock")
@@ -258,28 +249,14 @@ class Call:
                 # A voice on it said no: what it said so far is not kept either, nor what is still being decoded.
                 channel.withdrawn = not allowed and any(v.consent is Consent.DENIED for v in voices)
                 if channel.withdrawn:
-                    channel.segments.clear()
+                    self.transcript.withdraw(spec.index)
             channel.on_hold = spec.index in on_hold
             if not channel.audible:
                 for tap in self.taps:
                     tap.silence(spec.index)
         self._hear_customer()
-        updated = pb.CallUpdated(
-            participants=[self._participant_pb(p) for p in self.metadata.participants],
-            channels=[self._channel_pb(c) for c in self.channels.values()],
-            metadata=self.metadata.extra,
-        )
+        updated = views.call_updated(self.metadata, self.transcribed_roles, self.channels.values())
         await self.publish(call_updated=updated)
-
-    @staticmethod
-    def _channel_pb(c: CallChannel) -> pb.Channel:
-        return pb.Channel(
-            index=c.spec.index,
-            speaker=c.spec.speaker,
-            sample_rate=c.spec.sample_rate,
-            transcribed=c.transcribed,
-            on_hold=c.on_hold,
-        )
 
     def push(self, frame: Audio) -> None:
         """Place audio on its channel's timeline. Audio of a channel without consent goes nowhere."""
@@ -310,10 +287,10 @@ class Call:
                 channel.recognizer.finalize()
 
     async def dtmf(self, channel: int, digit: str) -> None:
-        await self.publish(dtmf=pb.Dtmf(channel=channel, digit=digit))
+        await self.publish(dtmf=views.dtmf(channel, digit))
 
     async def error(self, code: str, message: str) -> None:
-        await self.publish(error=pb.Error(code=code, message=message))
+        await self.publish(error=views.error(code, message))
 
     async def finish(self, status: str, reason: str) -> CallRecord:
         """Flush every recognizer (the last utterance gets its final), then describe the call."""
@@ -329,10 +306,10 @@ class Call:
         if consumers:
             await asyncio.gather(*consumers, return_exceptions=True)
         for channel in self.channels.values():
-            if channel.speakers is not None and channel.segments:
+            if channel.speakers is not None and self.transcript.segments(channel.index):
                 refined = await channel.speakers.refine()
                 if refined:
-                    channel.segments = relabel(channel.segments, refined)
+                    self.transcript.relabel(channel.index, refined)
             if channel.speakers is not None:
                 channel.speakers.close()
         return self.record(status, reason)
@@ -361,137 +338,33 @@ class Call:
     async def _on_speech(self, channel: CallChannel, event: SpeechEvent) -> None:
         if channel.withdrawn:
             return
-        spec = channel.spec
+        index, speaker = channel.index, channel.speaker
         if event.type is SpeechEventType.START_OF_SPEECH:
-            self._speaking.add(spec.index)
-            await self.publish(
-                speech_started=pb.SpeechStarted(channel=spec.index, speaker=spec.speaker, start=event.start)
-            )
+            self._speaking.add(index)
+            await self.publish(speech_started=views.speech_started(index, speaker, event.start))
             return
         if event.type is SpeechEventType.UTTERANCE_END:
-            self._speaking.discard(spec.index)
-            last = channel.segments[-1].end if channel.segments else event.end
-            await self.publish(
-                utterance_end=pb.UtteranceEnd(channel=spec.index, speaker=spec.speaker, last_word_end=last)
-            )
+            self._speaking.discard(index)
+            last = self.transcript.last_end(index)
+            await self.publish(utterance_end=views.utterance_end(index, speaker, event.end if last is None else last))
             return
-        final = event.type is SpeechEventType.FINAL
         # Speech goes on until the utterance-end event: a final cut by the utterance length limit is no pause.
-        if not final:
-            self._speaking.add(spec.index)
+        if event.type is not SpeechEventType.FINAL:
+            self._speaking.add(index)
         elif not self._utterance_end_events:
-            self._speaking.discard(spec.index)
-        text, said_words, stable = self._redacted(channel, event, final)
-        labels = [""] * len(said_words)
-        if final and channel.speakers is not None and said_words:
-            labels = await channel.speakers.labels([(w.start, w.end) for w in said_words])
-        words = [
-            pb.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence, speaker=label)
-            for w, label in zip(said_words, labels, strict=True)
-        ]
-        majority = max(set(labels), key=labels.count) if any(labels) else ""
-        start = words[0].start if words else event.start
-        end = words[-1].end if words else event.end
-        if final and text:
-            record = SegmentRecord(
-                channel=spec.index,
-                speaker=spec.speaker,
-                text=text,
-                start=start,
-                end=end,
-                confidence=round(event.confidence, 4),
-                words=[
-                    {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence, "speaker": label}
-                    for w, label in zip(said_words, labels, strict=True)
-                ],
-            )
-            channel.segments += split_by_speaker(record) if majority else [record]
-        transcript = pb.Transcript(
-            channel=spec.index,
-            speaker=spec.speaker,
-            is_final=final,
-            text=text,
-            words=words,
-            start=event.start,
-            end=event.end,
-            segment=event.segment,
-            confidence=event.confidence,
-            stable_text=stable,
-            stability=event.stability,
-            speaker_label=majority,
-            speech_final=event.speech_final,
-        )
-        await self.publish(transcript=transcript)
-        if final and text:
-            timed = [TimedWord(w.word, w.start, w.end) for w in said_words]
-            said = Final(spec.index, majority or spec.speaker, text, start, end, event.segment, timed)
-            matches, cues = await self.insights.final(said)
+            self._speaking.discard(index)
+        heard = await self.transcript.heard(index, speaker, event, channel.speakers)
+        await self.publish(transcript=views.transcript(heard))
+        if heard.final and heard.text:
+            matches, cues = await self.insights.final(heard.said())
             for m in matches:
-                if m.kind == "tracker":
-                    hit = pb.KeywordHit(
-                        channel=spec.index,
-                        speaker=spec.speaker,
-                        keyword=m.name,
-                        category=m.category,
-                        start=m.start,
-                        end=m.end,
-                        segment=event.segment,
-                        text=m.text,
-                        char_start=m.char_start,
-                        char_end=m.char_end,
-                    )
-                    await self.publish(keyword_hit=hit)
-                else:
-                    entity = pb.Entity(
-                        channel=spec.index,
-                        speaker=spec.speaker,
-                        label=m.name,
-                        text=m.text,
-                        start=m.start,
-                        end=m.end,
-                        segment=event.segment,
-                        char_start=m.char_start,
-                        char_end=m.char_end,
-                    )
-                    await self.publish(entity=entity)
-            for cue in cues:
-                await self._publish_cue(cue)
-
-    def _redacted(self, channel: CallChannel, event: SpeechEvent, final: bool) -> tuple[str, list[Word], str]:
-        """The text, words and stable text of a transcript with the team's redaction applied: what every
-        subscriber sees and the store keeps. What the channel said in its last finals is context (a card number
-        read out with a pause, or past the utterance length limit, ends up in two finals; "let me get my card"
-        may be a final of its own), kept unredacted so that a number's digits on both sides of the cut are one; so
-        is the other party's last turn of the last 15 s, without its numbers (the rep asks for the card number)."""
-        words = list(event.words)
-        if self.redactor is None or not event.text:
-            return event.text, words, event.stable_text
-        interim, previous = not final, channel.said_before
-        if final:
-            channel.said_before = context_after(previous, event.text)
-            channel.last_said = (event.end, event.text)
-        # The other party's last turn, if recent, is context too ("Can I have the card number?"), without its digits.
-        heard = [c.last_said for c in self.channels.values() if c is not channel and c.last_said is not None]
-        latest = max(heard, default=None)
-        if latest is not None and event.start - latest[0] <= OTHER_PARTY_CONTEXT_S:
-            previous = " ".join(part for part in (other_party_context(latest[1]), previous) if part)
-        if words:
-            redacted = self.redactor.redact_words(words, interim=interim, previous=previous)
-            if redacted.redactions:
-                words, text = redacted.words, redacted.text
-            else:
-                text = event.text
-        else:
-            text = self.redactor.redact_text(event.text, interim=interim, previous=previous).text
-        stable = self.redactor.redact_text(event.stable_text, interim=True, previous=previous).text
-        return text, words, stable
+                await self.publish(**views.match(heard, m))
+            for c in cues:
+                await self._publish_cue(c)
 
     async def _publish_cue(self, cue: Cue) -> None:
-        channel = next((c.spec.index for c in self.channels.values() if c.spec.speaker == cue.speaker), 0)
-        payload = pb.Cue(
-            kind=cue.kind, message=cue.message, speaker=cue.speaker, channel=channel, time=cue.time, detail=cue.detail
-        )
-        await self.publish(cue=payload)
+        channel = next((c.index for c in self.channels.values() if c.speaker == cue.speaker), 0)
+        await self.publish(cue=views.cue(cue, channel))
 
     async def publish(self, **payload: object) -> pb.Event:
         event = await self.services.bus.publish(new_event(self.id, self.team, **payload))
@@ -501,170 +374,12 @@ class Call:
             self.latest_keyword = to_dict(event.keyword_hit)
         return event
 
-    # -- the live view -------------------------------------------------------------------------------
-
-    def talk_time(self) -> dict[str, float]:
-        """Seconds each speaker has talked so far (final segments)."""
-        out: dict[str, float] = {}
-        for channel in self.channels.values():
-            for s in channel.segments:
-                out[s.speaker] = out.get(s.speaker, 0.0) + max(0.0, s.end - s.start)
-        return {k: round(v, 3) for k, v in out.items()}
+    # -- how others see it ---------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """What the dashboard's wall shows of a live call, in the REST API's JSON shape."""
-        talk = self.talk_time()
-        spoken = talk.get("rep", 0.0) + talk.get("customer", 0.0)
-        return {
-            "id": self.id,
-            "source": self.source,
-            "startedAt": self.started_at.isoformat().replace("+00:00", "Z"),
-            "duration": round((datetime.now(UTC) - self.started_at).total_seconds(), 3),
-            "participants": [
-                {
-                    "role": p.role.value,
-                    "id": kept.id,
-                    "name": kept.name,
-                    "phone": kept.phone,
-                    "email": kept.email,
-                    "consent": p.consent.value,
-                    "transcribed": p.role in self.transcribed_roles,
-                }
-                for p in self.metadata.participants
-                for kept in (self._kept(p),)
-            ],
-            "channels": [
-                {
-                    "index": c.spec.index,
-                    "speaker": c.spec.speaker,
-                    "sampleRate": c.spec.sample_rate,
-                    "transcribed": c.transcribed,
-                    "onHold": c.on_hold,
-                }
-                for c in self.channels.values()
-            ],
-            "talkTime": talk,
-            "talkRatio": round(talk.get("rep", 0.0) / spoken, 3)
-            if spoken > 0 and self.insights.cues.customer_heard
-            else None,
-            "keywords": dict(self.insights.hits),
-            "latestCue": self.latest_cue,
-            "latestKeyword": self.latest_keyword,
-            "listeners": len(self.taps),
-            "metadata": dict(self.metadata.extra),
-        }
-
-    # -- the stored form -----------------------------------------------------------------------------
-
-    def _participant_pb(self, p: ParticipantInfo) -> pb.Participant:
-        kept = self._kept(p)
-        return pb.Participant(
-            role=p.role.value,
-            id=kept.id,
-            name=kept.name,
-            phone=kept.phone,
-            email=kept.email,
-            consent=_CONSENT_PB[p.consent],
-            transcribed=p.role in self.transcribed_roles,
-        )
-
-    def _kept(self, p: ParticipantInfo) -> ParticipantInfo:
-        """Identity is kept for the rep and for customers who may be transcribed; otherwise only the flag."""
-        if p.role is Role.REP or p.role in self.transcribed_roles:
-            return p
-        return ParticipantInfo(p.role, consent=p.consent)
-
-    def participant_records(self) -> list[ParticipantRecord]:
-        """Who is on the call, as the store keeps them (identity only where it may be kept)."""
-        out = []
-        for p in self.metadata.participants:
-            kept = self._kept(p)
-            out.append(
-                ParticipantRecord(
-                    role=p.role.value,
-                    consent=p.consent.value,
-                    transcribed=p.role in self.transcribed_roles,
-                    id=kept.id,
-                    name=kept.name,
-                    phone=kept.phone,
-                    email=kept.email,
-                )
-            )
-        return out
-
-    def channel_records(self) -> list[ChannelRecord]:
-        return [
-            ChannelRecord(c.spec.index, c.spec.speaker, c.spec.sample_rate, c.transcribed)
-            for c in self.channels.values()
-        ]
+        """What the dashboard's wall shows of the live call (``/v1/live``)."""
+        return views.snapshot(self)
 
     def record(self, status: str, reason: str) -> CallRecord:
-        segments = sorted((s for c in self.channels.values() for s in c.segments), key=lambda s: (s.start, s.channel))
-        speakers: dict[str, SpeakerRecord] = {}
-        for s in segments:
-            stats = speakers.setdefault(s.speaker, SpeakerRecord(s.speaker, 0.0, 0))
-            stats.talk_time += max(0.0, s.end - s.start)
-            stats.word_count += len(s.words) or len(s.text.split())
-        for stats in speakers.values():
-            stats.talk_time = round(stats.talk_time, 3)
-        return CallRecord(
-            id=self.id,
-            team=self.team,
-            source=self.source,
-            status=status,
-            end_reason=reason,
-            started_at=self.started_at,
-            ended_at=datetime.now(UTC),
-            participants=self.participant_records(),
-            channels=self.channel_records(),
-            segments=segments,
-            speakers=list(speakers.values()),
-            metadata=dict(self.metadata.extra),
-            keywords=sorted(self.insights.hits),
-            metrics=(metrics := self.metrics()).to_json(),
-            disposition=metrics.disposition,
-        )
-
-    def metrics(self) -> CallMetrics:
-        return self.insights.metrics((datetime.now(UTC) - self.started_at).total_seconds())
-
-
-def split_by_speaker(segment: SegmentRecord) -> list[SegmentRecord]:
-    """A mixed channel's final cut where its words change speaker (turns inside one utterance are common:
-    the recogniser ends an utterance only at a pause). Each piece is stored with its speaker's label."""
-    pieces: list[SegmentRecord] = []
-    run: list[dict[str, Any]] = []
-    for word in [*segment.words, None]:
-        if run and (word is None or word.get("speaker", "") != run[-1].get("speaker", "")):
-            label = run[-1].get("speaker", "") or segment.speaker
-            text = " ".join(str(w["word"]).strip() for w in run)
-            pieces.append(
-                replace(segment, speaker=label, text=text, start=run[0]["start"], end=run[-1]["end"], words=run)
-            )
-            run = []
-        if word is not None:
-            run.append(word)
-    if len(pieces) == 1:  # one speaker: keep the recogniser's text as it was (punctuation and spacing)
-        pieces[0] = replace(pieces[0], text=segment.text)
-    return pieces or [segment]
-
-
-def relabel(segments: list[SegmentRecord], refined: Sequence[DiarizedSegment]) -> list[SegmentRecord]:
-    """A mixed channel's stored segments with the speakers diarization settled on at the end of the call."""
-    out: list[SegmentRecord] = []
-    for segment in segments:
-        words = [{**w, "speaker": label_of(refined, w["start"], w["end"])} for w in segment.words]
-        out += split_by_speaker(replace(segment, words=words)) if words else [segment]
-    return _merge_runs(out)
-
-
-def _merge_runs(segments: list[SegmentRecord]) -> list[SegmentRecord]:
-    """Pieces of one utterance that refinement gave the same speaker again are one segment."""
-    out: list[SegmentRecord] = []
-    for s in segments:
-        last = out[-1] if out else None
-        if last is not None and last.speaker == s.speaker and last.channel == s.channel and s.start - last.end < 0.05:
-            out[-1] = replace(last, text=f"{last.text} {s.text}", end=s.end, words=[*last.words, *s.words])
-        else:
-            out.append(s)
-    return out
+        """The call as the store keeps it."""
+        return views.record(self, status, reason)

@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass
 
 from media_server.auth.keys import ApiKey
+from media_server.calls import views
 from media_server.calls.lifecycle import CallLifecycle
 from media_server.calls.metadata import Consent, Role
 from media_server.store.records import ChannelRecord, ParticipantRecord
@@ -47,7 +48,8 @@ async def update_consent(
         specs = [c.spec for c in call.channels.values()]
         on_hold = frozenset(i for i, c in call.channels.items() if c.on_hold)
         await call.reconfigure(metadata, specs, on_hold)
-        return ConsentUpdate(True, call.participant_records(), call.channel_records())
+        participants = views.participant_records(call.metadata, call.transcribed_roles)
+        return ConsentUpdate(True, participants, views.channel_records(call.channels.values()))
     if consent is not Consent.DENIED:
         if await store.get_call(key.team, call_id) is None:
             raise ConsentUpdateError("not_found", "no such call")

@@ -9,28 +9,14 @@ the whole call.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
-from media_server.calls.keywords import KeywordSpotter, TimedWord
 from media_server.insights.cues import Cue, CueEngine
+from media_server.insights.keywords import KeywordSpotter
 from media_server.insights.metrics import CallMetrics, Said, compute
 from media_server.insights.nlp import Nlp
 from media_server.insights.trackers import Match, TrackerMatcher
 from media_server.teams.config import TeamConfig
-
-
-@dataclass(frozen=True)
-class Final:
-    """A final segment as the insights see it."""
-
-    channel: int
-    speaker: str
-    text: str
-    start: float
-    end: float
-    segment: int
-    words: Sequence[TimedWord]
 
 
 def matcher_for(nlp: Nlp, config: TeamConfig) -> TrackerMatcher:
@@ -60,22 +46,21 @@ class CallInsights:
         tracked = {p.lower() for t in self.config.trackers for p in t.phrases} if self.matcher else set()
         self.keyterms = KeywordSpotter((k, "keyterm") for k in keyterms if k.lower() not in tracked)
 
-    async def final(self, final: Final) -> tuple[list[Match], list[Cue]]:
+    async def final(self, said: Said) -> tuple[list[Match], list[Cue]]:
         """The tracker hits and entities of a final segment, and the cues it triggers, in that order."""
-        said = Said(final.speaker, final.start, final.end, final.text)
         self.said.append(said)
         matches: list[Match] = []
         if self.matcher and self.nlp is not None:
             matcher = self.matcher
-            matches = await self.nlp.run(lambda: matcher.find(final.text, final.words, final.start, final.end))
+            matches = await self.nlp.run(lambda: matcher.find(said.text, said.words, said.start, said.end))
         if self.keyterms:
-            for hit in self.keyterms.find(final.text, final.words, final.start, final.end):
+            for hit in self.keyterms.find(said.text, said.words, said.start, said.end):
                 matches.append(Match("tracker", hit.keyword, hit.category, hit.keyword, 0, 0, hit.start, hit.end))
         cues = self.cues.said(said)
         for m in matches:
             if m.kind == "tracker":
                 self.hits[m.name] = self.hits.get(m.name, 0) + 1
-                cues += self.cues.tracked(m.name, m.category, final.speaker, m.start)
+                cues += self.cues.tracked(m.name, m.category, said.speaker, m.start)
         return matches, cues
 
     def tick(self, now: float, speaking: bool) -> list[Cue]:

@@ -17,18 +17,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.asr.engine import Word
+
 REP, CUSTOMER = "rep", "customer"
 _WORD = re.compile(r"[\w']+")
 
 
 @dataclass(frozen=True)
 class Said:
-    """One final segment: who, when (call seconds), what."""
+    """One final segment: who, when (call seconds), what (and its words' timings, where the recogniser gave them)."""
 
     speaker: str
     start: float
     end: float
     text: str
+    words: Sequence[Word] = ()
 
 
 @dataclass

@@ -18,8 +18,8 @@ from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
-from media_server.calls.keywords import TimedWord
 from media_server.teams.config import TeamConfig
+from models.asr.engine import Word
 
 FUZZY_MIN_LENGTH = 5
 FUZZY_RATIO = 85.0
@@ -56,7 +56,7 @@ class TrackerMatcher:
     def __bool__(self) -> bool:
         return bool(self._trackers) or bool(self.entities)
 
-    def find(self, text: str, words: Sequence[TimedWord], start: float, end: float) -> list[Match]:
+    def find(self, text: str, words: Sequence[Word], start: float, end: float) -> list[Match]:
         """Tracker hits then entities of one final segment, each in order of position; blocking (~8 ms)."""
         doc = self.nlp(text)
         spans = _word_spans(text, words)
@@ -109,7 +109,7 @@ def _entities(doc: Doc) -> list:  # type: ignore[type-arg]
     return list(doc.ents)
 
 
-def _word_spans(text: str, words: Sequence[TimedWord]) -> list[tuple[int, int, float, float]]:
+def _word_spans(text: str, words: Sequence[Word]) -> list[tuple[int, int, float, float]]:
     """Where each timed word is in the text (the recogniser's words, with their spaces and punctuation)."""
     out = []
     cursor = 0

@@ -10,18 +10,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from models.asr.engine import Word
+
 _STRIP = re.compile(r"[^\w']+")
 
 
 def normalize(word: str) -> str:
     return _STRIP.sub("", word.lower()).strip("'")
-
-
-@dataclass(frozen=True)
-class TimedWord:
-    word: str
-    start: float
-    end: float
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ class KeywordSpotter:
     def __bool__(self) -> bool:
         return bool(self._phrases)
 
-    def find(self, text: str, words: Sequence[TimedWord], start: float, end: float) -> list[Hit]:
+    def find(self, text: str, words: Sequence[Word], start: float, end: float) -> list[Hit]:
         """Every occurrence in a final segment, in order of time. Without word timings the segment's span is used."""
         timed = [w for w in words if normalize(w.word)]
         if timed:
