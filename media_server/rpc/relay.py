@@ -34,6 +34,19 @@ Handler = Callable[[Request], Awaitable[bool]]
 HALF_CLOSE_GRACE_S = 0.3
 
 
+async def first_request(
+    requests: AsyncIterator[Request], timeout_s: float, context: grpc.aio.ServicerContext[Any, Any], what: str
+) -> Request:
+    """The stream's first request (``what`` it must be, for the client's error): INVALID_ARGUMENT when the stream
+    ends first, DEADLINE_EXCEEDED when it does not come within ``timeout_s`` (``ingest.start_timeout_s``)."""
+    try:
+        return await asyncio.wait_for(anext(requests), timeout_s)
+    except StopAsyncIteration:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the stream ended before its {what}")
+    except TimeoutError:
+        await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no {what} within {timeout_s:g} s")
+
+
 async def relay(
     call: LiveCall,
     requests: AsyncIterator[Request],

@@ -51,7 +51,7 @@ from media_server.riva import riva_asr_pb2_grpc as rasr_grpc
 from media_server.riva.riva_common_pb2 import RequestId
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import refuse
-from media_server.rpc.relay import relay
+from media_server.rpc.relay import first_request, relay
 from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
@@ -109,12 +109,7 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
     ) -> tuple[RivaRequest, RequestId | None]:
         """The first message's config, checked, and its request id (echoed in every response when given)."""
         timeout = self.services.settings.ingest.start_timeout_s
-        try:
-            first = await asyncio.wait_for(anext(requests), timeout)
-        except StopAsyncIteration:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before its streaming_config")
-        except TimeoutError:
-            await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no streaming_config within {timeout:g} s")
+        first = await first_request(requests, timeout, context, "streaming_config")
         if first.WhichOneof("streaming_request") != "streaming_config":
             await abort(
                 context,

@@ -9,7 +9,6 @@ in use, RESOURCE_EXHAUSTED with a ``grpc-retry-pushback-ms`` trailer when the se
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeAlias
@@ -22,7 +21,7 @@ from media_server.calls.lifecycle import CallRefused, LiveCall, new_call_id
 from media_server.ingest.stream_call.start import MAX_CALL_ID, BadRequest, Decoder, channels, decoder, metadata
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import refuse
-from media_server.rpc.relay import relay
+from media_server.rpc.relay import first_request, relay
 from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
 from media_server.v1 import api_pb2
@@ -59,13 +58,7 @@ async def stream_call(
 async def _first(
     services: Services, requests: AsyncIterator[api_pb2.StreamCallRequest], context: Context
 ) -> api_pb2.StreamStart:
-    timeout = services.settings.ingest.start_timeout_s
-    try:
-        first = await asyncio.wait_for(anext(requests), timeout)
-    except StopAsyncIteration:
-        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before its start message")
-    except TimeoutError:
-        await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no start message within {timeout:g} s")
+    first = await first_request(requests, services.settings.ingest.start_timeout_s, context, "start message")
     if first.WhichOneof("request") != "start":
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be `start`")
     start: api_pb2.StreamStart = first.start
