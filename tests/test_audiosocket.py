@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +40,8 @@ from media_server.services import Services, streaming_config
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.scheduler import DecodeScheduler
-from models.vad import SileroVAD
 from tests.conftest import EventLog, Server, collect_events, free_port, start_server, stop_server
+from tests.fakes import FakeEngine, FakeVAD, Voice
 from tests.speech import SPEECH_DIR, Program, program, tel8k, wer
 
 UUID = uuid.UUID("40325ec2-5efd-4bd3-805f-53576e581d13")
@@ -382,11 +382,10 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
     store = Store(settings.db_url)
     await store.open()
     bus = InMemoryEventBus()
-    # Consent denied: no channel is transcribed, so no VAD or model is ever used.
-    no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)
-    call_services = CallServices(bus, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
+    vad, scheduler = FakeVAD(), DecodeScheduler(FakeEngine(Voice()))  # no model: tests/fakes.py
+    call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy)
     teams = TeamDirectory(store)
-    services = Services(settings, store, bus, no_vad, no_scheduler, CallLifecycle(call_services, store, teams), teams)
+    services = Services(settings, store, bus, vad, scheduler, CallLifecycle(call_services, store, teams), teams)
     server = await AudioSocketServer.start(services)
     try:
         yield Local(services, server)
@@ -394,6 +393,7 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
         await server.close()
         await services.calls.shutdown()
         await bus.close()
+        scheduler.close()
         await store.close()
 
 
