@@ -21,8 +21,9 @@ import numpy.typing as npt
 from media_server.audio import Audio
 from media_server.bus import EventBus
 from media_server.calls import views
-from media_server.calls.consent import may_transcribe, may_transcribe_all
-from media_server.calls.metadata import CallMetadata, Consent, Role
+from media_server.calls.consent import may_transcribe_all, transcribed_roles, voices_on
+from media_server.calls.metadata import CallMetadata, Consent
+from media_server.calls.recognition import keyterms, streaming_config
 from media_server.calls.speakers import ChannelSpeakers, Diarization
 from media_server.calls.tap import AudioTap
 from media_server.calls.transcript import Transcript
@@ -41,11 +42,6 @@ from models.vad import SileroVAD
 
 log = logging.getLogger(__name__)
 
-SPEAKER_ROLES: dict[str, tuple[Role, ...]] = {
-    "rep": (Role.REP,),
-    "customer": (Role.CUSTOMER,),
-    "mixed": (Role.REP, Role.CUSTOMER),
-}
 # Gaps in a channel's timeline longer than this are filled with silence (lost or suppressed packets).
 _MAX_DRIFT_S = 0.06
 
@@ -131,15 +127,14 @@ class Call:
         self.latest_cue: dict[str, Any] | None = None
         self.latest_keyword: dict[str, Any] | None = None
         policy = services.consent_policy
-        self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
+        self.transcribed_roles = transcribed_roles(metadata, policy)
         self.channels: dict[int, CallChannel] = {}
         for spec in channels:
-            voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
-            channel = CallChannel(spec, transcribed=may_transcribe_all(voices, policy))
+            channel = CallChannel(spec, transcribed=may_transcribe_all(voices_on(metadata, spec.speaker), policy))
             if spec.speaker == "mixed" and spec.diarize and channel.transcribed and services.diarization is not None:
                 channel.speakers = services.diarization.channel(spec.sample_rate)
             self.channels[spec.index] = channel
-        self.insights = self._insights()
+        self.insights = CallInsights(self.team_config, services.nlp, keyterms(services.streaming, metadata.recognition))
         self._hear_customer()
         # The team's redaction, plus what this call asked for (a call can add types, never remove the team's).
         redaction = RedactionPolicy.of({*self.team_config.redaction, *metadata.recognition.redact})
@@ -151,28 +146,12 @@ class Call:
     # -- life cycle ----------------------------------------------------------------------------------
 
     def streaming_config(self) -> StreamingConfig:
-        """The server's streaming settings, with this call's overrides (endpointing, keyterms, ...)."""
-        base = self.services.streaming
-        options = self.metadata.recognition
-        return replace(
-            base,
-            endpointing_ms=options.endpointing_ms or base.endpointing_ms,
-            utterance_end_ms=base.utterance_end_ms if options.utterance_end_ms is None else options.utterance_end_ms,
-            interim_results=base.interim_results if options.interim_results is None else options.interim_results,
-            hotwords=tuple(dict.fromkeys((*base.hotwords, *self.team_config.keyterms(), *options.keyterms))),
-        )
+        return streaming_config(self.services.streaming, self.metadata.recognition, self.team_config)
 
     def _hear_customer(self) -> None:
         self.insights.cues.customer_heard = any(
             c.transcribed and c.spec.speaker == "customer" for c in self.channels.values()
         )
-
-    def _keyterms(self) -> tuple[str, ...]:
-        """The server's and the call's keyterms (the team's tracker phrases are the trackers' own)."""
-        return tuple(dict.fromkeys((*self.services.streaming.hotwords, *self.metadata.recognition.keyterms)))
-
-    def _insights(self) -> CallInsights:
-        return CallInsights(self.team_config, self.services.nlp, self._keyterms())
 
     async def start(self) -> None:
         for channel in self.channels.values():
@@ -226,11 +205,11 @@ class Call:
         gains it starts at the current call time. A channel's sample rate never changes.
         """
         self.metadata = metadata
-        self.insights.set_keyterms(self._keyterms())
+        self.insights.set_keyterms(keyterms(self.services.streaming, metadata.recognition))
         policy = self.services.consent_policy
-        self.transcribed_roles = {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
+        self.transcribed_roles = transcribed_roles(metadata, policy)
         for spec in channels:
-            voices = [metadata.participant(r) for r in SPEAKER_ROLES[spec.speaker]]
+            voices = voices_on(metadata, spec.speaker)
             allowed = may_transcribe_all(voices, policy)
             channel = self.channels.get(spec.index)
             if channel is None:

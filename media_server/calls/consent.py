@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from media_server.calls.metadata import Consent, ParticipantInfo, Role
+from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.config import ConsentPolicy
+
+# The voices a channel carries, by its speaker.
+SPEAKER_ROLES: dict[str, tuple[Role, ...]] = {
+    "rep": (Role.REP,),
+    "customer": (Role.CUSTOMER,),
+    "mixed": (Role.REP, Role.CUSTOMER),
+}
 
 
 def may_transcribe(consent: Consent, policy: ConsentPolicy) -> bool:
@@ -18,6 +25,15 @@ def may_transcribe(consent: Consent, policy: ConsentPolicy) -> bool:
 def may_transcribe_all(participants: Iterable[ParticipantInfo], policy: ConsentPolicy) -> bool:
     """A channel that carries several voices (a mixed channel) needs every one of them."""
     return all(may_transcribe(p.consent, policy) for p in participants)
+
+
+def voices_on(metadata: CallMetadata, speaker: str) -> list[ParticipantInfo]:
+    """The participants a channel of this speaker ("rep", "customer" or "mixed") carries."""
+    return [metadata.participant(r) for r in SPEAKER_ROLES[speaker]]
+
+
+def transcribed_roles(metadata: CallMetadata, policy: ConsentPolicy) -> set[Role]:
+    return {p.role for p in metadata.participants if may_transcribe(p.consent, policy)}
 
 
 def identity_kept(p: ParticipantInfo, transcribed: bool) -> ParticipantInfo:
