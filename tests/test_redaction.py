@@ -4,10 +4,7 @@ writes them (digits, words, mixed), ordinary numbers left alone, interims hidden
 from __future__ import annotations
 
 import re
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -991,41 +988,3 @@ def test_any_text_at_all(text: str) -> None:
     for span in out.spans:
         assert at <= span.start < span.end <= len(text)
         at = span.end
-
-
-# -- speed ----------------------------------------------------------------------------------------------------------
-
-
-def test_speed_per_segment(capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs on every interim: a few hundred microseconds at most. Printed, not asserted (machines differ)."""
-    with_numbers = [s for s, _ in CARDS + CVVS + EXPIRIES + SSNS + PHONES + EMAILS]
-    rows: list[tuple[str, Callable[[], Any], int]] = []
-    for interim in (False, True):
-        tag = "interim" if interim else "final"
-        rows += [
-            (
-                f"{tag}, PII",
-                lambda i=interim: [REDACTOR.redact_text(s, interim=i) for s in with_numbers],
-                len(with_numbers),
-            ),
-            (
-                f"{tag}, ordinary",
-                lambda i=interim: [REDACTOR.redact_text(s, interim=i) for s in ORDINARY],
-                len(ORDINARY),
-            ),
-        ]
-    words = [timed(s) for s in with_numbers]
-    rows.append(("words, PII", lambda: [REDACTOR.redact_words(w) for w in words], len(words)))
-    lines = []
-    for name, work, n in rows:
-        work()  # warm up
-        samples = []
-        for _ in range(15):
-            t0 = time.perf_counter()
-            work()
-            samples.append((time.perf_counter() - t0) / n * 1e6)
-        lines.append(
-            f"  {name:18} median {statistics.median(samples):6.1f} µs, best {min(samples):6.1f} µs per segment"
-        )
-    with capsys.disabled():
-        print("\nredaction speed (segments of 5-25 words):\n" + "\n".join(lines))
