@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from media_server.bus import SubscriberTooSlow
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
 from media_server.calls.metadata import Consent
-from media_server.ingest.stream_call.start import CONSENT_NAME
+from media_server.calls.views import CONSENT_OF_PB, CONSENT_PB
 from media_server.ingest.stream_call.stream import stream_call
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import push_back
@@ -36,8 +36,6 @@ from media_server.v1 import events_pb2 as pb
 log = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-
-_CONSENT = {Consent.GRANTED: pb.CONSENT_GRANTED, Consent.DENIED: pb.CONSENT_DENIED, Consent.UNKNOWN: pb.CONSENT_UNKNOWN}
 
 
 def add_to_server(server: grpc.aio.Server, services: Services, slots: StreamSlots) -> list[str]:
@@ -131,12 +129,12 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         self, request: api_pb2.UpdateConsentRequest, context: Context
     ) -> api_pb2.UpdateConsentResponse:
         key = await require_key(self.services, context, "ingest")
-        consent = CONSENT_NAME.get(request.consent)
+        consent = CONSENT_OF_PB.get(request.consent)
         if consent is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "consent must be a Consent value")
         try:
             result = await update_consent(
-                self.services.calls, self.services.store, key, request.call_id, request.role, Consent(consent)
+                self.services.calls, self.services.store, key, request.call_id, request.role, consent
             )
         except ConsentUpdateError as exc:
             code = {
@@ -195,7 +193,7 @@ def _participant(p: ParticipantRecord) -> pb.Participant:
         name=p.name,
         phone=p.phone,
         email=p.email,
-        consent=_CONSENT.get(Consent(p.consent), pb.CONSENT_UNKNOWN),
+        consent=CONSENT_PB.get(Consent(p.consent), pb.CONSENT_UNKNOWN),
         transcribed=p.transcribed,
     )
 

@@ -28,6 +28,7 @@ CONSENT_PB = {
     Consent.DENIED: pb.CONSENT_DENIED,
     Consent.UNKNOWN: pb.CONSENT_UNKNOWN,
 }
+CONSENT_OF_PB: dict[int, Consent] = {value: consent for consent, value in CONSENT_PB.items()}
 
 
 class ChannelView(Protocol):

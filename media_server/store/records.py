@@ -34,7 +34,7 @@ class SegmentRecord:
     start: float
     end: float
     confidence: float
-    words: list[dict[str, Any]] = field(default_factory=list)  # {"word", "start", "end", "confidence"}
+    words: list[dict[str, Any]] = field(default_factory=list)  # {"word", "start", "end", "confidence", "speaker"}
 
 
 @dataclass

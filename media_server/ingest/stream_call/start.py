@@ -10,17 +10,16 @@ import numpy as np
 
 from media_server.audio import Int16Array
 from media_server.calls.call import ChannelSpec
-from media_server.calls.metadata import CallMetadata, MetadataError, parse_metadata
+from media_server.calls.metadata import CallMetadata, Consent, MetadataError, parse_metadata
+from media_server.calls.views import CONSENT_OF_PB
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.v1 import api_pb2
-from media_server.v1 import events_pb2 as pb
 
 Decoder = Callable[[bytes], Int16Array]
 
 SPEAKERS = ("rep", "customer", "mixed")
 MAX_CHANNELS = 8
 MAX_CALL_ID = 128
-CONSENT_NAME = {pb.CONSENT_GRANTED: "granted", pb.CONSENT_DENIED: "denied", pb.CONSENT_UNKNOWN: "unknown"}
 
 
 class BadRequest(Exception):
@@ -72,7 +71,7 @@ def metadata_dict(start: api_pb2.StreamStart) -> dict[str, Any]:
     participants = []
     for p in start.participants:
         entry = {"role": p.role, "id": p.id, "name": p.name, "phone": p.phone, "email": p.email}
-        entry["consent"] = CONSENT_NAME.get(p.consent, "unknown")
+        entry["consent"] = CONSENT_OF_PB.get(p.consent, Consent.UNKNOWN).value
         participants.append(entry)
     if participants:
         raw["participants"] = participants
