@@ -1,78 +1,107 @@
-"""The per-device decode scheduler, with the real Whisper engine underneath."""
+"""The per-device decode scheduler: priorities, overload and stopping, on the fake engine (tests/fakes.py).
+
+The engine is held at a gate, so that what waits in the queue, and for how long, is decided by the test and not by
+the machine's speed. How fast the real engine decodes (its real-time factor) and how many interims a 50 ms maximum
+age drops under real load are measured by ``benchmarks/scheduler.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import pytest
 
 from models.asr.engine import DecodeRequest, Hypothesis
 from models.asr.scheduler import DecodeScheduler, InterimDropped
-from models.asr.whisper_ct2 import WhisperCT2Engine
-from models.audio import int16_to_float32, resample
-from tests.speech import normalise, tel8k
+from models.audio import int16_to_float32
+from tests.fakes import FakeEngine, Voice
+
+VOICE = Voice()
+RATE = 16000
 
 
-class RecordingEngine(WhisperCT2Engine):
-    """The real engine, noting the order in which requests reach it."""
+class GatedEngine(FakeEngine):
+    """The fake engine, noting the order in which requests reach it; each decode waits for ``gate``."""
 
     def __init__(self) -> None:
-        super().__init__(cpu_threads=2)
-        self.order: list[tuple[bool, int]] = []
+        super().__init__(VOICE)
+        self.order: list[tuple[bool, str]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()  # a worker is inside decode_batch
 
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
-        self.order += [(r.final, int(r.audio.size)) for r in requests]
-        return super().decode_batch(requests)
+        self.entered.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        hypotheses = super().decode_batch(requests)
+        self.order += [(r.final, h.text) for r, h in zip(requests, hypotheses, strict=True)]
+        return hypotheses
 
 
-@pytest.fixture(scope="module")
-def engine() -> RecordingEngine:
-    return RecordingEngine()
+def said(text: str, final: bool = True) -> DecodeRequest:
+    return DecodeRequest(audio=int16_to_float32(VOICE.say(text, RATE)), final=final)
 
 
-def audio(index: int) -> DecodeRequest:
-    u = tel8k()[index]
-    return DecodeRequest(audio=resample(int16_to_float32(u.pcm), 8000, 16000), final=True)
+async def busy(sched: DecodeScheduler, engine: GatedEngine) -> asyncio.Task[Hypothesis]:
+    """A first request that the worker has taken and holds at the gate."""
+    blocker = asyncio.create_task(sched.decode(said("first")))
+    assert await asyncio.to_thread(engine.entered.wait, 10)
+    return blocker
 
 
-async def test_finals_go_before_waiting_interims(engine: RecordingEngine) -> None:
+async def test_finals_go_before_waiting_interims_and_are_decoded_as_said() -> None:
+    engine = GatedEngine()
     sched = DecodeScheduler(engine, max_batch=1, interim_max_age_s=60)
     try:
-        engine.order.clear()
-        blocker = asyncio.create_task(sched.decode(audio(2)))
-        await asyncio.sleep(0.05)  # the worker is busy with the first request
-        interims = [
-            asyncio.create_task(sched.decode(DecodeRequest(audio=audio(i).audio, final=False))) for i in (0, 1, 3)
-        ]
-        await asyncio.sleep(0.01)
-        final = asyncio.create_task(sched.decode(audio(5)))
+        blocker = await busy(sched, engine)
+        interims = [asyncio.create_task(sched.decode(said(t, final=False))) for t in ("one", "two", "three")]
+        await asyncio.sleep(0.05)  # queued before the final
+        final = asyncio.create_task(sched.decode(said("the final one")))
+        await asyncio.sleep(0.05)
+        engine.gate.set()
         results = await asyncio.gather(blocker, final, *interims)
-        assert [final for final, _ in engine.order] == [True, True, False, False, False]
-        assert normalise(results[1].text) == tel8k()[5].ref
+        assert engine.order == [
+            (True, "first"),
+            (True, "the final one"),
+            (False, "one"),
+            (False, "two"),
+            (False, "three"),
+        ]
+        assert [r.text for r in results] == ["first", "the final one", "one", "two", "three"]
         stats = sched.stats()
-        assert (stats.finals, stats.interims, stats.queue_depth) == (2, 3, 0)
-        assert 0 < stats.real_time_factor < 1
+        assert (stats.finals, stats.interims, stats.queue_depth, stats.interims_dropped) == (2, 3, 0, 0)
+        assert stats.batches == 5 and stats.mean_batch_size == 1
+        assert stats.real_time_factor > 0  # compute time is counted against the audio decoded
     finally:
         sched.close()
 
 
-async def test_overload_drops_stale_interims_never_finals(engine: RecordingEngine) -> None:
+async def test_overload_drops_stale_interims_never_finals() -> None:
+    engine = GatedEngine()
     sched = DecodeScheduler(engine, max_batch=1, interim_max_age_s=0.05)
     try:
-        requests = [DecodeRequest(audio=audio(i % 7).audio, final=i % 3 == 0) for i in range(9)]
-        results = await asyncio.gather(*(sched.decode(r) for r in requests), return_exceptions=True)
-        for request, result in zip(requests, results, strict=True):
+        blocker = await busy(sched, engine)
+        texts = [f"word{i}" for i in range(9)]
+        requests = [said(text, final=i % 3 == 0) for i, text in enumerate(texts)]
+        waiting = [asyncio.create_task(sched.decode(r)) for r in requests]
+        await asyncio.sleep(0.2)  # every queued interim is now older than its 50 ms
+        engine.gate.set()
+        results = await asyncio.gather(blocker, *waiting, return_exceptions=True)
+        for text, request, result in zip(texts, requests, results[1:], strict=True):
             if request.final:
-                assert isinstance(result, Hypothesis) and result.text
-        dropped = [r for r in results if isinstance(r, InterimDropped)]
-        assert dropped and sched.stats().interims_dropped == len(dropped)
+                assert isinstance(result, Hypothesis) and result.text == text
+            else:
+                assert isinstance(result, InterimDropped)
+        assert sched.stats().interims_dropped == 6
+        fresh = await sched.decode(said("fresh", final=False))  # an interim that has not waited is decoded
+        assert fresh.text == "fresh"
     finally:
         sched.close()
 
 
-async def test_closed_scheduler_refuses_work(engine: RecordingEngine) -> None:
-    sched = DecodeScheduler(engine)
+async def test_closed_scheduler_refuses_work() -> None:
+    sched = DecodeScheduler(GatedEngine())
     sched.close()
     with pytest.raises(RuntimeError, match="stopped"):
-        await sched.decode(audio(5))
+        await sched.decode(said("too late"))
