@@ -61,13 +61,13 @@ class Segment:
     """A final of one speaker, as the call keeps it until it is stored."""
 
     channel: int
-    speaker: str  # the diarized label, else the channel's speaker
-    label: str  # the diarized label of all its words; "" on a channel that is not diarized
+    speaker: str  # its words' diarized label, else the channel's speaker
     text: str
     start: float
     end: float
     confidence: float
     words: tuple[Word, ...] = ()
+    labels: tuple[str, ...] = ()  # each word's diarized speaker; "" where none is known
 
 
 @dataclass
@@ -112,9 +112,8 @@ class Transcript:
             event.speech_final,
         )
         if final and text:
-            start, end = heard.span
-            confidence = round(event.confidence, 4)
-            self._line(channel).segments += _by_speaker(channel, speaker, text, start, end, confidence, words, labels)
+            kept = Segment(channel, speaker, text, *heard.span, round(event.confidence, 4), heard.words, heard.labels)
+            self._line(channel).segments += _by_speaker(kept) if heard.label else [kept]
         return heard
 
     def last_end(self, channel: int) -> float | None:
@@ -138,11 +137,8 @@ class Transcript:
         line = self._line(channel)
         out: list[Segment] = []
         for s in line.segments:
-            if not s.words:
-                out.append(s)
-                continue
-            labels = [label_of(refined, w.start, w.end) for w in s.words]
-            out += _by_speaker(channel, s.speaker, s.text, s.start, s.end, s.confidence, s.words, labels)
+            labels = tuple(label_of(refined, w.start, w.end) for w in s.words)
+            out += _by_speaker(replace(s, labels=labels)) if s.words else [s]
         line.segments = _merge_runs(out)
 
     def talk_time(self) -> dict[str, float]:
@@ -184,36 +180,28 @@ class Transcript:
         return text, words, stable
 
 
-def _by_speaker(
-    channel: int,
-    speaker: str,
-    text: str,
-    start: float,
-    end: float,
-    confidence: float,
-    words: Sequence[Word],
-    labels: Sequence[str],
-) -> list[Segment]:
+def _by_speaker(segment: Segment) -> list[Segment]:
     """A final cut where its words change speaker (turns inside one utterance are common: the recogniser ends an
-    utterance only at a pause); each piece has its speaker's label. One speaker (or none known): one segment, with
-    the recogniser's text as it was (punctuation and spacing)."""
-    runs = [(label, [w for _, w in run]) for label, run in groupby(zip(labels, words, strict=True), lambda p: p[0])]
-    if len(runs) <= 1:
-        label = runs[0][0] if runs else ""
-        return [Segment(channel, label or speaker, label, text, start, end, confidence, tuple(words))]
-    return [
-        Segment(
-            channel,
-            label or speaker,
-            label,
-            " ".join(w.word.strip() for w in run),
-            run[0].start,
-            run[-1].end,
-            confidence,
-            tuple(run),
+    utterance only at a pause); each piece is kept with its speaker's label (the segment's speaker where a word
+    has none). One speaker: the segment as the recogniser gave its text (punctuation and spacing)."""
+    pieces: list[Segment] = []
+    pairs = zip(segment.labels, segment.words, strict=True)
+    for label, run in ((label, [w for _, w in run]) for label, run in groupby(pairs, lambda p: p[0])):
+        text = " ".join(w.word.strip() for w in run)
+        pieces.append(
+            replace(
+                segment,
+                speaker=label or segment.speaker,
+                text=text,
+                start=run[0].start,
+                end=run[-1].end,
+                words=tuple(run),
+                labels=(label,) * len(run),
+            )
         )
-        for label, run in runs
-    ]
+    if len(pieces) == 1:
+        pieces[0] = replace(pieces[0], text=segment.text)
+    return pieces or [segment]
 
 
 def _merge_runs(segments: list[Segment]) -> list[Segment]:
@@ -222,7 +210,8 @@ def _merge_runs(segments: list[Segment]) -> list[Segment]:
     for s in segments:
         last = out[-1] if out else None
         if last is not None and last.speaker == s.speaker and last.channel == s.channel and s.start - last.end < 0.05:
-            out[-1] = replace(last, text=f"{last.text} {s.text}", end=s.end, words=(*last.words, *s.words))
+            words, labels = (*last.words, *s.words), (*last.labels, *s.labels)
+            out[-1] = replace(last, text=f"{last.text} {s.text}", end=s.end, words=words, labels=labels)
         else:
             out.append(s)
     return out

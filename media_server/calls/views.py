@@ -266,8 +266,8 @@ def channel_records(channels: Iterable[ChannelView]) -> list[ChannelRecord]:
 
 def segment_record(s: Segment) -> SegmentRecord:
     words = [
-        {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence, "speaker": s.label}
-        for w in s.words
+        {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence, "speaker": label}
+        for w, label in zip(s.words, s.labels, strict=True)
     ]
     return SegmentRecord(s.channel, s.speaker, s.text, s.start, s.end, s.confidence, words)
 
