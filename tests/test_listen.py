@@ -26,6 +26,7 @@ from media_server.client.wav import Recording
 from tests.inprocess import InProcessServer, inprocess_server, loopback_ice
 
 RATE = 16000
+EDGE_FRAMES = 5  # frames (20 ms) at each edge of a tone that the codec may smear
 
 
 @pytest.fixture(scope="module")
@@ -126,19 +127,21 @@ async def test_a_manager_hears_the_consenting_rep_and_never_the_customer_without
     call_id, streaming = start_call(srv, rep, customer)
     await wait_live(srv, call_id)
     listener = await listen(srv, call_id, srv.keys["manager"])
-    result = await streaming
-    t_rep_on, t_rep_off = result.sent_at(3.0), result.sent_at(5.0)
-    rep_level = listener.level(t_rep_on + 0.8, t_rep_off - 0.2)
-    quiet = listener.level(result.sent_at(1.5), t_rep_on - 0.1)
-    after = listener.level(t_rep_off + 0.8, result.sent_at(7.0) - 0.1)
-    onset = listener.onset(t_rep_on)
-    assert onset is not None
-    print(
-        f"listen-in: rep tone RMS {rep_level:.3f}, silence (customer denied) {quiet:.4f} / {after:.4f}, "
-        f"delay from the audio being sent to the listener hearing it {1000 * (onset - t_rep_on):.0f} ms"
-    )
-    assert rep_level > 0.05  # the rep is heard
-    assert quiet < 0.005 and after < 0.005  # the customer, who did not consent, never is
+    await streaming
+    # What the listener heard, frame by frame in the order it arrived: quiet, the rep's tone, quiet again; the
+    # customer, loud all along but denied, never. (Levels in windows timed from the tone, and how late the tone is
+    # heard: benchmarks/listen_levels.py.)
+    heard = [level for _, level in listener.levels]
+    loud = [i for i, level in enumerate(heard) if level > 0.05]
+    assert loud, "the rep's tone was never heard"
+    first, last = loud[0], loud[-1]
+    tone_frames = last - first + 1  # 20 ms each
+    assert tone_frames >= 50, f"the 2 s tone was heard for {tone_frames} frames only"
+    assert min(heard[first + EDGE_FRAMES : last - EDGE_FRAMES]) > 0.05  # the rep is heard without a break
+    before, after = heard[: max(0, first - EDGE_FRAMES)], heard[last + EDGE_FRAMES :]
+    assert len(before) >= 25 and len(after) >= 25, "the silence around the tone was not heard"
+    assert max(before) < 0.005 and max(after) < 0.005  # the customer, who did not consent, never is
+    print(f"listen-in: {tone_frames} frames of the rep's tone, {len(before)} + {len(after)} quiet frames around it")
     # The call ended: the listen-in ended with it, and the audit log says who listened, when and how long.
     async with asyncio.timeout(20):
         while srv.app.state.listen.sessions:
