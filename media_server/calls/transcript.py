@@ -2,8 +2,8 @@
 
 The ``Transcript`` turns a channel's recogniser results (``models.streaming.SpeechEvent``) into ``Heard``: the text,
 words and stable text with the call's redaction applied, and each word's speaker on a diarized (mixed) channel.
-Its finals are kept as ``Segment``s, one speaker each, for the stored call. A word is the recogniser's ``Word``
-everywhere; its speaker label travels beside it. Nothing here knows a wire or storage format (``calls/views.py``).
+Its finals are kept as ``Segment``s, cut where the speaker changes, for the stored call. A word is the recogniser's
+``Word`` everywhere; its speaker label travels beside it. Nothing here knows a wire or storage format (``views.py``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Heard:
 
 @dataclass(frozen=True)
 class Segment:
-    """A final of one speaker, as the call keeps it until it is stored."""
+    """A final, or the part of one that one speaker said, as the call keeps it until it is stored."""
 
     channel: int
     speaker: str  # its words' diarized label, else the channel's speaker
