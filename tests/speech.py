@@ -73,6 +73,16 @@ def program(utterances: list[Utterance], gap_s: float = 1.2, lead_s: float = 0.5
     return Program(np.concatenate(parts), rate, spans)
 
 
+def said_twice(utterance: Utterance, pause_s: float) -> npt.NDArray[np.int16]:
+    """The utterance's speech (its own silence at either end cut off), a pause of digital silence, the speech
+    again, then 1.5 s of silence: one utterance or two, as the endpointing decides."""
+    loud = np.flatnonzero(np.abs(utterance.pcm) > 1000)
+    speech = utterance.pcm[loud[0] : loud[-1] + 1]
+    rate = utterance.sample_rate
+    lead, pause, tail = (np.zeros(int(s * rate), dtype=np.int16) for s in (0.3, pause_s, 1.5))
+    return np.concatenate([lead, speech, pause, speech, tail])
+
+
 def stereo(rep: Program, customer: Program) -> Recording:
     n = max(len(rep.pcm), len(customer.pcm))
     return Recording(

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import socket
+import statistics
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from media_server.client.stream import StreamResult, stream_call
 from media_server.client.wav import Recording
 from media_server.codecs.g711 import ulaw_encode
 from tests.conftest import EventLog, Server, collect_events, start_server, stop_server
-from tests.speech import Program, program, stereo, tel8k, wer
+from tests.speech import Program, program, said_twice, stereo, tel8k, wer
 from tests.synth import KEYTERMS, SCRIPT, require_flite, speak
 
 pytestmark = pytest.mark.e2e
@@ -410,42 +411,66 @@ async def test_vanished_client_and_silent_client_calls_end_interrupted(server: S
     assert all(r <= 0.15 for r in outcomes.values()), outcomes
 
 
+def final_latencies(log: EventLog, result: StreamResult) -> list[float]:
+    """Per final of the call: seconds from its last word's audio being sent to the final's arrival."""
+    return [
+        arrived - result.sent_at(e["transcript"]["words"][-1]["end"])
+        for e, arrived in zip(log.events, log.arrivals, strict=True)
+        if e["type"] == "transcript" and e["transcript"]["isFinal"] and e["transcript"]["words"]
+    ]
+
+
 async def test_a_subscriber_that_does_not_read_is_dropped_and_never_slows_calls(tmp_path: Path) -> None:
     srv = start_server(tmp_path / "slow", {"MEDIA_SERVER_EVENTS__SUBSCRIBER_QUEUE": "100"})
     try:
         key = srv.keys["admin"]
+        rep, customer = two_party()
+        # The same call alone first: how late its finals reach its subscriber with nothing else going on.
+        alone, alone_log = await stream_with_events(srv, stereo(rep, customer), "twilio", GRANTED, key)
         # The stalled client: a tiny receive buffer, and it never reads.
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         sock.connect(("127.0.0.1", int(srv.ws_url.rsplit(":", 1)[1])))
         # No compression: the repetitive events would otherwise shrink to almost nothing on the wire.
         stalled = await connect(f"{srv.ws_url}/v1/events?token={key}", sock=sock, max_queue=1, compression=None)
-        healthy = asyncio.create_task(collect_events(f"{srv.ws_url}/v1/events?token={key}", until_type=None))
         await asyncio.sleep(0.2)
-        # Many events, fast: more than the kernel's socket buffers (up to 4 MiB here) can hide. Each
-        # unknown Twilio event is reported as an error event and the call goes on.
+
+        async def flood(flood_id: str) -> None:
+            # Many events, fast: more than the kernel's socket buffers (up to 4 MiB here) can hide. Each
+            # unknown Twilio event is reported as an error event and the call goes on.
+            async with connect(f"{srv.ws_url}/v1/ingest/twilio") as ws:
+                await _twilio_start(ws, flood_id, key)
+                noise = json.dumps({"event": "x" * 40, "pad": "y" * 200})
+                for _ in range(25_000):
+                    await ws.send(noise)
+                await ws.send(json.dumps({"event": "stop", "stop": {}}))
+                await asyncio.wait_for(ws.wait_closed(), 60)
+
+        # The same call again while the flood runs and the stalled subscriber holds on: transcribed, stored, in time.
         flood_id = new_call_id()
-        async with connect(f"{srv.ws_url}/v1/ingest/twilio") as ws:
-            await _twilio_start(ws, flood_id, key)
-            noise = json.dumps({"event": "x" * 40, "pad": "y" * 200})
-            for _ in range(25_000):
-                await ws.send(noise)
-            await ws.send(json.dumps({"event": "stop", "stop": {}}))
-            await asyncio.wait_for(ws.wait_closed(), 60)
-        # A real call meanwhile and after: transcribed and stored as if nothing happened.
-        rep, customer = two_party()
-        result = await stream_call(stereo(rep, customer), srv.ws_url, "twilio", key, metadata=GRANTED, speed=4)
+        _, (result, log) = await asyncio.gather(
+            flood(flood_id), stream_with_events(srv, stereo(rep, customer), "twilio", GRANTED, key)
+        )
         assert result.close_code == 1000
         deadline = time.monotonic() + 30
         while "dropping s" not in srv.log() and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         assert "dropping slow subscriber" in srv.log() or "dropping stalled subscriber" in srv.log()
-        await asyncio.sleep(2)
-        healthy.cancel()
         with srv.http(key) as http:
             stored = http.get(f"/v1/calls/{result.call_id}").json()
             assert stored["status"] == "completed" and len(stored["transcript"]) >= 6
             assert http.get(f"/v1/calls/{flood_id}").json()["status"] == "completed"
+        # Not slowed: its finals come about as soon after their audio as the same call's alone (a generous bound:
+        # the flood itself takes CPU on a shared machine).
+        before, during = final_latencies(alone_log, alone), final_latencies(log, result)
+        assert len(before) >= 6 and len(during) >= 6
+        slowest_alone, median_alone = max(before), statistics.median(before)
+        print(
+            f"final latency alone: median {median_alone:.2f} s; with the stalled subscriber and the flood: "
+            f"median {statistics.median(during):.2f} s"
+        )
+        assert statistics.median(during) <= 2 * median_alone + 1.0, (before, during)
+        assert max(during) <= 2 * slowest_alone + 2.0, (before, during)
         # The stalled client, reading at last, finds the server has closed on it.
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(60):
@@ -473,7 +498,7 @@ async def test_l16_accepts_the_subprotocols_jambonz_and_freeswitch_ask_for(serve
             assert ws.close_code == 1000
 
 
-async def test_recognition_options_per_call(server: Server) -> None:
+async def test_recognition_options_per_call_take_effect(server: Server) -> None:
     rep, customer = two_party()
     # Defaults: interim results, and an utterance_end after each utterance (the gaps are 1.2 s > 1 s).
     _, log = await stream_with_events(server, stereo(rep, customer), "l16", GRANTED)
@@ -489,6 +514,18 @@ async def test_recognition_options_per_call(server: Server) -> None:
     assert not log.transcripts(final=False) and not log.of_type("utterance_end")
     rates = check_transcripts(log, {"rep": rep, "customer": customer})
     assert all(r <= 0.15 for r in rates.values()), rates
+    # The endpointing took effect: a 650 ms pause inside a turn ends the utterance under the server's 500 ms, and
+    # does not under this call's 800 ms.
+    utt = tel8k()[6]
+    twice = Recording([said_twice(utt, 0.65)], utt.sample_rate)
+    finals = {}
+    for endpointing in ("", "800"):
+        options = {**GRANTED, "interimResults": "false", **({"endpointing": endpointing} if endpointing else {})}
+        _, log = await stream_with_events(server, twice, "l16", options)
+        finals[endpointing] = [t["text"] for t in log.transcripts(final=True)]
+    assert len(finals[""]) == 2, finals  # the server's default: cut at the pause
+    assert len(finals["800"]) == 1, finals  # this call's: one utterance across it
+    assert wer([utt.ref] * 2, finals[""]) <= 0.15 and wer([f"{utt.ref} {utt.ref}"], finals["800"]) <= 0.15, finals
 
 
 async def test_keyterms_in_the_call_metadata_improve_recognition_of_rare_names(server: Server) -> None:
