@@ -7,6 +7,7 @@ synthesised and scored (DER) by benchmarks/diarization_der.py.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import pickle
@@ -45,6 +46,16 @@ def _weights() -> Path:
         pytest.skip("resemblyzer is not installed: pip install --no-deps resemblyzer")
 
 
+def _require(module: str, why: str) -> Any:
+    """A reference package the test extra and the Makefile install (librosa, webrtcvad: ``.[test]``; torch: the
+    torch stamp ``make pytest`` depends on). Under CI a missing one fails the run instead of skipping."""
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{module} is not installed ({why}): `make pytest` installs it")
+        pytest.skip(f"{module} is not installed ({why}): `make pytest` installs it")
+    return importlib.import_module(module)
+
+
 @pytest.fixture(scope="module")
 def encoder() -> VoiceEncoder:
     return VoiceEncoder(_weights())
@@ -65,7 +76,7 @@ def _speech(text: str, voice: str) -> np.ndarray:
 
 
 def test_mel_spectrogram_matches_librosa() -> None:
-    librosa = pytest.importorskip("librosa", reason="librosa is only the reference here")
+    librosa = _require("librosa", "the reference for the mel front end")
     assert np.allclose(mel_filters(16000, 400, 40), librosa.filters.mel(sr=16000, n_fft=400, n_mels=40), atol=1e-8)
     rng = np.random.default_rng(0)
     for n in (400, 401, 16000, 24001):
@@ -105,7 +116,7 @@ def test_checkpoint_reader_refuses_code(tmp_path: Path) -> None:
 
 
 def test_checkpoint_reader_matches_torch(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch", reason="torch writes the reference checkpoints")
+    torch = _require("torch", "it writes the reference checkpoints")
     weights = _weights()
     # resemblyzer's file is torch's legacy layout; everything in it, optimizer state included, must match.
     ours = read_torch_checkpoint(weights)
@@ -147,7 +158,7 @@ def test_encoder_rejects_other_files(tmp_path: Path) -> None:
 
 
 def test_lstm_matches_torch(encoder: VoiceEncoder) -> None:
-    torch = pytest.importorskip("torch", reason="torch runs the reference network")
+    torch = _require("torch", "it runs the reference network")
     state = torch.load(encoder.path, map_location="cpu", weights_only=False)["model_state"]
     lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
     linear = torch.nn.Linear(256, 256)
@@ -163,10 +174,9 @@ def test_lstm_matches_torch(encoder: VoiceEncoder) -> None:
 
 
 def test_embeddings_match_resemblyzer(encoder: VoiceEncoder) -> None:
-    torch = pytest.importorskip("torch", reason="resemblyzer runs on torch")
+    torch = _require("torch", "resemblyzer runs on it")
     for needed in ("librosa", "webrtcvad"):  # resemblyzer's __init__ imports them
-        if importlib.util.find_spec(needed) is None:
-            pytest.skip(f"resemblyzer needs {needed} to import (test-only: pip install librosa webrtcvad-wheels)")
+        _require(needed, "resemblyzer imports it")
     from resemblyzer import VoiceEncoder as ResemblyzerEncoder
     from resemblyzer.audio import wav_to_mel_spectrogram as resemblyzer_mel
 
