@@ -274,3 +274,23 @@ def test_recognition_options_from_json_values() -> None:
 def test_bad_recognition_options_are_refused(raw: dict[str, object], message: str) -> None:
     with pytest.raises(MetadataError, match=message):
         parse_metadata(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"repConsent": "unknown"},
+        {"consent": {"rep": "unknown"}},
+        {"participants": [{"role": "rep", "consent": "unknown"}]},
+    ],
+)
+def test_a_consent_said_is_marked_given_even_unknown(raw: dict[str, Any]) -> None:
+    """A protocol's consent default (compat.consent, audiosocket.consent) never replaces what the stream said."""
+    meta = parse_metadata(raw)
+    assert meta.rep.consent is Consent.UNKNOWN and meta.rep.consent_given
+    assert not meta.customer.consent_given
+
+
+def test_no_consent_said_is_not_given() -> None:
+    meta = parse_metadata({"repName": "Dana", "customerConsent": ""})
+    assert not meta.rep.consent_given and not meta.customer.consent_given

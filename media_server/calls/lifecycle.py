@@ -264,7 +264,7 @@ class CallLifecycle:
         epoch: float | None = None,
     ) -> LiveCall:
         """Open a call. ``consent_default``: the consent of every participant the protocol said nothing about
-        (AudioSocket's and SIPREC's configured default; Deepgram and Riva say granted for the voices they carry);
+        (``consent_given`` False: AudioSocket's ``audiosocket.consent``, Deepgram's and Riva's ``compat.consent``);
         ``epoch``: call time 0 on the monotonic clock, when the adapter's own clock started earlier (RTP).
 
         Raises :class:`CallConflict` (the id is live or stored), :class:`CallsFull` (over ``calls.max_live``).
@@ -277,7 +277,7 @@ class CallLifecycle:
             raise CallsFull(f"the server holds {self.max_live} calls, its limit (calls.max_live)", self.retry_after_s)
         if consent_default is not None:
             for participant in metadata.participants:
-                if participant.consent is Consent.UNKNOWN:
+                if not participant.consent_given:  # what the stream said, even "unknown", stands
                     participant.consent = consent_default
         team_config = await self.teams.config(team) if self.teams is not None else None
         # (checked again after the await: another open of the same id may have claimed it meanwhile)

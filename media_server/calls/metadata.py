@@ -52,6 +52,11 @@ class ParticipantInfo:
     phone: str = ""
     email: str = ""
     consent: Consent = Consent.UNKNOWN
+    consent_given: bool = False  # the stream said this consent (even "unknown"); False: a protocol default may apply
+
+    def give_consent(self, consent: Consent) -> None:
+        self.consent = consent
+        self.consent_given = True
 
 
 @dataclass
@@ -130,8 +135,13 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
     customer.email = _str(values.pop("customer_email", None), "customerEmail")
     customer.name = _str(values.pop("customer_name", None), "customerName")
     customer.id = _str(values.pop("customer_id", None), "customerId")
-    rep.consent = parse_consent(values.pop("rep_consent", None), "repConsent")
-    customer.consent = parse_consent(values.pop("customer_consent", None), "customerConsent")
+    for participant, key, name in (
+        (rep, "rep_consent", "repConsent"),
+        (customer, "customer_consent", "customerConsent"),
+    ):
+        value = values.pop(key, None)
+        if value not in (None, ""):
+            participant.give_consent(parse_consent(value, name))
 
     consent = values.pop("consent", None)
     if isinstance(consent, str) and consent.strip().startswith("{"):
@@ -141,7 +151,7 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
             raise MetadataError('consent: expected an object like {"rep": "granted", "customer": "denied"}')
         for key, value in consent.items():
             role = _role(key, "consent")
-            meta.participant(role).consent = parse_consent(value, f"consent.{key}")
+            meta.participant(role).give_consent(parse_consent(value, f"consent.{key}"))
 
     meta.recognition = _recognition(values)
 
@@ -160,7 +170,7 @@ def parse_metadata(raw: Mapping[str, Any] | None) -> CallMetadata:
                 if entry.get(attr) not in (None, ""):
                     setattr(target, attr, _str(entry[attr], f"participants[{i}].{attr}"))
             if "consent" in entry:
-                target.consent = parse_consent(entry["consent"], f"participants[{i}].consent")
+                target.give_consent(parse_consent(entry["consent"], f"participants[{i}].consent"))
 
     for key, value in list(values.items())[:_MAX_EXTRA]:
         if isinstance(value, str | int | float | bool):
