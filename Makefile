@@ -52,6 +52,7 @@ system-deps:
 lint: install
 	$(VENV)/bin/ruff check media_server models tests benchmarks
 	$(VENV)/bin/ruff format --check media_server models tests benchmarks
+	$(VENV)/bin/lint-imports  # the layering in pyproject.toml's [tool.importlinter]
 
 typecheck: install $(TORCH_STAMP)  # the torch backend is type-checked against torch
 	$(VENV)/bin/mypy media_server models
