@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
+from media_server.audio import call_rate
 from media_server.client.wav import Recording
 from models.asr.scheduler import DecodeScheduler
 from models.streaming import SpeechEventType, StreamingConfig, StreamingRecognizer
@@ -24,7 +25,7 @@ async def transcribe_recording(
 ) -> list[FileSegment]:
     """Stereo: left = rep, right = customer. Returns final segments in time order."""
     config = replace(config, interim_results=False)
-    rate = recording.sample_rate if recording.sample_rate in (8000, 16000) else 16000
+    rate = call_rate(recording.sample_rate)
     recording = recording.at_rate(rate)
     speakers = ["rep", "customer"] if len(recording.channels) == 2 else ["speaker"]
     segments: list[FileSegment] = []

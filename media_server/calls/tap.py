@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
+from media_server.audio import to_int16
 from models.audio import StreamResampler, int16_to_float32
 
 Int16Array = npt.NDArray[np.int16]
@@ -104,7 +105,7 @@ class AudioTap:
         mixed = np.zeros(n, dtype=np.float32)
         for fifo in self._fifos.values():
             mixed += fifo.take(n)
-        return (np.clip(mixed, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+        return to_int16(mixed)
 
     def close(self) -> None:
         self.closed.set()

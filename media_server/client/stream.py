@@ -21,6 +21,7 @@ import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from media_server.audio import call_rate
 from media_server.client.wav import Recording
 from media_server.codecs.g711 import ulaw_encode
 
@@ -76,8 +77,8 @@ async def stream_call(
         meta["token"] = token
     if protocol == "twilio":
         recording = recording.at_rate(8000)
-    elif recording.sample_rate not in (8000, 16000):
-        recording = recording.at_rate(16000)
+    else:
+        recording = recording.at_rate(call_rate(recording.sample_rate))
     result = StreamResult(call_id=call_id, started=time.time())
     async with connect(ingest_url(url, protocol), additional_headers=headers, max_size=2**22) as ws:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from media_server.audio import to_float32, to_int16
 from models.audio import resample
 
 
@@ -26,8 +27,7 @@ class Recording:
             return self
         out = []
         for ch in self.channels:
-            y = resample(ch.astype(np.float32) / 32768.0, self.sample_rate, rate)
-            out.append(np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16))
+            out.append(to_int16(resample(to_float32(ch), self.sample_rate, rate)))
         return Recording(out, rate)
 
 

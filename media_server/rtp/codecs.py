@@ -23,6 +23,7 @@ import numpy.typing as npt
 from aiortp.plc import PcmConcealer
 from av.audio.codeccontext import AudioCodecContext
 
+from media_server.audio import to_int16
 from media_server.codecs.g711 import alaw_decode, ulaw_decode
 from media_server.rtp.formats import RtpFormat
 
@@ -115,9 +116,7 @@ def _to_int16(frames: list[av.AudioFrame]) -> Int16Array:
     parts = []
     for frame in frames:
         samples = frame.to_ndarray().reshape(-1)
-        if samples.dtype.kind == "f":
-            samples = np.clip(np.rint(samples * 32768.0), -32768, 32767)
-        parts.append(samples.astype(np.int16))
+        parts.append(to_int16(samples.astype(np.float32)) if samples.dtype.kind == "f" else samples.astype(np.int16))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
