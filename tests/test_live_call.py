@@ -460,17 +460,18 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_never_slows_calls(
             stored = http.get(f"/v1/calls/{result.call_id}").json()
             assert stored["status"] == "completed" and len(stored["transcript"]) >= 6
             assert http.get(f"/v1/calls/{flood_id}").json()["status"] == "completed"
-        # Not slowed: its finals come about as soon after their audio as the same call's alone (a generous bound:
-        # the flood itself takes CPU on a shared machine).
+        # Not slowed: its finals come about as soon after their audio as the same call's alone. A call held up by
+        # the stalled subscriber would wait for it (never, or until it is dropped); the bound is generous because
+        # the flood itself takes CPU, on a machine that may be shared.
         before, during = final_latencies(alone_log, alone), final_latencies(log, result)
         assert len(before) >= 6 and len(during) >= 6
-        slowest_alone, median_alone = max(before), statistics.median(before)
+        median_alone = statistics.median(before)
         print(
             f"final latency alone: median {median_alone:.2f} s; with the stalled subscriber and the flood: "
             f"median {statistics.median(during):.2f} s"
         )
-        assert statistics.median(during) <= 2 * median_alone + 1.0, (before, during)
-        assert max(during) <= 2 * slowest_alone + 2.0, (before, during)
+        assert statistics.median(during) <= 2 * median_alone + 2.0, (before, during)
+        assert max(during) <= 2 * max(before) + 5.0, (before, during)
         # The stalled client, reading at last, finds the server has closed on it.
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(60):
