@@ -103,7 +103,9 @@ def test_repetitions_that_were_said_are_kept(
     repetitions and digit strings are not taken for decoder loops."""
     text = engine.decode_batch([_spoken(said, voice)])[0].text
     got = [w for w in text.lower().replace(",", " ").replace(".", " ").replace("-", " ").split() if w == word]
-    assert abs(len(got) - count) <= 1, text
+    # tiny.en itself miscounts a long run by a word or two (12 ones: 10 on one CPU, 12 on another, as int8 kernels
+    # differ); the old guard kept 2 of them.
+    assert abs(len(got) - count) <= max(1, count // 6), text
 
 
 def test_a_card_number_of_ones_keeps_its_digits_and_the_words_after_it(engine: WhisperCT2Engine) -> None:
