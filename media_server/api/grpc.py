@@ -10,23 +10,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TypeAlias
 
 import grpc
-from google.protobuf import empty_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from pydantic import ValidationError
 
 from media_server.bus import SubscriberTooSlow
+from media_server.calls import views
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
-from media_server.calls.metadata import Consent
-from media_server.calls.views import CONSENT_OF_PB, CONSENT_PB
+from media_server.calls.views import CONSENT_OF_PB
 from media_server.ingest.stream_call.stream import stream_call
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
-from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord
 from media_server.store.store import CallFilter
 from media_server.teams.config import TeamConfig
 from media_server.teams.validation import describe
@@ -101,7 +100,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             calls, cursor = await self.services.store.list_calls(key.team, limit, request.cursor or None, where)
         except ValueError as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return api_pb2.ListCallsResponse(calls=[stored_call(c) for c in calls], next_cursor=cursor or "")
+        return api_pb2.ListCallsResponse(calls=[views.stored_call_pb(c) for c in calls], next_cursor=cursor or "")
 
     async def GetCall(self, request: api_pb2.GetCallRequest, context: Context) -> api_pb2.StoredCall:
         key = await require_key(self.services, context, "read")
@@ -115,7 +114,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
                     "the call is still live: Subscribe to its events; it is stored when it ends",
                 )
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such call")
-        return stored_call(record, transcript=True)
+        return views.stored_call_pb(record, transcript=True)
 
     async def DeleteCall(self, request: api_pb2.DeleteCallRequest, context: Context) -> empty_pb2.Empty:
         key = await require_key(self.services, context, "delete")
@@ -146,8 +145,8 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         return api_pb2.UpdateConsentResponse(
             call_id=request.call_id,
             live=result.live,
-            participants=[_participant(p) for p in result.participants],
-            channels=[_channel(c) for c in result.channels],
+            participants=[views.stored_participant_pb(p) for p in result.participants],
+            channels=[views.stored_channel_pb(c) for c in result.channels],
             segments_erased=result.segments_erased,
         )
 
@@ -186,78 +185,10 @@ def _day(text: str, field: str) -> date | None:
         raise ValueError(f"{field}: expected YYYY-MM-DD, got {text!r}") from None
 
 
-def _participant(p: ParticipantRecord) -> pb.Participant:
-    return pb.Participant(
-        role=p.role,
-        id=p.id,
-        name=p.name,
-        phone=p.phone,
-        email=p.email,
-        consent=CONSENT_PB.get(Consent(p.consent), pb.CONSENT_UNKNOWN),
-        transcribed=p.transcribed,
-    )
-
-
-def _channel(c: ChannelRecord) -> pb.Channel:
-    return pb.Channel(index=c.index, speaker=c.speaker, sample_rate=c.sample_rate, transcribed=c.transcribed)
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
-
-
-def stored_call(record: CallRecord, transcript: bool = False) -> api_pb2.StoredCall:
-    out = api_pb2.StoredCall(
-        id=record.id,
-        team=record.team,
-        source=record.source,
-        status=record.status,
-        end_reason=record.end_reason,
-        started_at=_timestamp(record.started_at),
-        ended_at=_timestamp(record.ended_at),
-        duration=round(record.duration, 3),
-        participants=[_participant(p) for p in record.participants],
-        channels=[_channel(c) for c in record.channels],
-        speakers=[
-            pb.SpeakerStats(speaker=s.speaker, talk_time=s.talk_time, word_count=s.word_count) for s in record.speakers
-        ],
-        metadata=record.metadata,
-        keywords=record.keywords,
-        metrics=json_format.ParseDict(record.metrics, pb.CallMetrics(), ignore_unknown_fields=True),
-        disposition=record.disposition,
-        snippet=record.snippet,
-    )
-    if transcript:
-        for s in record.segments:
-            out.transcript.append(
-                api_pb2.Segment(
-                    channel=s.channel,
-                    speaker=s.speaker,
-                    text=s.text,
-                    start=s.start,
-                    end=s.end,
-                    confidence=s.confidence,
-                    words=[
-                        pb.Word(
-                            word=w.get("word", ""),
-                            start=w.get("start", 0.0),
-                            end=w.get("end", 0.0),
-                            confidence=w.get("confidence", 0.0),
-                            speaker=w.get("speaker", ""),
-                        )
-                        for w in s.words
-                    ],
-                )
-            )
-    return out
-
-
 def _team_config(team: str, config: TeamConfig) -> api_pb2.TeamConfigResponse:
     body = struct_pb2.Struct()
     body.update(config.model_dump(mode="json"))
     return api_pb2.TeamConfigResponse(team=team, config=body)
 
 
-__all__ = ["MediaServerServicer", "add_to_server", "stored_call"]
+__all__ = ["MediaServerServicer", "add_to_server"]

@@ -12,6 +12,7 @@ from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from media_server.calls.consent import identity_kept
@@ -21,6 +22,7 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights
 from media_server.insights.trackers import Match
 from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord, SegmentRecord, SpeakerRecord
+from media_server.v1 import api_pb2
 from media_server.v1 import events_pb2 as pb
 
 CONSENT_PB = {
@@ -299,6 +301,78 @@ def record(call: CallView, status: str, reason: str) -> CallRecord:
         metrics=metrics.to_json(),
         disposition=metrics.disposition,
     )
+
+
+# -- stored calls over gRPC --------------------------------------------------------------------------------
+
+
+def stored_participant_pb(p: ParticipantRecord) -> pb.Participant:
+    return pb.Participant(
+        role=p.role,
+        id=p.id,
+        name=p.name,
+        phone=p.phone,
+        email=p.email,
+        consent=CONSENT_PB.get(Consent(p.consent), pb.CONSENT_UNKNOWN),
+        transcribed=p.transcribed,
+    )
+
+
+def stored_channel_pb(c: ChannelRecord) -> pb.Channel:
+    return pb.Channel(index=c.index, speaker=c.speaker, sample_rate=c.sample_rate, transcribed=c.transcribed)
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def stored_call_pb(record: CallRecord, transcript: bool = False) -> api_pb2.StoredCall:
+    """A stored call as the gRPC API answers ``GetCall`` / ``ListCalls`` (with its transcript for ``GetCall``)."""
+    out = api_pb2.StoredCall(
+        id=record.id,
+        team=record.team,
+        source=record.source,
+        status=record.status,
+        end_reason=record.end_reason,
+        started_at=_timestamp(record.started_at),
+        ended_at=_timestamp(record.ended_at),
+        duration=round(record.duration, 3),
+        participants=[stored_participant_pb(p) for p in record.participants],
+        channels=[stored_channel_pb(c) for c in record.channels],
+        speakers=[
+            pb.SpeakerStats(speaker=s.speaker, talk_time=s.talk_time, word_count=s.word_count) for s in record.speakers
+        ],
+        metadata=record.metadata,
+        keywords=record.keywords,
+        metrics=json_format.ParseDict(record.metrics, pb.CallMetrics(), ignore_unknown_fields=True),
+        disposition=record.disposition,
+        snippet=record.snippet,
+    )
+    if transcript:
+        for s in record.segments:
+            out.transcript.append(
+                api_pb2.Segment(
+                    channel=s.channel,
+                    speaker=s.speaker,
+                    text=s.text,
+                    start=s.start,
+                    end=s.end,
+                    confidence=s.confidence,
+                    words=[
+                        pb.Word(
+                            word=w.get("word", ""),
+                            start=w.get("start", 0.0),
+                            end=w.get("end", 0.0),
+                            confidence=w.get("confidence", 0.0),
+                            speaker=w.get("speaker", ""),
+                        )
+                        for w in s.words
+                    ],
+                )
+            )
+    return out
 
 
 def _seconds_since(start: datetime) -> float:
