@@ -246,6 +246,14 @@ async def test_over_the_servers_call_limit_new_sessions_get_503_with_retry_after
         media = write_siprec_media(tmp_path / "a", program(tel8k()[:1]).pcm, program(tel8k()[1:2]).pcm)
         first = asyncio.create_task(run_sipp("siprec_call.xml", target, workdir=tmp_path / "a", files=media.files))
         await asyncio.sleep(1.5)
+        # An SBC's keep-alive hears the same: busy (503, Retry-After) while the server is full.
+        udp = Udp(target)
+        try:
+            udp.send(invite("full-options", b"", "", port=udp.port, method="OPTIONS"))
+            busy = udp.final()
+        finally:
+            udp.close()
+        assert busy.startswith("SIP/2.0 503") and re.search(r"^Retry-After: *\d+", busy, flags=re.M | re.I), busy
         refused = await run_sipp("expect_503.xml", target, workdir=tmp_path / "b")
         assert refused.ok, refused.explain()
         assert re.search(r"^Retry-After: *7\s*$", refused.responses(503)[0], flags=re.M | re.I), refused.explain()

@@ -242,6 +242,11 @@ class CallLifecycle:
         self._ending: dict[str, asyncio.Task[CallRecord]] = {}
         self._closing = False
 
+    @property
+    def full(self) -> bool:
+        """No new call may open now (``calls.max_live`` reached, or shutting down): for keep-alives that say so."""
+        return self._closing or len(self.live) >= self.max_live
+
     async def authorize(self, secret: str | None, team: str | None = None) -> ApiKey:
         """The ingest key a protocol presented; ``team``: the team the stream says it belongs to, if it says."""
         key = await self.store.find_key(secret) if secret else None

@@ -324,7 +324,7 @@ class RecordingServer:
 
     def _on_options(self, transport: ScreenedTransport, request: SipRequest, addr: tuple[str, int]) -> None:
         """Keep-alive pings of SBCs; at capacity the answer is 503, so that they send recordings elsewhere."""
-        full = self._closing or len(self.sessions) >= self.settings.max_calls
+        full = self._closing or len(self.sessions) >= self.settings.max_calls or self.services.calls.full
         headers = {"Allow": ALLOW, "Accept": ACCEPTED, "Supported": ", ".join(sorted(SUPPORTED))}
         if full:
             headers["Retry-After"] = str(self.settings.retry_after_s)
