@@ -2,7 +2,7 @@
 
 WebRTC tests need it: aioice leaves 127.0.0.1 out of its host candidates and a machine may have no other
 interface, so both peers are made to offer the loopback address by patching aioice in this process
-(see ../shared/research/test-peers.md, "WebRTC"). Chromium is told to offer loopback by its own flags.
+(``loopback_ice``). Chromium is told to offer loopback by its own flags (``--allow-loopback-in-peer-connection``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The server runs in this process (``create_app`` under uvicorn, in a thread with its own event loop) so that
 both peers can be made to offer the loopback address: aioice leaves 127.0.0.1 out of its host candidates,
-and a machine may have no other interface (see ../shared/research/test-peers.md, "WebRTC").
+and a machine may have no other interface (``tests/inprocess.py``'s ``loopback_ice`` patches that).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A ``CueEngine`` is fed final segments (``said``), tracker hits (``tracked``) and
 (``tick``), and returns the cues to show. Thresholds come from the team's configuration; every cue is
 debounced: the same kind (for competitors, the same competitor) is not repeated within ``cooldown_s``
 of call time, and a condition must clear before it can fire again (a long monologue fires once).
-Definitions follow the vendors' (../shared/research/peers-and-protocols.md §2).
+Definitions follow the sales-analytics vendors' published ones (README, "Conversation intelligence").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Call metrics from the final segments of a call, as the sales-analytics products define them
-(../shared/research/peers-and-protocols.md §2).
+(README, "Conversation intelligence").
 
 Turns: the segments in order of start time, consecutive ones of the same speaker merged. A rep's
 *monologue* goes on while the customer only interjects (a segment shorter than ``interjection_s``); a

@@ -1,7 +1,7 @@
 """A team's configuration, validated: what its calls track, which cues its reps get, what is redacted.
 
 Set through ``PUT /v1/team/config`` (admin keys), read by every call of the team when it starts. The
-defaults are the thresholds the sales-analytics vendors publish (../shared/research/peers-and-protocols.md §2):
+defaults are the thresholds the sales-analytics vendors publish (README, "Conversation intelligence"):
 a rep talking over 65 % of the time, a monologue over 90 s, faster than 190 words per minute.
 """
 
