@@ -22,6 +22,7 @@ from media_server.auth.keys import ApiKey
 from media_server.calls.call import Call
 from media_server.calls.tap import AudioTap
 from media_server.listen.track import TapTrack
+from media_server.problem import HttpProblem
 from media_server.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,8 @@ log = logging.getLogger(__name__)
 TAP_RATE = 16000  # mixed at this rate; the Opus encoder takes it to 48 kHz
 
 
-class ListenError(Exception):
-    """A listen-in that cannot be served; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+class ListenError(HttpProblem):
+    """A listen-in that cannot be served."""
 
 
 @dataclass

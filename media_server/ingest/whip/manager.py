@@ -35,6 +35,7 @@ from media_server.calls.call import ChannelSpec
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.ice import rtc_configuration
+from media_server.problem import HttpProblem
 from media_server.services import Services
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,8 @@ _RTP_TIMESTAMP_WRAP = 1 << 32
 CLOSE_TIMEOUT_S = 5.0  # a leg's pump and peer connection get this long to stop when it ends
 
 
-class WhipError(Exception):
-    """A request that cannot be served; ``status`` is the HTTP status the endpoint answers with."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+class WhipError(HttpProblem):
+    """A WHIP request that cannot be served."""
 
 
 @dataclass
