@@ -70,6 +70,9 @@ class CallsSettings(BaseModel):
         1000, ge=1, description="calls at once on this server, every ingest path together; more are refused"
     )
     retry_after_s: int = Field(5, ge=1, description="the retry delay a refused client is given")
+    drain_timeout_s: float = Field(
+        10.0, ge=0, description="on SIGTERM, how long live calls' open utterances may take to be finalised"
+    )
 
 
 class IngestSettings(BaseModel):

@@ -111,7 +111,14 @@ class Services:
             bus,
             vad,
             scheduler,
-            CallLifecycle(call_services, store, teams, settings.calls.max_live, settings.calls.retry_after_s),
+            CallLifecycle(
+                call_services,
+                store,
+                teams,
+                settings.calls.max_live,
+                settings.calls.retry_after_s,
+                settings.calls.drain_timeout_s,
+            ),
             teams,
             nlp,
         )

@@ -123,6 +123,8 @@ class Call:
         self.taps: set[AudioTap] = set()  # listen-in
         self.finished = False  # finish() began: no more audio, no new listeners
         self.announced = False  # its call_started event is out
+        self.end_reason: str | None = None  # why it ends (a ``CallEnd``), set when its end begins
+        self.ending = asyncio.Event()  # set when its end begins, by whoever ends it
         self.team_config = team_config or TeamConfig()
         self.latest_cue: dict[str, Any] | None = None
         self.latest_keyword: dict[str, Any] | None = None
@@ -271,8 +273,9 @@ class Call:
     async def error(self, code: str, message: str) -> None:
         await self.publish(error=views.error(code, message))
 
-    async def finish(self, status: str, reason: str) -> CallRecord:
-        """Flush every recognizer (the last utterance gets its final), then describe the call."""
+    async def finish(self, status: str, reason: str, drain_s: float | None = None) -> CallRecord:
+        """Flush every recognizer (the last utterance gets its final), then describe the call. ``drain_s``: how
+        long the recognizers may take (a shutdown's drain); what they have not finalised by then is cut."""
         self.finished = True
         if self._clock is not None:
             self._clock.cancel()
@@ -283,7 +286,12 @@ class Call:
             tap.close()
         consumers = [c.consumer for c in self.channels.values() if c.consumer is not None] + self._retired
         if consumers:
-            await asyncio.gather(*consumers, return_exceptions=True)
+            _, late = await asyncio.wait(consumers, timeout=drain_s)
+            for consumer in late:
+                consumer.cancel()
+            if late:
+                log.warning("call %s: %d recognizers were cut after %s s", self.id, len(late), drain_s)
+                await asyncio.gather(*late, return_exceptions=True)
         for channel in self.channels.values():
             if channel.speakers is not None and self.transcript.segments(channel.index):
                 refined = await channel.speakers.refine()

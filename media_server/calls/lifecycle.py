@@ -65,6 +65,8 @@ class CallEnd(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"  # a bug on our side; logged with its traceback
     SETUP_FAILED = "setup_failed"  # the media of a call could not be set up (ports, codecs)
     SERVER_SHUTDOWN = "server_shutdown"  # the server stopped (SIGTERM) with the call live
+    SERVER_RESTART = "server_restart"  # the server died with the call live; closed when it started again
+    STORAGE_FAILED = "storage_failed"  # the call's events could not be written (disk full, database gone)
 
     @property
     def status(self) -> CallStatus:
@@ -153,6 +155,19 @@ class LiveCall:
         """Not ended (by this adapter or elsewhere: shutdown, a consent withdrawal that ends it)."""
         return self._ended is None and self._lifecycle.live.get(self.call.id) is self.call
 
+    @property
+    def end_reason(self) -> CallEnd | None:
+        """Why the call ended, by whoever ended it (this adapter, a shutdown, a storage failure); None while live."""
+        return self.call.end_reason  # type: ignore[return-value]
+
+    async def ended(self) -> CallEnd:
+        """Wait until the call ends, by this adapter or by the server (shutdown, storage failure): an adapter
+        races this against its peer's next message and tells the peer why (close code, BYE)."""
+        await self.call.ending.wait()
+        reason = self.call.end_reason
+        assert isinstance(reason, CallEnd)
+        return reason
+
     def push(self, audio: Audio) -> None:
         """Audio of one channel, at that channel's rate, in call order. ``ValueError`` for an undeclared channel."""
         channel = self.call.channels.get(audio.channel)
@@ -232,12 +247,14 @@ class CallLifecycle:
         teams: TeamDirectory | None = None,
         max_live: int = 1000,
         retry_after_s: int = 5,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.services = services
         self.store = store
         self.teams = teams
         self.max_live = max_live
         self.retry_after_s = retry_after_s
+        self.drain_timeout_s = drain_timeout_s
         self.live: dict[str, Call] = {}
         self._ending: dict[str, asyncio.Task[CallRecord]] = {}
         self._closing = False
@@ -310,13 +327,16 @@ class CallLifecycle:
         """Finalize, store and announce the call once; later calls get the same task."""
         task = self._ending.get(call.id)
         if task is None:
+            call.end_reason = reason
+            call.ending.set()
             task = asyncio.create_task(self._end(call, reason), name=f"end-{call.id}")
             self._ending[call.id] = task
         return task
 
     async def _end(self, call: Call, reason: CallEnd) -> CallRecord:
         try:
-            record = await call.finish(reason.status, reason)
+            drain = self.drain_timeout_s if reason is CallEnd.SERVER_SHUTDOWN else None
+            record = await call.finish(reason.status, reason, drain)
             try:
                 await self.store.save_call(record)
             except CallExists:
@@ -349,7 +369,8 @@ class CallLifecycle:
             self.services.bus.call_ended(call.id)
 
     async def shutdown(self) -> None:
-        """End every live call as interrupted (``server_shutdown``), keeping what was transcribed so far."""
+        """Refuse new calls and end every live call as interrupted (``server_shutdown``): each open utterance is
+        finalised within ``drain_timeout_s`` (then cut), stored, and each adapter tells its peer."""
         self._closing = True
         tasks = [self.end(call, CallEnd.SERVER_SHUTDOWN) for call in list(self.live.values())]
         tasks += list(self._ending.values())
