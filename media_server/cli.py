@@ -34,11 +34,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from media_server.app import create_app
+    from media_server.serving import GracefulServer
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -47,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    GracefulServer(config, app).run()  # SIGTERM: the calls end (server_shutdown) before the connections close
     return 0
 
 

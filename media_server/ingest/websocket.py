@@ -23,6 +23,7 @@ from media_server.audio import Audio
 from media_server.auth.http import presented_key
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallRefused, CallsFull, LiveCall, Unauthorized
 from media_server.calls.metadata import CallMetadata, MetadataError, parse_metadata
+from media_server.ingest.farewell import EndWatch, ServerEnded
 from media_server.ingest.messages import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -77,6 +78,7 @@ class WebsocketIngest:
         self.protocol = protocol
         self.settings = services.settings.ingest
         self.call: LiveCall | None = None
+        self._watch = EndWatch()  # the server may end the call (shutdown, storage failure) while a frame is awaited
         self._channels: frozenset[int] = frozenset()
         self.peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
 
@@ -86,7 +88,10 @@ class WebsocketIngest:
         ended = StreamEnded(CallEnd.SERVER_SHUTDOWN, CLOSE_GOING_AWAY, "server shutting down")
         try:
             ended = await self._serve()
+            if isinstance(ended, ServerEnded):
+                await self._close(ended)  # the peer is told at once; the call is stored meanwhile
         finally:
+            self._watch.close()
             if self.call is not None:
                 await self.call.close(ended.reason)  # stored even if this handler is cancelled
         await self._close(ended)
@@ -148,6 +153,7 @@ class WebsocketIngest:
         except CallConflict as exc:  # CallsFull goes on up: the client is told to come back later
             raise ProtocolError(exc.code, exc.message, CLOSE_POLICY) from None
         self._channels = frozenset(channel.index for channel in start.channels)
+        self._watch.follow(self.call)
 
     async def _stream(self) -> StreamEnded:
         call = self.call
@@ -173,7 +179,7 @@ class WebsocketIngest:
     async def _receive(self, deadline: float, what: str) -> list[IngestMessage]:
         timeout = max(0.0, deadline - time.monotonic())
         try:
-            frame = await asyncio.wait_for(self.ws.receive(), timeout)
+            frame = await self._watch.next(self.ws.receive(), timeout)
         except TimeoutError:
             raise StreamEnded(
                 CallEnd.IDLE_TIMEOUT, CLOSE_GOING_AWAY, f"{what} for {self.settings.idle_timeout_s:g} s"
@@ -207,8 +213,9 @@ class WebsocketIngest:
         self.call.push(audio)
 
     async def _close(self, ended: StreamEnded) -> None:
-        if ended.close_code is None or self.ws.client_state != WebSocketState.CONNECTED:
-            return
+        connected = WebSocketState.CONNECTED
+        if ended.close_code is None or connected != self.ws.client_state or connected != self.ws.application_state:
+            return  # nothing to say, or said already (a server end is told before the call is stored)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(ended.close_code, ended.close_reason[:120]), 2.0)
 
