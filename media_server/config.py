@@ -268,9 +268,29 @@ class CompatSettings(BaseModel):
 
 
 class EventSettings(BaseModel):
-    buffer_per_call: int = Field(5000, ge=10, description="events kept per call for resuming subscribers")
-    keep_ended_s: float = Field(600.0, ge=0, description="how long an ended call's events stay resumable")
+    replay_max: int = Field(
+        10_000, ge=10, description="events a subscriber resuming with after= is sent from the store at most"
+    )
     subscriber_queue: int = Field(1000, ge=10, description="events queued for a subscriber before it is dropped")
+
+
+class StoreSettings(BaseModel):
+    """How calls are written as they go (``store/journal.py``)."""
+
+    synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite: normal survives a crash of the server process, not a power cut; full survives both "
+        "(each commit waits for the disk)",
+    )
+    commit_interval_ms: int = Field(
+        0, ge=0, le=2000, description="wait this long after a commit to gather more events into the next one"
+    )
+    retry_for_s: float = Field(
+        60.0, ge=1, description="while the store fails, how long events wait in memory before they are given up"
+    )
+    max_size_mb: float = Field(
+        0.0, ge=0, description="SQLite: the database never grows past this; writes past it fail (0: no limit)"
+    )
 
 
 class Settings(BaseSettings):
@@ -280,6 +300,13 @@ class Settings(BaseSettings):
     port: int = 8080
     data_dir: Path = Path("./data")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    node_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="this server's name in the store (who holds a live call); default: one made up once and kept "
+        "in data_dir/node-id",
+    )
+    store: StoreSettings = StoreSettings()
     consent_policy: ConsentPolicy = ConsentPolicy.ALL_PARTY
     log_level: str = "info"
     asr: AsrSettings = AsrSettings()

@@ -16,6 +16,8 @@ from media_server.calls.lifecycle import CallLifecycle
 from media_server.calls.speakers import Diarization
 from media_server.config import Settings
 from media_server.insights.nlp import Nlp
+from media_server.store.journal import Journal
+from media_server.store.lock import DataDirLock, node_id
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.engine import SpeechEngine
@@ -81,47 +83,62 @@ class Services:
     settings: Settings
     store: Store
     bus: EventBus
+    journal: Journal
     vad: SileroVAD
     scheduler: DecodeScheduler
     calls: CallLifecycle
     teams: TeamDirectory
     nlp: Nlp | None = None
+    lock: DataDirLock | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         # numpy's BLAS threads spin while they wait and would compete with the decode threads for the cores.
         threadpool_limits(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.db_url)
+        lock = DataDirLock(settings.data_dir)
+        lock.acquire()  # DataDirLocked: another server runs on this data dir
+        try:
+            return await cls._start(settings, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    async def _start(cls, settings: Settings, lock: DataDirLock) -> Services:
+        st = settings.store
+        store = Store(settings.db_url, st.synchronous, st.max_size_mb)
         await store.open()
         await _bootstrap_key(store)
         e = settings.events
-        bus = InMemoryEventBus(e.buffer_per_call, e.keep_ended_s, e.subscriber_queue)
+        bus = InMemoryEventBus(e.subscriber_queue)
+        journal = Journal(
+            store,
+            bus,
+            node_id(settings.data_dir, settings.node_id),
+            commit_interval_s=st.commit_interval_ms / 1000,
+            retry_for_s=st.retry_for_s,
+            replay_max=e.replay_max,
+        )
+        await journal.start()
         vad = SileroVAD(settings.vad.model_path)
         scheduler = build_scheduler(settings)
         nlp = await Nlp.load(settings.insights.spacy_model) if settings.insights.enabled else None
         diarization = await load_diarization(settings, vad)
         call_services = CallServices(
-            bus, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp, diarization
+            journal, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp, diarization
         )
         teams = TeamDirectory(store)
-        return cls(
-            settings,
+        calls = CallLifecycle(
+            call_services,
             store,
-            bus,
-            vad,
-            scheduler,
-            CallLifecycle(
-                call_services,
-                store,
-                teams,
-                settings.calls.max_live,
-                settings.calls.retry_after_s,
-                settings.calls.drain_timeout_s,
-            ),
             teams,
-            nlp,
+            settings.calls.max_live,
+            settings.calls.retry_after_s,
+            settings.calls.drain_timeout_s,
         )
+        await calls.recover()
+        return cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
 
     async def authenticate(self, secret: str | None) -> ApiKey | None:
         if not secret or not looks_like_key(secret):
@@ -130,6 +147,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.calls.shutdown()
+        await self.journal.close()
         await self.bus.close()
         self.scheduler.close()
         if self.nlp is not None:
@@ -137,6 +155,8 @@ class Services:
         if self.calls.services.diarization is not None:
             self.calls.services.diarization.close()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def load_diarization(settings: Settings, vad: SileroVAD) -> Diarization | None:

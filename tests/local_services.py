@@ -23,6 +23,7 @@ from media_server.calls.metadata import CallMetadata, Consent
 from media_server.config import GrpcSettings, IngestSettings, Settings
 from media_server.rpc.server import GrpcFace, GrpcServer
 from media_server.services import Services, streaming_config
+from media_server.store.journal import Journal
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.scheduler import DecodeScheduler
@@ -58,16 +59,21 @@ async def local_services(tmp_path: Path) -> AsyncIterator[Local]:
     await store.open()
     _, key = await store.create_key("acme", Role.INGEST)
     bus = InMemoryEventBus()
+    journal = Journal(store, bus)
+    await journal.start()
     # No model: the engine only names itself (what Deepgram's model_info says).
     no_vad = cast(SileroVAD, None)
     no_scheduler = cast(DecodeScheduler, SimpleNamespace(engine=SimpleNamespace(name="no model", device="cpu")))
-    call_services = CallServices(bus, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
+    call_services = CallServices(journal, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
     teams = TeamDirectory(store)
-    services = Services(settings, store, bus, no_vad, no_scheduler, CallLifecycle(call_services, store, teams), teams)
+    services = Services(
+        settings, store, bus, journal, no_vad, no_scheduler, CallLifecycle(call_services, store, teams), teams
+    )
     try:
         yield Local(services, key)
     finally:
         await services.calls.shutdown()
+        await journal.close()
         await bus.close()
         await store.close()
 

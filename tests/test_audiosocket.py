@@ -37,6 +37,7 @@ from media_server.ingest.audiosocket.parser import (
 from media_server.ingest.audiosocket.server import AudioSocketServer
 from media_server.ingest.messages import DtmfDigit, ProtocolError, StreamStop
 from media_server.services import Services, streaming_config
+from media_server.store.journal import Journal
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.scheduler import DecodeScheduler
@@ -353,7 +354,7 @@ class Local:
 
     async def events(self, call_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        subscription = self.services.bus.subscribe("acme", call_id, after=0)
+        subscription = self.services.journal.subscribe("acme", call_id, after=0)
         try:
             async with asyncio.timeout(timeout):
                 async for event in subscription:
@@ -382,16 +383,21 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
     store = Store(settings.db_url)
     await store.open()
     bus = InMemoryEventBus()
+    journal = Journal(store, bus)
+    await journal.start()
     vad, scheduler = FakeVAD(), DecodeScheduler(FakeEngine(Voice()))  # no model: tests/fakes.py
-    call_services = CallServices(bus, vad, scheduler, streaming_config(settings), settings.consent_policy)
+    call_services = CallServices(journal, vad, scheduler, streaming_config(settings), settings.consent_policy)
     teams = TeamDirectory(store)
-    services = Services(settings, store, bus, vad, scheduler, CallLifecycle(call_services, store, teams), teams)
+    services = Services(
+        settings, store, bus, journal, vad, scheduler, CallLifecycle(call_services, store, teams), teams
+    )
     server = await AudioSocketServer.start(services)
     try:
         yield Local(services, server)
     finally:
         await server.close()
         await services.calls.shutdown()
+        await journal.close()
         await bus.close()
         scheduler.close()
         await store.close()

@@ -24,6 +24,7 @@ from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, 
 from media_server.config import Settings
 from media_server.insights.nlp import Nlp, load_pipeline
 from media_server.services import streaming_config
+from media_server.store.journal import Journal
 from media_server.store.records import CallRecord
 from media_server.store.store import Store
 from media_server.teams.config import TeamConfig
@@ -68,10 +69,12 @@ async def bench(tmp_path: Path, nlp: Nlp) -> AsyncIterator[Bench]:
     store = Store(settings.db_url)
     await store.open()
     bus = InMemoryEventBus()
+    journal = Journal(store, bus)
+    await journal.start()
     voice = Voice()
     engine = FakeEngine(voice)
     scheduler = DecodeScheduler(engine)
-    services = CallServices(bus, FakeVAD(), scheduler, streaming_config(settings), settings.consent_policy, nlp)
+    services = CallServices(journal, FakeVAD(), scheduler, streaming_config(settings), settings.consent_policy, nlp)
     teams = TeamDirectory(store)
     await teams.set_config(TEAM, TEAM_CONFIG, "test")
     calls = CallLifecycle(services, store, teams)
@@ -79,6 +82,7 @@ async def bench(tmp_path: Path, nlp: Nlp) -> AsyncIterator[Bench]:
         yield Bench(calls, store, voice, engine)
     finally:
         await calls.shutdown()
+        await journal.close()
         await bus.close()
         scheduler.close()
         await store.close()

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_server.bus.base import EventBus
 from media_server.calls.call import Call, CallServices, ChannelSpec
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.config import ConsentPolicy
@@ -22,6 +21,7 @@ from media_server.insights.redaction import (
     Redactor,
     context_after,
 )
+from media_server.store.journal import Journal
 from media_server.teams.config import REDACTION_TYPES as CONFIG_REDACTION_TYPES
 from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
@@ -672,12 +672,14 @@ def test_prices_times_and_order_numbers_stay_visible(
 
 
 class _Published:
-    """An event bus that keeps what a call publishes."""
+    """A journal that keeps what a call publishes (no store: these tests look at the events only)."""
+
+    node = "test"
 
     def __init__(self) -> None:
         self.events: list[pb.Event] = []
 
-    async def publish(self, event: pb.Event) -> pb.Event:
+    def append(self, event: pb.Event, *writes: object) -> pb.Event:
         self.events.append(event)
         return event
 
@@ -685,7 +687,7 @@ class _Published:
 def _stereo_call(call_id: str, bus: _Published) -> Call:
     """A rep + customer call with consent, fed events directly (no audio, so no VAD or scheduler)."""
     no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)
-    services = CallServices(cast(EventBus, bus), no_vad, no_scheduler, StreamingConfig(), ConsentPolicy.ALL_PARTY)
+    services = CallServices(cast(Journal, bus), no_vad, no_scheduler, StreamingConfig(), ConsentPolicy.ALL_PARTY)
     granted = Consent.GRANTED
     metadata = CallMetadata(
         rep=ParticipantInfo(Role.REP, consent=granted), customer=ParticipantInfo(Role.CUSTOMER, consent=granted)

@@ -29,6 +29,7 @@ from media_server.config import IngestSettings, Settings
 from media_server.ingest.l16 import PROTOCOL as L16
 from media_server.ingest.twilio import PROTOCOL as TWILIO
 from media_server.services import Services, streaming_config
+from media_server.store.journal import Journal
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.scheduler import DecodeScheduler
@@ -52,10 +53,14 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
     await store.open()
     _, key = await store.create_key("acme", Role.INGEST)
     bus = InMemoryEventBus()
+    journal = Journal(store, bus)
+    await journal.start()
     no_vad, no_scheduler = cast(SileroVAD, None), cast(DecodeScheduler, None)
-    call_services = CallServices(bus, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
+    call_services = CallServices(journal, no_vad, no_scheduler, streaming_config(settings), settings.consent_policy)
     teams = TeamDirectory(store)
-    services = Services(settings, store, bus, no_vad, no_scheduler, CallLifecycle(call_services, store, teams), teams)
+    services = Services(
+        settings, store, bus, journal, no_vad, no_scheduler, CallLifecycle(call_services, store, teams), teams
+    )
     app = FastAPI()
     for protocol in (TWILIO, L16):
         assert protocol.router is not None
@@ -74,6 +79,7 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 10)
         await services.calls.shutdown()
+        await journal.close()
         await bus.close()
         await store.close()
 

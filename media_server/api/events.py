@@ -1,8 +1,8 @@
 """Event websockets: ``/v1/calls/{call_id}/events`` (one call) and ``/v1/events`` (the team's calls).
 
-Resume with ``?after=<last id seen>``: every buffered event with a larger id is sent once, then live
-ones. A subscriber that stops reading is dropped (close code 1013 and a reason saying how to
-resume); the call it watched never waits for it.
+Resume with ``?after=<last id seen>``: every stored event with a larger id is sent once (from the store, also
+across restarts; interim transcripts are not stored), then live ones. A subscriber that stops reading is dropped
+(close code 1013 and a reason saying how to resume); the call it watched never waits for it.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def _serve(ws: WebSocket, call_id: str | None) -> None:
         if live is not None and live.team != key.team:
             await ws.close(CLOSE_POLICY, "no such call for this key")
             return
-    subscription = services.bus.subscribe(key.team, call_id, after)
+    subscription = services.journal.subscribe(key.team, call_id, after)
     last_id = after or 0
     reader = asyncio.create_task(_drain_client(ws))
     reader.add_done_callback(lambda _task: subscription.close())

@@ -66,7 +66,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             if live is not None and live.team != key.team:
                 await abort(context, grpc.StatusCode.NOT_FOUND, "no such call for this key")
         after = request.after if request.HasField("after") else None
-        subscription = self.services.bus.subscribe(key.team, call_id, after)
+        subscription = self.services.journal.subscribe(key.team, call_id, after)
         last_id = after or 0
         try:
             async for event in subscription:

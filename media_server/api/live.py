@@ -40,6 +40,6 @@ async def live_calls(request: Request) -> dict[str, Any]:
     # No await between these two lines: the snapshot and the event id describe the same moment.
     # Only calls whose call_started is out (id <= last): the others arrive on the stream, started, after it.
     calls = [call.snapshot() for call in services.calls.live.values() if call.team == key.team and call.announced]
-    last = services.bus.last_id
+    last = services.journal.last_id
     calls.sort(key=lambda c: c["startedAt"], reverse=True)
     return {"lastEventId": last, "calls": calls}

@@ -1,4 +1,9 @@
-"""The bus interface. Backends: in-process (``memory``), Redis Streams across nodes (later)."""
+"""The bus interface: fans published events out to live subscribers. Backends: in-process (``memory``), Redis
+Streams across nodes (later).
+
+Events reach the bus with their id already given, in id order, after they were stored: ids and replay from an
+earlier id are the journal's (``store/journal.py``), not the bus's.
+"""
 
 from __future__ import annotations
 
@@ -19,25 +24,12 @@ class Subscription(Protocol):
 
 
 class EventBus(Protocol):
-    async def publish(self, event: pb.Event) -> pb.Event:
-        """Stamp ``id`` and ``time``, keep the event for resuming subscribers and fan it out.
-
-        Never waits on a subscriber.
-        """
+    async def publish(self, event: pb.Event) -> None:
+        """Fan a stored event out to the subscribers of its team and call. Never waits on a subscriber."""
         ...
 
-    def subscribe(self, team: str, call_id: str | None = None, after: int | None = None) -> Subscription:
-        """Events of one call (or of every call of ``team``) with ``id > after``, then live ones."""
-        ...
-
-    @property
-    def last_id(self) -> int:
-        """The id of the newest event published so far (0 before the first): a snapshot of the live calls
-        taken with it tells a subscriber where to resume (``after=last_id``) without a gap."""
-        ...
-
-    def call_ended(self, call_id: str) -> None:
-        """The call's events stay resumable for a while, then are forgotten."""
+    def subscribe(self, team: str, call_id: str | None = None) -> Subscription:
+        """The events of one call (or of every call of ``team``) published from now on."""
         ...
 
     async def close(self) -> None: ...

@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 from media_server.audio import Audio
-from media_server.bus import EventBus
 from media_server.calls import views
 from media_server.calls.consent import may_transcribe_all, transcribed_roles, voices_on
 from media_server.calls.metadata import CallMetadata, Consent
@@ -33,7 +32,9 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights
 from media_server.insights.nlp import Nlp
 from media_server.insights.redaction import RedactionPolicy, Redactor
-from media_server.store.records import CallRecord
+from media_server.store.journal import Journal
+from media_server.store.records import CallRecord, SegmentRecord
+from media_server.store.writes import CallChanged, CallOpened, CallProgress, SegmentsKept, Write
 from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
 from models.asr.scheduler import DecodeScheduler
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Gaps in a channel's timeline longer than this are filled with silence (lost or suppressed packets).
 _MAX_DRIFT_S = 0.06
+# A live call's figures (talk time, metrics, keywords) are stored with a final at most this often.
+_PROGRESS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class ChannelSpec:
 class CallServices:
     """What a call needs from the server, passed down explicitly."""
 
-    bus: EventBus
+    journal: Journal  # every event goes through it: stored, then published
     vad: SileroVAD
     scheduler: DecodeScheduler
     streaming: StreamingConfig
@@ -144,6 +147,8 @@ class Call:
         self._speaking: set[int] = set()  # channels with speech in progress
         self._utterance_end_events = self.streaming_config().utterance_end_ms > 0
         self._clock: asyncio.Task[None] | None = None
+        self._progress_at = time.monotonic()
+        self.relabelled: dict[int, list[SegmentRecord]] = {}  # diarized channels the end of the call relabelled
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -160,7 +165,7 @@ class Call:
             if channel.transcribed:
                 self._start_recognizer(channel)
         started = views.call_started(self.source, self.metadata, self.transcribed_roles, self.channels.values())
-        await self.publish(call_started=started)
+        await self.publish(CallOpened(views.opened(self), self.services.journal.node), call_started=started)
         self.announced = True
         self._clock = asyncio.create_task(self._tick(), name=f"call-{self.id}-clock")
 
@@ -210,6 +215,7 @@ class Call:
         self.insights.set_keyterms(keyterms(self.services.streaming, metadata.recognition))
         policy = self.services.consent_policy
         self.transcribed_roles = transcribed_roles(metadata, policy)
+        erased: list[int] = []
         for spec in channels:
             voices = voices_on(metadata, spec.speaker)
             allowed = may_transcribe_all(voices, policy)
@@ -231,13 +237,21 @@ class Call:
                 channel.withdrawn = not allowed and any(v.consent is Consent.DENIED for v in voices)
                 if channel.withdrawn:
                     self.transcript.withdraw(spec.index)
+                    erased.append(spec.index)
             channel.on_hold = spec.index in on_hold
             if not channel.audible:
                 for tap in self.taps:
                     tap.silence(spec.index)
         self._hear_customer()
         updated = views.call_updated(self.metadata, self.transcribed_roles, self.channels.values())
-        await self.publish(call_updated=updated)
+        changed = CallChanged(
+            self.id,
+            views.participant_records(self.metadata, self.transcribed_roles),
+            views.channel_records(self.channels.values()),
+            dict(self.metadata.extra),
+            erased,
+        )
+        await self.publish(changed, call_updated=updated)
 
     def push(self, frame: Audio) -> None:
         """Place audio on its channel's timeline. Audio of a channel without consent goes nowhere."""
@@ -297,6 +311,8 @@ class Call:
                 refined = await channel.speakers.refine()
                 if refined:
                     self.transcript.relabel(channel.index, refined)
+                    kept = self.transcript.segments(channel.index)
+                    self.relabelled[channel.index] = [views.segment_record(s) for s in kept]
             if channel.speakers is not None:
                 channel.speakers.close()
         return self.record(status, reason)
@@ -340,8 +356,17 @@ class Call:
             self._speaking.add(index)
         elif not self._utterance_end_events:
             self._speaking.discard(index)
+        kept = len(self.transcript.segments(index))
         heard = await self.transcript.heard(index, speaker, event, channel.speakers)
-        await self.publish(transcript=views.transcript(heard))
+        writes: list[Write] = []
+        if heard.final:
+            new = self.transcript.segments(index)[kept:]
+            if new:
+                writes.append(SegmentsKept(self.id, [views.segment_record(s) for s in new]))
+            if time.monotonic() - self._progress_at >= _PROGRESS_EVERY_S:
+                self._progress_at = time.monotonic()
+                writes.append(self.progress())
+        await self.publish(*writes, transcript=views.transcript(heard))
         if heard.final and heard.text:
             matches, cues = await self.insights.final(heard.said())
             for m in matches:
@@ -353,8 +378,10 @@ class Call:
         channel = next((c.index for c in self.channels.values() if c.speaker == cue.speaker), 0)
         await self.publish(cue=views.cue(cue, channel))
 
-    async def publish(self, **payload: object) -> pb.Event:
-        event = await self.services.bus.publish(new_event(self.id, self.team, **payload))
+    async def publish(self, *writes: Write, **payload: object) -> pb.Event:
+        """Emit one event (``publish(transcript=...)``) with the rows of this call it changes: it gets its id
+        now, is stored in the next group commit and reaches subscribers after that (``store/journal.py``)."""
+        event = self.services.journal.append(new_event(self.id, self.team, **payload), *writes)
         if event.type == "cue":
             self.latest_cue = to_dict(event.cue)
         elif event.type == "keyword_hit":
@@ -366,6 +393,11 @@ class Call:
     def snapshot(self) -> dict[str, Any]:
         """What the dashboard's wall shows of the live call (``/v1/live``)."""
         return views.snapshot(self)
+
+    def progress(self) -> CallProgress:
+        """The live call's figures so far, as stored in its row."""
+        record = self.record("live", "")
+        return CallProgress(self.id, record.speakers, record.metrics, record.keywords)
 
     def record(self, status: str, reason: str) -> CallRecord:
         """The call as the store keeps it."""

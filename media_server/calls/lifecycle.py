@@ -32,12 +32,19 @@ from google.protobuf import json_format
 from media_server.audio import Audio
 from media_server.auth.keys import ApiKey
 from media_server.bus import Subscription
+from media_server.calls import views
 from media_server.calls.call import Call, CallServices, ChannelSpec
 from media_server.calls.metadata import CallMetadata, Consent
+from media_server.events import new_event
+from media_server.insights.metrics import CallMetrics, Said, compute
+from media_server.store.journal import StorageFailed
 from media_server.store.records import CallRecord
-from media_server.store.store import CallExists, Store
+from media_server.store.store import Store
+from media_server.store.writes import CallClosed
+from media_server.teams.config import TeamConfig
 from media_server.teams.directory import TeamDirectory
 from media_server.v1 import events_pb2 as pb
+from models.asr.engine import Word
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +300,9 @@ class CallLifecycle:
         """
         if self._closing:
             raise CallsFull("the server is shutting down", self.retry_after_s)
+        journal = self.services.journal
+        if not journal.healthy:
+            raise CallsFull(f"calls cannot be stored now ({journal.failure})", self.retry_after_s)
         if call_id in self.live or call_id in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
         if len(self.live) >= self.max_live:
@@ -309,8 +319,7 @@ class CallLifecycle:
         if epoch is not None:
             call.epoch = call.last_audio = epoch
         self.live[call_id] = call  # claim the id before any await
-        bus = self.services.bus
-        subscription = bus.subscribe(team, call_id, after=bus.last_id) if subscribe else None
+        subscription = journal.subscribe(team, call_id) if subscribe else None
         try:
             if await self.store.call_exists(call_id):
                 raise CallConflict(f"call {call_id!r} already exists; use a new call id")
@@ -337,24 +346,14 @@ class CallLifecycle:
         try:
             drain = self.drain_timeout_s if reason is CallEnd.SERVER_SHUTDOWN else None
             record = await call.finish(reason.status, reason, drain)
+            ended = call_ended_pb(record)
+            event = await call.publish(CallClosed(record, call.relabelled), call_ended=ended)
             try:
-                await self.store.save_call(record)
-            except CallExists:
-                log.error("call %s was stored by someone else meanwhile; keeping theirs", call.id)
-            except Exception:
-                log.exception("call %s could not be stored", call.id)
-                await call.error("storage_failed", "the call could not be stored; its events were delivered")
-            ended = pb.CallEnded(
-                status=record.status,
-                reason=record.end_reason,
-                duration=round(record.duration, 3),
-                speakers=[
-                    pb.SpeakerStats(speaker=s.speaker, talk_time=s.talk_time, word_count=s.word_count)
-                    for s in record.speakers
-                ],
-                metrics=json_format.ParseDict(record.metrics, pb.CallMetrics()),
-            )
-            await call.publish(call_ended=ended)
+                await self.services.journal.committed(event)
+            except StorageFailed as exc:
+                log.error("call %s ended (%s) but could not be stored: %s", call.id, reason, exc)
+                call.end_reason = CallEnd.STORAGE_FAILED
+                raise
             log.info(
                 "call %s ended: %s (%s), %d segments",
                 call.id,
@@ -366,7 +365,40 @@ class CallLifecycle:
         finally:
             self.live.pop(call.id, None)
             self._ending.pop(call.id, None)
-            self.services.bus.call_ended(call.id)
+
+    def storage_failed(self, call_ids: set[str], reason: str) -> None:
+        """The journal cannot store these calls' events: end them (``storage_failed``), so that their peers are
+        told at once; their subscribers get an ``error`` event now."""
+        for call_id in call_ids:
+            call = self.live.get(call_id)
+            if call is None:
+                continue
+            error = pb.Error(code="storage_failed", message=f"the call cannot be stored: {reason}")
+            asyncio.get_running_loop().create_task(self.services.journal.notice(call.id, call.team, error))
+            if call_id not in self._ending:
+                self.end(call, CallEnd.STORAGE_FAILED)
+
+    async def recover(self) -> None:
+        """Close the calls this server left live when it died (a crash, SIGKILL, a power cut) as ``interrupted``
+        with reason ``server_restart``, with their figures computed from what was stored of them; their
+        ``call_ended`` goes out like any other, for subscribers that resume."""
+        journal = self.services.journal
+        for stored in await self.store.live_calls(journal.node):
+            last = await self.store.last_event_time(stored.id)
+            stored.ended_at = max(last or stored.started_at, stored.started_at)
+            stored.status, stored.end_reason = CallEnd.SERVER_RESTART.status, CallEnd.SERVER_RESTART
+            team_config = await self.teams.config(stored.team) if self.teams is not None else None
+            stored.speakers = views.speaker_records(stored.segments)
+            metrics = stored_metrics(stored, team_config)
+            stored.metrics, stored.disposition = metrics.to_json(), metrics.disposition
+            ended = call_ended_pb(stored)
+            event = journal.append(new_event(stored.id, stored.team, call_ended=ended), CallClosed(stored))
+            await journal.committed(event)
+            log.warning(
+                "call %s was live when this server stopped: closed as interrupted (server_restart), %d segments kept",
+                stored.id,
+                len(stored.segments),
+            )
 
     async def shutdown(self) -> None:
         """Refuse new calls and end every live call as interrupted (``server_shutdown``): each open utterance is
@@ -376,3 +408,45 @@ class CallLifecycle:
         tasks += list(self._ending.values())
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def call_ended_pb(record: CallRecord) -> pb.CallEnded:
+    return pb.CallEnded(
+        status=record.status,
+        reason=record.end_reason,
+        duration=round(record.duration, 3),
+        speakers=[
+            pb.SpeakerStats(speaker=s.speaker, talk_time=s.talk_time, word_count=s.word_count) for s in record.speakers
+        ],
+        metrics=json_format.ParseDict(record.metrics, pb.CallMetrics(), ignore_unknown_fields=True),
+    )
+
+
+def stored_metrics(record: CallRecord, team_config: TeamConfig | None) -> CallMetrics:
+    """A call's metrics from its stored segments (a call closed after a crash: nothing else is left of it)."""
+    config = team_config or TeamConfig()
+    said = [
+        Said(
+            s.speaker,
+            s.start,
+            s.end,
+            s.text,
+            [
+                Word(w.get("word", ""), w.get("start", 0.0), w.get("end", 0.0), w.get("confidence", 0.0))
+                for w in s.words
+            ],
+        )
+        for s in record.segments
+    ]
+    hits = dict(record.metrics.get("trackerHits") or {})  # the last snapshot's (hits need the live trackers)
+    customer_heard = any(c.transcribed and c.speaker == "customer" for c in record.channels)
+    metrics = compute(
+        said,
+        record.duration,
+        config.fillers,
+        hits,
+        overlap_s=config.thresholds.interruption_overlap_s,
+        customer_heard=customer_heard,
+    )
+    metrics.disposition = config.disposition(hits)
+    return metrics

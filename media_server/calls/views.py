@@ -274,8 +274,24 @@ def segment_record(s: Segment) -> SegmentRecord:
     return SegmentRecord(s.channel, s.speaker, s.text, s.start, s.end, s.confidence, words)
 
 
-def record(call: CallView, status: str, reason: str) -> CallRecord:
-    segments = [segment_record(s) for s in call.transcript.segments()]
+def opened(call: CallView) -> CallRecord:
+    """The call's row as it is stored when it starts (``live``, nothing said yet)."""
+    return CallRecord(
+        id=call.id,
+        team=call.team,
+        source=call.source,
+        status="live",
+        end_reason="",
+        started_at=call.started_at,
+        ended_at=None,
+        participants=participant_records(call.metadata, call.transcribed_roles),
+        channels=channel_records(call.channels.values()),
+        metadata=dict(call.metadata.extra),
+    )
+
+
+def speaker_records(segments: Iterable[SegmentRecord]) -> list[SpeakerRecord]:
+    """Talk time and word count per speaker."""
     speakers: dict[str, SpeakerRecord] = {}
     for s in segments:
         stats = speakers.setdefault(s.speaker, SpeakerRecord(s.speaker, 0.0, 0))
@@ -283,6 +299,11 @@ def record(call: CallView, status: str, reason: str) -> CallRecord:
         stats.word_count += len(s.words) or len(s.text.split())
     for stats in speakers.values():
         stats.talk_time = round(stats.talk_time, 3)
+    return list(speakers.values())
+
+
+def record(call: CallView, status: str, reason: str) -> CallRecord:
+    segments = [segment_record(s) for s in call.transcript.segments()]
     metrics = call.insights.metrics(_seconds_since(call.started_at))
     return CallRecord(
         id=call.id,
@@ -295,7 +316,7 @@ def record(call: CallView, status: str, reason: str) -> CallRecord:
         participants=participant_records(call.metadata, call.transcribed_roles),
         channels=channel_records(call.channels.values()),
         segments=segments,
-        speakers=list(speakers.values()),
+        speakers=speaker_records(segments),
         metadata=dict(call.metadata.extra),
         keywords=sorted(call.insights.hits),
         metrics=metrics.to_json(),
@@ -337,7 +358,7 @@ def stored_call_pb(record: CallRecord, transcript: bool = False) -> api_pb2.Stor
         status=record.status,
         end_reason=record.end_reason,
         started_at=_timestamp(record.started_at),
-        ended_at=_timestamp(record.ended_at),
+        ended_at=None if record.ended_at is None else _timestamp(record.ended_at),
         duration=round(record.duration, 3),
         participants=[stored_participant_pb(p) for p in record.participants],
         channels=[stored_channel_pb(c) for c in record.channels],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -49,10 +49,10 @@ class CallRecord:
     id: str
     team: str
     source: str
-    status: str  # "completed" | "interrupted"
+    status: str  # "live" | "completed" | "interrupted"
     end_reason: str
     started_at: datetime
-    ended_at: datetime
+    ended_at: datetime | None  # None while live
     participants: list[ParticipantRecord] = field(default_factory=list)
     channels: list[ChannelRecord] = field(default_factory=list)
     segments: list[SegmentRecord] = field(default_factory=list)
@@ -65,7 +65,9 @@ class CallRecord:
 
     @property
     def duration(self) -> float:
-        return max(0.0, (self.ended_at - self.started_at).total_seconds())
+        """Seconds from start to end; of a live call, so far."""
+        end = self.ended_at if self.ended_at is not None else datetime.now(UTC)
+        return max(0.0, (end - self.started_at).total_seconds())
 
     def summary(self) -> dict[str, Any]:
         """The list view: everything but the transcript."""
@@ -76,7 +78,7 @@ class CallRecord:
             "status": self.status,
             "endReason": self.end_reason,
             "startedAt": _iso(self.started_at),
-            "endedAt": _iso(self.ended_at),
+            "endedAt": None if self.ended_at is None else _iso(self.ended_at),
             "duration": round(self.duration, 3),
             "participants": [asdict(p) for p in self.participants],
             "channels": [

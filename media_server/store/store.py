@@ -1,4 +1,5 @@
-"""The store: API keys and finalized calls, over SQLAlchemy's asyncio engine."""
+"""The store: API keys, calls (written as they go, by ``store/journal.py``), the event log, over SQLAlchemy's
+asyncio engine."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Connection, delete, event, exists, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, event, exists, func, insert, select, tuple_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
@@ -30,11 +31,15 @@ from media_server.store.tables import (
     ApiKeyRow,
     CallRow,
     ChannelRow,
+    CounterRow,
+    EventRow,
     ListenAuditRow,
     ParticipantRow,
     SegmentRow,
     TeamConfigRow,
 )
+from media_server.store.writes import CallChanged, CallClosed, CallOpened, CallProgress, SegmentsKept, Write
+from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,26 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class CallExists(Exception):
     pass
+
+
+# Events whose payload names a channel: a consent withdrawal erases a channel's transcript from the log too.
+CHANNEL_EVENTS = ("transcript", "keyword_hit", "entity", "speech_started", "utterance_end")
+_CALLS = cast(Table, CallRow.__table__)
+_PARTICIPANTS = cast(Table, ParticipantRow.__table__)
+_CHANNELS = cast(Table, ChannelRow.__table__)
+_SEGMENTS = cast(Table, SegmentRow.__table__)
+_EVENTS = cast(Table, EventRow.__table__)
+_COUNTERS = cast(Table, CounterRow.__table__)
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One event as the journal commits it: the event (``durable``: kept in the log for replay) and the call's
+    rows written with it."""
+
+    event: pb.Event
+    durable: bool
+    writes: tuple[Write, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,11 +85,21 @@ class CallFilter:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, synchronous: str = "normal", max_size_mb: float = 0.0) -> None:
+        """``synchronous`` (SQLite): ``normal`` survives a crash of the process, ``full`` also a power cut;
+        ``max_size_mb`` (SQLite): the database never grows past this (0: no limit); writes past it fail."""
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url)
         if url.startswith("sqlite"):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            pragmas = [
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA busy_timeout=5000",
+                f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}",
+            ]
+            if max_size_mb > 0:
+                pragmas.append(f"PRAGMA max_page_count={max(1, int(max_size_mb * 1024 * 1024 / 4096))}")
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(pragmas))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def open(self) -> None:
@@ -102,6 +137,96 @@ class Store:
             if row is None or row.revoked_at is not None:
                 return None
             return _key(row)
+
+    # -- the journal's writes ------------------------------------------------------------------------
+
+    async def commit(self, entries: list[Logged]) -> None:
+        """Store a batch of events and their calls' rows in one transaction, in order (a group commit)."""
+        if not entries:
+            return
+        async with self.engine.begin() as conn:
+            events = [_event_row(e.event) for e in entries if e.durable]
+            if events:
+                await conn.execute(insert(_EVENTS), events)
+            for entry in entries:
+                for write in entry.writes:
+                    await _apply(conn, write)
+            last = max(e.event.id for e in entries)
+            done = await conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == "event_id").values(value=last))
+            if not done.rowcount:
+                await conn.execute(insert(_COUNTERS).values(name="event_id", value=last))
+
+    async def last_event_id(self) -> int:
+        """The newest event id ever handed out (stored or not): ids continue after it, never reused."""
+        async with self.sessions() as session:
+            counted = await session.scalar(select(CounterRow.value).where(CounterRow.name == "event_id"))
+            logged = await session.scalar(select(func.max(EventRow.id)))
+        return max(counted or 0, logged or 0)
+
+    async def events_after(
+        self, team: str, call_id: str | None, after: int, upto: int, limit: int
+    ) -> tuple[list[pb.Event], int]:
+        """The logged events of a team (or one call) with ``after < id <= upto``, oldest first: the newest
+        ``limit`` of them, and how many older ones matched but were left out."""
+        where = [EventRow.team == team, EventRow.id > after, EventRow.id <= upto]
+        if call_id is not None:
+            where.append(EventRow.call_id == call_id)
+        query = select(EventRow.payload).where(*where).order_by(EventRow.id.desc()).limit(limit + 1)
+        async with self.sessions() as session:
+            payloads = list((await session.scalars(query)).all())
+            left_out = 0
+            if len(payloads) > limit:
+                payloads = payloads[:limit]
+                left_out = int(await session.scalar(select(func.count()).select_from(EventRow).where(*where)) or 0)
+                left_out -= limit
+        events = []
+        for payload in reversed(payloads):
+            event_ = pb.Event()
+            event_.ParseFromString(payload)
+            events.append(event_)
+        return events, left_out
+
+    async def live_calls(self, node: str) -> list[CallRecord]:
+        """Calls ``node`` holds live according to the store (after a crash: the ones it must close)."""
+        async with self.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(CallRow)
+                    .where(CallRow.status == "live", CallRow.node == node)
+                    .options(selectinload(CallRow.segments))
+                )
+            ).all()
+            return [_record(r, with_segments=True) for r in rows]
+
+    async def close_lost(self, call_ids: set[str], last_id: int) -> None:
+        """Calls whose events were given up while the store failed: closed as ``storage_failed`` with what was
+        stored of them. Also a probe: it writes, so it fails while the store does."""
+        async with self.engine.begin() as conn:
+            if call_ids:
+                await conn.execute(
+                    update(_CALLS)
+                    .where(_CALLS.c.id.in_(sorted(call_ids)), _CALLS.c.status == "live")
+                    .values(status="interrupted", end_reason="storage_failed", ended_at=datetime.now(UTC))
+                )
+            done = await conn.execute(
+                update(_COUNTERS)
+                .where(_COUNTERS.c.name == "event_id")
+                .values(value=func.max(_COUNTERS.c.value, last_id))
+            )
+            if not done.rowcount:
+                await conn.execute(insert(_COUNTERS).values(name="event_id", value=last_id))
+
+    async def last_event_time(self, call_id: str) -> datetime | None:
+        """When the call's newest logged event was emitted."""
+        async with self.sessions() as session:
+            payload = await session.scalar(
+                select(EventRow.payload).where(EventRow.call_id == call_id).order_by(EventRow.id.desc()).limit(1)
+            )
+        if payload is None:
+            return None
+        event_ = pb.Event()
+        event_.ParseFromString(payload)
+        return event_.time.ToDatetime(tzinfo=UTC)
 
     # -- calls ---------------------------------------------------------------------------------------
 
@@ -249,6 +374,11 @@ class Store:
                     delete(SegmentRow).where(SegmentRow.call_id == call_id, SegmentRow.channel.in_(indexes))
                 )
                 erased = int(getattr(result, "rowcount", 0) or 0)
+                await session.execute(
+                    delete(EventRow).where(
+                        EventRow.call_id == call_id, EventRow.type.in_(CHANNEL_EVENTS), EventRow.channel.in_(indexes)
+                    )
+                )
             await session.flush()
             return _record(row, with_segments=False), erased
 
@@ -257,7 +387,7 @@ class Store:
             row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
             if row is None:
                 return False
-            for table in (SegmentRow, ParticipantRow, ChannelRow):
+            for table in (SegmentRow, ParticipantRow, ChannelRow, EventRow):
                 await session.execute(delete(table).where(table.call_id == call_id))
             await session.execute(delete(CallRow).where(CallRow.id == call_id))
             return True
@@ -376,12 +506,159 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(pragmas: list[str]) -> Any:
+    def on_connect(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        for pragma in pragmas:
+            cursor.execute(pragma)
+        cursor.close()
+
+    return on_connect
+
+
+def _event_row(e: pb.Event) -> dict[str, Any]:
+    channel = getattr(e, e.type).channel if e.type in CHANNEL_EVENTS else None
+    return {
+        "id": e.id,
+        "team": e.team,
+        "call_id": e.call_id,
+        "type": e.type,
+        "channel": channel,
+        "payload": e.SerializeToString(),
+    }
+
+
+def _keywords(keywords: list[str]) -> str:
+    return "".join(f"|{k.replace('|', ' ')}" for k in keywords) + "|" if keywords else ""
+
+
+def _participant_rows(call_id: str, participants: list[ParticipantRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "call_id": call_id,
+            "role": p.role,
+            "consent": p.consent,
+            "transcribed": p.transcribed,
+            "external_id": p.id,
+            "name": p.name,
+            "phone": p.phone,
+            "email": p.email,
+        }
+        for p in participants
+    ]
+
+
+def _channel_rows(call_id: str, channels: list[ChannelRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "call_id": call_id,
+            "index": c.index,
+            "speaker": c.speaker,
+            "sample_rate": c.sample_rate,
+            "transcribed": c.transcribed,
+        }
+        for c in channels
+    ]
+
+
+def _segment_rows(call_id: str, segments: list[SegmentRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "call_id": call_id,
+            "channel": s.channel,
+            "speaker": s.speaker,
+            "text": s.text,
+            "start": s.start,
+            "end": s.end,
+            "confidence": s.confidence,
+            "words": s.words,
+        }
+        for s in segments
+    ]
+
+
+def _speakers(speakers: list[SpeakerRecord]) -> list[dict[str, Any]]:
+    return [{"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in speakers]
+
+
+async def _replace_people(
+    conn: AsyncConnection, call_id: str, participants: list[ParticipantRecord], channels: list[ChannelRecord]
+) -> None:
+    await conn.execute(delete(_PARTICIPANTS).where(_PARTICIPANTS.c.call_id == call_id))
+    await conn.execute(delete(_CHANNELS).where(_CHANNELS.c.call_id == call_id))
+    if participants:
+        await conn.execute(insert(_PARTICIPANTS), _participant_rows(call_id, participants))
+    if channels:
+        await conn.execute(insert(_CHANNELS), _channel_rows(call_id, channels))
+
+
+async def _apply(conn: AsyncConnection, write: Write) -> None:
+    """One write of the journal, inside its batch's transaction."""
+    if isinstance(write, CallOpened):
+        r = write.record
+        await conn.execute(
+            insert(_CALLS).values(
+                id=r.id,
+                team=r.team,
+                source=r.source,
+                status="live",
+                end_reason="",
+                started_at=r.started_at,
+                ended_at=None,
+                node=write.node,
+                metadata=dict(r.metadata),
+                speakers=[],
+                metrics=None,
+                disposition="",
+                keywords="",
+            )
+        )
+        await _replace_people(conn, r.id, r.participants, r.channels)
+    elif isinstance(write, SegmentsKept):
+        if write.segments:
+            await conn.execute(insert(_SEGMENTS), _segment_rows(write.call_id, write.segments))
+    elif isinstance(write, CallChanged):
+        call_id = write.call_id
+        await conn.execute(update(_CALLS).where(_CALLS.c.id == call_id).values(metadata=dict(write.metadata)))
+        await _replace_people(conn, call_id, write.participants, write.channels)
+        if write.erased:
+            await conn.execute(
+                delete(_SEGMENTS).where(_SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(write.erased))
+            )
+            await conn.execute(
+                delete(_EVENTS).where(
+                    _EVENTS.c.call_id == call_id,
+                    _EVENTS.c.type.in_(CHANNEL_EVENTS),
+                    _EVENTS.c.channel.in_(write.erased),
+                )
+            )
+    elif isinstance(write, CallProgress):
+        await conn.execute(
+            update(_CALLS)
+            .where(_CALLS.c.id == write.call_id)
+            .values(speakers=_speakers(write.speakers), metrics=write.metrics, keywords=_keywords(write.keywords))
+        )
+    elif isinstance(write, CallClosed):
+        r = write.record
+        await conn.execute(
+            update(_CALLS)
+            .where(_CALLS.c.id == r.id)
+            .values(
+                status=r.status,
+                end_reason=r.end_reason,
+                ended_at=r.ended_at,
+                metadata=dict(r.metadata),
+                speakers=_speakers(r.speakers),
+                metrics=dict(r.metrics) or None,
+                disposition=r.disposition,
+                keywords=_keywords(r.keywords),
+            )
+        )
+        await _replace_people(conn, r.id, r.participants, r.channels)
+        for channel, segments in write.relabelled.items():
+            await conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.call_id == r.id, _SEGMENTS.c.channel == channel))
+            if segments:
+                await conn.execute(insert(_SEGMENTS), _segment_rows(r.id, segments))
 
 
 def _key(row: ApiKeyRow) -> ApiKey:
@@ -400,7 +677,7 @@ def _record(row: CallRow, with_segments: bool) -> CallRecord:
         status=row.status,
         end_reason=row.end_reason,
         started_at=_utc(row.started_at),
-        ended_at=_utc(row.ended_at),
+        ended_at=None if row.ended_at is None else _utc(row.ended_at),
         metadata=dict(row.metadata_json or {}),
         participants=[
             ParticipantRecord(
@@ -442,4 +719,4 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("invalid cursor") from exc
 
 
-__all__ = ["CallExists", "CallFilter", "Engine", "Store"]
+__all__ = ["CallExists", "CallFilter", "Engine", "Logged", "Store"]

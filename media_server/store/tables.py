@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -32,7 +32,8 @@ class CallRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     end_reason: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # None while live
+    node: Mapped[str] = mapped_column(String(64), default="")  # the server that holds it while it is live
     metadata_json: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     speakers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -49,7 +50,10 @@ class CallRow(Base):
         cascade="all, delete-orphan", order_by="SegmentRow.start", lazy="raise"
     )
 
-    __table_args__ = (Index("ix_calls_team_started", "team", "started_at"),)
+    __table_args__ = (
+        Index("ix_calls_team_started", "team", "started_at"),
+        Index("ix_calls_status_node", "status", "node"),
+    )
 
 
 class ParticipantRow(Base):
@@ -112,3 +116,27 @@ class TeamConfigRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_by: Mapped[str] = mapped_column(String(32), default="")
+
+
+class EventRow(Base):
+    """The event log: every event subscribers can replay (all but interim transcripts), in id order.
+
+    ``id`` is the event's id, assigned by the server's journal (``store/journal.py``), not by the database."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    team: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a transcript's, hit's or entity's
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the serialized ``Event``
+
+    __table_args__ = (Index("ix_events_team_id", "team", "id"), Index("ix_events_call_id", "call_id", "id"))
+
+
+class CounterRow(Base):
+    """Named counters that must survive restarts (``event_id``: the last event id handed out)."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,310 @@
+"""The server's event journal: the one owner of event ids, and the write path of every call.
+
+Every event of every call goes through :meth:`Journal.append`, which gives it the next event id (one sequence
+for the whole store, so ids are strictly increasing within each team, and never reused: the last id handed out is
+stored with every commit). A writer task stores what was appended in group commits (one transaction for all that
+queued while the previous one ran, after ``commit_interval_s``), in order: the event itself (all but interim
+transcripts: those are not replayable) and the rows of its call that it changes (``store/writes.py``). Only then
+are the events handed to the bus, in id order: an event a subscriber saw is on disk. A subscriber resuming with
+``after=`` is served from the store up to the newest published id, then live (:meth:`Journal.subscribe`).
+
+When the store fails (disk full, database gone), the batch stays queued and is retried with a growing delay; the
+calls with events waiting are told (``on_failure``: the lifecycle ends them as ``storage_failed`` and their peers
+get an error); :attr:`healthy` is False until a write succeeds again. What waits longer than ``retry_for_s`` (or
+past ``max_pending`` events) is given up: never published, its calls closed as ``storage_failed`` once the store
+is back. An entry the database rejects on its own (a constraint) is dropped alone; the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+
+from media_server.bus import EventBus, SubscriberTooSlow, Subscription
+from media_server.events import new_event, stamp
+from media_server.store.store import Logged, Store
+from media_server.store.writes import Write
+from media_server.v1 import events_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_MAX_BATCH = 2000
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.25, 5.0
+
+
+class StorageFailed(Exception):
+    """An event could not be stored (and so was never published)."""
+
+
+@dataclass
+class _Replay:
+    """A subscription resuming from an id: the store's events up to ``upto``, then the live ones."""
+
+    journal: Journal
+    live: Subscription
+    team: str
+    call_id: str | None
+    after: int
+    upto: int
+
+    async def _iterate(self) -> AsyncIterator[pb.Event]:
+        limit = self.journal.replay_max
+        stored, left_out = await self.journal.store.events_after(self.team, self.call_id, self.after, self.upto, limit)
+        if left_out:
+            gap = new_event(
+                self.call_id or "",
+                self.team,
+                error=pb.Error(
+                    code="events_lost",
+                    message=f"{left_out} older events are not replayed (at most {limit}); "
+                    "read the calls' history for them",
+                ),
+            )
+            stamp(gap, 0)
+            yield gap
+        for event in stored:
+            yield event
+        async for event in self.live:
+            if event.id == 0 or event.id > self.upto:  # (id 0: a notice that is not logged)
+                yield event
+
+    def __aiter__(self) -> AsyncIterator[pb.Event]:
+        return self._iterate()
+
+    def close(self) -> None:
+        self.live.close()
+
+
+@dataclass
+class Journal:
+    store: Store
+    bus: EventBus
+    node: str = ""  # this server, as the store records who holds a live call
+    commit_interval_s: float = 0.0  # wait this long after a commit to gather the next batch
+    retry_for_s: float = 60.0  # how long events wait for a failing store before they are given up
+    max_pending: int = 200_000  # events waiting at most, while the store fails
+    replay_max: int = 10_000  # events a resuming subscriber is sent from the store at most
+    on_failure: Callable[[set[str], str], None] | None = None  # calls whose events cannot be stored, and why
+    healthy: bool = True
+    failure: str = ""  # why the store fails, while it does
+    _pending: deque[Logged] = field(default_factory=deque)
+    _next_id: int = 1
+    _published: int = 0
+    _waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    _failing_since: float | None = None
+    _failed_calls: set[str] = field(default_factory=set)  # told already, during the current failure
+    _lost_calls: set[str] = field(default_factory=set)  # events given up: closed once the store is back
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _writer: asyncio.Task[None] | None = None
+    _closing: bool = False
+    batches: int = 0  # commits so far (the benchmark's figures)
+    committed_events: int = 0
+    commit_seconds: float = 0.0
+
+    async def start(self) -> None:
+        last = await self.store.last_event_id()
+        self._next_id, self._published = last + 1, last
+        self._writer = asyncio.create_task(self._run(), name="journal-writer")
+
+    @property
+    def last_id(self) -> int:
+        """The newest published event id: a snapshot of the live calls taken with it tells a subscriber where to
+        resume (``after=last_id``) without a gap."""
+        return self._published
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def append(self, event: pb.Event, *writes: Write) -> pb.Event:
+        """Give the event its id and time and queue it (with its call's rows) for the next group commit; it is
+        published once stored. Never waits."""
+        stamp(event, self._next_id)
+        self._next_id += 1
+        durable = not (event.type == "transcript" and not event.transcript.is_final)
+        self._pending.append(Logged(event, durable, writes))
+        if not self.healthy:
+            self._tell({event.call_id}, self.failure)
+        self._wake.set()
+        return event
+
+    async def committed(self, event: pb.Event) -> None:
+        """Wait until the event is stored and published; ``StorageFailed`` if it was given up."""
+        if event.id <= self._published:
+            return
+        waiter = self._waiters.get(event.id)
+        if waiter is None:
+            waiter = self._waiters[event.id] = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)
+
+    def subscribe(self, team: str, call_id: str | None = None, after: int | None = None) -> Subscription:
+        """Events of one call (or of every call of ``team``) with ``id > after`` (from the store, across
+        restarts), then live ones; without ``after``, live ones only."""
+        live = self.bus.subscribe(team, call_id)
+        if after is None or after >= self._published:
+            return live
+        return _Replay(self, live, team, call_id, after, self._published)
+
+    async def notice(self, call_id: str, team: str, error: pb.Error) -> None:
+        """Tell a call's subscribers something that is not logged (the store failing): published at once, id 0."""
+        event = new_event(call_id, team, error=error)
+        stamp(event, 0)
+        await self.bus.publish(event)
+
+    async def close(self, within_s: float = 10.0) -> None:
+        """Store what is queued (within ``within_s``), then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), within_s)
+            except TimeoutError:
+                log.error("%d events could not be stored before shutdown: %s", len(self._pending), self.failure)
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
+
+    # -- the writer ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = _RETRY_FIRST_S
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                if not self.healthy:  # nothing queued: probe the store, so that readiness comes back
+                    if await self._probe():
+                        continue
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
+                    continue
+                self._wake.clear()
+                await self._wake.wait()
+                if self.commit_interval_s > 0 and not self._closing:
+                    await asyncio.sleep(self.commit_interval_s)
+                continue
+            batch = [self._pending[i] for i in range(min(len(self._pending), _MAX_BATCH))]
+            started = time.perf_counter()
+            try:
+                await self.store.commit(batch)
+            except asyncio.CancelledError:
+                raise
+            except IntegrityError as exc:
+                await self._isolate(batch, exc)
+                continue
+            except Exception as exc:
+                self._failed(exc)
+                if self._closing and self._failing_since is not None:
+                    if time.monotonic() - self._failing_since > 5.0:
+                        self._give_up("the server is shutting down")
+                        return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                self._expire()
+                continue
+            delay = _RETRY_FIRST_S
+            self.batches += 1
+            self.committed_events += len(batch)
+            self.commit_seconds += time.perf_counter() - started
+            for _ in batch:
+                self._pending.popleft()
+            if not self.healthy:
+                await self._recovered()
+            await self._publish(batch)
+
+    async def _publish(self, batch: list[Logged]) -> None:
+        for entry in batch:
+            try:
+                await self.bus.publish(entry.event)
+            except Exception:
+                log.exception("event %d could not be published", entry.event.id)
+            self._published = entry.event.id
+            waiter = self._waiters.pop(entry.event.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def _isolate(self, batch: list[Logged], exc: Exception) -> None:
+        """The database refused the batch over one entry's rows (a constraint): store them one by one, drop the
+        one it refuses, keep the others."""
+        for entry in batch:
+            try:
+                await self.store.commit([entry])
+            except IntegrityError as refused:
+                log.error(
+                    "event %d of call %s refused by the database: %s", entry.event.id, entry.event.call_id, refused
+                )
+                self._pending.popleft()
+                self._fail_waiter(entry.event.id, str(refused.orig))
+                self._tell({entry.event.call_id}, "the database refused its rows")
+                continue
+            except Exception:
+                return  # the store itself fails: the main loop retries
+            self._pending.popleft()
+            await self._publish([entry])
+
+    def _failed(self, exc: Exception) -> None:
+        reason = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
+        if self.healthy:
+            log.error("the store fails (%s): %d events wait, their calls end as storage_failed", reason, self.pending)
+            self._failing_since = time.monotonic()
+        self.healthy, self.failure = False, reason
+        self._tell({e.event.call_id for e in self._pending}, reason)
+
+    def _tell(self, calls: set[str], reason: str) -> None:
+        new = calls - self._failed_calls
+        if not new:
+            return
+        self._failed_calls |= new
+        if self.on_failure is not None:
+            self.on_failure(new, reason)
+
+    def _expire(self) -> None:
+        if self._failing_since is None:
+            return
+        if time.monotonic() - self._failing_since > self.retry_for_s or len(self._pending) > self.max_pending:
+            self._give_up(f"the store failed for {self.retry_for_s:g} s ({self.failure})")
+
+    def _give_up(self, why: str) -> None:
+        lost = {e.event.call_id for e in self._pending}
+        log.error("giving up %d events of %d calls: %s", len(self._pending), len(lost), why)
+        for entry in self._pending:
+            self._fail_waiter(entry.event.id, why)
+        self._pending.clear()
+        self._lost_calls |= lost
+
+    def _fail_waiter(self, event_id: int, why: str) -> None:
+        waiter = self._waiters.pop(event_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(StorageFailed(why))
+
+    async def _probe(self) -> bool:
+        try:
+            await self.store.close_lost(self._lost_calls, self._published)
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        await self._recovered()
+        return True
+
+    async def _recovered(self) -> None:
+        if self._lost_calls:
+            try:
+                await self.store.close_lost(self._lost_calls, self._published)
+            except Exception:
+                return
+        log.warning("the store works again (it failed: %s)", self.failure)
+        self.healthy, self.failure = True, ""
+        self._failing_since = None
+        self._failed_calls.clear()
+        self._lost_calls.clear()
+        # (a call told of the failure was ended; a later failure tells the calls live then)
+
+
+__all__ = ["Journal", "StorageFailed", "SubscriberTooSlow"]

@@ -1,0 +1,60 @@
+"""One server per data dir: an exclusive lock on ``data_dir/server.lock`` held for the life of the process.
+
+Two servers on one SQLite database would both take calls and store them; the second refuses to start instead.
+``media-server keys ...`` does not take the lock (it may run beside the server). Several servers sharing data use
+PostgreSQL and Redis, each with its own data dir.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from pathlib import Path
+
+
+class DataDirLocked(RuntimeError):
+    """Another server holds the data dir."""
+
+
+class DataDirLock:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "server.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataDirLocked(
+                f"another media-server (pid {holder}) holds the lock {self.path}: one server per data dir "
+                "(stop it, or give this one another --data-dir)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases the lock
+            self._fd = None
+
+
+def node_id(data_dir: Path, configured: str | None) -> str:
+    """This server's name in the store: the configured one, else one made up once and kept in the data dir."""
+    if configured:
+        return configured
+    path = data_dir / "node-id"
+    try:
+        return path.read_text().strip() or _new_node_id(path)
+    except FileNotFoundError:
+        return _new_node_id(path)
+
+
+def _new_node_id(path: Path) -> str:
+    node = f"node-{uuid.uuid4().hex[:12]}"
+    path.write_text(node + "\n")
+    return node
