@@ -1,7 +1,9 @@
-"""SIGTERM with a call live: the real server process, a real Twilio stream at real time, real speech.
+"""SIGTERM with calls live: the real server process, a real Twilio stream at real time (real speech) and a SIPREC
+session from a hand-written SRC.
 
-The server stops taking calls, ends the live one ``server_shutdown`` with its open utterance finalised, tells the
-peer (close 1001), exits 0, and the call is there, interrupted, when the server starts again on the same data.
+The server stops taking calls (1013, 503), ends the live ones ``server_shutdown`` with their open utterances
+finalised, tells each peer (close 1001, a BYE with a Reason), exits 0, and the calls are there, interrupted, when the
+server starts again on the same data. AudioSocket's terminate is checked in process.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from media_server.client.stream import stream_call
 from media_server.client.wav import Recording
+from media_server.ingest.audiosocket.parser import TERMINATE
 from tests.conftest import EventLog, collect_events, start_server, stop_server
 from tests.speech import program, tel8k
-
-pytestmark = pytest.mark.e2e
+from tests.test_audiosocket import Local, asterisk, local  # noqa: F401 (local: a fixture)
+from tests.test_siprec import Udp, free_sip_port, invite, sdp_and_metadata, sip_env, to_tag
 
 DRAIN_S = 10.0
 GRANTED = {"repConsent": "granted", "customerConsent": "granted"}
@@ -35,6 +39,16 @@ async def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def _sip_messages(src: Udp, n: int) -> list[str]:
+    """The next ``n`` SIP messages the SRC gets, provisional responses skipped."""
+    out: list[str] = []
+    while len(out) < n:
+        text = src.sock.recv(65535).decode()
+        if not text.startswith("SIP/2.0 1"):
+            out.append(text)
+    return out
 
 
 def _open_utterance(log: EventLog) -> tuple[int, int] | None:
@@ -49,11 +63,24 @@ def _open_utterance(log: EventLog) -> tuple[int, int] | None:
     return None
 
 
+@pytest.mark.e2e
 async def test_sigterm_ends_live_calls_as_server_shutdown_and_tells_the_peer(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {"MEDIA_SERVER_CALLS__DRAIN_TIMEOUT_S": str(DRAIN_S)}
+    sip_port = free_sip_port()
+    env = {
+        **sip_env(sip_port, (33000, 33098)),
+        "MEDIA_SERVER_SIP__RTP_TIMEOUT_S": "60",  # the SRC sends no RTP: only the shutdown ends its session
+        "MEDIA_SERVER_CALLS__DRAIN_TIMEOUT_S": str(DRAIN_S),
+    }
     server = start_server(data, env)
+    src = Udp(f"127.0.0.1:{sip_port}")
     try:
+        content_type, body = sdp_and_metadata()
+        src.send(invite("shutdown-1", body, content_type, "z9hG4bKsd1", port=src.port))
+        ok = await asyncio.to_thread(src.final)
+        assert ok.startswith("SIP/2.0 200"), ok
+        src.send(invite("shutdown-1", b"", "", "z9hG4bKsd2", port=src.port, method="ACK", to_tag=to_tag(ok)))
+
         key = server.keys["admin"]
         call_id = "CA" + uuid.uuid4().hex
         speech = program(tel8k()[:4], gap_s=1.0, lead_s=0.3)
@@ -96,6 +123,11 @@ async def test_sigterm_ends_live_calls_as_server_shutdown_and_tells_the_peer(tmp
             await asyncio.wait_for(late.recv(), 10)
         assert late.close_code == 1013, (late.close_code, late.close_reason)
         assert "shutting down" in (late.close_reason or "")
+        src.send(invite("shutdown-2", body, content_type, "z9hG4bKsd3", port=src.port))
+        bye, refused = sorted(await asyncio.to_thread(_sip_messages, src, 2))  # in either order
+        assert bye.startswith("BYE ") and "Call-ID: shutdown-1" in bye, bye
+        assert 'Reason: SIP;cause=503;text="server shutting down"' in bye, bye
+        assert refused.startswith("SIP/2.0 503") and "Retry-After:" in refused, refused
 
         exit_code = await asyncio.to_thread(server.process.wait, DRAIN_S + 10)
         assert exit_code == 0, server.log()[-3000:]
@@ -107,6 +139,7 @@ async def test_sigterm_ends_live_calls_as_server_shutdown_and_tells_the_peer(tmp
         assert open_finals and open_finals[0]["text"].strip(), "the utterance open at SIGTERM got its final"
         assert f"call {call_id} ended: interrupted (server_shutdown)" in server.log()
     finally:
+        src.close()
         if server.process.poll() is None:
             stop_server(server)
 
@@ -118,5 +151,24 @@ async def test_sigterm_ends_live_calls_as_server_shutdown_and_tells_the_peer(tmp
         texts = [s["text"] for s in stored["transcript"]]
         assert len(texts) == finals_before + 1, texts
         assert open_finals[0]["text"] in texts
+        with again.http(again.keys["admin"]) as http:
+            calls = http.get("/v1/calls").json()["calls"]
+        (siprec,) = [c for c in calls if c["source"] == "siprec"]
+        assert (siprec["status"], siprec["endReason"]) == ("interrupted", "server_shutdown")
     finally:
         stop_server(again)
+
+
+# -- AudioSocket, in process: the server's end reaches Asterisk at once ---------------------------------
+
+
+async def test_audiosocket_peer_gets_a_terminate_when_the_server_shuts_down(local: Local) -> None:  # noqa: F811
+    call_id = str(uuid.uuid4())
+    # A minute of audio: the client is still streaming when the server shuts down, however loaded the machine.
+    client = asyncio.create_task(asterisk(local.server.port, uuid.UUID(call_id), np.zeros(8000 * 60, np.int16)))
+    await local.live_call(call_id)
+    await local.services.calls.shutdown()  # what SIGTERM runs first, before any listener closes
+    sent = await asyncio.wait_for(client, 10)
+    assert sent.reply == TERMINATE and sent.closed
+    record = await local.services.store.get_call("acme", call_id)
+    assert record is not None and (record.status, record.end_reason) == ("interrupted", "server_shutdown")

@@ -33,6 +33,7 @@ from media_server.ingest.audiosocket.parser import (
     AudioSocketParser,
     CallUuid,
 )
+from media_server.ingest.farewell import EndWatch, ServerEnded
 from media_server.ingest.messages import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -68,12 +69,17 @@ class AudioSocketSession:
         self.call: LiveCall | None = None
         self.sample_rate = 0  # the channel's rate
         self._to_channel: ToCallRate | None = None  # from the rate of the last audio message
+        self._watch = EndWatch()  # the server may end the call (shutdown, storage failure) while a read waits
 
     async def run(self) -> None:
         ended = StreamEnded(CallEnd.SERVER_SHUTDOWN, CLOSE_GOING_AWAY)
         try:
             ended = await self._serve()
+            if isinstance(ended, ServerEnded):
+                log.info("audiosocket from %s: %s; hanging up", self.where, ended.close_reason)
+                await self._close(ended)  # the peer is told at once; the call is stored meanwhile
         finally:
+            self._watch.close()
             if self.call is not None:
                 with contextlib.suppress(Exception):
                     self._flush()
@@ -151,6 +157,7 @@ class AudioSocketSession:
             )
         except CallConflict as exc:
             raise ProtocolError(exc.code, exc.message, CLOSE_POLICY) from None
+        self._watch.follow(self.call)
         if rate != self.sample_rate:
             log.info("call %s: audiosocket audio at %d Hz is resampled to %d Hz", self.call.id, rate, self.sample_rate)
 
@@ -181,7 +188,7 @@ class AudioSocketSession:
                 return message
             timeout = max(0.0, deadline - time.monotonic())
             try:
-                data = await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+                data = await self._watch.next(self.reader.read(_READ_SIZE), timeout)
             except TimeoutError:
                 limit = self.settings.start_timeout_s if start else self.settings.idle_timeout_s
                 log.warning("audiosocket from %s: %s for %g s", self.where, what, limit)

@@ -22,11 +22,13 @@ from functools import partial
 from typing import Any
 
 from aiosipua import IncomingCall, SipMessage, SipRequest, SipResponse, SipUAS
+from aiosipua.dialog import DialogState
 
 from media_server import __version__
 from media_server.calls.lifecycle import CallEnd
 from media_server.calls.metadata import Consent
 from media_server.ingest.allowlist import AllowList
+from media_server.ingest.farewell import SERVER_ENDS, EndWatch, ServerEnded, farewell
 from media_server.ingest.siprec.body import ACCEPTED
 from media_server.ingest.siprec.offer import Answerer
 from media_server.ingest.siprec.participants import RoleRule
@@ -273,8 +275,20 @@ class RecordingServer:
         session.uas._calls.pop(session.sip_call_id, None)
 
     async def _watch(self, session: RecordingSession) -> None:
-        """End the session when no RTP arrived on any active stream for rtp_timeout_s."""
-        if await session.rtp_lapsed():
+        """End the session when no RTP arrived on any active stream for rtp_timeout_s, or when the server ended its
+        call (shutdown, storage failure): a BYE with the reason goes to the SRC at once."""
+        watch = EndWatch()
+        if session.call is not None:
+            watch.follow(session.call)
+        try:
+            lapsed = await watch.next(session.rtp_lapsed())
+        except ServerEnded as exc:
+            log.info("SIPREC session %s: %s; sending BYE", session.sip_call_id, exc.close_reason)
+            self._spawn(self._finish(session, exc.reason, bye=True), name=f"siprec-{exc.reason}")
+            return
+        finally:
+            watch.close()
+        if lapsed:
             timeout = self.settings.rtp_timeout_s
             log.warning("SIPREC session %s: no RTP for %.0f s, ending it", session.sip_call_id, timeout)
             self._spawn(self._finish(session, CallEnd.RTP_TIMEOUT, bye=True), name="siprec-timeout")
@@ -346,7 +360,7 @@ class RecordingServer:
             watchdog.cancel()
         if bye and session.answered:
             with contextlib.suppress(Exception):
-                session.incoming.hangup()
+                send_bye(session.incoming, farewell(reason).sip_reason if reason in SERVER_ENDS else None)
             session.uas._calls.pop(session.sip_call_id, None)
         log.info("SIPREC session %s ended: %s (%s)", session.sip_call_id, reason.status, reason)
         await self._teardown(session, reason)
@@ -364,6 +378,19 @@ class RecordingServer:
             probe.connect((peer[0], peer[1] or 5060))  # no packet is sent: this asks the routing table
             return str(probe.getsockname()[0])
         return "127.0.0.1"
+
+
+def send_bye(incoming: IncomingCall, reason: str | None = None) -> None:
+    """``IncomingCall.hangup`` with a ``Reason`` header (RFC 3326) that says why the SRS ends the session."""
+    if incoming.dialog.state != DialogState.CONFIRMED:
+        return
+    host, port = incoming._signaling_addr()
+    bye = incoming.dialog.create_request("BYE", via_host=host, via_port=port)
+    if reason:
+        bye.headers.set_single("Reason", reason)
+    incoming.dialog.terminate()
+    if incoming.transport is not None:
+        incoming.transport.send(bye, incoming.source_addr)
 
 
 def _invite_key(request: SipRequest) -> tuple[str, str]:
