@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
@@ -63,7 +63,23 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health", tags=["status"])
     async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["status"])
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: new calls are taken and can be stored. 503 while the store fails (disk full, database
+        gone) or the server is shutting down."""
+        services = getattr(request.app.state, "services", None)
+        if services is None:
+            return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
+        journal = services.journal
+        if not journal.healthy:
+            reason = f"storage failing: {journal.failure}"
+            return JSONResponse({"ready": False, "reason": reason, "pendingEvents": journal.pending}, 503)
+        if services.calls.closing:
+            return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)
+        return JSONResponse({"ready": True, "liveCalls": len(services.calls.live)})
 
     @app.get("/v1/status", tags=["status"])
     async def status(request: Request) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""REST for finalized calls (list with search and filters, get, delete, disposition, consent) and rep activity.
+"""REST for stored calls (list with search and filters, get, delete, disposition, consent) and rep activity.
+
+A call is stored from its start (status ``live``, its transcript so far), then as it ended.
 
 Every query is scoped to the key's team. The live calls are ``/v1/live`` (``api/live.py``).
 """
@@ -64,11 +66,8 @@ async def list_calls(
 @router.get("/{call_id}")
 async def get_call(request: Request, call_id: str) -> dict[str, Any]:
     key = await require_key(request)
-    record = await services_of(request).store.get_call(key.team, call_id)
+    record = await services_of(request).store.get_call(key.team, call_id)  # a live call: as stored so far
     if record is None:
-        live = services_of(request).calls.live.get(call_id)
-        if live is not None and live.team == key.team:
-            raise HTTPException(409, "the call is still live: subscribe to its events; it is stored when it ends")
         raise HTTPException(404, "no such call")
     return record.detail()
 
@@ -128,6 +127,9 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any]:
 @router.delete("/{call_id}", status_code=204)
 async def delete_call(request: Request, call_id: str) -> Response:
     key = await require_key(request, "delete")
+    live = services_of(request).calls.live.get(call_id)
+    if live is not None and live.team == key.team:
+        raise HTTPException(409, "the call is live: it can be deleted once it has ended")
     if not await services_of(request).store.delete_call(key.team, call_id):
         raise HTTPException(404, "no such call")
     return Response(status_code=204)

@@ -104,20 +104,16 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
 
     async def GetCall(self, request: api_pb2.GetCallRequest, context: Context) -> api_pb2.StoredCall:
         key = await require_key(self.services, context, "read")
-        record = await self.services.store.get_call(key.team, request.call_id)
+        record = await self.services.store.get_call(key.team, request.call_id)  # a live call: stored so far
         if record is None:
-            live = self.services.calls.live.get(request.call_id)
-            if live is not None and live.team == key.team:
-                await abort(
-                    context,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "the call is still live: Subscribe to its events; it is stored when it ends",
-                )
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such call")
         return views.stored_call_pb(record, transcript=True)
 
     async def DeleteCall(self, request: api_pb2.DeleteCallRequest, context: Context) -> empty_pb2.Empty:
         key = await require_key(self.services, context, "delete")
+        live = self.services.calls.live.get(request.call_id)
+        if live is not None and live.team == key.team:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "the call is live: delete it once it has ended")
         if not await self.services.store.delete_call(key.team, request.call_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such call")
         return empty_pb2.Empty()

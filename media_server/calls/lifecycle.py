@@ -267,9 +267,15 @@ class CallLifecycle:
         self._closing = False
 
     @property
+    def closing(self) -> bool:
+        """Shutting down: no new call opens."""
+        return self._closing
+
+    @property
     def full(self) -> bool:
-        """No new call may open now (``calls.max_live`` reached, or shutting down): for keep-alives that say so."""
-        return self._closing or len(self.live) >= self.max_live
+        """No new call may open now (``calls.max_live`` reached, the store failing, or shutting down): for
+        keep-alives that say so."""
+        return self._closing or not self.services.journal.healthy or len(self.live) >= self.max_live
 
     async def authorize(self, secret: str | None, team: str | None = None) -> ApiKey:
         """The ingest key a protocol presented; ``team``: the team the stream says it belongs to, if it says."""

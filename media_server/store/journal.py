@@ -286,6 +286,7 @@ class Journal:
 
     async def _probe(self) -> bool:
         try:
+            await self.store.probe()
             await self.store.close_lost(self._lost_calls, self._published)
         except Exception as exc:
             self._failed(exc)
