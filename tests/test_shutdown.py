@@ -13,20 +13,27 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from media_server.api.grpc import add_to_server
 from media_server.client.stream import stream_call
 from media_server.client.wav import Recording
 from media_server.ingest.audiosocket.parser import TERMINATE
+from media_server.ingest.deepgram import PROTOCOL as DEEPGRAM
+from media_server.v1 import api_pb2, api_pb2_grpc
+from media_server.v1 import events_pb2 as pb
 from tests.conftest import EventLog, collect_events, start_server, stop_server
+from tests.local_services import local_grpc, local_http
 from tests.speech import program, tel8k
 from tests.test_audiosocket import Local, asterisk, local  # noqa: F401 (local: a fixture)
+from tests.test_grpc_api import _one, bearer, start_message
 from tests.test_siprec import Udp, free_sip_port, invite, sdp_and_metadata, sip_env, to_tag
 
 DRAIN_S = 10.0
@@ -172,3 +179,58 @@ async def test_audiosocket_peer_gets_a_terminate_when_the_server_shuts_down(loca
     assert sent.reply == TERMINATE and sent.closed
     record = await local.services.store.get_call("acme", call_id)
     assert record is not None and (record.status, record.end_reason) == ("interrupted", "server_shutdown")
+
+
+# -- Deepgram and gRPC StreamCall, in process (consent denied: no model needed) --------------------------
+
+
+async def test_deepgram_client_gets_its_metadata_then_1001(tmp_path: Path) -> None:
+    async with local_http(tmp_path, [DEEPGRAM.router]) as srv:
+        query = "encoding=linear16&sample_rate=8000&call_id=dg-live&rep_consent=denied&customer_consent=denied"
+        headers = {"Authorization": f"Token {srv.key}"}
+        async with connect(f"{srv.ws_url}/v1/listen?{query}", additional_headers=headers) as ws:
+            await ws.send(np.zeros(800, np.int16).tobytes())
+            await _wait_for(lambda: "dg-live" in srv.services.calls.live, 5, "the stream's call")
+            await srv.services.calls.shutdown()
+            messages = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    messages.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        assert messages[-1]["type"] == "Metadata"
+        assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
+        record = await srv.services.store.get_call("acme", "dg-live")
+        assert record is not None and (record.status, record.end_reason) == ("interrupted", "server_shutdown")
+
+
+async def test_stream_call_ends_unavailable_and_new_calls_are_refused_so(tmp_path: Path) -> None:
+    denied = {"rep": pb.CONSENT_DENIED, "customer": pb.CONSENT_DENIED}
+    async with local_grpc(tmp_path, [add_to_server]) as srv:
+
+        async def held_open() -> AsyncIterator[api_pb2.StreamCallRequest]:
+            yield start_message("grpc-live", consent=denied)
+            await asyncio.Event().wait()  # the client never stops: only the server ends this call
+
+        async with grpc.aio.insecure_channel(srv.target) as channel:
+            stub = api_pb2_grpc.MediaServerStub(channel)
+            events: list[pb.Event] = []
+            streaming = stub.StreamCall(held_open(), metadata=bearer(srv.key))
+
+            async def read() -> None:
+                async for event in streaming:
+                    events.append(event)
+
+            reader = asyncio.create_task(read())
+            await _wait_for(lambda: bool(events), 5, "call_started")
+            await srv.services.calls.shutdown()
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await asyncio.wait_for(reader, 10)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "server shutting down" in (ended.value.details() or "")
+            assert events[-1].type == "call_ended" and events[-1].call_ended.reason == "server_shutdown"
+
+            refused = stub.StreamCall(_one(start_message("grpc-late", consent=denied)), metadata=bearer(srv.key))
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                async for _ in refused:
+                    pass
+            assert late.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert dict(late.value.trailing_metadata() or ())["grpc-retry-pushback-ms"] == "5000"

@@ -74,6 +74,15 @@ def farewell(reason: CallEnd) -> Farewell:
     return Farewell(reason, CLOSE_INTERNAL, text, 500, text)
 
 
+async def _bound_end(call: LiveCall) -> CallEnd:
+    """The reason, once the call's end begins (by whoever). The adapter's handle is bound to that end at once,
+    while the lifecycle still holds its task (this runs before the end's first step): the adapter's own
+    ``close()`` then waits for that end. Later, once the end is over, ``close()`` would start a second one."""
+    reason = await call.ended()
+    call.end(reason)
+    return reason
+
+
 class ServerEnded(StreamEnded):
     """The server ended the call while its adapter waited for the peer (see :class:`EndWatch`)."""
 
@@ -91,7 +100,7 @@ class EndWatch:
     def follow(self, call: LiveCall) -> None:
         """Watch ``call`` from now on (once it is open)."""
         self.close()
-        self._ended = asyncio.ensure_future(call.ended())
+        self._ended = asyncio.ensure_future(_bound_end(call))
 
     async def next(self, receive: Awaitable[T], within: float | None = None) -> T:
         """What ``receive`` gives; :class:`ServerEnded` if the server ends the call first, ``TimeoutError`` after

@@ -4,7 +4,8 @@ Shared by ``StreamCall`` (``ingest/stream_call``) and Riva's ``StreamingRecogniz
 :func:`relay` its way of taking one request and turns the events into its own responses. However the RPC ends, the
 call ends once: completed when the client stops (its stop message, or a half-close), interrupted when the requests
 stop coming (``ingest.idle_timeout_s``), when the handler is cancelled (the client went away), and with
-INVALID_ARGUMENT after its events when a request could not be used.
+INVALID_ARGUMENT after its events when a request could not be used. A call the server ended (shutdown, storage
+failure) ends the RPC with UNAVAILABLE after its events, the message naming the reason (``ingest/farewell.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import grpc
 
 from media_server.bus import SubscriberTooSlow
 from media_server.calls.lifecycle import CallEnd, LiveCall
+from media_server.ingest.farewell import SERVER_ENDS, EndWatch, ServerEnded, farewell
 from media_server.rpc.auth import abort
 from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS
@@ -87,6 +89,10 @@ async def relay(
             await task
     if problem:
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem[0])
+    reason = call.end_reason
+    if reason is not None and reason in SERVER_ENDS:
+        told = farewell(reason)
+        await abort(context, told.grpc_status, told.grpc_message)
 
 
 async def _read(
@@ -100,10 +106,15 @@ async def _read(
 ) -> None:
     """Hand the client's requests to ``handle`` until they stop; end the call however they stop."""
     reason = CallEnd.DISCONNECTED
+    watch = EndWatch()  # the server may end the call (shutdown, storage failure): then reading stops
+    watch.follow(call)
     try:
         while True:
             try:
-                request = await asyncio.wait_for(anext(requests), idle_s)
+                request = await watch.next(anext(requests), idle_s)
+            except ServerEnded as exc:
+                reason = exc.reason
+                return
             except StopAsyncIteration:
                 if at_end is not None:
                     at_end()
@@ -129,4 +140,5 @@ async def _read(
     except Exception:  # the RPC went away under us (cancelled, connection lost)
         log.debug("call %s: the request stream failed", call.id, exc_info=True)
     finally:
+        watch.close()
         call.end(reason)

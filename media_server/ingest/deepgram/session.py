@@ -47,6 +47,7 @@ from media_server.ingest.deepgram.messages import (
     utterance_end_message,
 )
 from media_server.ingest.deepgram.options import ListenError, ListenOptions, parse_listen_query
+from media_server.ingest.farewell import EndWatch, ServerEnded
 from media_server.ingest.messages import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN
 from media_server.ingest.websocket import services_of
 from media_server.services import Services
@@ -262,11 +263,23 @@ class ListenSession:
                 tail.cancel()
 
     async def _read(self, call: LiveCall) -> _Outcome:
-        """The client's frames, until CloseStream, a close, an idle timeout or audio that cannot be decoded."""
+        """The client's frames, until CloseStream, a close, an idle timeout, audio that cannot be decoded, or the
+        server's end of the call (shutdown, storage failure: the client gets the finals, then that close code)."""
+        watch = EndWatch()
+        watch.follow(call)
+        try:
+            return await self._frames(call, watch)
+        except ServerEnded as exc:
+            log.info("deepgram stream %s: %s", call.id, exc.close_reason)
+            return _Outcome(exc.reason, exc.close_code, exc.close_reason, flush=True)
+        finally:
+            watch.close()
+
+    async def _frames(self, call: LiveCall, watch: EndWatch) -> _Outcome:
         while True:
             timeout = self.last_activity + self.idle_timeout_s - time.monotonic()
             try:
-                frame = await asyncio.wait_for(self.ws.receive(), max(0.0, timeout))
+                frame = await watch.next(self.ws.receive(), max(0.0, timeout))
             except TimeoutError:
                 return _Outcome(
                     CallEnd.IDLE_TIMEOUT,

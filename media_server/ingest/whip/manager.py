@@ -35,6 +35,7 @@ from media_server.calls.call import ChannelSpec
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.ice import rtc_configuration
+from media_server.ingest.farewell import EndWatch, ServerEnded
 from media_server.problem import HttpProblem
 from media_server.services import Services
 
@@ -220,11 +221,17 @@ class WhipManager:
         first_pts: int | None = None
         offset = 0.0  # call time of the first frame
         reason: CallEnd | None = CallEnd.DISCONNECTED  # None: ended by someone else, who says how
+        watch = EndWatch()  # the server may end the call (shutdown, storage failure): the peer connection is closed
+        watch.follow(call)
         try:
             timeout = ingest.start_timeout_s
             while True:
                 try:
-                    frame = await asyncio.wait_for(track.recv(), timeout)
+                    frame = await watch.next(track.recv(), timeout)
+                except ServerEnded as exc:
+                    log.info("WHIP session %s: %s; closing the peer connection", session.id, exc.close_reason)
+                    reason, to_call_rate = exc.reason, None  # nothing more goes into the call
+                    return
                 except TimeoutError:
                     reason = CallEnd.IDLE_TIMEOUT
                     log.warning("WHIP session %s: no audio for %g s", session.id, timeout)
@@ -253,6 +260,7 @@ class WhipManager:
             log.exception("WHIP session %s failed", session.id)
             reason = CallEnd.INTERNAL_ERROR
         finally:
+            watch.close()
             if reason is not None:
                 if to_call_rate is not None:
                     self._push(session, call, to_call_rate.flush(), None)
