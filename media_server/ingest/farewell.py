@@ -2,7 +2,7 @@
 whose events could not be stored (``storage_failed``). One table for every adapter:
 
 ========================  ======================================================  ===================  ===========
-reason                    websocket close (Twilio, Telnyx, L16, Deepgram)         SIP BYE ``Reason``   gRPC status
+reason                    websocket close (Twilio, Telnyx, L16, Deepgram)         SIP BYE ``Reason``   gRPC (rpc/)
 ========================  ======================================================  ===================  ===========
 ``server_shutdown``       1001 ``server shutting down``                           cause 503            UNAVAILABLE
 ``storage_failed``        1011 ``storage failed: the call could not be stored``   cause 500            UNAVAILABLE
@@ -10,28 +10,26 @@ reason                    websocket close (Twilio, Telnyx, L16, Deepgram)       
 
 AudioSocket has no codes (its terminate message, then the connection is closed), WHIP closes the peer connection.
 
-An adapter races its peer's next message against :meth:`LiveCall.ended` with an :class:`EndWatch`: when the
-server ends the call first, the watch raises :class:`ServerEnded` (a :class:`StreamEnded` carrying the
-:class:`Farewell`), and the adapter tells its peer and closes the call with the server's reason (the first end of
-a call is the one kept).
+An adapter races its peer's next message against :meth:`LiveCall.ended` with an :class:`EndWatch`
+(``calls/watch.py``): when the server ends the call first, the watch raises :class:`ServerEnded` (a
+:class:`StreamEnded` carrying the :class:`Farewell`), and the adapter tells its peer and closes the call with the
+server's reason (the first end of a call is the one kept). StreamCall and Riva are told in ``rpc/relay.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import grpc
-
-from media_server.calls.lifecycle import CallEnd, LiveCall
+from media_server.calls import watch
+from media_server.calls.lifecycle import CallEnd
+from media_server.calls.watch import SERVER_ENDS, CallEndedByServer, said
 from media_server.ingest.messages import CLOSE_GOING_AWAY, CLOSE_INTERNAL, StreamEnded
 
-T = TypeVar("T")
+__all__ = ["SERVER_ENDS", "EndWatch", "Farewell", "ServerEnded", "farewell"]
 
-#: The ends that come from the server's side of a call, not from its peer or its adapter.
-SERVER_ENDS = frozenset({CallEnd.SERVER_SHUTDOWN, CallEnd.STORAGE_FAILED})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,24 +41,19 @@ class Farewell:
     text: str  # websocket close reason
     sip_cause: int  # the SIP status code in the BYE's Reason header (RFC 3326)
     sip_text: str
-    grpc_status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
 
     @property
     def sip_reason(self) -> str:
         """The value of the BYE's ``Reason`` header."""
         return f'SIP;cause={self.sip_cause};text="{self.sip_text}"'
 
-    @property
-    def grpc_message(self) -> str:
-        return f"{self.text} (the call ended: {self.reason.value}; what was transcribed is stored)"
-
 
 _FAREWELLS = {
     CallEnd.SERVER_SHUTDOWN: Farewell(
-        CallEnd.SERVER_SHUTDOWN, CLOSE_GOING_AWAY, "server shutting down", 503, "server shutting down"
+        CallEnd.SERVER_SHUTDOWN, CLOSE_GOING_AWAY, said(CallEnd.SERVER_SHUTDOWN), 503, "server shutting down"
     ),
     CallEnd.STORAGE_FAILED: Farewell(
-        CallEnd.STORAGE_FAILED, CLOSE_INTERNAL, "storage failed: the call could not be stored", 500, "storage failed"
+        CallEnd.STORAGE_FAILED, CLOSE_INTERNAL, said(CallEnd.STORAGE_FAILED), 500, "storage failed"
     ),
 }
 
@@ -68,19 +61,7 @@ _FAREWELLS = {
 def farewell(reason: CallEnd) -> Farewell:
     """What the peer is told when the server ended its call with ``reason``."""
     found = _FAREWELLS.get(reason)
-    if found is not None:
-        return found
-    text = f"the server ended the call: {reason.value}"
-    return Farewell(reason, CLOSE_INTERNAL, text, 500, text)
-
-
-async def _bound_end(call: LiveCall) -> CallEnd:
-    """The reason, once the call's end begins (by whoever). The adapter's handle is bound to that end at once,
-    while the lifecycle still holds its task (this runs before the end's first step): the adapter's own
-    ``close()`` then waits for that end. Later, once the end is over, ``close()`` would start a second one."""
-    reason = await call.ended()
-    call.end(reason)
-    return reason
+    return found if found is not None else Farewell(reason, CLOSE_INTERNAL, said(reason), 500, said(reason))
 
 
 class ServerEnded(StreamEnded):
@@ -91,40 +72,12 @@ class ServerEnded(StreamEnded):
         self.farewell = farewell
 
 
-class EndWatch:
-    """Races a peer's next message against the server ending its call; before :meth:`follow`, it only times out."""
-
-    def __init__(self) -> None:
-        self._ended: asyncio.Future[CallEnd] | None = None
-
-    def follow(self, call: LiveCall) -> None:
-        """Watch ``call`` from now on (once it is open)."""
-        self.close()
-        self._ended = asyncio.ensure_future(_bound_end(call))
+class EndWatch(watch.EndWatch):
+    """:class:`media_server.calls.watch.EndWatch` for ingest adapters: the server's end is a :class:`ServerEnded`
+    (a :class:`StreamEnded`, which the adapters already turn into a close)."""
 
     async def next(self, receive: Awaitable[T], within: float | None = None) -> T:
-        """What ``receive`` gives; :class:`ServerEnded` if the server ends the call first, ``TimeoutError`` after
-        ``within`` seconds."""
-        ended = self._ended
-        if ended is None:
-            return await asyncio.wait_for(receive, within)
-        task = asyncio.ensure_future(receive)
         try:
-            done, _ = await asyncio.wait((task, ended), timeout=within, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
-            raise
-        if task in done:
-            return task.result()
-        task.cancel()
-        await asyncio.wait((task,), timeout=1.0)  # the receive is over before the peer is spoken to
-        if task.done() and not task.cancelled():
-            task.exception()  # a message that came too late, or a failed receive: unused either way
-        if ended.done() and not ended.cancelled():
-            raise ServerEnded(farewell(ended.result()))
-        raise TimeoutError
-
-    def close(self) -> None:
-        if self._ended is not None:
-            self._ended.cancel()
-            self._ended = None
+            return await super().next(receive, within)
+        except CallEndedByServer as exc:
+            raise ServerEnded(farewell(exc.reason)) from None

@@ -5,7 +5,7 @@ Shared by ``StreamCall`` (``ingest/stream_call``) and Riva's ``StreamingRecogniz
 call ends once: completed when the client stops (its stop message, or a half-close), interrupted when the requests
 stop coming (``ingest.idle_timeout_s``), when the handler is cancelled (the client went away), and with
 INVALID_ARGUMENT after its events when a request could not be used. A call the server ended (shutdown, storage
-failure) ends the RPC with UNAVAILABLE after its events, the message naming the reason (``ingest/farewell.py``).
+failure) ends the RPC with UNAVAILABLE after its events, the message naming the reason (``calls/watch.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import grpc
 
 from media_server.bus import SubscriberTooSlow
 from media_server.calls.lifecycle import CallEnd, LiveCall
-from media_server.ingest.farewell import SERVER_ENDS, EndWatch, ServerEnded, farewell
+from media_server.calls.watch import SERVER_ENDS, CallEndedByServer, EndWatch, said
 from media_server.rpc.auth import abort
 from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS
@@ -91,8 +91,8 @@ async def relay(
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem[0])
     reason = call.end_reason
     if reason is not None and reason in SERVER_ENDS:
-        told = farewell(reason)
-        await abort(context, told.grpc_status, told.grpc_message)
+        message = f"{said(reason)} (the call ended: {reason.value}; what was transcribed is kept)"
+        await abort(context, grpc.StatusCode.UNAVAILABLE, message)
 
 
 async def _read(
@@ -112,7 +112,7 @@ async def _read(
         while True:
             try:
                 request = await watch.next(anext(requests), idle_s)
-            except ServerEnded as exc:
+            except CallEndedByServer as exc:
                 reason = exc.reason
                 return
             except StopAsyncIteration:
