@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
             if diarization is None
             else {_camel(k): v for k, v in dataclasses.asdict(diarization.stats()).items()},
             "listeners": [listener.status() for listener in request.app.state.listeners],
+            "journal": services.journal.stats(),
         }
 
     return app

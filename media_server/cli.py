@@ -35,9 +35,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from media_server.app import create_app
     from media_server.serving import GracefulServer
+    from media_server.store.lock import DataDirLock, DataDirLocked
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:  # say it plainly before anything starts (the lifespan takes the lock for real, and fails the same way)
+        probe = DataDirLock(settings.data_dir)
+        probe.acquire()
+        probe.release()
+    except DataDirLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -49,8 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
     )
-    GracefulServer(config, app).run()  # SIGTERM: the calls end (server_shutdown) before the connections close
-    return 0
+    server = GracefulServer(config, app)
+    server.run()  # SIGTERM: the calls end (server_shutdown) before the connections close
+    return 0 if server.started else 1  # (the lifespan failed: another server took the data dir meanwhile, ...)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -137,6 +137,7 @@ class Services:
             settings.calls.retry_after_s,
             settings.calls.drain_timeout_s,
         )
+        journal.on_failure = calls.storage_failed  # a store that fails ends the calls it cannot keep
         await calls.recover()
         return cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
 

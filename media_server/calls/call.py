@@ -258,6 +258,8 @@ class Call:
         channel = self.channels.get(frame.channel)
         if channel is None:
             raise ValueError(f"call {self.id} has no channel {frame.channel}")
+        if self.finished:  # ended by the server (shutdown, storage failure) while its peer still sends
+            return
         self.last_audio = time.monotonic()
         if frame.start_time is not None:
             gap = int((frame.start_time - channel.position) * channel.spec.sample_rate)

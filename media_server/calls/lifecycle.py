@@ -359,6 +359,11 @@ class CallLifecycle:
             except StorageFailed as exc:
                 log.error("call %s ended (%s) but could not be stored: %s", call.id, reason, exc)
                 call.end_reason = CallEnd.STORAGE_FAILED
+                # Its subscribers learn that it ended, and that it is not stored (a notice, id 0: not in the log).
+                lost = pb.CallEnded()
+                lost.CopyFrom(ended)
+                lost.status, lost.reason = CallEnd.STORAGE_FAILED.status, CallEnd.STORAGE_FAILED
+                await self.services.journal.notice(call.id, call.team, call_ended=lost)
                 raise
             log.info(
                 "call %s ended: %s (%s), %d segments",
@@ -380,7 +385,7 @@ class CallLifecycle:
             if call is None:
                 continue
             error = pb.Error(code="storage_failed", message=f"the call cannot be stored: {reason}")
-            asyncio.get_running_loop().create_task(self.services.journal.notice(call.id, call.team, error))
+            asyncio.get_running_loop().create_task(self.services.journal.notice(call.id, call.team, error=error))
             if call_id not in self._ending:
                 self.end(call, CallEnd.STORAGE_FAILED)
 

@@ -1,11 +1,13 @@
 """The server's event journal: the one owner of event ids, and the write path of every call.
 
 Every event of every call goes through :meth:`Journal.append`, which gives it the next event id (one sequence
-for the whole store, so ids are strictly increasing within each team, and never reused: the last id handed out is
-stored with every commit). A writer task stores what was appended in group commits (one transaction for all that
+for the whole store, so ids are strictly increasing within each team, and never reused: ids are reserved in
+blocks, recorded in the store before any id of a block is published; a restart continues after the last block).
+A writer task stores what was appended in group commits (one transaction for all that
 queued while the previous one ran, after ``commit_interval_s``), in order: the event itself (all but interim
 transcripts: those are not replayable) and the rows of its call that it changes (``store/writes.py``). Only then
-are the events handed to the bus, in id order: an event a subscriber saw is on disk. A subscriber resuming with
+are the events handed to the bus, in id order: an event a subscriber saw is on disk (a batch of interims alone
+needs no write and is published at once). A subscriber resuming with
 ``after=`` is served from the store up to the newest published id, then live (:meth:`Journal.subscribe`).
 
 When the store fails (disk full, database gone), the batch stays queued and is retried with a growing delay; the
@@ -36,6 +38,7 @@ from media_server.v1 import events_pb2 as pb
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 2000
+_RESERVE = 1000  # event ids reserved ahead at a time (a restart skips what was reserved and not used)
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.25, 5.0
 
 
@@ -97,6 +100,7 @@ class Journal:
     _pending: deque[Logged] = field(default_factory=deque)
     _next_id: int = 1
     _published: int = 0
+    _reserved: int = 0  # ids up to this one are recorded as handed out (a restart continues after it)
     _waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     _failing_since: float | None = None
     _failed_calls: set[str] = field(default_factory=set)  # told already, during the current failure
@@ -105,12 +109,13 @@ class Journal:
     _writer: asyncio.Task[None] | None = None
     _closing: bool = False
     batches: int = 0  # commits so far (the benchmark's figures)
-    committed_events: int = 0
+    committed_events: int = 0  # appended events through the commits (interims too, which are not stored)
+    stored_events: int = 0  # of them, stored in the log
     commit_seconds: float = 0.0
 
     async def start(self) -> None:
         last = await self.store.last_event_id()
-        self._next_id, self._published = last + 1, last
+        self._next_id, self._published, self._reserved = last + 1, last, last
         self._writer = asyncio.create_task(self._run(), name="journal-writer")
 
     @property
@@ -122,6 +127,19 @@ class Journal:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def stats(self) -> dict[str, object]:
+        """The write path's figures since the start (``/v1/status``)."""
+        return {
+            "healthy": self.healthy,
+            "failure": self.failure,
+            "pending": len(self._pending),
+            "lastId": self._published,
+            "batches": self.batches,
+            "events": self.committed_events,
+            "storedEvents": self.stored_events,
+            "commitSeconds": round(self.commit_seconds, 4),
+        }
 
     def append(self, event: pb.Event, *writes: Write) -> pb.Event:
         """Give the event its id and time and queue it (with its call's rows) for the next group commit; it is
@@ -152,9 +170,10 @@ class Journal:
             return live
         return _Replay(self, live, team, call_id, after, self._published)
 
-    async def notice(self, call_id: str, team: str, error: pb.Error) -> None:
-        """Tell a call's subscribers something that is not logged (the store failing): published at once, id 0."""
-        event = new_event(call_id, team, error=error)
+    async def notice(self, call_id: str, team: str, **payload: object) -> None:
+        """Tell a call's subscribers something that is not stored (the store failing; the end of a call that could
+        not be stored): published at once, with id 0."""
+        event = new_event(call_id, team, **payload)
         stamp(event, 0)
         await self.bus.publish(event)
 
@@ -191,9 +210,17 @@ class Journal:
                     await asyncio.sleep(self.commit_interval_s)
                 continue
             batch = [self._pending[i] for i in range(min(len(self._pending), _MAX_BATCH))]
+            last = batch[-1].event.id
+            reserve = last + _RESERVE if last > self._reserved else None
+            if reserve is None and not any(e.durable or e.writes for e in batch):
+                # Only interims, with ids already reserved: nothing to store, publish at once.
+                for _ in batch:
+                    self._pending.popleft()
+                await self._publish(batch)
+                continue
             started = time.perf_counter()
             try:
-                await self.store.commit(batch)
+                await self.store.commit(batch, reserve)
             except asyncio.CancelledError:
                 raise
             except IntegrityError as exc:
@@ -210,8 +237,10 @@ class Journal:
                 self._expire()
                 continue
             delay = _RETRY_FIRST_S
+            self._reserved = max(self._reserved, reserve or 0)
             self.batches += 1
             self.committed_events += len(batch)
+            self.stored_events += sum(1 for e in batch if e.durable)
             self.commit_seconds += time.perf_counter() - started
             for _ in batch:
                 self._pending.popleft()
@@ -235,7 +264,9 @@ class Journal:
         one it refuses, keep the others."""
         for entry in batch:
             try:
-                await self.store.commit([entry])
+                reserve = entry.event.id + _RESERVE if entry.event.id > self._reserved else None
+                await self.store.commit([entry], reserve)
+                self._reserved = max(self._reserved, reserve or 0)
             except IntegrityError as refused:
                 log.error(
                     "event %d of call %s refused by the database: %s", entry.event.id, entry.event.call_id, refused

@@ -140,10 +140,10 @@ class Store:
 
     # -- the journal's writes ------------------------------------------------------------------------
 
-    async def commit(self, entries: list[Logged]) -> None:
-        """Store a batch of events and their calls' rows in one transaction, in order (a group commit)."""
-        if not entries:
-            return
+    async def commit(self, entries: list[Logged], reserve: int | None = None) -> None:
+        """Store a batch of events and their calls' rows in one transaction, in order (a group commit).
+        ``reserve``: event ids up to this one may be handed out (stored with the batch, so that they are never
+        handed out again after a restart)."""
         async with self.engine.begin() as conn:
             events = [_event_row(e.event) for e in entries if e.durable]
             if events:
@@ -151,13 +151,14 @@ class Store:
             for entry in entries:
                 for write in entry.writes:
                     await _apply(conn, write)
-            last = max(e.event.id for e in entries)
-            done = await conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == "event_id").values(value=last))
-            if not done.rowcount:
-                await conn.execute(insert(_COUNTERS).values(name="event_id", value=last))
+            if reserve is not None:
+                done = await conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == "event_id").values(value=reserve))
+                if not done.rowcount:
+                    await conn.execute(insert(_COUNTERS).values(name="event_id", value=reserve))
 
     async def last_event_id(self) -> int:
-        """The newest event id ever handed out (stored or not): ids continue after it, never reused."""
+        """The newest event id that may have been handed out (stored or not, reserved): ids continue after it,
+        never reused."""
         async with self.sessions() as session:
             counted = await session.scalar(select(CounterRow.value).where(CounterRow.name == "event_id"))
             logged = await session.scalar(select(func.max(EventRow.id)))
@@ -216,7 +217,7 @@ class Store:
             if not done.rowcount:
                 await conn.execute(insert(_COUNTERS).values(name="event_id", value=last_id))
 
-    async def probe(self, size: int = 64 * 1024) -> None:
+    async def probe(self, size: int = 16 * 1024) -> None:
         """Raise unless the store can take new data again: writes (and removes) ``size`` bytes, so that a full
         disk or database fails it, as the next call's events would."""
         async with self.engine.begin() as conn:
