@@ -155,7 +155,7 @@ async def stored(srv: InProcessServer, call_id: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
         for _ in range(100):
             response = await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {srv.keys['admin']}"})
-            if response.status_code == 200:
+            if response.status_code == 200 and response.json()["status"] != "live":  # (stored from its start)
                 result: dict[str, Any] = response.json()
                 return result
             await asyncio.sleep(0.2)

@@ -133,7 +133,7 @@ async def stored_call(server: Server, call_id: str, key: str | None = None) -> d
     ) as http:
         for _ in range(100):
             response = await http.get(f"/v1/calls/{call_id}")
-            if response.status_code == 200:
+            if response.status_code == 200 and response.json()["status"] != "live":  # (stored from its start)
                 return dict(response.json())
             await asyncio.sleep(0.1)
     raise AssertionError(f"call {call_id} was not stored: {response.status_code} {response.text}")

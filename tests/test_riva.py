@@ -183,7 +183,8 @@ def stored_call(server: Server, call_id: str, timeout: float = 30) -> dict[str, 
         deadline = time.monotonic() + timeout
         while True:
             response = http.get(f"/v1/calls/{call_id}")
-            if response.status_code == 200 or time.monotonic() > deadline:
+            ended = response.status_code == 200 and response.json()["status"] != "live"  # (stored from its start)
+            if ended or time.monotonic() > deadline:
                 assert response.status_code == 200, response.text
                 return dict(response.json())
             time.sleep(0.3)

@@ -128,6 +128,7 @@ class Call:
         self.announced = False  # its call_started event is out
         self.end_reason: str | None = None  # why it ends (a ``CallEnd``), set when its end begins
         self.ending = asyncio.Event()  # set when its end begins, by whoever ends it
+        self.end_task: asyncio.Task[CallRecord] | None = None  # the one end (``CallLifecycle.end``)
         self.team_config = team_config or TeamConfig()
         self.latest_cue: dict[str, Any] | None = None
         self.latest_keyword: dict[str, Any] | None = None

@@ -117,6 +117,13 @@ class CallsFull(CallRefused):
         self.retry_after_s = retry_after_s
 
 
+class Unavailable(CallsFull):
+    """The server takes no calls for now: it shuts down, or its store fails (gRPC: UNAVAILABLE, not
+    RESOURCE_EXHAUSTED); elsewhere refused as busy, like :class:`CallsFull`."""
+
+    code = "unavailable"
+
+
 def new_call_id(prefix: str) -> str:
     """An id for a call whose protocol names none (Deepgram, Riva, gRPC without one)."""
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
@@ -305,10 +312,10 @@ class CallLifecycle:
         Raises :class:`CallConflict` (the id is live or stored), :class:`CallsFull` (over ``calls.max_live``).
         """
         if self._closing:
-            raise CallsFull("the server is shutting down", self.retry_after_s)
+            raise Unavailable("the server is shutting down", self.retry_after_s)
         journal = self.services.journal
         if not journal.healthy:
-            raise CallsFull(f"calls cannot be stored now ({journal.failure})", self.retry_after_s)
+            raise Unavailable(f"calls cannot be stored now ({journal.failure})", self.retry_after_s)
         if call_id in self.live or call_id in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
         if len(self.live) >= self.max_live:
@@ -339,14 +346,13 @@ class CallLifecycle:
         return LiveCall(self, call, subscription)
 
     def end(self, call: Call, reason: CallEnd) -> asyncio.Task[CallRecord]:
-        """Finalize, store and announce the call once; later calls get the same task."""
-        task = self._ending.get(call.id)
-        if task is None:
+        """Finalize, store and announce the call once; later calls get the same task (also after it is done)."""
+        if call.end_task is None:
             call.end_reason = reason
             call.ending.set()
-            task = asyncio.create_task(self._end(call, reason), name=f"end-{call.id}")
-            self._ending[call.id] = task
-        return task
+            call.end_task = asyncio.create_task(self._end(call, reason), name=f"end-{call.id}")
+            self._ending[call.id] = call.end_task
+        return call.end_task
 
     async def _end(self, call: Call, reason: CallEnd) -> CallRecord:
         try:

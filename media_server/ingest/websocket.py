@@ -23,7 +23,7 @@ from media_server.audio import Audio
 from media_server.auth.http import presented_key
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallRefused, CallsFull, LiveCall, Unauthorized
 from media_server.calls.metadata import CallMetadata, MetadataError, parse_metadata
-from media_server.ingest.farewell import EndWatch, ServerEnded
+from media_server.ingest.farewell import EndWatch, ServerEnded, farewell
 from media_server.ingest.messages import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -94,6 +94,8 @@ class WebsocketIngest:
             self._watch.close()
             if self.call is not None:
                 await self.call.close(ended.reason)  # stored even if this handler is cancelled
+        if self.call is not None and self.call.end_reason is CallEnd.STORAGE_FAILED and ended.close_code is not None:
+            ended = ServerEnded(farewell(CallEnd.STORAGE_FAILED))  # it ended as asked, but could not be stored
         await self._close(ended)
 
     async def _serve(self) -> StreamEnded:

@@ -8,7 +8,14 @@ from typing import NoReturn
 
 import grpc
 
-from media_server.calls.lifecycle import CallConflict, CallLifecycle, CallRefused, CallsFull, Forbidden, Unauthorized
+from media_server.calls.lifecycle import (
+    CallConflict,
+    CallRefused,
+    CallsFull,
+    Forbidden,
+    Unauthorized,
+    Unavailable,
+)
 from media_server.rpc.auth import abort
 
 _CODES: dict[type[CallRefused], grpc.StatusCode] = {
@@ -24,17 +31,10 @@ def push_back(context: grpc.aio.ServicerContext[object, object], retry_after_ms:
     context.set_trailing_metadata((("grpc-retry-pushback-ms", str(retry_after_ms)),))
 
 
-async def refuse(
-    context: grpc.aio.ServicerContext[object, object], refused: CallRefused, calls: CallLifecycle | None = None
-) -> NoReturn:
-    """``calls``: the lifecycle that refused, to tell a shutdown (UNAVAILABLE) from a full server."""
+async def refuse(context: grpc.aio.ServicerContext[object, object], refused: CallRefused) -> NoReturn:
+    """A shutdown or a failing store (:class:`Unavailable`) is UNAVAILABLE; a full server RESOURCE_EXHAUSTED."""
     if isinstance(refused, CallsFull):
         push_back(context, refused.retry_after_s * 1000)
-        code = grpc.StatusCode.UNAVAILABLE if calls is not None and shutting_down(calls) else _CODES[CallsFull]
+        code = grpc.StatusCode.UNAVAILABLE if isinstance(refused, Unavailable) else _CODES[CallsFull]
         await abort(context, code, f"try again later (in {refused.retry_after_s} s): {refused.message}")
     await abort(context, _CODES.get(type(refused), grpc.StatusCode.FAILED_PRECONDITION), refused.message)
-
-
-def shutting_down(calls: CallLifecycle) -> bool:
-    """No call may open, yet the server is under ``calls.max_live``: it is shutting down."""
-    return calls.full and len(calls.live) < calls.max_live

@@ -341,10 +341,15 @@ class Store:
                 record.snippet = _snippet(found[record.id], words[0])
 
     async def calls_between(self, team: str, since: datetime, until: datetime) -> list[CallRecord]:
-        """Every call of the team that started in [since, until), oldest first, without transcripts."""
+        """Every ended call of the team that started in [since, until), oldest first, without transcripts."""
         query = (
             select(CallRow)
-            .where(CallRow.team == team, CallRow.started_at >= since, CallRow.started_at < until)
+            .where(
+                CallRow.team == team,
+                CallRow.started_at >= since,
+                CallRow.started_at < until,
+                CallRow.status != "live",
+            )
             .order_by(CallRow.started_at, CallRow.id)
         )
         async with self.sessions() as session:

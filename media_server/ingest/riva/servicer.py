@@ -168,7 +168,7 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                 subscribe=True,
             )
         except CallRefused as exc:
-            await refuse(context, exc, self.services.calls)
+            await refuse(context, exc)
 
     # -- Recognize -----------------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ async def _open(
     try:
         call = await services.calls.open(call_id, key.team, SOURCE, meta, specs, subscribe=True)
     except CallRefused as exc:
-        await refuse(context, exc, services.calls)
+        await refuse(context, exc)
     return call, decode
 
 
