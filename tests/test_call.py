@@ -222,6 +222,36 @@ async def test_consent_withdrawn_mid_call_drops_that_channels_segments(bench: Be
     assert customer.consent == "denied"
 
 
+async def test_a_withdrawal_mid_call_also_leaves_the_event_log(bench: Bench) -> None:
+    """What a resuming subscriber is replayed from the store: the customer who withdrew is not in it any more, neither
+    their words nor their name and number in the call's earlier ``call_started``."""
+    meta = metadata()
+    meta.customer.name, meta.customer.phone = "Pat Doe", "+15550001111"
+    live, events = await open_call(bench, meta)
+    turn(bench, live, 1, "yes you can")
+    await events.final("yes you can")
+    withdrawn = metadata(customer=Consent.DENIED)
+    withdrawn.customer.name, withdrawn.customer.phone = "Pat Doe", "+15550001111"
+    await live.update(withdrawn, STEREO)
+    turn(bench, live, 0, "of course stopping now")
+    await events.final("of course stopping now")
+    await end(bench, live)
+    assert events.of("call_started")[0].call_started.participants[1].phone == "+15550001111", "live, it was shown"
+
+    replay = bench.calls.services.journal.subscribe(TEAM, live.id, after=0)
+    replayed = []
+    async with asyncio.timeout(5):
+        async for event in replay:
+            replayed.append(event)
+            if event.type == "call_ended":
+                break
+    replay.close()
+    assert replayed[0].type == "call_started"
+    for e in replayed:
+        assert "Pat" not in str(e) and "5550001111" not in str(e), e
+    assert [e.transcript.text for e in replayed if e.type == "transcript"] == ["of course stopping now"]
+
+
 async def test_a_card_number_read_out_is_redacted_in_the_final_and_the_stored_record(bench: Bench) -> None:
     live, events = await open_call(bench, metadata())
     turn(bench, live, 0, "what is the card number")

@@ -396,7 +396,9 @@ class Store:
                     )
                 )
             await session.flush()
-            return _record(row, with_segments=False), erased
+            record = _record(row, with_segments=False)
+            await _forget_identities(await session.connection(), call_id, record.participants)
+            return record, erased
 
     async def delete_call(self, team: str, call_id: str) -> bool:
         async with self.sessions.begin() as session:
@@ -608,6 +610,32 @@ async def _replace_people(
         await conn.execute(insert(_CHANNELS), _channel_rows(call_id, channels))
 
 
+async def _forget_identities(conn: AsyncConnection, call_id: str, participants: list[ParticipantRecord]) -> None:
+    """Participants whose identity is no longer kept (they denied consent) lose it in the call's logged
+    ``call_started`` and ``call_updated`` events too, so that no replay hands it out again."""
+    forgotten = {p.role: p for p in participants if not (p.id or p.name or p.phone or p.email)}
+    if not forgotten:
+        return
+    rows = await conn.execute(
+        select(_EVENTS.c.id, _EVENTS.c.payload).where(
+            _EVENTS.c.call_id == call_id, _EVENTS.c.type.in_(("call_started", "call_updated"))
+        )
+    )
+    for event_id, payload in rows.all():
+        logged = pb.Event()
+        logged.ParseFromString(payload)
+        body = logged.call_started if logged.type == "call_started" else logged.call_updated
+        changed = False
+        for p in body.participants:
+            if p.role in forgotten and (p.id or p.name or p.phone or p.email):
+                p.id = p.name = p.phone = p.email = ""
+                changed = True
+        if changed:
+            await conn.execute(
+                update(_EVENTS).where(_EVENTS.c.id == event_id).values(payload=logged.SerializeToString())
+            )
+
+
 async def _apply(conn: AsyncConnection, write: Write) -> None:
     """One write of the journal, inside its batch's transaction."""
     if isinstance(write, CallOpened):
@@ -637,6 +665,7 @@ async def _apply(conn: AsyncConnection, write: Write) -> None:
         call_id = write.call_id
         await conn.execute(update(_CALLS).where(_CALLS.c.id == call_id).values(metadata=dict(write.metadata)))
         await _replace_people(conn, call_id, write.participants, write.channels)
+        await _forget_identities(conn, call_id, write.participants)
         if write.erased:
             await conn.execute(
                 delete(_SEGMENTS).where(_SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(write.erased))
