@@ -172,6 +172,13 @@ function setConn(mode) {
   el.className = "conn" + (mode === "off" ? "" : " " + mode);
 }
 
+/** Whether a `GET /v1/calls/{id}` answer is a call that has ended (a live call is stored too, with status `live`). */
+async function hasEnded(response) {
+  if (response.status !== 200) return false;
+  const call = await response.json().catch(() => null);
+  return Boolean(call && call.status !== "live");
+}
+
 /**
  * A websocket of events that reconnects by itself (0.5 s doubling to 10 s, reset once open) and resumes
  * after the highest event id it delivered: a network drop loses nothing and shows nothing twice.
@@ -892,7 +899,7 @@ function liveCallPage(id) {
   async function refused(reason) {
     const response = await api(callPath(id));
     if (left) return;
-    if (response.status === 200) return go(`#/history/${encodeURIComponent(id)}`);
+    if (await hasEnded(response)) return go(`#/history/${encodeURIComponent(id)}`);
     status.className = "call-status ended";
     status.textContent = response.status === 404 ? "No such call" : reason;
   }
@@ -1013,11 +1020,12 @@ function liveCallPage(id) {
 
   stream = new EventStream(`${callPath(id)}/events`, 0, { onEvent, onPolicy: (reason) => guard(refused(reason)) });
 
-  // A call that is stored has ended: show it from the store. A live one: its duration from the snapshot.
+  // A call that has ended: show it from the store (a live one is stored too, as `live`). A live one: its
+  // duration from the snapshot.
   guard((async () => {
     const response = await api(callPath(id));
     if (left) return;
-    if (response.status === 200) return go(`#/history/${encodeURIComponent(id)}`);
+    if (await hasEnded(response)) return go(`#/history/${encodeURIComponent(id)}`);
     const snapshot = await getJson("/v1/live");
     const call = (snapshot.calls || []).find((c) => c.id === id);
     if (left || info.ended) return;
@@ -1099,7 +1107,8 @@ function historyPage(params, seq) {
   function row(c) {
     const rep = findRole(c.participants, "rep");
     const customer = findRole(c.participants, "customer");
-    const open = () => go(`#/history/${encodeURIComponent(c.id)}`);
+    // A call still live (stored as it goes) opens on its live page.
+    const open = () => go(`#/${c.status === "live" ? "calls" : "history"}/${encodeURIComponent(c.id)}`);
     return h("tr", { "data-call-id": c.id, tabindex: 0, title: `Open call ${c.id}`, onclick: open,
       onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), open()) },
       h("td", { class: "started nowrap", title: c.startedAt || "" }, localDateTime(c.startedAt)),
