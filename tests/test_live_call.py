@@ -203,8 +203,11 @@ async def test_resume_with_after_loses_nothing_and_repeats_nothing(server: Serve
     full = (await reference).events
     resumed = await flaky
     assert full[-1]["type"] == "call_ended"
-    assert [e["id"] for e in resumed] == [e["id"] for e in full]
-    assert resumed == full
+    # Every stored event once, in order, exactly as sent live; interim transcripts are not stored, so the ones sent
+    # while the subscriber was away are not replayed (their finals are).
+    stored = [e for e in full if not (e["type"] == "transcript" and not e["transcript"]["isFinal"])]
+    assert [e for e in resumed if e in stored] == stored
+    assert len({e["id"] for e in resumed}) == len(resumed), "nothing twice"
 
 
 async def test_team_events_stream_sees_the_teams_calls_only(server: Server) -> None:

@@ -38,6 +38,7 @@ from media_server.v1 import events_pb2 as pb
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 2000
+_LOST_KEPT = 100_000  # ids of events given up that committed() still recognises
 _RESERVE = 1000  # event ids reserved ahead at a time (a restart skips what was reserved and not used)
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.25, 5.0
 
@@ -102,6 +103,7 @@ class Journal:
     _published: int = 0
     _reserved: int = 0  # ids up to this one are recorded as handed out (a restart continues after it)
     _waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    _lost_ids: dict[int, str] = field(default_factory=dict)  # events given up or refused, and why (newest kept)
     _failing_since: float | None = None
     _failed_calls: set[str] = field(default_factory=set)  # told already, during the current failure
     _lost_calls: set[str] = field(default_factory=set)  # events given up: closed once the store is back
@@ -154,7 +156,10 @@ class Journal:
         return event
 
     async def committed(self, event: pb.Event) -> None:
-        """Wait until the event is stored and published; ``StorageFailed`` if it was given up."""
+        """Wait until the event is stored and published; ``StorageFailed`` if it was given up (or refused)."""
+        lost = self._lost_ids.get(event.id)
+        if lost is not None:
+            raise StorageFailed(lost)
         if event.id <= self._published:
             return
         waiter = self._waiters.get(event.id)
@@ -201,7 +206,9 @@ class Journal:
                 if not self.healthy:  # nothing queued: probe the store, so that readiness comes back
                     if await self._probe():
                         continue
-                    await asyncio.sleep(delay)
+                    if self._closing:
+                        return
+                    await self._pause(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
                     continue
                 self._wake.clear()
@@ -232,7 +239,7 @@ class Journal:
                     if time.monotonic() - self._failing_since > 5.0:
                         self._give_up("the server is shutting down")
                         return
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
                 self._expire()
                 continue
@@ -247,6 +254,14 @@ class Journal:
             if not self.healthy:
                 await self._recovered()
             await self._publish(batch)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait before a retry; a close cuts it short."""
+        self._wake.clear()
+        if self._closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _publish(self, batch: list[Logged]) -> None:
         for entry in batch:
@@ -273,7 +288,8 @@ class Journal:
                 )
                 self._pending.popleft()
                 self._fail_waiter(entry.event.id, str(refused.orig))
-                self._tell({entry.event.call_id}, "the database refused its rows")
+                if self.on_failure is not None:  # (told once; a later store failure may tell it again)
+                    self.on_failure({entry.event.call_id}, "the database refused its rows")
                 continue
             except Exception:
                 return  # the store itself fails: the main loop retries
@@ -311,6 +327,9 @@ class Journal:
         self._lost_calls |= lost
 
     def _fail_waiter(self, event_id: int, why: str) -> None:
+        self._lost_ids[event_id] = why
+        while len(self._lost_ids) > _LOST_KEPT:  # (oldest first: dicts keep insertion order)
+            del self._lost_ids[next(iter(self._lost_ids))]
         waiter = self._waiters.pop(event_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_exception(StorageFailed(why))

@@ -218,13 +218,14 @@ class Store:
                 await conn.execute(insert(_COUNTERS).values(name="event_id", value=last_id))
 
     async def probe(self, size: int = 16 * 1024) -> None:
-        """Raise unless the store can take new data again: writes (and removes) ``size`` bytes, so that a full
-        disk or database fails it, as the next call's events would."""
+        """Raise unless the store can take new data again: writes ``size`` bytes and removes them in one
+        transaction (which leaves nothing behind), so that a full disk or database fails it, as the next call's
+        events would."""
         async with self.engine.begin() as conn:
+            await conn.execute(delete(_EVENTS).where(_EVENTS.c.id == -1))
             await conn.execute(
                 insert(_EVENTS).values(id=-1, team="", call_id="", type="probe", channel=None, payload=bytes(size))
             )
-        async with self.engine.begin() as conn:
             await conn.execute(delete(_EVENTS).where(_EVENTS.c.id == -1))
 
     async def last_event_time(self, call_id: str) -> datetime | None:
