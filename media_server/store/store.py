@@ -3,9 +3,11 @@ asyncio engine."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -13,9 +15,23 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Connection, Table, delete, event, exists, func, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    make_url,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
@@ -90,6 +106,8 @@ class Store:
         ``max_size_mb`` (SQLite): the database never grows past this (0: no limit); writes past it fail."""
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url)
+        self._writer_engine: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
         if url.startswith("sqlite"):
             pragmas = [
                 "PRAGMA foreign_keys=ON",
@@ -100,6 +118,11 @@ class Store:
             if max_size_mb > 0:
                 pragmas.append(f"PRAGMA max_page_count={max(1, int(max_size_mb * 1024 * 1024 / 4096))}")
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(pragmas))
+            # The journal's commits: a sync engine on the same file, used from one thread.
+            sync_url = make_url(url).set(drivername="sqlite")
+            self._writer_engine = create_engine(sync_url, connect_args={"check_same_thread": False})
+            event.listen(self._writer_engine, "connect", _sqlite_pragmas(pragmas))
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def open(self) -> None:
@@ -109,6 +132,9 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._writer_engine is not None and self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._writer_engine.dispose)
+            self._writer.shutdown(wait=False)
 
     # -- keys ----------------------------------------------------------------------------------------
 
@@ -143,18 +169,19 @@ class Store:
     async def commit(self, entries: list[Logged], reserve: int | None = None) -> None:
         """Store a batch of events and their calls' rows in one transaction, in order (a group commit).
         ``reserve``: event ids up to this one may be handed out (stored with the batch, so that they are never
-        handed out again after a restart)."""
+        handed out again after a restart). On SQLite the whole transaction runs in one hop to the store's writer
+        thread (a plain sqlite3 connection), not one per statement."""
+        if self._writer_engine is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._writer, self._commit_sync, entries, reserve)
+            return
         async with self.engine.begin() as conn:
-            events = [_event_row(e.event) for e in entries if e.durable]
-            if events:
-                await conn.execute(insert(_EVENTS), events)
-            for entry in entries:
-                for write in entry.writes:
-                    await _apply(conn, write)
-            if reserve is not None:
-                done = await conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == "event_id").values(value=reserve))
-                if not done.rowcount:
-                    await conn.execute(insert(_COUNTERS).values(name="event_id", value=reserve))
+            await conn.run_sync(_commit_rows, entries, reserve)
+
+    def _commit_sync(self, entries: list[Logged], reserve: int | None) -> None:
+        assert self._writer_engine is not None
+        with self._writer_engine.begin() as conn:
+            _commit_rows(conn, entries, reserve)
 
     async def last_event_id(self) -> int:
         """The newest event id that may have been handed out (stored or not, reserved): ids continue after it,
@@ -398,7 +425,7 @@ class Store:
                 )
             await session.flush()
             record = _record(row, with_segments=False)
-            await _forget_identities(await session.connection(), call_id, record.participants)
+            await session.run_sync(lambda sync: _forget_identities(sync.connection(), call_id, record.participants))
             return record, erased
 
     async def delete_call(self, team: str, call_id: str) -> bool:
@@ -600,24 +627,37 @@ def _speakers(speakers: list[SpeakerRecord]) -> list[dict[str, Any]]:
     return [{"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in speakers]
 
 
-async def _replace_people(
-    conn: AsyncConnection, call_id: str, participants: list[ParticipantRecord], channels: list[ChannelRecord]
+def _commit_rows(conn: Connection, entries: list[Logged], reserve: int | None) -> None:
+    events = [_event_row(e.event) for e in entries if e.durable]
+    if events:
+        conn.execute(insert(_EVENTS), events)
+    for entry in entries:
+        for write in entry.writes:
+            _apply(conn, write)
+    if reserve is not None:
+        done = conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == "event_id").values(value=reserve))
+        if not done.rowcount:
+            conn.execute(insert(_COUNTERS).values(name="event_id", value=reserve))
+
+
+def _replace_people(
+    conn: Connection, call_id: str, participants: list[ParticipantRecord], channels: list[ChannelRecord]
 ) -> None:
-    await conn.execute(delete(_PARTICIPANTS).where(_PARTICIPANTS.c.call_id == call_id))
-    await conn.execute(delete(_CHANNELS).where(_CHANNELS.c.call_id == call_id))
+    conn.execute(delete(_PARTICIPANTS).where(_PARTICIPANTS.c.call_id == call_id))
+    conn.execute(delete(_CHANNELS).where(_CHANNELS.c.call_id == call_id))
     if participants:
-        await conn.execute(insert(_PARTICIPANTS), _participant_rows(call_id, participants))
+        conn.execute(insert(_PARTICIPANTS), _participant_rows(call_id, participants))
     if channels:
-        await conn.execute(insert(_CHANNELS), _channel_rows(call_id, channels))
+        conn.execute(insert(_CHANNELS), _channel_rows(call_id, channels))
 
 
-async def _forget_identities(conn: AsyncConnection, call_id: str, participants: list[ParticipantRecord]) -> None:
+def _forget_identities(conn: Connection, call_id: str, participants: list[ParticipantRecord]) -> None:
     """Participants whose identity is no longer kept (they denied consent) lose it in the call's logged
     ``call_started`` and ``call_updated`` events too, so that no replay hands it out again."""
     forgotten = {p.role: p for p in participants if not (p.id or p.name or p.phone or p.email)}
     if not forgotten:
         return
-    rows = await conn.execute(
+    rows = conn.execute(
         select(_EVENTS.c.id, _EVENTS.c.payload).where(
             _EVENTS.c.call_id == call_id, _EVENTS.c.type.in_(("call_started", "call_updated"))
         )
@@ -632,16 +672,14 @@ async def _forget_identities(conn: AsyncConnection, call_id: str, participants: 
                 p.id = p.name = p.phone = p.email = ""
                 changed = True
         if changed:
-            await conn.execute(
-                update(_EVENTS).where(_EVENTS.c.id == event_id).values(payload=logged.SerializeToString())
-            )
+            conn.execute(update(_EVENTS).where(_EVENTS.c.id == event_id).values(payload=logged.SerializeToString()))
 
 
-async def _apply(conn: AsyncConnection, write: Write) -> None:
+def _apply(conn: Connection, write: Write) -> None:
     """One write of the journal, inside its batch's transaction."""
     if isinstance(write, CallOpened):
         r = write.record
-        await conn.execute(
+        conn.execute(
             insert(_CALLS).values(
                 id=r.id,
                 team=r.team,
@@ -658,20 +696,18 @@ async def _apply(conn: AsyncConnection, write: Write) -> None:
                 keywords="",
             )
         )
-        await _replace_people(conn, r.id, r.participants, r.channels)
+        _replace_people(conn, r.id, r.participants, r.channels)
     elif isinstance(write, SegmentsKept):
         if write.segments:
-            await conn.execute(insert(_SEGMENTS), _segment_rows(write.call_id, write.segments))
+            conn.execute(insert(_SEGMENTS), _segment_rows(write.call_id, write.segments))
     elif isinstance(write, CallChanged):
         call_id = write.call_id
-        await conn.execute(update(_CALLS).where(_CALLS.c.id == call_id).values(metadata=dict(write.metadata)))
-        await _replace_people(conn, call_id, write.participants, write.channels)
-        await _forget_identities(conn, call_id, write.participants)
+        conn.execute(update(_CALLS).where(_CALLS.c.id == call_id).values(metadata=dict(write.metadata)))
+        _replace_people(conn, call_id, write.participants, write.channels)
+        _forget_identities(conn, call_id, write.participants)
         if write.erased:
-            await conn.execute(
-                delete(_SEGMENTS).where(_SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(write.erased))
-            )
-            await conn.execute(
+            conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(write.erased)))
+            conn.execute(
                 delete(_EVENTS).where(
                     _EVENTS.c.call_id == call_id,
                     _EVENTS.c.type.in_(CHANNEL_EVENTS),
@@ -679,14 +715,14 @@ async def _apply(conn: AsyncConnection, write: Write) -> None:
                 )
             )
     elif isinstance(write, CallProgress):
-        await conn.execute(
+        conn.execute(
             update(_CALLS)
             .where(_CALLS.c.id == write.call_id)
             .values(speakers=_speakers(write.speakers), metrics=write.metrics, keywords=_keywords(write.keywords))
         )
     elif isinstance(write, CallClosed):
         r = write.record
-        await conn.execute(
+        conn.execute(
             update(_CALLS)
             .where(_CALLS.c.id == r.id)
             .values(
@@ -700,11 +736,11 @@ async def _apply(conn: AsyncConnection, write: Write) -> None:
                 keywords=_keywords(r.keywords),
             )
         )
-        await _replace_people(conn, r.id, r.participants, r.channels)
+        _replace_people(conn, r.id, r.participants, r.channels)
         for channel, segments in write.relabelled.items():
-            await conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.call_id == r.id, _SEGMENTS.c.channel == channel))
+            conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.call_id == r.id, _SEGMENTS.c.channel == channel))
             if segments:
-                await conn.execute(insert(_SEGMENTS), _segment_rows(r.id, segments))
+                conn.execute(insert(_SEGMENTS), _segment_rows(r.id, segments))
 
 
 def _key(row: ApiKeyRow) -> ApiKey:
