@@ -72,6 +72,16 @@ async def test_sigkill_mid_call_loses_no_final_and_a_restart_closes_the_call(tmp
         assert (
             "server.lock" in second.stderr + second.stdout and "another media-server" in second.stderr + second.stdout
         )
+        # ... while `media-server keys` works beside the running server.
+        keys = await asyncio.to_thread(
+            subprocess.run,
+            [str(BIN), "keys", "create", "--team", "acme", "--role", "rep", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert keys.returncode == 0 and keys.stdout.strip().splitlines()[-1].startswith("msk_"), keys.stderr
 
         server.process.kill()  # SIGKILL: nothing runs on the way out
         server.process.wait(10)

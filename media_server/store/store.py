@@ -132,9 +132,11 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
-        if self._writer_engine is not None and self._writer is not None:
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._writer_engine.dispose)
-            self._writer.shutdown(wait=False)
+        if self._writer_engine is not None and self._writer is not None:  # (once: close may be called again)
+            writer, engine = self._writer, self._writer_engine
+            self._writer_engine = self._writer = None
+            await asyncio.get_running_loop().run_in_executor(writer, engine.dispose)
+            writer.shutdown(wait=False)
 
     # -- keys ----------------------------------------------------------------------------------------
 
