@@ -361,6 +361,9 @@ class Call:
             self._speaking.discard(index)
         kept = len(self.transcript.segments(index))
         heard = await self.transcript.heard(index, speaker, event, channel.speakers)
+        if channel.withdrawn:  # consent was withdrawn while its words were being labelled: nothing of it is kept
+            self.transcript.withdraw(index)
+            return
         writes: list[Write] = []
         if heard.final:
             new = self.transcript.segments(index)[kept:]
