@@ -359,7 +359,7 @@ class Call:
             self._speaking.add(index)
         elif not self._utterance_end_events:
             self._speaking.discard(index)
-        kept = len(self.transcript.segments(index))
+        kept = len(self.transcript.segments(index)) if event.type is SpeechEventType.FINAL else 0
         heard = await self.transcript.heard(index, speaker, event, channel.speakers)
         if channel.withdrawn:  # consent was withdrawn while its words were being labelled: nothing of it is kept
             self.transcript.withdraw(index)

@@ -392,8 +392,7 @@ class CallLifecycle:
                 continue
             error = pb.Error(code="storage_failed", message=f"the call cannot be stored: {reason}")
             asyncio.get_running_loop().create_task(self.services.journal.notice(call.id, call.team, error=error))
-            if call_id not in self._ending:
-                self.end(call, CallEnd.STORAGE_FAILED)
+            self.end(call, CallEnd.STORAGE_FAILED)  # (a call already ending keeps its reason)
 
     async def recover(self) -> None:
         """Close the calls this server left live when it died (a crash, SIGKILL, a power cut) as ``interrupted``

@@ -276,54 +276,12 @@ class Store:
             return await session.get(CallRow, call_id) is not None
 
     async def save_call(self, call: CallRecord) -> None:
-        row = CallRow(
-            id=call.id,
-            team=call.team,
-            source=call.source,
-            status=call.status,
-            end_reason=call.end_reason,
-            started_at=call.started_at,
-            ended_at=call.ended_at,
-            metadata_json=dict(call.metadata),
-            speakers=[
-                {"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in call.speakers
-            ],
-            metrics=dict(call.metrics) or None,
-            disposition=call.disposition,
-            keywords="".join(f"|{k.replace('|', ' ')}" for k in call.keywords) + "|" if call.keywords else "",
-            participants=[
-                ParticipantRow(
-                    role=p.role,
-                    consent=p.consent,
-                    transcribed=p.transcribed,
-                    external_id=p.id,
-                    name=p.name,
-                    phone=p.phone,
-                    email=p.email,
-                )
-                for p in call.participants
-            ],
-            channels=[
-                ChannelRow(index=c.index, speaker=c.speaker, sample_rate=c.sample_rate, transcribed=c.transcribed)
-                for c in call.channels
-            ],
-            segments=[
-                SegmentRow(
-                    channel=s.channel,
-                    speaker=s.speaker,
-                    text=s.text,
-                    start=s.start,
-                    end=s.end,
-                    confidence=s.confidence,
-                    words=s.words,
-                )
-                for s in call.segments
-            ],
-        )
-        async with self.sessions.begin() as session:
-            if await session.get(CallRow, call.id) is not None:
+        """A whole ended call at once (imports, tests): the journal's writes of a call, in one transaction."""
+        writes = (CallOpened(call, ""), SegmentsKept(call.id, call.segments), CallClosed(call))
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(_CALLS.c.id).where(_CALLS.c.id == call.id))).first() is not None:
                 raise CallExists(call.id)
-            session.add(row)
+            await conn.run_sync(_apply_all, writes)
 
     async def get_call(self, team: str, call_id: str) -> CallRecord | None:
         async with self.sessions() as session:
@@ -675,6 +633,11 @@ def _forget_identities(conn: Connection, call_id: str, participants: list[Partic
                 changed = True
         if changed:
             conn.execute(update(_EVENTS).where(_EVENTS.c.id == event_id).values(payload=logged.SerializeToString()))
+
+
+def _apply_all(conn: Connection, writes: tuple[Write, ...]) -> None:
+    for write in writes:
+        _apply(conn, write)
 
 
 def _apply(conn: Connection, write: Write) -> None:
