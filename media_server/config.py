@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class ConsentPolicy(StrEnum):
@@ -333,11 +335,34 @@ class Settings(BaseSettings):
             raise ValueError("log_level must be debug, info, warning or error")
         return value.lower()
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        """SQLite (aiosqlite) or PostgreSQL (asyncpg); ``postgresql://``, ``postgres://`` and ``sqlite://`` name
+        those drivers."""
+        if not value:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("database_url must be a SQLAlchemy URL (postgresql+asyncpg://user@host/db)") from None
+        backend, _, driver = url.drivername.partition("+")
+        if backend in {"postgresql", "postgres"} and driver in {"", "asyncpg"}:
+            return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+        if backend == "sqlite" and driver in {"", "aiosqlite"}:
+            return url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+        raise ValueError(f"database_url: SQLite or PostgreSQL (postgresql+asyncpg://...), not {url.drivername}")
+
     @property
     def db_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'media_server.db').resolve()}"
+
+    @property
+    def db_url_for_logs(self) -> str:
+        """The database URL without its password."""
+        return make_url(self.db_url).render_as_string(hide_password=True)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
