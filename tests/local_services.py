@@ -41,17 +41,20 @@ class Local:
     target: str = ""  # gRPC HOST:PORT
     ws_url: str = ""
 
-    async def hold_a_call(self, call_id: str = "held") -> LiveCall:
+    async def hold_a_call(self, call_id: str = "held", team: str = "acme") -> LiveCall:
         """A live call of its own (to fill the server: ``services.calls.max_live = 1``)."""
         metadata = CallMetadata()
         metadata.rep.consent = metadata.customer.consent = Consent.DENIED
-        return await self.services.calls.open(call_id, "acme", "test", metadata, [ChannelSpec(0, "mixed", 8000)])
+        return await self.services.calls.open(call_id, team, "test", metadata, [ChannelSpec(0, "mixed", 8000)])
 
 
 @contextlib.asynccontextmanager
-async def local_services(tmp_path: Path) -> AsyncIterator[Local]:
+async def local_services(tmp_path: Path, database_url: str | None = None, node: str = "") -> AsyncIterator[Local]:
+    """``database_url``: the store (default: SQLite in ``tmp_path``); two of them on one database and with
+    different ``node`` names are two servers sharing it."""
     settings = Settings(
         data_dir=tmp_path,
+        database_url=database_url,
         ingest=IngestSettings(idle_timeout_s=5, start_timeout_s=5),
         grpc=GrpcSettings(host="127.0.0.1", port=0),
     )
@@ -59,7 +62,7 @@ async def local_services(tmp_path: Path) -> AsyncIterator[Local]:
     await store.open()
     _, key = await store.create_key("acme", Role.INGEST)
     bus = InMemoryEventBus()
-    journal = Journal(store, bus)
+    journal = Journal(store, bus, node)
     await journal.start()
     # No model: the engine only names itself (what Deepgram's model_info says).
     no_vad = cast(SileroVAD, None)

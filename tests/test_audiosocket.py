@@ -476,14 +476,14 @@ async def test_a_silent_connection_is_closed_after_the_start_timeout(local: Loca
     writer.write(frame(Kind.UUID, call_id.bytes))
     assert await asyncio.wait_for(reader.read(), 5) == TERMINATE
     writer.close()
-    assert not await local.services.store.call_exists(str(call_id))
+    assert not await local.services.store.call_exists("acme", str(call_id))
 
 
 async def test_hangup_before_audio_opens_no_call(local: Local) -> None:
     call_id = uuid.uuid4()
     sent = await asterisk(local.server.port, call_id, dtmf="1")
     assert sent.closed and sent.reply == b""
-    assert not await local.services.store.call_exists(str(call_id))
+    assert not await local.services.store.call_exists("acme", str(call_id))
 
 
 async def test_digits_before_the_first_audio_and_asterisk_errors(local: Local) -> None:
@@ -533,7 +533,7 @@ async def test_a_call_over_capacity_gets_a_terminate_and_is_not_opened(
     assert list(local.services.calls.live) == [str(first)], "the call already streaming is not touched"
     assert f"(call {second}) refused: the server holds 1 calls" in caplog.text
     assert (await holder).closed
-    assert not await local.services.store.call_exists(str(second))
+    assert not await local.services.store.call_exists("acme", str(second))
     record = await local.services.store.get_call("acme", str(first))
     assert record is not None and record.status == "completed"
 

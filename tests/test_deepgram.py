@@ -475,7 +475,7 @@ async def test_a_stream_over_capacity_is_refused_with_503_and_retry_after(tmp_pa
         assert "calls.max_live" in response.headers["dg-error"]
         assert json.loads(response.body or b"{}")["err_msg"] == response.headers["dg-error"]
         assert list(calls.live) == ["held"], "the call already live is not touched"
-        assert not await local.services.store.call_exists("dg-full")
+        assert not await local.services.store.call_exists("acme", "dg-full")
 
         await held.close(CallEnd.STOP)  # a slot frees: the same stream is taken now
         async with connect(url, additional_headers=headers) as ws:

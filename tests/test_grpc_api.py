@@ -515,7 +515,7 @@ async def test_a_call_over_capacity_is_resource_exhausted_with_pushback(tmp_path
             assert dict(err.value.trailing_metadata() or ())["grpc-retry-pushback-ms"] == "5000"
             assert "calls.max_live" in (err.value.details() or "")
             assert list(calls.live) == ["held"], "the call already live is not touched"
-            assert not await local.services.store.call_exists("full")
+            assert not await local.services.store.call_exists("acme", "full")
 
             await held.close(CallEnd.STOP)  # a slot frees: the same call is taken now
             stop = api_pb2.StreamCallRequest(stop=api_pb2.StreamStop())

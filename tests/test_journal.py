@@ -16,9 +16,9 @@ import pytest
 from media_server.bus import InMemoryEventBus, Subscription
 from media_server.events import new_event
 from media_server.store.journal import Journal, StorageFailed
-from media_server.store.records import CallRecord
+from media_server.store.records import CallRecord, SegmentRecord
 from media_server.store.store import Store
-from media_server.store.writes import CallOpened
+from media_server.store.writes import CallOpened, SegmentsKept
 from media_server.v1 import events_pb2 as pb
 
 BIG = 20_000  # bytes of text: an event that needs about five pages of its own
@@ -215,7 +215,7 @@ async def test_a_store_that_fills_is_loud_publishes_nothing_past_it_and_catches_
 ) -> None:
     db = tmp_path / "db.sqlite"
     max_size_mb = await _nearly_full(db)
-    failures: list[tuple[set[str], str]] = []
+    failures: list[tuple[set[tuple[str, str]], str]] = []
     async with _running(
         db, max_size_mb=max_size_mb, on_failure=lambda calls, why: failures.append((calls, why))
     ) as journal:
@@ -229,9 +229,9 @@ async def test_a_store_that_fills_is_loud_publishes_nothing_past_it_and_catches_
         await _wait_for(lambda: not journal.healthy, 2.0, "the store to fail")
         assert "full" in journal.failure
         assert len(failures) == 1
-        assert failures[0][0] == {"c2"} and "full" in failures[0][1]
+        assert failures[0][0] == {("acme", "c2")} and "full" in failures[0][1]
         during = journal.append(_final("c3", "while it fails"))  # a call that appends while the store fails
-        assert failures[1:] == [({"c3"}, journal.failure)]
+        assert failures[1:] == [({("acme", "c3")}, journal.failure)]
 
         await asyncio.sleep(0.3)  # a retry or so: still full
         assert not journal.healthy
@@ -255,7 +255,7 @@ async def test_a_store_that_fills_is_loud_publishes_nothing_past_it_and_catches_
 async def test_events_waiting_longer_than_retry_for_s_are_given_up(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     max_size_mb = await _nearly_full(db)
-    failures: list[tuple[set[str], str]] = []
+    failures: list[tuple[set[tuple[str, str]], str]] = []
     async with _running(
         db, max_size_mb=max_size_mb, retry_for_s=0.2, on_failure=lambda calls, why: failures.append((calls, why))
     ) as journal:
@@ -269,7 +269,7 @@ async def test_events_waiting_longer_than_retry_for_s_are_given_up(tmp_path: Pat
             asyncio.gather(*(journal.committed(e) for e in big), return_exceptions=True), 3.0
         )
         assert all(isinstance(o, StorageFailed) for o in outcomes), outcomes
-        assert failures and failures[0][0] == {"c2"}
+        assert failures and failures[0][0] == {("acme", "c2")}
         assert journal.last_id == opened.id
         assert seen == [opened]  # never published
         assert max(_stored_ids(db)) == opened.id  # nor stored
@@ -335,24 +335,30 @@ async def test_an_idle_journal_recovers_even_with_a_probe_row_left_over(tmp_path
 
 async def test_an_entry_the_database_refuses_is_dropped_alone(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
-    failures: list[tuple[set[str], str]] = []
+    failures: list[tuple[set[tuple[str, str]], str]] = []
     async with _running(db, on_failure=lambda calls, why: failures.append((calls, why))) as journal:
         it = aiter(journal.subscribe("acme"))
         opened = journal.append(*_opened("c1"))
         first = journal.append(_final("c1", "first"))
-        again = journal.append(*_opened("c1"))  # the call's row exists already: refused
+        # A transcript whose call has no row (a segment must belong to a stored call): refused.
+        orphan = journal.append(
+            _final("c9", "no call"), SegmentsKept("acme", "c9", [SegmentRecord(1, "customer", "x", 0.0, 1.0, 0.9)])
+        )
+        again = journal.append(*_opened("c1"))  # the team has a call of this id already: refused, as taken
         other = journal.append(_final("c2", "other call"))
         interim = journal.append(_interim("c1", "la"))
         last = journal.append(_final("c1", "last"))
-        batch = [opened, first, again, other, interim, last]  # appended at once: one batch
+        batch = [opened, first, orphan, again, other, interim, last]  # appended at once: one batch
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(journal.committed(e) for e in batch), return_exceptions=True), 3.0
         )
-        assert [type(o).__name__ for o in outcomes] == ["NoneType", "NoneType", "StorageFailed"] + ["NoneType"] * 3
+        assert [type(o).__name__ for o in outcomes] == ["NoneType", "NoneType", "StorageFailed", "CallIdTaken"] + [
+            "NoneType"
+        ] * 3
         kept = [opened, first, other, interim, last]
         assert await _take(it, 5) == kept
         assert _stored_ids(db) == _ids([opened, first, other, last])
-        assert failures == [({"c1"}, "the database refused its rows")]
+        assert failures == [({("acme", "c9")}, "the database refused its rows")]  # (a taken id is open()'s to tell)
         assert journal.healthy
 
         later = journal.append(_final("c2", "later"))  # the next batch goes on as usual

@@ -500,7 +500,7 @@ async def test_a_stream_over_capacity_is_resource_exhausted_with_pushback(tmp_pa
             assert dict(err.value.trailing_metadata() or ())["grpc-retry-pushback-ms"] == "5000"
             assert "calls.max_live" in (err.value.details() or "")
             assert list(calls.live) == ["held"], "the call already live is not touched"
-            assert not await local.services.store.call_exists("riva-full")
+            assert not await local.services.store.call_exists("acme", "riva-full")
 
             await held.close(CallEnd.STOP)  # a slot frees: the same stream is taken now
             assert [r async for r in stub.StreamingRecognize(iter(requests), metadata=key)] == []

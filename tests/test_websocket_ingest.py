@@ -126,7 +126,7 @@ async def test_a_call_over_capacity_is_told_to_try_again_later(local: Local, rou
     assert (ws.close_reason or "").startswith("try again later (in 5 s)"), ws.close_reason
     assert "calls.max_live" in (ws.close_reason or "")
     assert list(calls.live) == ["held"], "the call already live is not touched"
-    assert not await local.services.store.call_exists(f"{route}-refused")
+    assert not await local.services.store.call_exists("acme", f"{route}-refused")
 
     await held.close(CallEnd.STOP)  # a slot frees: the same call is taken now
     async with connect(url, additional_headers=headers) as ws:

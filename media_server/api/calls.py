@@ -84,8 +84,8 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any]:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_DISPOSITION:
         raise HTTPException(400, f'the body must be {{"disposition": "..."}}, 1-{MAX_DISPOSITION} characters')
     services = services_of(request)
-    live = services.calls.live.get(call_id)
-    if live is not None and live.team == key.team:
+    live = services.calls.live.find(key.team, call_id)
+    if live is not None:
         live.insights.disposition = value.strip()
         return {"id": call_id, "disposition": value.strip(), "live": True}
     if not await services.store.set_disposition(key.team, call_id, value.strip()):
@@ -127,8 +127,8 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any]:
 @router.delete("/{call_id}", status_code=204)
 async def delete_call(request: Request, call_id: str) -> Response:
     key = await require_key(request, "delete")
-    live = services_of(request).calls.live.get(call_id)
-    if live is not None and live.team == key.team:
+    live = services_of(request).calls.live.find(key.team, call_id)
+    if live is not None:
         raise HTTPException(409, "the call is live: it can be deleted once it has ended")
     if not await services_of(request).store.delete_call(key.team, call_id):
         raise HTTPException(404, "no such call")

@@ -50,8 +50,8 @@ def manager_of(request: Request) -> ListenManager:
 async def listen(request: Request, call_id: str, channel: str = Query("mixed", max_length=16)) -> Response:
     key = await require_key(request, "listen")
     services = services_of(request)
-    call = services.calls.live.get(call_id)
-    if call is None or call.team != key.team:
+    call = services.calls.live.find(key.team, call_id)
+    if call is None:
         if await services.store.get_call(key.team, call_id) is not None:
             raise HTTPException(409, "the call has ended: only live calls can be listened to")
         raise HTTPException(404, "no such live call")

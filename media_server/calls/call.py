@@ -32,7 +32,7 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights
 from media_server.insights.nlp import Nlp
 from media_server.insights.redaction import RedactionPolicy, Redactor
-from media_server.store.journal import Journal
+from media_server.store.journal import Journal, StorageFailed
 from media_server.store.records import CallRecord, SegmentRecord
 from media_server.store.writes import CallChanged, CallOpened, CallProgress, SegmentsKept, Write
 from media_server.teams.config import TeamConfig
@@ -162,11 +162,25 @@ class Call:
         )
 
     async def start(self) -> None:
+        """Announce the call and start transcribing it, once its row is stored: the database decides whether the
+        team's call id is free (``CallIdTaken``: nothing of this call was started or stored). ``StorageFailed``:
+        the store failed, or the call was ended while it waited for it."""
+        started = views.call_started(self.source, self.metadata, self.transcribed_roles, self.channels.values())
+        event = await self.publish(CallOpened(views.opened(self), self.services.journal.node), call_started=started)
+        stored = asyncio.ensure_future(self.services.journal.committed(event))
+        ended = asyncio.ensure_future(self.ending.wait())
+        try:
+            await asyncio.wait({stored, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not stored.done():
+                stored.cancel()
+        if not stored.done() or stored.cancelled():
+            raise StorageFailed("the call ended before it could be stored")
+        stored.result()
         for channel in self.channels.values():
             if channel.transcribed:
                 self._start_recognizer(channel)
-        started = views.call_started(self.source, self.metadata, self.transcribed_roles, self.channels.values())
-        await self.publish(CallOpened(views.opened(self), self.services.journal.node), call_started=started)
         self.announced = True
         self._clock = asyncio.create_task(self._tick(), name=f"call-{self.id}-clock")
 
@@ -246,6 +260,7 @@ class Call:
         self._hear_customer()
         updated = views.call_updated(self.metadata, self.transcribed_roles, self.channels.values())
         changed = CallChanged(
+            self.team,
             self.id,
             views.participant_records(self.metadata, self.transcribed_roles),
             views.channel_records(self.channels.values()),
@@ -368,7 +383,7 @@ class Call:
         if heard.final:
             new = self.transcript.segments(index)[kept:]
             if new:
-                writes.append(SegmentsKept(self.id, [views.segment_record(s) for s in new]))
+                writes.append(SegmentsKept(self.team, self.id, [views.segment_record(s) for s in new]))
             if time.monotonic() - self._progress_at >= _PROGRESS_EVERY_S:
                 self._progress_at = time.monotonic()
                 writes.append(self.progress())
@@ -403,7 +418,7 @@ class Call:
     def progress(self) -> CallProgress:
         """The live call's figures so far, as stored in its row."""
         record = self.record("live", "")
-        return CallProgress(self.id, record.speakers, record.metrics, record.keywords)
+        return CallProgress(self.team, self.id, record.speakers, record.metrics, record.keywords)
 
     def record(self, status: str, reason: str) -> CallRecord:
         """The call as the store keeps it."""

@@ -41,8 +41,8 @@ async def update_consent(
         who = Role(role.strip().lower())
     except ValueError:
         raise ConsentUpdateError("invalid", f"role must be rep or customer, not {role!r}") from None
-    call = registry.live.get(call_id)
-    if call is not None and call.team == key.team and not call.finished:
+    call = registry.live.find(key.team, call_id)
+    if call is not None and not call.finished:
         metadata = copy.deepcopy(call.metadata)
         metadata.participant(who).consent = consent
         specs = [c.spec for c in call.channels.values()]

@@ -4,7 +4,8 @@ Every ingest adapter (Twilio, Telnyx, L16, AudioSocket, SIPREC, WHIP, Deepgram, 
 a thin translation of its wire format onto this module:
 
 - :meth:`CallLifecycle.authorize` checks an API key that may ingest (protocols that carry one);
-- :meth:`CallLifecycle.open` claims the call id (live or stored: :class:`CallConflict`), checks the server's
+- :meth:`CallLifecycle.open` claims the call id, unique per team (live or stored, on this server or another one
+  sharing the database: the calls table's key decides; :class:`CallConflict`), checks the server's
   capacity (:class:`CallsFull`, with a retry delay), applies the protocol's consent default to every participant
   the protocol said nothing about, starts the call and returns its :class:`LiveCall` handle;
 - :meth:`LiveCall.push` takes :class:`~media_server.audio.Audio` at the channel's rate
@@ -25,7 +26,7 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from google.protobuf import json_format
 
@@ -37,9 +38,9 @@ from media_server.calls.call import Call, CallServices, ChannelSpec
 from media_server.calls.metadata import CallMetadata, Consent
 from media_server.events import new_event
 from media_server.insights.metrics import CallMetrics, Said, compute
-from media_server.store.journal import StorageFailed
+from media_server.store.journal import CallIdTaken, StorageFailed
 from media_server.store.records import CallRecord
-from media_server.store.store import Store
+from media_server.store.store import CallKey, Store
 from media_server.store.writes import CallClosed
 from media_server.teams.config import TeamConfig
 from media_server.teams.directory import TeamDirectory
@@ -102,9 +103,18 @@ class Forbidden(CallRefused):
 
 
 class CallConflict(CallRefused):
-    """A call with this id is live or already stored."""
+    """The team has a call with this id already, live (on any server) or stored."""
 
     code = "call_conflict"
+
+
+class InvalidCallId(CallConflict):
+    """A call id the store cannot keep (empty, or longer than :data:`MAX_CALL_ID`); refused like a taken one."""
+
+    code = "invalid_call_id"
+
+
+MAX_CALL_ID = 128  # characters: the calls table's id column
 
 
 class CallsFull(CallRefused):
@@ -122,6 +132,44 @@ class Unavailable(CallsFull):
     RESOURCE_EXHAUSTED); elsewhere refused as busy, like :class:`CallsFull`."""
 
     code = "unavailable"
+
+
+class LiveCalls:
+    """The calls this server holds, by team and call id (two teams may use the same call id)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[CallKey, Call] = {}
+
+    def find(self, team: str, call_id: str) -> Call | None:
+        return self._calls.get((team, call_id))
+
+    def get(self, call_id: str, team: str | None = None) -> Call | None:
+        """The call of this id of ``team``; without a team, of any team (the first opened)."""
+        if team is not None:
+            return self.find(team, call_id)
+        return next((c for (_, i), c in self._calls.items() if i == call_id), None)
+
+    def add(self, call: Call) -> None:
+        self._calls[call.team, call.id] = call
+
+    def pop(self, team: str, call_id: str) -> Call | None:
+        return self._calls.pop((team, call_id), None)
+
+    def values(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def __contains__(self, item: object) -> bool:
+        """``(team, call_id)``, or a call id of any team."""
+        if isinstance(item, tuple):
+            return item in self._calls
+        return any(i == item for _, i in self._calls)
+
+    def __iter__(self) -> Iterator[str]:
+        """The call ids (of every team)."""
+        return iter([i for _, i in self._calls])
+
+    def __len__(self) -> int:
+        return len(self._calls)
 
 
 def new_call_id(prefix: str) -> str:
@@ -167,7 +215,7 @@ class LiveCall:
     @property
     def live(self) -> bool:
         """Not ended (by this adapter or elsewhere: shutdown, a consent withdrawal that ends it)."""
-        return self._ended is None and self._lifecycle.live.get(self.call.id) is self.call
+        return self._ended is None and self._lifecycle.live.find(self.call.team, self.call.id) is self.call
 
     @property
     def end_reason(self) -> CallEnd | None:
@@ -269,8 +317,8 @@ class CallLifecycle:
         self.max_live = max_live
         self.retry_after_s = retry_after_s
         self.drain_timeout_s = drain_timeout_s
-        self.live: dict[str, Call] = {}
-        self._ending: dict[str, asyncio.Task[CallRecord]] = {}
+        self.live = LiveCalls()
+        self._ending: dict[CallKey, asyncio.Task[CallRecord]] = {}
         self._closing = False
 
     @property
@@ -309,14 +357,18 @@ class CallLifecycle:
         (``consent_given`` False: AudioSocket's ``audiosocket.consent``, Deepgram's and Riva's ``compat.consent``);
         ``epoch``: call time 0 on the monotonic clock, when the adapter's own clock started earlier (RTP).
 
-        Raises :class:`CallConflict` (the id is live or stored), :class:`CallsFull` (over ``calls.max_live``).
+        Raises :class:`CallConflict` (the team's call id is live or stored), :class:`CallsFull` (over
+        ``calls.max_live``), :class:`Unavailable` (the store fails).
         """
         if self._closing:
             raise Unavailable("the server is shutting down", self.retry_after_s)
         journal = self.services.journal
         if not journal.healthy:
             raise Unavailable(f"calls cannot be stored now ({journal.failure})", self.retry_after_s)
-        if call_id in self.live or call_id in self._ending:
+        if not call_id or len(call_id) > MAX_CALL_ID:
+            raise InvalidCallId(f"a call id has 1-{MAX_CALL_ID} characters, not {len(call_id)}")
+        key = (team, call_id)
+        if key in self.live or key in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
         if len(self.live) >= self.max_live:
             raise CallsFull(f"the server holds {self.max_live} calls, its limit (calls.max_live)", self.retry_after_s)
@@ -326,19 +378,25 @@ class CallLifecycle:
                     participant.consent = consent_default
         team_config = await self.teams.config(team) if self.teams is not None else None
         # (checked again after the await: another open of the same id may have claimed it meanwhile)
-        if call_id in self.live or call_id in self._ending:
+        if key in self.live or key in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
         call = Call(call_id, team, source, metadata, list(channels), self.services, team_config)
         if epoch is not None:
             call.epoch = call.last_audio = epoch
-        self.live[call_id] = call  # claim the id before any await
+        self.live.add(call)  # claim the id on this server before any await
         subscription = journal.subscribe(team, call_id) if subscribe else None
         try:
-            if await self.store.call_exists(call_id):
+            if await self.store.call_exists(team, call_id):  # (the common case, before anything starts)
                 raise CallConflict(f"call {call_id!r} already exists; use a new call id")
-            await call.start()
+            try:
+                await call.start()  # the database decides: another server may have opened this id meanwhile
+            except CallIdTaken:
+                raise CallConflict(f"call {call_id!r} already exists; use a new call id") from None
+            except StorageFailed as exc:
+                raise Unavailable(f"calls cannot be stored now ({exc})", self.retry_after_s) from None
         except BaseException:
-            self.live.pop(call_id, None)
+            if call.end_task is None:  # (a call that the store's failure ended leaves once it has ended)
+                self.live.pop(team, call_id)
             if subscription is not None:
                 subscription.close()
             raise
@@ -351,7 +409,7 @@ class CallLifecycle:
             call.end_reason = reason
             call.ending.set()
             call.end_task = asyncio.create_task(self._end(call, reason), name=f"end-{call.id}")
-            self._ending[call.id] = call.end_task
+            self._ending[call.team, call.id] = call.end_task
         return call.end_task
 
     async def _end(self, call: Call, reason: CallEnd) -> CallRecord:
@@ -380,14 +438,14 @@ class CallLifecycle:
             )
             return record
         finally:
-            self.live.pop(call.id, None)
-            self._ending.pop(call.id, None)
+            self.live.pop(call.team, call.id)
+            self._ending.pop((call.team, call.id), None)
 
-    def storage_failed(self, call_ids: set[str], reason: str) -> None:
+    def storage_failed(self, calls: set[CallKey], reason: str) -> None:
         """The journal cannot store these calls' events: end them (``storage_failed``), so that their peers are
         told at once; their subscribers get an ``error`` event now."""
-        for call_id in call_ids:
-            call = self.live.get(call_id)
+        for team, call_id in calls:
+            call = self.live.find(team, call_id)
             if call is None:
                 continue
             error = pb.Error(code="storage_failed", message=f"the call cannot be stored: {reason}")
@@ -400,7 +458,7 @@ class CallLifecycle:
         ``call_ended`` goes out like any other, for subscribers that resume."""
         journal = self.services.journal
         for stored in await self.store.live_calls(journal.node):
-            last = await self.store.last_event_time(stored.id)
+            last = await self.store.last_event_time(stored.team, stored.id)
             stored.ended_at = max(last or stored.started_at, stored.started_at)
             stored.status, stored.end_reason = CallEnd.SERVER_RESTART.status, CallEnd.SERVER_RESTART
             team_config = await self.teams.config(stored.team) if self.teams is not None else None

@@ -1,8 +1,12 @@
 """The server's event journal: the one owner of event ids, and the write path of every call.
 
-Every event of every call goes through :meth:`Journal.append`, which gives it the next event id (one sequence
-for the whole store, so ids are strictly increasing within each team, and never reused: ids are reserved in
-blocks, recorded in the store before any id of a block is published; a restart continues after the last block).
+Every event of every call goes through :meth:`Journal.append`, which gives it the next event id: ids increase
+within this server and are never reused, by it or by another server on the same database. The journal claims ids
+in blocks (:meth:`Store.claim_ids`: one statement raises the store's counter, so two servers never get the same
+block; a restart claims a new one) and claims the next block while half of the current one is left. Should appends
+outrun the claims (a burst, a failing store), ids past the block are handed out provisionally: claimed before they
+are stored, and renumbered first if another server took the ids after the block meanwhile (nothing has seen them:
+an event is published only once stored).
 A writer task stores what was appended in group commits (one transaction for all that
 queued while the previous one ran, after ``commit_interval_s``), in order: the event itself (all but interim
 transcripts: those are not replayable) and the rows of its call that it changes (``store/writes.py``). Only then
@@ -14,7 +18,9 @@ When the store fails (disk full, database gone), the batch stays queued and is r
 calls with events waiting are told (``on_failure``: the lifecycle ends them as ``storage_failed`` and their peers
 get an error); :attr:`healthy` is False until a write succeeds again. What waits longer than ``retry_for_s`` (or
 past ``max_pending`` events) is given up: never published, its calls closed as ``storage_failed`` once the store
-is back. An entry the database rejects on its own (a constraint) is dropped alone; the others go on.
+is back. An entry the database rejects on its own (a constraint, a value it cannot hold) is dropped alone; the
+others go on. The call id is the database's to give: a ``call_started`` whose (team, call id) the calls table
+holds already is refused with :class:`CallIdTaken`, whichever server holds that call.
 """
 
 from __future__ import annotations
@@ -27,24 +33,28 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from media_server.bus import EventBus, SubscriberTooSlow, Subscription
 from media_server.events import new_event, stamp
-from media_server.store.store import Logged, Store
-from media_server.store.writes import Write
+from media_server.store.store import CallKey, Logged, Store
+from media_server.store.writes import CallOpened, Write
 from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 2000
 _LOST_KEPT = 100_000  # ids of events given up that committed() still recognises
-_RESERVE = 1000  # event ids reserved ahead at a time (a restart skips what was reserved and not used)
+_BLOCK = 1000  # event ids claimed at a time (a restart skips what was claimed and not used)
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.25, 5.0
 
 
 class StorageFailed(Exception):
     """An event could not be stored (and so was never published)."""
+
+
+class CallIdTaken(StorageFailed):
+    """A ``call_started`` refused: the team has a call of this id already (live on any server, or stored)."""
 
 
 @dataclass
@@ -95,18 +105,19 @@ class Journal:
     retry_for_s: float = 60.0  # how long events wait for a failing store before they are given up
     max_pending: int = 200_000  # events waiting at most, while the store fails
     replay_max: int = 10_000  # events a resuming subscriber is sent from the store at most
-    on_failure: Callable[[set[str], str], None] | None = None  # calls whose events cannot be stored, and why
+    on_failure: Callable[[set[CallKey], str], None] | None = None  # calls whose events cannot be stored, and why
     healthy: bool = True
     failure: str = ""  # why the store fails, while it does
     _pending: deque[Logged] = field(default_factory=deque)
     _next_id: int = 1
     _published: int = 0
-    _reserved: int = 0  # ids up to this one are recorded as handed out (a restart continues after it)
+    _block_end: int = 0  # ids up to this one are claimed (past it: handed out, not claimed yet)
+    _spare: tuple[int, int] | None = None  # the next block claimed, when it does not follow the current one
     _waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
-    _lost_ids: dict[int, str] = field(default_factory=dict)  # events given up or refused, and why (newest kept)
+    _lost_ids: dict[int, tuple[type[StorageFailed], str]] = field(default_factory=dict)  # given up or refused, why
     _failing_since: float | None = None
-    _failed_calls: set[str] = field(default_factory=set)  # told already, during the current failure
-    _lost_calls: set[str] = field(default_factory=set)  # events given up: closed once the store is back
+    _failed_calls: set[CallKey] = field(default_factory=set)  # told already, during the current failure
+    _lost_calls: set[CallKey] = field(default_factory=set)  # events given up: closed once the store is back
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.Task[None] | None = None
     _closing: bool = False
@@ -116,8 +127,8 @@ class Journal:
     commit_seconds: float = 0.0
 
     async def start(self) -> None:
-        last = await self.store.last_event_id()
-        self._next_id, self._published, self._reserved = last + 1, last, last
+        first = await self.store.claim_ids(_BLOCK)
+        self._next_id, self._block_end, self._published = first, first + _BLOCK - 1, first - 1
         self._writer = asyncio.create_task(self._run(), name="journal-writer")
 
     @property
@@ -146,12 +157,14 @@ class Journal:
     def append(self, event: pb.Event, *writes: Write) -> pb.Event:
         """Give the event its id and time and queue it (with its call's rows) for the next group commit; it is
         published once stored. Never waits."""
+        if self._next_id > self._block_end and self._spare is not None:
+            (self._next_id, self._block_end), self._spare = self._spare, None
         stamp(event, self._next_id)
         self._next_id += 1
         durable = not (event.type == "transcript" and not event.transcript.is_final)
         self._pending.append(Logged(event, durable, writes))
         if not self.healthy:
-            self._tell({event.call_id}, self.failure)
+            self._tell({(event.team, event.call_id)}, self.failure)
         self._wake.set()
         return event
 
@@ -159,7 +172,8 @@ class Journal:
         """Wait until the event is stored and published; ``StorageFailed`` if it was given up (or refused)."""
         lost = self._lost_ids.get(event.id)
         if lost is not None:
-            raise StorageFailed(lost)
+            error, why = lost
+            raise error(why)
         if event.id <= self._published:
             return
         waiter = self._waiters.get(event.id)
@@ -216,22 +230,18 @@ class Journal:
                 if self.commit_interval_s > 0 and not self._closing:
                     await asyncio.sleep(self.commit_interval_s)
                 continue
-            batch = [self._pending[i] for i in range(min(len(self._pending), _MAX_BATCH))]
-            last = batch[-1].event.id
-            reserve = last + _RESERVE if last > self._reserved else None
-            if reserve is None and not any(e.durable or e.writes for e in batch):
-                # Only interims, with ids already reserved: nothing to store, publish at once.
-                for _ in batch:
-                    self._pending.popleft()
-                await self._publish(batch)
-                continue
             started = time.perf_counter()
+            batch: list[Logged] = []
             try:
-                await self.store.commit(batch, reserve)
+                await self._claim()
+                batch = [self._pending[i] for i in range(min(len(self._pending), _MAX_BATCH))]
+                stored = any(e.durable or e.writes for e in batch)  # (else only interims: published at once)
+                if stored:
+                    await self.store.commit(batch)
             except asyncio.CancelledError:
                 raise
-            except IntegrityError as exc:
-                await self._isolate(batch, exc)
+            except (IntegrityError, DataError):
+                await self._isolate(batch)
                 continue
             except Exception as exc:
                 self._failed(exc)
@@ -244,16 +254,53 @@ class Journal:
                 self._expire()
                 continue
             delay = _RETRY_FIRST_S
-            self._reserved = max(self._reserved, reserve or 0)
-            self.batches += 1
-            self.committed_events += len(batch)
-            self.stored_events += sum(1 for e in batch if e.durable)
-            self.commit_seconds += time.perf_counter() - started
+            if stored:
+                self.batches += 1
+                self.committed_events += len(batch)
+                self.stored_events += sum(1 for e in batch if e.durable)
+                self.commit_seconds += time.perf_counter() - started
             for _ in batch:
                 self._pending.popleft()
             if not self.healthy:
                 await self._recovered()
             await self._publish(batch)
+
+    async def _claim(self) -> None:
+        """Claim ids ahead: the next block once half of this one is handed out, and at once any ids handed out
+        past the claimed ones (renumbered if another server claimed those meanwhile)."""
+        provisional = self._next_id - 1 - self._block_end
+        if provisional <= 0 and (self._spare is not None or self._block_end - self._next_id + 1 > _BLOCK // 2):
+            return
+        size = _BLOCK + max(provisional, 0)
+        first = await self.store.claim_ids(size)
+        last = first + size - 1
+        if provisional > 0 and first != self._block_end + 1:
+            self._renumber(self._block_end + 1, first)
+        elif provisional <= 0 and first != self._block_end + 1:
+            self._spare = (first, last)
+            return
+        self._block_end = last
+
+    def _renumber(self, since: int, first: int) -> None:
+        """The queued events with ids from ``since`` on (handed out, never claimed, never seen) take ids from
+        ``first`` on, in order; whoever waits for one of them waits for it under its new id."""
+        next_id = first
+        for entry in self._pending:
+            old = entry.event.id
+            if old < since:
+                continue
+            entry.event.id = next_id
+            waiter = self._waiters.pop(old, None)
+            if waiter is not None:
+                self._waiters[next_id] = waiter
+            next_id += 1
+        log.info(
+            "ids %d-%d were claimed by another server: %d queued events renumbered",
+            since,
+            self._next_id - 1,
+            next_id - first,
+        )
+        self._next_id = next_id
 
     async def _pause(self, seconds: float) -> None:
         """Wait before a retry; a close cuts it short."""
@@ -274,27 +321,35 @@ class Journal:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
-    async def _isolate(self, batch: list[Logged], exc: Exception) -> None:
-        """The database refused the batch over one entry's rows (a constraint): store them one by one, drop the
-        one it refuses, keep the others."""
+    async def _isolate(self, batch: list[Logged]) -> None:
+        """The database refused the batch over one entry's rows (a constraint, a value it cannot hold): store them
+        one by one, drop the one it refuses, keep the others."""
         for entry in batch:
+            event = entry.event
             try:
-                reserve = entry.event.id + _RESERVE if entry.event.id > self._reserved else None
-                await self.store.commit([entry], reserve)
-                self._reserved = max(self._reserved, reserve or 0)
-            except IntegrityError as refused:
-                log.error(
-                    "event %d of call %s refused by the database: %s", entry.event.id, entry.event.call_id, refused
-                )
+                await self.store.commit([entry])
+            except (IntegrityError, DataError) as refused:
                 self._pending.popleft()
-                self._fail_waiter(entry.event.id, str(refused.orig))
+                opens = any(isinstance(w, CallOpened) for w in entry.writes)
+                if opens and await self._taken(event.team, event.call_id):
+                    log.warning("call %s of team %s refused: the team has a call of this id", event.call_id, event.team)
+                    self._fail_waiter(event.id, f"call {event.call_id!r} exists already", CallIdTaken)
+                    continue  # (the call that opens learns it from committed(); it never started)
+                log.error("event %d of call %s refused by the database: %s", event.id, event.call_id, refused)
+                self._fail_waiter(event.id, str(refused.orig))
                 if self.on_failure is not None:  # (told once; a later store failure may tell it again)
-                    self.on_failure({entry.event.call_id}, "the database refused its rows")
+                    self.on_failure({(event.team, event.call_id)}, "the database refused its rows")
                 continue
             except Exception:
                 return  # the store itself fails: the main loop retries
             self._pending.popleft()
             await self._publish([entry])
+
+    async def _taken(self, team: str, call_id: str) -> bool:
+        try:
+            return await self.store.call_exists(team, call_id)
+        except Exception:
+            return False
 
     def _failed(self, exc: Exception) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
@@ -302,9 +357,9 @@ class Journal:
             log.error("the store fails (%s): %d events wait, their calls end as storage_failed", reason, self.pending)
             self._failing_since = time.monotonic()
         self.healthy, self.failure = False, reason
-        self._tell({e.event.call_id for e in self._pending}, reason)
+        self._tell({(e.event.team, e.event.call_id) for e in self._pending}, reason)
 
-    def _tell(self, calls: set[str], reason: str) -> None:
+    def _tell(self, calls: set[CallKey], reason: str) -> None:
         new = calls - self._failed_calls
         if not new:
             return
@@ -319,25 +374,25 @@ class Journal:
             self._give_up(f"the store failed for {self.retry_for_s:g} s ({self.failure})")
 
     def _give_up(self, why: str) -> None:
-        lost = {e.event.call_id for e in self._pending}
+        lost = {(e.event.team, e.event.call_id) for e in self._pending}
         log.error("giving up %d events of %d calls: %s", len(self._pending), len(lost), why)
         for entry in self._pending:
             self._fail_waiter(entry.event.id, why)
         self._pending.clear()
         self._lost_calls |= lost
 
-    def _fail_waiter(self, event_id: int, why: str) -> None:
-        self._lost_ids[event_id] = why
+    def _fail_waiter(self, event_id: int, why: str, error: type[StorageFailed] = StorageFailed) -> None:
+        self._lost_ids[event_id] = (error, why)
         while len(self._lost_ids) > _LOST_KEPT:  # (oldest first: dicts keep insertion order)
             del self._lost_ids[next(iter(self._lost_ids))]
         waiter = self._waiters.pop(event_id, None)
         if waiter is not None and not waiter.done():
-            waiter.set_exception(StorageFailed(why))
+            waiter.set_exception(error(why))
 
     async def _probe(self) -> bool:
         try:
             await self.store.probe()
-            await self.store.close_lost(self._lost_calls, self._published)
+            await self.store.close_lost(self._lost_calls)
         except Exception as exc:
             self._failed(exc)
             return False
@@ -347,7 +402,7 @@ class Journal:
     async def _recovered(self) -> None:
         if self._lost_calls:
             try:
-                await self.store.close_lost(self._lost_calls, self._published)
+                await self.store.close_lost(self._lost_calls)
             except Exception:
                 return
         log.warning("the store works again (it failed: %s)", self.failure)
@@ -358,4 +413,4 @@ class Journal:
         # (a call told of the failure was ended; a later failure tells the calls live then)
 
 
-__all__ = ["Journal", "StorageFailed", "SubscriberTooSlow"]
+__all__ = ["CallIdTaken", "Journal", "StorageFailed", "SubscriberTooSlow"]

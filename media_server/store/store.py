@@ -1,5 +1,8 @@
 """The store: API keys, calls (written as they go, by ``store/journal.py``), the event log, over SQLAlchemy's
-asyncio engine."""
+asyncio engine: SQLite (embedded, the default) or PostgreSQL (``postgresql+asyncpg://``, shared by several servers).
+
+A call is keyed by its team and id: every query of a call names both. What only SQLite needs (its pragmas, the
+writer thread of the journal's commits) is set up for SQLite only."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Table,
+    and_,
     create_engine,
     delete,
     event,
@@ -26,11 +30,14 @@ from sqlalchemy import (
     func,
     insert,
     make_url,
+    or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
@@ -60,6 +67,10 @@ from media_server.v1 import events_pb2 as pb
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x6D656469  # PostgreSQL: servers starting at once migrate one after the other
+
+CallKey = tuple[str, str]
+"""A call as the store knows it: (team, call id)."""
 
 
 class CallExists(Exception):
@@ -105,10 +116,13 @@ class Store:
         """``synchronous`` (SQLite): ``normal`` survives a crash of the process, ``full`` also a power cut;
         ``max_size_mb`` (SQLite): the database never grows past this (0: no limit); writes past it fail."""
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url)
+        self.dialect = make_url(url).get_backend_name()  # "sqlite", "postgresql"
+        # PostgreSQL: connections are checked before use (a database restart leaves the pool's stale).
+        options: dict[str, Any] = {} if self.dialect == "sqlite" else {"pool_pre_ping": True}
+        self.engine: AsyncEngine = create_async_engine(url, **options)
         self._writer_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
-        if url.startswith("sqlite"):
+        if self.dialect == "sqlite":
             pragmas = [
                 "PRAGMA foreign_keys=ON",
                 "PRAGMA journal_mode=WAL",
@@ -168,26 +182,34 @@ class Store:
 
     # -- the journal's writes ------------------------------------------------------------------------
 
-    async def commit(self, entries: list[Logged], reserve: int | None = None) -> None:
-        """Store a batch of events and their calls' rows in one transaction, in order (a group commit).
-        ``reserve``: event ids up to this one may be handed out (stored with the batch, so that they are never
-        handed out again after a restart). On SQLite the whole transaction runs in one hop to the store's writer
-        thread (a plain sqlite3 connection), not one per statement."""
-        if self._writer_engine is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._writer, self._commit_sync, entries, reserve)
-            return
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_commit_rows, entries, reserve)
+    async def commit(self, entries: list[Logged]) -> None:
+        """Store a batch of events and their calls' rows in one transaction, in order (a group commit). On SQLite
+        the whole transaction runs in one hop to the store's writer thread (a plain sqlite3 connection), not one
+        per statement."""
+        await self._write(_commit_rows, entries)
 
-    def _commit_sync(self, entries: list[Logged], reserve: int | None) -> None:
+    async def claim_ids(self, count: int) -> int:
+        """Claim ``count`` event ids for this server alone; returns the first (the block is ``first`` to
+        ``first + count - 1``). One statement raises the ``event_id`` counter and returns it (PostgreSQL locks its
+        row until the commit): servers sharing the database never get the same ids, and ids are never reused
+        after a restart."""
+        first: int = await self._write(_claim_ids, count)
+        return first
+
+    async def _write(self, work: Any, *args: Any) -> Any:
+        """Run ``work(connection, *args)`` in one transaction: on SQLite in the writer thread."""
+        if self._writer_engine is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self._write_sync, work, args)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work, *args)
+
+    def _write_sync(self, work: Any, args: tuple[Any, ...]) -> Any:
         assert self._writer_engine is not None
         with self._writer_engine.begin() as conn:
-            _commit_rows(conn, entries, reserve)
+            return work(conn, *args)
 
     async def last_event_id(self) -> int:
-        """The newest event id that may have been handed out (stored or not, reserved): ids continue after it,
-        never reused."""
+        """The newest event id that may have been handed out (stored or not, claimed)."""
         async with self.sessions() as session:
             counted = await session.scalar(select(CounterRow.value).where(CounterRow.name == "event_id"))
             logged = await session.scalar(select(func.max(EventRow.id)))
@@ -228,23 +250,17 @@ class Store:
             ).all()
             return [_record(r, with_segments=True) for r in rows]
 
-    async def close_lost(self, call_ids: set[str], last_id: int) -> None:
+    async def close_lost(self, calls: set[CallKey]) -> None:
         """Calls whose events were given up while the store failed: closed as ``storage_failed`` with what was
-        stored of them. Also a probe: it writes, so it fails while the store does."""
+        stored of them."""
+        if not calls:
+            return
         async with self.engine.begin() as conn:
-            if call_ids:
-                await conn.execute(
-                    update(_CALLS)
-                    .where(_CALLS.c.id.in_(sorted(call_ids)), _CALLS.c.status == "live")
-                    .values(status="interrupted", end_reason="storage_failed", ended_at=datetime.now(UTC))
-                )
-            done = await conn.execute(
-                update(_COUNTERS)
-                .where(_COUNTERS.c.name == "event_id")
-                .values(value=func.max(_COUNTERS.c.value, last_id))
+            await conn.execute(
+                update(_CALLS)
+                .where(_call_in(_CALLS.c.team, _CALLS.c.id, calls), _CALLS.c.status == "live")
+                .values(status="interrupted", end_reason="storage_failed", ended_at=datetime.now(UTC))
             )
-            if not done.rowcount:
-                await conn.execute(insert(_COUNTERS).values(name="event_id", value=last_id))
 
     async def probe(self, size: int = 16 * 1024) -> None:
         """Raise unless the store can take new data again: writes ``size`` bytes and removes them in one
@@ -257,11 +273,14 @@ class Store:
             )
             await conn.execute(delete(_EVENTS).where(_EVENTS.c.id == -1))
 
-    async def last_event_time(self, call_id: str) -> datetime | None:
+    async def last_event_time(self, team: str, call_id: str) -> datetime | None:
         """When the call's newest logged event was emitted."""
         async with self.sessions() as session:
             payload = await session.scalar(
-                select(EventRow.payload).where(EventRow.call_id == call_id).order_by(EventRow.id.desc()).limit(1)
+                select(EventRow.payload)
+                .where(EventRow.team == team, EventRow.call_id == call_id)
+                .order_by(EventRow.id.desc())
+                .limit(1)
             )
         if payload is None:
             return None
@@ -271,17 +290,21 @@ class Store:
 
     # -- calls ---------------------------------------------------------------------------------------
 
-    async def call_exists(self, call_id: str) -> bool:
+    async def call_exists(self, team: str, call_id: str) -> bool:
         async with self.sessions() as session:
-            return await session.get(CallRow, call_id) is not None
+            return await session.get(CallRow, (team, call_id)) is not None
 
     async def save_call(self, call: CallRecord) -> None:
-        """A whole ended call at once (imports, tests): the journal's writes of a call, in one transaction."""
-        writes = (CallOpened(call, ""), SegmentsKept(call.id, call.segments), CallClosed(call))
-        async with self.engine.begin() as conn:
-            if (await conn.execute(select(_CALLS.c.id).where(_CALLS.c.id == call.id))).first() is not None:
-                raise CallExists(call.id)
-            await conn.run_sync(_apply_all, writes)
+        """A whole ended call at once (imports, tests): the journal's writes of a call, in one transaction.
+        ``CallExists`` when the team has a call of this id already."""
+        writes = (CallOpened(call, ""), SegmentsKept(call.team, call.id, call.segments), CallClosed(call))
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_apply_all, writes)
+        except IntegrityError as exc:
+            if await self.call_exists(call.team, call.id):
+                raise CallExists(call.id) from exc
+            raise
 
     async def get_call(self, team: str, call_id: str) -> CallRecord | None:
         async with self.sessions() as session:
@@ -308,16 +331,16 @@ class Store:
         rows = rows[:limit]
         records = [_record(r, with_segments=False) for r in rows]
         if where.words() and records:
-            await self._add_snippets(records, where.words())
+            await self._add_snippets(team, records, where.words())
         next_cursor = _encode_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None
         return records, next_cursor
 
-    async def _add_snippets(self, records: list[CallRecord], words: list[str]) -> None:
+    async def _add_snippets(self, team: str, records: list[CallRecord], words: list[str]) -> None:
         """The text around the first match of the first search word, per call."""
         ids = [r.id for r in records]
         query = (
             select(SegmentRow.call_id, SegmentRow.text)
-            .where(SegmentRow.call_id.in_(ids), _contains(SegmentRow.text, words[0]))
+            .where(SegmentRow.team == team, SegmentRow.call_id.in_(ids), _contains(SegmentRow.text, words[0]))
             .order_by(SegmentRow.call_id, SegmentRow.start)
         )
         async with self.sessions() as session:
@@ -375,17 +398,24 @@ class Store:
             erased = 0
             if indexes:
                 result = await session.execute(
-                    delete(SegmentRow).where(SegmentRow.call_id == call_id, SegmentRow.channel.in_(indexes))
+                    delete(SegmentRow).where(
+                        SegmentRow.team == team, SegmentRow.call_id == call_id, SegmentRow.channel.in_(indexes)
+                    )
                 )
                 erased = int(getattr(result, "rowcount", 0) or 0)
                 await session.execute(
                     delete(EventRow).where(
-                        EventRow.call_id == call_id, EventRow.type.in_(CHANNEL_EVENTS), EventRow.channel.in_(indexes)
+                        EventRow.team == team,
+                        EventRow.call_id == call_id,
+                        EventRow.type.in_(CHANNEL_EVENTS),
+                        EventRow.channel.in_(indexes),
                     )
                 )
             await session.flush()
             record = _record(row, with_segments=False)
-            await session.run_sync(lambda sync: _forget_identities(sync.connection(), call_id, record.participants))
+            await session.run_sync(
+                lambda sync: _forget_identities(sync.connection(), team, call_id, record.participants)
+            )
             return record, erased
 
     async def delete_call(self, team: str, call_id: str) -> bool:
@@ -394,8 +424,8 @@ class Store:
             if row is None:
                 return False
             for table in (SegmentRow, ParticipantRow, ChannelRow, EventRow):
-                await session.execute(delete(table).where(table.call_id == call_id))
-            await session.execute(delete(CallRow).where(CallRow.id == call_id))
+                await session.execute(delete(table).where(table.team == team, table.call_id == call_id))
+            await session.execute(delete(CallRow).where(CallRow.team == team, CallRow.id == call_id))
             return True
 
     # -- team configuration ----------------------------------------------------------------------------
@@ -476,11 +506,16 @@ def _contains(column: ColumnElement[str] | InstrumentedAttribute[str], text: str
 def _conditions(where: CallFilter) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     for word in where.words():
-        out.append(exists().where(SegmentRow.call_id == CallRow.id, _contains(SegmentRow.text, word)))
+        out.append(
+            exists().where(
+                SegmentRow.team == CallRow.team, SegmentRow.call_id == CallRow.id, _contains(SegmentRow.text, word)
+            )
+        )
     if where.rep.strip():
         rep = where.rep.strip()
         out.append(
             exists().where(
+                ParticipantRow.team == CallRow.team,
                 ParticipantRow.call_id == CallRow.id,
                 ParticipantRow.role == "rep",
                 _contains(ParticipantRow.name, rep)
@@ -506,6 +541,8 @@ def _snippet(text: str, word: str, width: int = 60) -> str:
 
 
 def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":  # held until the migration's transaction ends
+        connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -538,9 +575,14 @@ def _keywords(keywords: list[str]) -> str:
     return "".join(f"|{k.replace('|', ' ')}" for k in keywords) + "|" if keywords else ""
 
 
-def _participant_rows(call_id: str, participants: list[ParticipantRecord]) -> list[dict[str, Any]]:
+def _call_in(team: ColumnElement[str], call_id: ColumnElement[str], calls: set[CallKey]) -> ColumnElement[bool]:
+    return or_(*(and_(team == t, call_id == c) for t, c in sorted(calls)))
+
+
+def _participant_rows(team: str, call_id: str, participants: list[ParticipantRecord]) -> list[dict[str, Any]]:
     return [
         {
+            "team": team,
             "call_id": call_id,
             "role": p.role,
             "consent": p.consent,
@@ -554,9 +596,10 @@ def _participant_rows(call_id: str, participants: list[ParticipantRecord]) -> li
     ]
 
 
-def _channel_rows(call_id: str, channels: list[ChannelRecord]) -> list[dict[str, Any]]:
+def _channel_rows(team: str, call_id: str, channels: list[ChannelRecord]) -> list[dict[str, Any]]:
     return [
         {
+            "team": team,
             "call_id": call_id,
             "index": c.index,
             "speaker": c.speaker,
@@ -567,9 +610,10 @@ def _channel_rows(call_id: str, channels: list[ChannelRecord]) -> list[dict[str,
     ]
 
 
-def _segment_rows(call_id: str, segments: list[SegmentRecord]) -> list[dict[str, Any]]:
+def _segment_rows(team: str, call_id: str, segments: list[SegmentRecord]) -> list[dict[str, Any]]:
     return [
         {
+            "team": team,
             "call_id": call_id,
             "channel": s.channel,
             "speaker": s.speaker,
@@ -587,31 +631,44 @@ def _speakers(speakers: list[SpeakerRecord]) -> list[dict[str, Any]]:
     return [{"speaker": s.speaker, "talk_time": s.talk_time, "word_count": s.word_count} for s in speakers]
 
 
-def _commit_rows(conn: Connection, entries: list[Logged], reserve: int | None) -> None:
+def _commit_rows(conn: Connection, entries: list[Logged]) -> None:
     events = [_event_row(e.event) for e in entries if e.durable]
     if events:
         conn.execute(insert(_EVENTS), events)
     for entry in entries:
         for write in entry.writes:
             _apply(conn, write)
-    if reserve is not None:
-        done = conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == "event_id").values(value=reserve))
-        if not done.rowcount:
-            conn.execute(insert(_COUNTERS).values(name="event_id", value=reserve))
+
+
+def _claim_ids(conn: Connection, count: int) -> int:
+    claim = (
+        update(_COUNTERS)
+        .where(_COUNTERS.c.name == "event_id")
+        .values(value=_COUNTERS.c.value + count)
+        .returning(_COUNTERS.c.value)
+    )
+    claimed = conn.execute(claim).scalar()
+    if claimed is None:  # the first claim of this database: the counter starts after any id stored already
+        start = max(0, conn.execute(select(func.max(_EVENTS.c.id))).scalar() or 0)
+        new = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_COUNTERS)
+        conn.execute(new.values(name="event_id", value=start).on_conflict_do_nothing(index_elements=["name"]))
+        claimed = conn.execute(claim).scalar_one()
+    return int(claimed) - count + 1
 
 
 def _replace_people(
-    conn: Connection, call_id: str, participants: list[ParticipantRecord], channels: list[ChannelRecord]
+    conn: Connection, team: str, call_id: str, participants: list[ParticipantRecord], channels: list[ChannelRecord]
 ) -> None:
-    conn.execute(delete(_PARTICIPANTS).where(_PARTICIPANTS.c.call_id == call_id))
-    conn.execute(delete(_CHANNELS).where(_CHANNELS.c.call_id == call_id))
+    of_call = (_PARTICIPANTS.c.team == team, _PARTICIPANTS.c.call_id == call_id)
+    conn.execute(delete(_PARTICIPANTS).where(*of_call))
+    conn.execute(delete(_CHANNELS).where(_CHANNELS.c.team == team, _CHANNELS.c.call_id == call_id))
     if participants:
-        conn.execute(insert(_PARTICIPANTS), _participant_rows(call_id, participants))
+        conn.execute(insert(_PARTICIPANTS), _participant_rows(team, call_id, participants))
     if channels:
-        conn.execute(insert(_CHANNELS), _channel_rows(call_id, channels))
+        conn.execute(insert(_CHANNELS), _channel_rows(team, call_id, channels))
 
 
-def _forget_identities(conn: Connection, call_id: str, participants: list[ParticipantRecord]) -> None:
+def _forget_identities(conn: Connection, team: str, call_id: str, participants: list[ParticipantRecord]) -> None:
     """Participants whose identity is no longer kept (they denied consent) lose it in the call's logged
     ``call_started`` and ``call_updated`` events too, so that no replay hands it out again."""
     forgotten = {p.role: p for p in participants if not (p.id or p.name or p.phone or p.email)}
@@ -619,7 +676,7 @@ def _forget_identities(conn: Connection, call_id: str, participants: list[Partic
         return
     rows = conn.execute(
         select(_EVENTS.c.id, _EVENTS.c.payload).where(
-            _EVENTS.c.call_id == call_id, _EVENTS.c.type.in_(("call_started", "call_updated"))
+            _EVENTS.c.team == team, _EVENTS.c.call_id == call_id, _EVENTS.c.type.in_(("call_started", "call_updated"))
         )
     )
     for event_id, payload in rows.all():
@@ -638,6 +695,10 @@ def _forget_identities(conn: Connection, call_id: str, participants: list[Partic
 def _apply_all(conn: Connection, writes: tuple[Write, ...]) -> None:
     for write in writes:
         _apply(conn, write)
+
+
+def _the_call(team: str, call_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return _CALLS.c.team == team, _CALLS.c.id == call_id
 
 
 def _apply(conn: Connection, write: Write) -> None:
@@ -661,19 +722,24 @@ def _apply(conn: Connection, write: Write) -> None:
                 keywords="",
             )
         )
-        _replace_people(conn, r.id, r.participants, r.channels)
+        _replace_people(conn, r.team, r.id, r.participants, r.channels)
     elif isinstance(write, SegmentsKept):
         if write.segments:
-            conn.execute(insert(_SEGMENTS), _segment_rows(write.call_id, write.segments))
+            conn.execute(insert(_SEGMENTS), _segment_rows(write.team, write.call_id, write.segments))
     elif isinstance(write, CallChanged):
-        call_id = write.call_id
-        conn.execute(update(_CALLS).where(_CALLS.c.id == call_id).values(metadata=dict(write.metadata)))
-        _replace_people(conn, call_id, write.participants, write.channels)
-        _forget_identities(conn, call_id, write.participants)
+        team, call_id = write.team, write.call_id
+        conn.execute(update(_CALLS).where(*_the_call(team, call_id)).values(metadata=dict(write.metadata)))
+        _replace_people(conn, team, call_id, write.participants, write.channels)
+        _forget_identities(conn, team, call_id, write.participants)
         if write.erased:
-            conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(write.erased)))
+            conn.execute(
+                delete(_SEGMENTS).where(
+                    _SEGMENTS.c.team == team, _SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(write.erased)
+                )
+            )
             conn.execute(
                 delete(_EVENTS).where(
+                    _EVENTS.c.team == team,
                     _EVENTS.c.call_id == call_id,
                     _EVENTS.c.type.in_(CHANNEL_EVENTS),
                     _EVENTS.c.channel.in_(write.erased),
@@ -682,14 +748,14 @@ def _apply(conn: Connection, write: Write) -> None:
     elif isinstance(write, CallProgress):
         conn.execute(
             update(_CALLS)
-            .where(_CALLS.c.id == write.call_id)
+            .where(*_the_call(write.team, write.call_id))
             .values(speakers=_speakers(write.speakers), metrics=write.metrics, keywords=_keywords(write.keywords))
         )
     elif isinstance(write, CallClosed):
         r = write.record
         conn.execute(
             update(_CALLS)
-            .where(_CALLS.c.id == r.id)
+            .where(*_the_call(r.team, r.id))
             .values(
                 status=r.status,
                 end_reason=r.end_reason,
@@ -701,11 +767,15 @@ def _apply(conn: Connection, write: Write) -> None:
                 keywords=_keywords(r.keywords),
             )
         )
-        _replace_people(conn, r.id, r.participants, r.channels)
+        _replace_people(conn, r.team, r.id, r.participants, r.channels)
         for channel, segments in write.relabelled.items():
-            conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.call_id == r.id, _SEGMENTS.c.channel == channel))
+            conn.execute(
+                delete(_SEGMENTS).where(
+                    _SEGMENTS.c.team == r.team, _SEGMENTS.c.call_id == r.id, _SEGMENTS.c.channel == channel
+                )
+            )
             if segments:
-                conn.execute(insert(_SEGMENTS), _segment_rows(r.id, segments))
+                conn.execute(insert(_SEGMENTS), _segment_rows(r.team, r.id, segments))
 
 
 def _key(row: ApiKeyRow) -> ApiKey:
@@ -766,4 +836,4 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("invalid cursor") from exc
 
 
-__all__ = ["CallExists", "CallFilter", "Engine", "Logged", "Store"]
+__all__ = ["CallExists", "CallFilter", "CallKey", "Engine", "Logged", "Store"]

@@ -5,12 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
     pass
+
+
+# Event ids and segment ids: 64 bits on PostgreSQL; SQLite's INTEGER is 64 bits already (and only INTEGER makes a
+# key that the database numbers itself).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _of_call(table: str) -> ForeignKeyConstraint:
+    """A row of a call: the call is (team, id), and the row goes with it."""
+    return ForeignKeyConstraint(
+        ["team", "call_id"], ["calls.team", "calls.id"], ondelete="CASCADE", name=f"fk_{table}_call"
+    )
 
 
 class ApiKeyRow(Base):
@@ -25,9 +50,12 @@ class ApiKeyRow(Base):
 
 
 class CallRow(Base):
+    """A call, keyed by team and id: two teams may use the same call id; one team never twice (the database refuses
+    it, whichever server opens the call)."""
+
     __tablename__ = "calls"
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
     team: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     end_reason: Mapped[str] = mapped_column(String(32))
@@ -51,6 +79,7 @@ class CallRow(Base):
     )
 
     __table_args__ = (
+        PrimaryKeyConstraint("team", "id", name="pk_calls"),
         Index("ix_calls_team_started", "team", "started_at"),
         Index("ix_calls_status_node", "status", "node"),
     )
@@ -58,29 +87,36 @@ class CallRow(Base):
 
 class ParticipantRow(Base):
     __tablename__ = "participants"
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
     consent: Mapped[str] = mapped_column(String(16))
     transcribed: Mapped[bool] = mapped_column(Boolean)
     external_id: Mapped[str] = mapped_column(String(256), default="")
     name: Mapped[str] = mapped_column(String(256), default="")
-    phone: Mapped[str] = mapped_column(String(64), default="")
+    phone: Mapped[str] = mapped_column(String(256), default="")
     email: Mapped[str] = mapped_column(String(256), default="")
+
+    __table_args__ = (PrimaryKeyConstraint("team", "call_id", "role", name="pk_participants"), _of_call("participants"))
 
 
 class ChannelRow(Base):
     __tablename__ = "channels"
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
+    index: Mapped[int] = mapped_column(Integer)
     speaker: Mapped[str] = mapped_column(String(16))
     sample_rate: Mapped[int] = mapped_column(Integer)
     transcribed: Mapped[bool] = mapped_column(Boolean)
 
+    __table_args__ = (PrimaryKeyConstraint("team", "call_id", "index", name="pk_channels"), _of_call("channels"))
+
 
 class SegmentRow(Base):
     __tablename__ = "segments"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
     channel: Mapped[int] = mapped_column(Integer)
     speaker: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
@@ -88,6 +124,8 @@ class SegmentRow(Base):
     end: Mapped[float] = mapped_column(Float)
     confidence: Mapped[float] = mapped_column(Float)
     words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (_of_call("segments"), Index("ix_segments_call", "team", "call_id"))
 
 
 class ListenAuditRow(Base):
@@ -121,22 +159,25 @@ class TeamConfigRow(Base):
 class EventRow(Base):
     """The event log: every event subscribers can replay (all but interim transcripts), in id order.
 
-    ``id`` is the event's id, assigned by the server's journal (``store/journal.py``), not by the database."""
+    ``id`` is the event's id, assigned by the server's journal (``store/journal.py``) from a block of ids it claimed
+    in ``counters``, not by the database. Events are not tied to a call's row: the log outlives nothing it should not
+    (a deleted call's events are deleted with it), and a probe row has no call."""
 
     __tablename__ = "events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     team: Mapped[str] = mapped_column(String(64))
     call_id: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(32))
     channel: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a transcript's, hit's or entity's
     payload: Mapped[bytes] = mapped_column(LargeBinary)  # the serialized ``Event``
 
-    __table_args__ = (Index("ix_events_team_id", "team", "id"), Index("ix_events_call_id", "call_id", "id"))
+    __table_args__ = (Index("ix_events_team_id", "team", "id"), Index("ix_events_call", "team", "call_id", "id"))
 
 
 class CounterRow(Base):
-    """Named counters that must survive restarts (``event_id``: the last event id handed out)."""
+    """Named counters that must survive restarts (``event_id``: the last event id claimed by any server; each claims
+    a block of ids by raising it, in one statement)."""
 
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int] = mapped_column(BigId)

@@ -1,7 +1,8 @@
 """What the journal writes beside an event: the call's row and transcript, kept up to date as the call goes.
 
-Each is an append or a small update of one call's rows, never a re-save of the whole call. They are applied in
-the transaction that stores the event they come with (``Store.commit``), in the order the events were emitted.
+A call is named by its team and id (the calls table's key). Each is an append or a small update of one call's
+rows, never a re-save of the whole call. They are applied in the transaction that stores the event they come with
+(``Store.commit``), in the order the events were emitted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class CallOpened:
 class SegmentsKept:
     """A final: the segments the call keeps of it (one per speaker on a diarized channel)."""
 
+    team: str
     call_id: str
     segments: list[SegmentRecord]
 
@@ -33,6 +35,7 @@ class CallChanged:
     """``call_updated``: who is on the call (consent), its channels and metadata; ``erased``: channels whose
     transcript so far is no longer kept (a voice on them withdrew consent)."""
 
+    team: str
     call_id: str
     participants: list[ParticipantRecord]
     channels: list[ChannelRecord]
@@ -44,6 +47,7 @@ class CallChanged:
 class CallProgress:
     """A snapshot of the live call's figures: what a call cut short by a crash is closed with."""
 
+    team: str
     call_id: str
     speakers: list[SpeakerRecord]
     metrics: dict[str, Any]
