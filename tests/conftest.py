@@ -1,21 +1,27 @@
-"""Fixtures shared by the test files: a real server process, API keys, an event-collecting client."""
+"""Fixtures shared by the test files: a real server process, API keys, an event-collecting client; the store's
+databases (``store_url``: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy import make_url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -160,3 +166,152 @@ async def collect_events(
     except TimeoutError:
         pass
     return log
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------------------
+
+#: A PostgreSQL server the tests may create databases on (as SQLAlchemy URL). Unset: the one on localhost:5432 if it
+#: answers, else a throwaway server started from the installed binaries.
+POSTGRES_URL_ENV = "MEDIA_SERVER_TEST_POSTGRES_URL"
+_LOCAL_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _missing(why: str) -> None:
+    """A service the tests need is missing: skipped, or a failure under CI=true."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why} (CI=true: the tests need it)")
+    pytest.skip(why)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _postgres(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def postgres_run(url: str, *statements: str) -> None:
+    """Run statements on the database of ``url`` (each in its own transaction), from synchronous code."""
+    asyncio.run(_postgres(url, *statements))
+
+
+def _answers(url: str) -> bool:
+    try:
+        postgres_run(url, "SELECT 1")
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return True
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@dataclass
+class ThrowawayPostgres:
+    """A PostgreSQL server of our own (``initdb`` refuses root: run as the postgres user then), fsync off."""
+
+    url: str
+    pg_ctl: str
+    data: Path
+    as_user: list[str]
+
+    @classmethod
+    def start(cls) -> ThrowawayPostgres:
+        initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) are installed")
+        base = Path(tempfile.mkdtemp(prefix="media-server-pg-"))
+        as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(base, "postgres")
+            as_user = ["runuser", "-u", "postgres", "--"]
+        data = base / "data"
+        subprocess.run(
+            [*as_user, initdb, "-D", str(data), "--auth=trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+        return cls(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", pg_ctl, data, as_user)
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], check=False)
+        shutil.rmtree(self.data.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server (the URL of a database on it to connect to): ``MEDIA_SERVER_TEST_POSTGRES_URL``, else
+    the one on localhost:5432, else a throwaway one. Skipped when there is none (a failure under CI=true)."""
+    configured = os.environ.get(POSTGRES_URL_ENV)
+    if configured:
+        if not _answers(configured):
+            _missing(f"PostgreSQL at {POSTGRES_URL_ENV}={make_url(configured)!r} does not answer")
+        yield configured
+        return
+    if _answers(_LOCAL_POSTGRES):
+        yield _LOCAL_POSTGRES
+        return
+    try:
+        server = ThrowawayPostgres.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError, KeyError, LookupError) as exc:
+        _missing(f"no PostgreSQL: none answers on localhost:5432 and none could be started ({exc})")
+        return
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A database of this test session's own on the PostgreSQL server, dropped at the end (parallel runs and
+    leftovers never meet)."""
+    name = f"media_server_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    postgres_run(postgres_server, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        postgres_run(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, empty: each test starts from no tables."""
+    postgres_run(postgres_database, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+    return postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for a store, on each backend the server supports."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that gives a server process its store: SQLite in its data dir (the default), or the test
+    session's PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"MEDIA_SERVER_DATABASE_URL": request.getfixturevalue("postgres_url")}

@@ -1,11 +1,13 @@
-"""A call outlives the process: the real server process, SIGKILLed mid-call and started again on the same data dir;
-a second server on that data dir; a store that fills mid-call. Real Twilio streams of real speech, real websocket
-subscribers, the real SQLite file (no mocks of the store).
+"""A call outlives the process: the real server process, SIGKILLed mid-call and started again on the same data dir
+(its store on SQLite, and on PostgreSQL); a second server on that data dir; a store that fills mid-call. Real Twilio
+streams of real speech, real websocket subscribers, the real SQLite file or PostgreSQL database (no mocks of the
+store).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import time
@@ -45,9 +47,11 @@ def _stream(server_ws: str, key: str, call_id: str, speech: Program, speed: floa
     )
 
 
-async def test_sigkill_mid_call_loses_no_final_and_a_restart_closes_the_call(tmp_path: Path) -> None:
+async def test_sigkill_mid_call_loses_no_final_and_a_restart_closes_the_call(
+    tmp_path: Path, database_env: dict[str, str]
+) -> None:
     data = tmp_path / "data"
-    server = start_server(data)
+    server = start_server(data, database_env)
     key = server.keys["admin"]
     call_id = "CA" + uuid.uuid4().hex
     log = EventLog()
@@ -80,6 +84,7 @@ async def test_sigkill_mid_call_loses_no_final_and_a_restart_closes_the_call(tmp
             text=True,
             timeout=60,
             cwd=ROOT,
+            env={**os.environ, **database_env},
         )
         assert keys.returncode == 0 and keys.stdout.strip().splitlines()[-1].startswith("msk_"), keys.stderr
 
@@ -94,7 +99,7 @@ async def test_sigkill_mid_call_loses_no_final_and_a_restart_closes_the_call(tmp
             stop_server(server)
     assert len(seen_finals) >= 3
 
-    again = start_server(data)
+    again = start_server(data, database_env)
     try:
         key = again.keys["admin"]
         with again.http(key) as http:

@@ -1,4 +1,4 @@
-"""The call history's search and filters (``Store.list_calls`` with a ``CallFilter``), on SQLite."""
+"""The call history's search and filters (``Store.list_calls`` with a ``CallFilter``), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def call(call_id: str, day: int, rep: str, lines: list[str], keywords: list[str]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(store_url)
     await s.open()
     await s.save_call(
         call("c1", 20, "Dana", ["Hello, thanks for taking the call.", "Our pricing starts at ten."], ["pricing"])
