@@ -252,7 +252,11 @@ class ThrowawayPostgres:
         return cls(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", pg_ctl, data, as_user)
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], check=False)
+        subprocess.run(
+            [*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(self.data.parent, ignore_errors=True)
 
 
