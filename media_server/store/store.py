@@ -635,9 +635,20 @@ def _commit_rows(conn: Connection, entries: list[Logged]) -> None:
     events = [_event_row(e.event) for e in entries if e.durable]
     if events:
         conn.execute(insert(_EVENTS), events)
+    # The segments of consecutive finals (of any calls) go in one statement: a round trip each would cost
+    # PostgreSQL more than the commit. Any other write comes after the segments before it.
+    segments: list[dict[str, Any]] = []
     for entry in entries:
         for write in entry.writes:
+            if isinstance(write, SegmentsKept):
+                segments += _segment_rows(write.team, write.call_id, write.segments)
+                continue
+            if segments:
+                conn.execute(insert(_SEGMENTS), segments)
+                segments = []
             _apply(conn, write)
+    if segments:
+        conn.execute(insert(_SEGMENTS), segments)
 
 
 def _claim_ids(conn: Connection, count: int) -> int:
