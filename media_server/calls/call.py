@@ -178,6 +178,8 @@ class Call:
         if not stored.done() or stored.cancelled():
             raise StorageFailed("the call ended before it could be stored")
         stored.result()
+        if self.ending.is_set():  # (ended as it was stored: its end stores the rest)
+            raise StorageFailed("the call ended as it started")
         for channel in self.channels.values():
             if channel.transcribed:
                 self._start_recognizer(channel)

@@ -393,7 +393,8 @@ class CallLifecycle:
             except CallIdTaken:
                 raise CallConflict(f"call {call_id!r} already exists; use a new call id") from None
             except StorageFailed as exc:
-                raise Unavailable(f"calls cannot be stored now ({exc})", self.retry_after_s) from None
+                why = "the server is shutting down" if self._closing else f"calls cannot be stored now ({exc})"
+                raise Unavailable(why, self.retry_after_s) from None
         except BaseException:
             if call.end_task is None:  # (a call that the store's failure ended leaves once it has ended)
                 self.live.pop(team, call_id)
