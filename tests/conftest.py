@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,11 +285,36 @@ def postgres_server() -> Iterator[str]:
         server.stop()
 
 
+async def _drop_leftovers(url: str, prefix: str) -> None:
+    """Databases of earlier sessions on this machine whose process is gone (killed before it could drop them)."""
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        names = [r[0] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", prefix + "%")]
+        for name in names:
+            pid = name[len(prefix) :].split("_")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def postgres_database(postgres_server: str) -> Iterator[str]:
     """A database of this test session's own on the PostgreSQL server, dropped at the end (parallel runs and
-    leftovers never meet)."""
-    name = f"media_server_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    leftovers never meet; a session killed before it could drop its database has it dropped by a later one)."""
+    prefix = f"media_server_test_{zlib.crc32(socket.gethostname().encode()):08x}_"
+    asyncio.run(_drop_leftovers(postgres_server, prefix))
+    name = f"{prefix}{os.getpid()}_{uuid.uuid4().hex[:8]}"
     postgres_run(postgres_server, f'CREATE DATABASE "{name}"')
     try:
         yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
