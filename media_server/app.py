@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
             "media server ready: model %s on %s, database %s",
             services.scheduler.engine.name,
             services.scheduler.engine.device,
-            settings.db_url.split("///")[0] + "///…" if "///" in settings.db_url else settings.db_url,
+            settings.db_url.split("///")[0] + "///…" if "///" in settings.db_url else settings.db_url_for_logs,
         )
         try:
             listeners = await start_listeners(services, [grpc_api.add_to_server])
