@@ -562,9 +562,9 @@ def score(reference: Sequence[RefWord], segments: Sequence[Segment]) -> Scored:
     return Scored(
         len(ref),
         len(hyp),
-        out.substitutions,
-        out.deletions,
-        out.insertions,
+        int(out.substitutions),  # jiwer 4 counts in numpy integers
+        int(out.deletions),
+        int(out.insertions),
         boundary,
         at_cuts,
         len(ordered),
