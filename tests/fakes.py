@@ -10,7 +10,9 @@ at the time it was said. :class:`FakeVAD` hears speech wherever the audio's ener
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -95,14 +97,19 @@ class FakeEngine:
     capabilities: EngineCapabilities = field(default_factory=EngineCapabilities)
     requests: list[DecodeRequest] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
+    segmented_delay_s: float = 0.0  # how long a ``segmented`` request (a long turn's cut) takes to decode
 
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
-        hypotheses = [self.hear(r.audio) for r in requests]
+        hypotheses = [self.hear(r.audio, segmented=r.segmented) for r in requests]
+        if self.segmented_delay_s and any(r.segmented for r in requests):
+            time.sleep(self.segmented_delay_s)
         self.requests.extend(requests)
         self.heard.extend(h.text for h in hypotheses)
         return hypotheses
 
-    def hear(self, audio: Float32Array, sample_rate: int = MODEL_SAMPLE_RATE) -> Hypothesis:
+    def hear(self, audio: Float32Array, sample_rate: int = MODEL_SAMPLE_RATE, segmented: bool = False) -> Hypothesis:
+        """The words of ``audio``; ``segmented``: also where each sentence starts (after a word ending in ".",
+        "?" or "!"), as Whisper's segments would say."""
         words = []
         for start, end in _bursts(audio, sample_rate, self.threshold):
             if (end - start) / sample_rate < self.min_word_s:
@@ -110,7 +117,11 @@ class FakeEngine:
             word = self.voice.word_for(_pitch(audio[start:end], sample_rate))
             if word is not None:
                 words.append(Word(word, round(start / sample_rate, 3), round(end / sample_rate, 3), 0.9))
-        return Hypothesis(text=" ".join(w.word for w in words), words=tuple(words))
+        segments: tuple[float, ...] = ()
+        if segmented and words:
+            ends = (".", "?", "!")
+            segments = (words[0].start, *(w.start for p, w in itertools.pairwise(words) if p.word.endswith(ends)))
+        return Hypothesis(text=" ".join(w.word for w in words), words=tuple(words), segments=segments)
 
 
 def _bursts(audio: Float32Array, sample_rate: int, threshold: float) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.audio import resample
 from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
 from models.vad import SileroVAD
+from tests.fakes import FakeEngine, FakeVAD, Voice, silence
 from tests.speech import program, tel8k, wer
 
 
@@ -263,3 +264,35 @@ async def test_a_mixed_two_party_call_streams_as_well_as_offline_decoding(
     assert streamed.collapsed_segments == 0, [s.text for s in segments]
     streamed_wer, offline_wer = streamed.errors / streamed.ref, offline.errors / offline.ref
     assert streamed_wer <= offline_wer + 0.06, (streamed_wer, offline_wer, [s.text for s in segments])
+
+
+def _sentences(count: int) -> list[str]:
+    pool = "we send the notes to every rep after each call so nothing gets lost".split()
+    return [" ".join(pool[(i * 5 + k) % len(pool)] for k in range(5)) + f" stop{i % 7}." for i in range(count)]
+
+
+async def _stream_fake(pcm: np.ndarray, engine: FakeEngine, realtime_factor: float) -> list[SpeechEvent]:
+    recognizer = StreamingRecognizer(16000, FakeVAD(), DecodeScheduler(engine))
+    return await run(recognizer, pcm, realtime_factor)
+
+
+@pytest.mark.parametrize("cut_decode_s", [0.0, 1.5])
+async def test_a_long_turn_is_cut_where_a_sentence_starts(cut_decode_s: float) -> None:
+    """A turn without a pause is cut where the final's decode says a segment (a sentence) starts: every final
+    before a cut ends a sentence, the continuation starts the next one, and no word is lost or said twice, also
+    when the cut's decode is slow and the turn ends before it is back (no model: tests/fakes.py)."""
+    voice = Voice(word_s=0.3, gap_s=0.1)
+    engine = FakeEngine(voice, segmented_delay_s=cut_decode_s)
+    sentences = _sentences(18 if not cut_decode_s else 7)  # ~43 s: three cuts; ~17 s: one, then the turn ends
+    spoken = " ".join(sentences)
+    pcm = np.concatenate([silence(0.5, 16000), voice.say(spoken, 16000), silence(1.5, 16000)])
+    events = await _stream_fake(pcm, engine, realtime_factor=4.0 if cut_decode_s else 50.0)
+    finals = [e for e in events if e.type is SpeechEventType.FINAL]
+    assert " ".join(w.word for f in finals for w in f.words) == spoken
+    assert " ".join(f.text for f in finals if f.text) == spoken
+    assert len(finals) >= (4 if not cut_decode_s else 2)
+    for before, after in itertools.pairwise(finals):
+        assert after.start - before.start <= 15.0, "a final at least every ~15 s"
+        assert before.text.endswith("."), "cut where a sentence starts"
+        assert before.words[-1].end <= after.words[0].start
+    assert sum(r.segmented for r in engine.requests) == len(finals) - 1, "each cut's final decoded as offline"

@@ -184,3 +184,24 @@ def test_base_without_a_network_comes_from_the_two_wheels(tmp_path: Path, monkey
     assert model.stat().st_mtime_ns == written, "joined once"
     # Another name offline still falls back to the bundled tiny.en.
     assert loader.resolve_model("small.en", tmp_path / "cache")[1] == loader.BUNDLED_MODEL_NAME
+
+
+def test_a_segmented_request_is_decoded_as_offline_and_says_where_segments_start(engine: WhisperCT2Engine) -> None:
+    """A long turn's cut asks for its final as offline decoding gives it (timestamps, 30 s window), with where
+    each of Whisper's segments starts; the other requests of the same batch are decoded as usual."""
+    import numpy as np
+
+    speech = sorted(all_speech(), key=lambda s: -s[1].audio.size)[:4]
+    gap = np.zeros(4800, dtype=np.float32)  # 0.3 s: one turn, no pause the VAD would end it at
+    audio = np.concatenate([piece for _, r in speech for piece in (r.audio, gap)])
+    other = speech[-1][1]
+    cut, usual = engine.decode_batch([DecodeRequest(audio=audio, final=True, segmented=True), other])
+    assert usual == engine.decode_batch([other])[0]
+    pieces, _info = engine.whisper.transcribe(audio, beam_size=1, condition_on_previous_text=False, vad_filter=False)
+    offline = " ".join(p.text.strip() for p in pieces)
+    # (not word for word: faster-whisper falls back to sampling where a window decodes badly)
+    assert wer([offline], [cut.text]) <= 0.05 and wer([" ".join(ref for ref, _ in speech)], [cut.text]) <= 0.15
+    starts = list(cut.segments)
+    assert len(starts) >= 2 and starts == sorted(starts) and 0 <= starts[0] and starts[-1] < audio.size / 16000
+    for start in starts:  # each at (or just before) a word: a sentence's first word
+        assert any(start - 0.05 <= w.start <= start + 1.0 for w in cut.words), (start, cut.words)

@@ -25,6 +25,7 @@ class Word:
 class Hypothesis:
     text: str
     words: tuple[Word, ...] = ()
+    segments: tuple[float, ...] = ()  # where each segment starts (s), for a ``segmented`` request an engine can split
 
     @property
     def confidence(self) -> float:
@@ -42,6 +43,9 @@ class DecodeRequest:
     prompt: str | None = None  # text that came before (context for the decoder)
     hotwords: Sequence[str] = field(default_factory=tuple)  # keyterms to favour
     prefix: str | None = None  # text the transcript must start with (already shown as stable)
+    segmented: bool = (
+        False  # decode as offline decoding does (timestamps, Whisper's own window): say where segments start
+    )
 
 
 @dataclass(frozen=True)

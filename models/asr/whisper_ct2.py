@@ -16,8 +16,9 @@ is too long for its audio or too repetitive, or empty over seconds of voice, is 
 window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go).
 Without timestamps Whisper may also end its transcript early: a decode goes on from its last word when
 voice follows it, and a final with far too few words for its voice is decoded as offline decoding does
-(timestamps, seeking on). A result always depends only on its own audio, window, prompt and prefix, never
-on what else was in the batch.
+(timestamps, seeking on), as is a ``segmented`` request (a long turn's cut), whose hypothesis says where
+each of Whisper's segments starts. A result always depends only on its own audio, window, prompt and
+prefix, never on what else was in the batch.
 
 faster-whisper is the toolkit (feature extractor, tokenizer, alignment); CTranslate2 runs int8 on the
 CPU and float16 or int8_float16 on CUDA.
@@ -103,6 +104,16 @@ class WhisperCT2Engine:
     # -- the batch -----------------------------------------------------------------------------------
 
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        segmented = [i for i, request in enumerate(requests) if request.segmented]
+        if segmented:  # decoded one by one, as offline decoding does; the rest together
+            batched = [i for i in range(len(requests)) if i not in segmented]
+            out: list[Hypothesis] = [Hypothesis(text="")] * len(requests)
+            for i in segmented:
+                out[i] = self._transcribe(requests[i])
+            if batched:
+                for i, hypothesis in zip(batched, self.decode_batch([requests[i] for i in batched]), strict=True):
+                    out[i] = hypothesis
+            return out
         results = self._decode_once(requests)
         # Whisper without timestamps sometimes ends its transcript early (at a sentence end, with seconds of speech
         # left): decoding goes on from the last word, as faster-whisper's timestamp mode seeks on.
@@ -122,17 +133,18 @@ class WhisperCT2Engine:
                 results[i] = _joined(results[i], more, start / MODEL_SAMPLE_RATE)
         for i, (request, hypothesis) in enumerate(zip(requests, results, strict=True)):
             if request.final and not request.prefix and _collapsed(request, hypothesis):
+                log.debug(
+                    "a final of %.1f s has too few words: decoding it with timestamps",
+                    request.audio.size / MODEL_SAMPLE_RATE,
+                )
                 results[i] = self._transcribe(request)
         return results
 
     def _transcribe(self, request: DecodeRequest) -> Hypothesis:
-        """A final whose transcript holds a fraction of the words its voiced audio must have (the decoder ended
-        early and its word times are no guide where): decoded as offline decoding does it, with timestamps,
-        going on from where each segment ends (faster-whisper's own loop, 30 s window)."""
-        log.debug(
-            "a final of %.1f s came out with too few words: decoding it with timestamps",
-            request.audio.size / MODEL_SAMPLE_RATE,
-        )
+        """Decoded as offline decoding does it, with timestamps, going on from where each segment ends
+        (faster-whisper's own loop, 30 s window): a ``segmented`` request (a long turn's cut: the segments say
+        where a sentence starts), and a final whose transcript holds a fraction of the words its voiced audio
+        must have (the decoder ended early and its word times are no guide where)."""
         segments, _info = self.whisper.transcribe(
             request.audio,
             language=self.language if self.model.is_multilingual else None,
@@ -145,13 +157,16 @@ class WhisperCT2Engine:
         duration = request.audio.size / MODEL_SAMPLE_RATE
         words: list[Word] = []
         texts: list[str] = []
+        starts: list[float] = []
         for segment in segments:
             texts.append(segment.text.strip())
-            for w in segment.words or ():
-                if w.word.strip():
-                    start, end = min(w.start, duration), min(w.end, duration)
-                    words.append(Word(w.word.strip(), round(start, 3), round(end, 3), round(w.probability, 4)))
-        return Hypothesis(text=" ".join(t for t in texts if t), words=tuple(words))
+            said = [w for w in segment.words or () if w.word.strip()]
+            first = min([segment.start, *(w.start for w in said[:1])])  # its timestamp may come late
+            starts.append(round(min(first, duration), 3))
+            for w in said:
+                start, end = min(w.start, duration), min(w.end, duration)
+                words.append(Word(w.word.strip(), round(start, 3), round(end, 3), round(w.probability, 4)))
+        return Hypothesis(text=" ".join(t for t in texts if t), words=tuple(words), segments=tuple(starts))
 
     def _decode_once(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
         items = []
