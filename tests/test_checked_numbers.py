@@ -44,3 +44,8 @@ def test_a_hypothesis_keeps_its_word_times_and_spacing() -> None:
     assert [(w.start, w.end) for w in out.words] == [(w.start, w.end) for w in words]
     plain = Hypothesis("Thanks for calling.", tuple(Word(w, 0, 0, 1) for w in "Thanks for calling.".split()))
     assert mend_hypothesis(plain) is plain
+    # words that split the text differently from its spaces: left as the recogniser gave them, never half mended
+    odd = Hypothesis(
+        "card for 539-1488-0343-6467.", tuple(Word(w, 0, 0, 1) for w in ["card", "for", "539-", "1488-0343-6467."])
+    )
+    assert mend_hypothesis(odd) is odd

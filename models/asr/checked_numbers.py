@@ -99,18 +99,17 @@ def _card_in(digits: Sequence[str | None], i: int, j: int, must: set[int] | None
 
 
 def mend_hypothesis(hypothesis: Hypothesis) -> Hypothesis:
-    """``mend`` applied to a hypothesis' words and its text alike."""
-    if not any(_core(w.word) in SOUNDS_LIKE for w in hypothesis.words):
+    """``mend`` applied to a hypothesis' words and its text alike (only where the text's tokens are its words, so
+    that the two always spell the same)."""
+    said = [w.word for w in hypothesis.words]
+    if not any(_core(word) in SOUNDS_LIKE for word in said):
         return hypothesis
-    spoken = mend([w.word for w in hypothesis.words])
-    if spoken == [w.word for w in hypothesis.words]:
+    mended = mend(said)
+    pieces = re.split(r"(\s+)", hypothesis.text.strip())
+    if mended == said or pieces[0::2] != said:
         return hypothesis
-    words = tuple(
-        w if w.word == said else replace(w, word=said) for w, said in zip(hypothesis.words, spoken, strict=True)
-    )
-    pieces = re.split(r"(\s+)", hypothesis.text)
-    tokens = mend(pieces[0::2])
-    pieces[0::2] = tokens
+    words = tuple(w if w.word == m else replace(w, word=m) for w, m in zip(hypothesis.words, mended, strict=True))
+    pieces[0::2] = mended
     return replace(hypothesis, text="".join(pieces), words=words)
 
 
