@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/health/ready", tags=["status"])
     async def ready(request: Request) -> JSONResponse:
         """Readiness: new calls are taken and can be stored. 503 while the store fails (disk full, database
-        gone) or the server is shutting down."""
+        gone), while a shared database (PostgreSQL) does not answer, or while the server is shutting down."""
         services = getattr(request.app.state, "services", None)
         if services is None:
             return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
@@ -79,6 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"ready": False, "reason": reason, "pendingEvents": journal.pending}, 503)
         if services.calls.closing:
             return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)
+        if not await services.store.reachable():
+            return JSONResponse({"ready": False, "reason": "database unreachable"}, status_code=503)
         return JSONResponse({"ready": True, "liveCalls": len(services.calls.live)})
 
     @app.get("/v1/status", tags=["status"])

@@ -226,6 +226,7 @@ class ThrowawayPostgres:
     pg_ctl: str
     data: Path
     as_user: list[str]
+    options: str = ""
 
     @classmethod
     def start(cls) -> ThrowawayPostgres:
@@ -250,7 +251,19 @@ class ThrowawayPostgres:
             check=True,
             capture_output=True,
         )
-        return cls(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", pg_ctl, data, as_user)
+        return cls(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", pg_ctl, data, as_user, options)
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (``resume`` starts it again on the same port)."""
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"], check=True)
+
+    def resume(self) -> None:
+        log = str(self.data.parent / "log")
+        subprocess.run(
+            [*self.as_user, self.pg_ctl, "-D", str(self.data), "-o", self.options, "-l", log, "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self) -> None:
         subprocess.run(

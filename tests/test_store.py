@@ -32,7 +32,7 @@ from media_server.store.records import CallRecord, ChannelRecord, ParticipantRec
 from media_server.store.store import MIGRATIONS, CallExists, CallFilter, Store
 from media_server.store.tables import EventRow
 from media_server.v1 import events_pb2 as pb
-from tests.conftest import ROOT, start_server, stop_server
+from tests.conftest import ROOT, ThrowawayPostgres, _missing, start_server, stop_server
 from tests.local_services import local_services
 from tests.speech import program, tel8k
 
@@ -430,3 +430,43 @@ async def test_two_servers_on_one_postgresql_database_share_calls_and_each_team_
         async with store.sessions() as session:
             count = await session.scalar(select(func.count()).select_from(EventRow).where(EventRow.id > 0))
         assert count and len(set(await _stored_ids(store))) == count
+
+
+def _ready(server_url: str) -> tuple[int, dict[str, object]]:
+    import httpx
+
+    response = httpx.get(f"{server_url}/health/ready", timeout=5)
+    return response.status_code, response.json()
+
+
+def test_readiness_is_false_while_the_shared_database_does_not_answer(tmp_path: Path) -> None:
+    """A load balancer stops sending calls to a node whose PostgreSQL is gone, and sends them again once it is
+    back (``/health/ready`` 503 "database unreachable", then 200); liveness stays up throughout."""
+    import time
+
+    import httpx
+
+    try:
+        database = ThrowawayPostgres.start()
+    except (RuntimeError, OSError) as exc:
+        _missing(f"no PostgreSQL server could be started: {exc}")
+        return
+    try:
+        server = start_server(tmp_path / "data", {"MEDIA_SERVER_DATABASE_URL": database.url})
+        try:
+            assert _ready(server.url)[0] == 200
+            database.pause()
+            deadline = time.monotonic() + 15
+            while (answer := _ready(server.url))[0] == 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert answer == (503, {"ready": False, "reason": "database unreachable"})
+            assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200, "alive, only not ready"
+            database.resume()
+            deadline = time.monotonic() + 15
+            while (answer := _ready(server.url))[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert answer[0] == 200, answer
+        finally:
+            stop_server(server)
+    finally:
+        database.stop()

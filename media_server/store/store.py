@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any, cast
 
 from alembic import command
@@ -29,6 +30,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     make_url,
     or_,
     select,
@@ -138,6 +140,7 @@ class Store:
             event.listen(self._writer_engine, "connect", _sqlite_pragmas(pragmas))
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._reachable, self._reachable_at = True, -1e9
 
     async def open(self) -> None:
         """Bring the schema to the newest migration."""
@@ -261,6 +264,26 @@ class Store:
                 .where(_call_in(_CALLS.c.team, _CALLS.c.id, calls), _CALLS.c.status == "live")
                 .values(status="interrupted", end_reason="storage_failed", ended_at=datetime.now(UTC))
             )
+
+    async def reachable(self, timeout_s: float = 2.0, cache_s: float = 1.0) -> bool:
+        """Does the database answer (``SELECT 1`` within ``timeout_s``)? For readiness probes: the answer is
+        kept ``cache_s``, so a load balancer polling many times a second costs one query a second. SQLite is a
+        file of this server's own: its failures show up as failed writes (the journal), not here."""
+        if self.dialect == "sqlite":
+            return True
+        now = monotonic()
+        if now - self._reachable_at < cache_s:
+            return self._reachable
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.engine.connect() as conn:
+                    await conn.execute(select(literal(1)))
+            ok = True
+        except Exception as exc:  # refused, timed out, authentication: all mean "not now"
+            log.warning("database unreachable: %s", exc.__class__.__name__)
+            ok = False
+        self._reachable, self._reachable_at = ok, monotonic()
+        return ok
 
     async def probe(self, size: int = 16 * 1024) -> None:
         """Raise unless the store can take new data again: writes ``size`` bytes and removes them in one
