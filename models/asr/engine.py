@@ -43,9 +43,8 @@ class DecodeRequest:
     prompt: str | None = None  # text that came before (context for the decoder)
     hotwords: Sequence[str] = field(default_factory=tuple)  # keyterms to favour
     prefix: str | None = None  # text the transcript must start with (already shown as stable)
-    segmented: bool = (
-        False  # decode as offline decoding does (timestamps, Whisper's own window): say where segments start
-    )
+    # Decode as offline decoding does (timestamps, Whisper's own window) and say where its segments start.
+    segmented: bool = False
 
 
 @dataclass(frozen=True)
