@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {
             "version": __version__,
             "model": services.scheduler.engine.name,
+            "finalModel": final.name if (final := getattr(services.scheduler, "final_engine", None)) else None,
             "device": services.scheduler.engine.device,
             "liveCalls": sum(1 for c in services.calls.live.values() if c.team == key.team),
             "scheduler": {_camel(k): v for k, v in dataclasses.asdict(services.scheduler.stats()).items()},

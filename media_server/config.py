@@ -31,6 +31,11 @@ class AsrSettings(BaseModel):
         description="Whisper model name (downloaded) or a local CTranslate2 directory; "
         "unset or not downloadable: the bundled tiny.en weights",
     )
+    final_model: str | None = Field(
+        default=None,
+        description="a second Whisper model for finals only (e.g. base: better finals, about a third more CPU); "
+        "interims stay on model",
+    )
     backend: Literal["ctranslate2", "torch"] = Field(
         "ctranslate2", description="ctranslate2 (default), or torch where CTranslate2's CUDA build is missing"
     )

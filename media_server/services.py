@@ -21,7 +21,7 @@ from media_server.store.lock import DataDirLock, node_id
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from models.asr.engine import SpeechEngine
-from models.asr.scheduler import DecodeScheduler
+from models.asr.scheduler import DecodeScheduler, SplitScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.diarization.voice_encoder import VoiceEncoder
 from models.streaming import StreamingConfig
@@ -49,7 +49,14 @@ def streaming_config(settings: Settings) -> StreamingConfig:
 
 
 def build_scheduler(settings: Settings) -> DecodeScheduler:
+    """The decode scheduler of ``asr``; with ``asr.final_model``, interims on ``model`` and finals on that."""
     a = settings.asr
+    if a.final_model:
+        interims = build_scheduler(settings.model_copy(update={"asr": a.model_copy(update={"final_model": None})}))
+        finals = build_scheduler(
+            settings.model_copy(update={"asr": a.model_copy(update={"model": a.final_model, "final_model": None})})
+        )
+        return SplitScheduler(interims, finals)
     cores = len(os.sched_getaffinity(0))
     # On a CPU: one single-threaded decode per core (up to 4); on a GPU one worker, batching instead.
     workers = a.workers or (max(1, min(4, cores)) if a.device == "cpu" else 1)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pytest
 
 from models.asr.engine import DecodeRequest, Hypothesis
-from models.asr.scheduler import DecodeScheduler, InterimDropped
+from models.asr.scheduler import DecodeScheduler, InterimDropped, SplitScheduler
 from models.audio import int16_to_float32
 from tests.fakes import FakeEngine, Voice
 
@@ -105,3 +105,45 @@ async def test_closed_scheduler_refuses_work() -> None:
     sched.close()
     with pytest.raises(RuntimeError, match="stopped"):
         await sched.decode(said("too late"))
+
+
+async def test_a_split_scheduler_sends_finals_to_one_model_and_interims_to_the_other() -> None:
+    """``asr.final_model``: interims from the quick model, finals from the better one; used as one scheduler."""
+    voice = Voice()
+    quick, better = FakeEngine(voice, name="tiny"), FakeEngine(voice, name="base")
+    split = SplitScheduler(DecodeScheduler(quick), DecodeScheduler(better))
+    try:
+        audio = int16_to_float32(voice.say("hello there", 16000))
+        split.stream_opened()
+        interim = await split.decode(DecodeRequest(audio=audio, final=False))
+        final = await split.decode(DecodeRequest(audio=audio, final=True))
+        assert interim.text == final.text == "hello there"
+        assert [r.final for r in quick.requests] == [False] and [r.final for r in better.requests] == [True]
+        stats = split.stats()
+        assert (stats.requests, stats.finals, stats.interims, stats.streams) == (2, 1, 1, 1)
+        assert split.engine is quick and split.final_engine is better
+        split.interim_max_age_s = 5.0
+        assert split.interims.interim_max_age_s == 5.0
+        split.stream_closed()
+        assert split.stats().streams == 0
+    finally:
+        split.close()
+
+
+def test_final_model_builds_a_split_scheduler_from_the_settings() -> None:
+    from media_server.config import Settings
+    from media_server.services import build_scheduler
+    from models.asr.loader import resolve_model
+
+    local, _name = resolve_model(None, None)  # the bundled tiny.en as a local CTranslate2 directory
+    scheduler = build_scheduler(Settings(asr={"final_model": str(local), "workers": 1}))
+    try:
+        assert isinstance(scheduler, SplitScheduler)
+        assert "tiny" in scheduler.engine.name and scheduler.final_engine.name
+    finally:
+        scheduler.close()
+    plain = build_scheduler(Settings(asr={"workers": 1}))
+    try:
+        assert not isinstance(plain, SplitScheduler)
+    finally:
+        plain.close()

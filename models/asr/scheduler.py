@@ -234,3 +234,61 @@ def _resolve_error(job: _Job, exc: BaseException) -> None:
         job.loop.call_soon_threadsafe(set_exception)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
+
+
+class SplitScheduler(DecodeScheduler):
+    """Interims decoded by one scheduler, finals by another: a small model's quick interims and a bigger one's
+    better finals (``asr.final_model``). It is used as one scheduler; ``engine`` is the interims' model,
+    ``final_engine`` the finals'."""
+
+    def __init__(self, interims: DecodeScheduler, finals: DecodeScheduler) -> None:  # no super(): it owns no queue
+        self.interims = interims
+        self.finals = finals
+        self.engine = interims.engine
+        self.final_engine = finals.engine
+
+    @property
+    def interim_max_age_s(self) -> float:
+        return self.interims.interim_max_age_s
+
+    @interim_max_age_s.setter
+    def interim_max_age_s(self, seconds: float) -> None:
+        self.interims.interim_max_age_s = seconds
+
+    async def decode(self, request: DecodeRequest) -> Hypothesis:
+        return await (self.finals if request.final else self.interims).decode(request)
+
+    def stream_opened(self) -> None:
+        self.interims.stream_opened()
+        self.finals.stream_opened()
+
+    def stream_closed(self) -> None:
+        self.interims.stream_closed()
+        self.finals.stream_closed()
+
+    def stats(self) -> SchedulerStats:
+        """Both schedulers' figures together (means weighted by batches; the busier one's busy share)."""
+        a, b = self.interims.stats(), self.finals.stats()
+        batches = a.batches + b.batches
+
+        def mean(x: float, y: float) -> float:
+            return (x * a.batches + y * b.batches) / batches if batches else 0.0
+
+        return SchedulerStats(
+            queue_depth=a.queue_depth + b.queue_depth,
+            batches=batches,
+            requests=a.requests + b.requests,
+            finals=a.finals + b.finals,
+            interims=a.interims + b.interims,
+            interims_dropped=a.interims_dropped + b.interims_dropped,
+            mean_batch_size=mean(a.mean_batch_size, b.mean_batch_size),
+            mean_batch_seconds=mean(a.mean_batch_seconds, b.mean_batch_seconds),
+            real_time_factor=a.real_time_factor + b.real_time_factor,
+            busy_fraction=max(a.busy_fraction, b.busy_fraction),
+            streams=a.streams,
+            streams_total=a.streams_total,
+        )
+
+    def close(self) -> None:
+        self.interims.close()
+        self.finals.close()
