@@ -187,8 +187,9 @@ def test_base_without_a_network_comes_from_the_two_wheels(tmp_path: Path, monkey
 
 
 def test_a_segmented_request_is_decoded_as_offline_and_says_where_segments_start(engine: WhisperCT2Engine) -> None:
-    """A long turn's cut asks for its final as offline decoding gives it (timestamps, 30 s window), with where
-    each of Whisper's segments starts; the other requests of the same batch are decoded as usual."""
+    """A long turn's cut asks for its final as offline decoding gives it (timestamps, 30 s window, faster-whisper's
+    own loop), with where each of Whisper's segments starts; the other requests of the same batch are decoded as
+    usual."""
     import numpy as np
 
     speech = sorted(all_speech(), key=lambda s: -s[1].audio.size)[:4]
@@ -197,10 +198,9 @@ def test_a_segmented_request_is_decoded_as_offline_and_says_where_segments_start
     other = speech[-1][1]
     cut, usual = engine.decode_batch([DecodeRequest(audio=audio, final=True, segmented=True), other])
     assert usual == engine.decode_batch([other])[0]
-    pieces, _info = engine.whisper.transcribe(audio, beam_size=1, condition_on_previous_text=False, vad_filter=False)
-    offline = " ".join(p.text.strip() for p in pieces)
-    # (not word for word: faster-whisper falls back to sampling where a window decodes badly)
-    assert wer([offline], [cut.text]) <= 0.05 and wer([" ".join(ref for ref, _ in speech)], [cut.text]) <= 0.15
+    # As offline decoding, with its fallback to sampling where a window decodes badly: not word for word the same
+    # twice, so it is held to the reference.
+    assert wer([" ".join(ref for ref, _ in speech)], [cut.text]) <= 0.15, cut.text
     starts = list(cut.segments)
     assert len(starts) >= 2 and starts == sorted(starts) and 0 <= starts[0] and starts[-1] < audio.size / 16000
     for start in starts:  # each at (or just before) a word: a sentence's first word
