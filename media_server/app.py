@@ -69,7 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/health/ready", tags=["status"])
     async def ready(request: Request) -> JSONResponse:
         """Readiness: new calls are taken and can be stored. 503 while the store fails (disk full, database
-        gone), while a shared database (PostgreSQL) does not answer, or while the server is shutting down."""
+        gone), while a shared database (PostgreSQL) or the event bus (Redis) does not answer, or while the server
+        is shutting down."""
         services = getattr(request.app.state, "services", None)
         if services is None:
             return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
@@ -81,6 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)
         if not await services.store.reachable():
             return JSONResponse({"ready": False, "reason": "database unreachable"}, status_code=503)
+        if not await services.bus.reachable():
+            return JSONResponse({"ready": False, "reason": "event bus (Redis) unreachable"}, status_code=503)
         return JSONResponse({"ready": True, "liveCalls": len(services.calls.live)})
 
     @app.get("/v1/status", tags=["status"])
@@ -101,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
             else {_camel(k): v for k, v in dataclasses.asdict(diarization.stats()).items()},
             "listeners": [listener.status() for listener in request.app.state.listeners],
             "journal": services.journal.stats(),
+            "bus": services.bus.stats(),
         }
 
     return app

@@ -275,10 +275,34 @@ class CompatSettings(BaseModel):
 
 
 class EventSettings(BaseModel):
+    """How events reach subscribers: in this process (``memory``), or through Redis (``redis``) to the subscribers
+    of every server that shares it (and the database)."""
+
+    bus: Literal["memory", "redis"] = Field(
+        "memory", description="memory: this server's subscribers only; redis: every server's (needs redis_url)"
+    )
+    redis_url: str | None = Field(None, description="redis://[:password@]host:6379/0 (bus = redis)")
+    redis_prefix: str = Field(
+        "media-server:", max_length=100, description="Redis keys start with this (several deployments on one Redis)"
+    )
+    window_s: float = Field(
+        600.0,
+        ge=10,
+        description="bus = redis: how long Redis keeps events, so that a subscriber resumes with after= on any "
+        "server in their order; older ones are resumed from the store",
+    )
     replay_max: int = Field(
         10_000, ge=10, description="events a subscriber resuming with after= is sent from the store at most"
     )
     subscriber_queue: int = Field(1000, ge=10, description="events queued for a subscriber before it is dropped")
+
+    @model_validator(mode="after")
+    def _redis(self) -> EventSettings:
+        if self.bus == "redis" and not self.redis_url:
+            raise ValueError("events.bus = redis needs events.redis_url (redis://host:6379/0)")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("events.redis_url must be a redis://, rediss:// or unix:// URL")
+        return self
 
 
 class StoreSettings(BaseModel):

@@ -14,7 +14,7 @@ from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
 from media_server.calls.lifecycle import CallLifecycle
 from media_server.calls.speakers import Diarization
-from media_server.config import Settings
+from media_server.config import EventSettings, Settings
 from media_server.insights.nlp import Nlp
 from media_server.store.journal import Journal
 from media_server.store.lock import DataDirLock, node_id
@@ -118,7 +118,12 @@ class Services:
         await store.open()
         await _bootstrap_key(store)
         e = settings.events
-        bus = InMemoryEventBus(e.subscriber_queue)
+        bus = _event_bus(e)
+        try:
+            await bus.start()  # (bus = redis: ConnectionError when Redis does not answer)
+        except BaseException:
+            await store.close()
+            raise
         journal = Journal(
             store,
             bus,
@@ -192,3 +197,11 @@ async def _bootstrap_key(store: Store) -> None:
         key.team,
         secret,
     )
+
+
+def _event_bus(settings: EventSettings) -> EventBus:
+    if settings.bus == "redis" and settings.redis_url:
+        from media_server.bus.redis import RedisEventBus  # (redis-py only where it is used)
+
+        return RedisEventBus(settings.redis_url, settings.redis_prefix, settings.window_s, settings.subscriber_queue)
+    return InMemoryEventBus(settings.subscriber_queue)

@@ -358,3 +358,72 @@ def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "sqlite":
         return {}
     return {"MEDIA_SERVER_DATABASE_URL": request.getfixturevalue("postgres_url")}
+
+
+@dataclass
+class ThrowawayRedis:
+    """A ``redis-server`` of our own on a free port (the machine's Redis is shared), keeping nothing on disk;
+    ``restart`` kills it and starts a new one on the same port (a Redis restart or failover that kept nothing)."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls) -> ThrowawayRedis:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        server = cls(free_port(), Path(tempfile.mkdtemp(prefix="media-server-redis-")))
+        server.resume()
+        return server
+
+    def resume(self) -> None:
+        binary = shutil.which("redis-server") or "redis-server"
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [binary, *args, "--dir", str(self.directory), "--logfile", str(self.directory / "log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not listen on port {self.port}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.kill()
+        time.sleep(down_s)
+        self.resume()
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[ThrowawayRedis]:
+    """A Redis of this test's own (``redis-server`` from the system's packages; skipped where there is none, a
+    failure under CI=true)."""
+    try:
+        server = ThrowawayRedis.start()
+    except (RuntimeError, OSError) as exc:
+        _missing(f"no Redis: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()

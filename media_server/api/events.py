@@ -60,7 +60,7 @@ async def _serve(ws: WebSocket, call_id: str | None) -> None:
             if reader.done():
                 return
             await asyncio.wait_for(ws.send_text(to_json(event)), SEND_TIMEOUT_S)
-            last_id = max(last_id, event.id)
+            last_id = event.id or last_id  # (the last one seen: on a shared bus ids are not in order)
     except SubscriberTooSlow as exc:
         log.warning("dropping slow subscriber (team %s, call %s): %s", key.team, call_id, exc)
         await _close(ws, CLOSE_TRY_AGAIN, f"subscriber too slow; reconnect with ?after={last_id}")

@@ -67,7 +67,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         try:
             async for event in subscription:
                 yield event
-                last_id = max(last_id, event.id)
+                last_id = event.id or last_id  # (the last one seen: on a shared bus ids are not in order)
                 if call_id is not None and event.type == "call_ended":
                     return  # one call: its stream is complete
         except SubscriberTooSlow:

@@ -69,6 +69,15 @@ class InMemoryEventBus:
         self.subscriber_queue = subscriber_queue
         self._subscriptions: set[_MemorySubscription] = set()
 
+    async def start(self) -> None:
+        pass
+
+    def stats(self) -> dict[str, object]:
+        return {"backend": "memory", "healthy": True, "subscribers": len(self._subscriptions)}
+
+    async def reachable(self) -> bool:
+        return True
+
     async def publish(self, event: pb.Event) -> None:
         for sub in list(self._subscriptions):
             if sub.matches(event):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DataError, IntegrityError
 
-from media_server.bus import EventBus, SubscriberTooSlow, Subscription
+from media_server.bus import EventBus, ResumingBus, SubscriberTooSlow, Subscription
 from media_server.events import new_event, stamp
 from media_server.store.store import CallKey, Logged, Store
 from media_server.store.writes import CallOpened, Write
@@ -184,10 +184,15 @@ class Journal:
     def subscribe(self, team: str, call_id: str | None = None, after: int | None = None) -> Subscription:
         """Events of one call (or of every call of ``team``) with ``id > after`` (from the store, across
         restarts), then live ones; without ``after``, live ones only."""
+        if after is not None and isinstance(self.bus, ResumingBus):
+            return self.bus.resume(team, call_id, after, self._stored_after)
         live = self.bus.subscribe(team, call_id)
         if after is None or after >= self._published:
             return live
         return _Replay(self, live, team, call_id, after, self._published)
+
+    async def _stored_after(self, team: str, call_id: str | None, after: int) -> tuple[list[pb.Event], int]:
+        return await self.store.events_after(team, call_id, after, 2**62, self.replay_max)
 
     async def notice(self, call_id: str, team: str, **payload: object) -> None:
         """Tell a call's subscribers something that is not stored (the store failing; the end of a call that could
