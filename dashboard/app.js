@@ -181,13 +181,14 @@ async function hasEnded(response) {
 
 /**
  * A websocket of events that reconnects by itself (0.5 s doubling to 10 s, reset once open) and resumes
- * after the highest event id it delivered: a network drop loses nothing and shows nothing twice.
+ * after the last event id it delivered: a network drop loses nothing and shows nothing twice.
  * handlers: onEvent(event), onPolicy(reason) for a 1008 close that is not about the key.
  */
 class EventStream {
   constructor(path, after, handlers) {
     this.path = path;
     this.last = Number(after) || 0;
+    this.seen = new Set();
     this.handlers = handlers;
     this.delay = 500;
     this.closed = false;
@@ -216,8 +217,14 @@ class EventStream {
       return;
     }
     const id = Number(event.id || 0);
-    if (id !== 0 && id <= this.last) return; // already shown (id 0: a notice that events were lost)
-    if (id) this.last = id;
+    // Already shown (id 0: a notice that events were lost). Several servers' ids interleave, so a smaller id is
+    // not an older event: the ids seen lately are remembered, and a resume goes on after the last one seen.
+    if (id !== 0 && this.seen.has(id)) return;
+    if (id) {
+      this.last = id;
+      this.seen.add(id);
+      if (this.seen.size > 5000) this.seen.delete(this.seen.values().next().value);
+    }
     try {
       this.handlers.onEvent(event);
     } catch (err) {
@@ -585,6 +592,7 @@ function wallPage() {
   let stream = null;
   let ticker = null;
   let left = false;
+  const asked = new Set(); // calls not in the list whose events came: the list was taken again for them
 
   const elapsed = (c) => (c.ended ? c.baseDuration : c.baseDuration + (Date.now() - c.baseAt) / 1000);
 
@@ -655,7 +663,14 @@ function wallPage() {
       render(c);
       return refreshEmpty();
     }
-    if (!c) return;
+    if (!c) {
+      // A call started on another server just before the list was read may be in neither: take the list again.
+      if (e.type !== "call_ended" && !asked.has(e.callId)) {
+        asked.add(e.callId);
+        setTimeout(() => left || guard(load(false)), 1500); // (the other server shows it within a second)
+      }
+      return;
+    }
     switch (e.type) {
       case "call_ended":
         return remove(e.callId);

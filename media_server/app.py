@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
             "listeners": [listener.status() for listener in request.app.state.listeners],
             "journal": services.journal.stats(),
             "bus": services.bus.stats(),
+            "cluster": services.lease.stats() if services.lease is not None else None,
         }
 
     return app

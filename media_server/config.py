@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -305,6 +306,27 @@ class EventSettings(BaseModel):
         return self
 
 
+class ClusterSettings(BaseModel):
+    """Several servers sharing one database (PostgreSQL) and one Redis (``events.bus = "redis"``): leases, live
+    calls across servers, requests about another server's call. Off for one server on SQLite."""
+
+    lease_s: float = Field(
+        15.0,
+        ge=1,
+        le=600,
+        description="a server that has not renewed its lease for this long is taken over: another one closes its "
+        "live calls as interrupted (node_lost)",
+    )
+    advertise_url: str | None = Field(
+        None,
+        description="where the other servers reach this one's HTTP API (requests about its calls); default: "
+        "http://<host>:<port>, with this machine's name for 0.0.0.0",
+    )
+    live_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often this server shows its live calls to the others (/v1/live)"
+    )
+
+
 class StoreSettings(BaseModel):
     """How calls are written as they go (``store/journal.py``)."""
 
@@ -346,6 +368,7 @@ class Settings(BaseSettings):
     calls: CallsSettings = CallsSettings()
     ingest: IngestSettings = IngestSettings()
     events: EventSettings = EventSettings()
+    cluster: ClusterSettings = ClusterSettings()
     sip: SipSettings = SipSettings()
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     whip: WhipSettings = WhipSettings()
@@ -387,6 +410,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'media_server.db').resolve()}"
+
+    @property
+    def shared(self) -> bool:
+        """Several servers may share this one's database or bus: leases, live calls across servers."""
+        return self.events.bus == "redis" or make_url(self.db_url).get_backend_name() == "postgresql"
+
+    @property
+    def advertised_url(self) -> str:
+        if self.cluster.advertise_url:
+            return self.cluster.advertise_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def db_url_for_logs(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from threadpoolctl import threadpool_limits
 
@@ -14,6 +15,8 @@ from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
 from media_server.calls.lifecycle import CallLifecycle
 from media_server.calls.speakers import Diarization
+from media_server.cluster.lease import NodeLease
+from media_server.cluster.live import LiveDirectory, RedisLiveDirectory
 from media_server.config import EventSettings, Settings
 from media_server.insights.nlp import Nlp
 from media_server.store.journal import Journal
@@ -97,6 +100,8 @@ class Services:
     teams: TeamDirectory
     nlp: Nlp | None = None
     lock: DataDirLock | None = None
+    lease: NodeLease | None = None  # several servers share the database: this one's lease
+    directory: LiveDirectory = field(default_factory=LiveDirectory)  # the other servers' live calls
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -151,7 +156,29 @@ class Services:
         )
         journal.on_failure = calls.storage_failed  # a store that fails ends the calls it cannot keep
         await calls.recover()
-        return cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
+        services = cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
+        if settings.shared:
+            c = settings.cluster
+            services.lease = NodeLease(store, journal.node, settings.advertised_url, c.lease_s, calls.take_over)
+            await services.lease.start()
+            if e.bus == "redis" and e.redis_url:
+                services.directory = RedisLiveDirectory(
+                    e.redis_url, e.redis_prefix, journal.node, services._shown_calls, c.live_interval_s
+                )
+                await services.directory.start()
+        return services
+
+    async def held_elsewhere(self, team: str, call_id: str) -> tuple[str, str] | None:
+        """The other server holding this live call and where it answers (``""``: it stopped answering), or None
+        (live here, ended, unknown, or a single server)."""
+        if self.lease is None or self.calls.live.find(team, call_id) is not None:
+            return None
+        owner = await self.store.live_owner(team, call_id)
+        return owner if owner is not None and owner[0] != self.journal.node else None
+
+    def _shown_calls(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """This server's live calls as the other servers' ``/v1/live`` shows them."""
+        return [(call.team, call.id, call.snapshot()) for call in self.calls.live.values() if call.announced]
 
     async def authenticate(self, secret: str | None) -> ApiKey | None:
         if not secret or not looks_like_key(secret):
@@ -160,6 +187,9 @@ class Services:
 
     async def stop(self) -> None:
         await self.calls.shutdown()
+        await self.directory.close()
+        if self.lease is not None:
+            await self.lease.stop()
         await self.journal.close()
         await self.bus.close()
         self.scheduler.close()

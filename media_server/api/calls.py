@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from media_server.api.auth import require_key, services_of
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
 from media_server.calls.metadata import Consent
+from media_server.cluster.forward import forward
 from media_server.insights.activity import activity
 from media_server.store.store import CallFilter
 
@@ -72,8 +73,8 @@ async def get_call(request: Request, call_id: str) -> dict[str, Any]:
     return record.detail()
 
 
-@router.put("/{call_id}/disposition")
-async def set_disposition(request: Request, call_id: str) -> dict[str, Any]:
+@router.put("/{call_id}/disposition", response_model=None)
+async def set_disposition(request: Request, call_id: str) -> dict[str, Any] | Response:
     """``{"disposition": "meeting_booked"}``: on a live call it is stored when the call ends."""
     key = await require_key(request)
     try:
@@ -84,6 +85,9 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any]:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_DISPOSITION:
         raise HTTPException(400, f'the body must be {{"disposition": "..."}}, 1-{MAX_DISPOSITION} characters')
     services = services_of(request)
+    elsewhere = await services.held_elsewhere(key.team, call_id)
+    if elsewhere is not None:
+        return await forward(request, *elsewhere)  # (the server holding the call keeps its disposition)
     live = services.calls.live.find(key.team, call_id)
     if live is not None:
         live.insights.disposition = value.strip()
@@ -93,8 +97,8 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any]:
     return {"id": call_id, "disposition": value.strip(), "live": False}
 
 
-@router.put("/{call_id}/consent")
-async def set_consent(request: Request, call_id: str) -> dict[str, Any]:
+@router.put("/{call_id}/consent", response_model=None)
+async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Response:
     """``{"role": "customer", "consent": "denied"}``. Live: applied at once (a channel that lost consent stops
     being transcribed and heard, and what it said is dropped). Stored: only a withdrawal, which erases that
     participant's transcript and identity (``409`` for anything else)."""
@@ -108,6 +112,9 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any]:
     if not isinstance(role, str) or value not in ("granted", "denied", "unknown"):
         raise HTTPException(400, 'the body must be {"role": "rep"|"customer", "consent": "granted"|"denied"|"unknown"}')
     services = services_of(request)
+    elsewhere = await services.held_elsewhere(key.team, call_id)
+    if elsewhere is not None:
+        return await forward(request, *elsewhere)  # (the server holding the call applies it)
     try:
         result = await update_consent(services.calls, services.store, key, call_id, role, Consent(value))
     except ConsentUpdateError as exc:
@@ -128,7 +135,7 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any]:
 async def delete_call(request: Request, call_id: str) -> Response:
     key = await require_key(request, "delete")
     live = services_of(request).calls.live.find(key.team, call_id)
-    if live is not None:
+    if live is not None or await services_of(request).held_elsewhere(key.team, call_id) is not None:
         raise HTTPException(409, "the call is live: it can be deleted once it has ended")
     if not await services_of(request).store.delete_call(key.team, call_id):
         raise HTTPException(404, "no such call")

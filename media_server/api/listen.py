@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 
 from media_server.api.auth import require_key, services_of
+from media_server.cluster.forward import redirect
 from media_server.ice import rtc_configuration
 from media_server.listen.manager import ListenError, ListenManager
 
@@ -52,6 +53,9 @@ async def listen(request: Request, call_id: str, channel: str = Query("mixed", m
     services = services_of(request)
     call = services.calls.live.find(key.team, call_id)
     if call is None:
+        elsewhere = await services.held_elsewhere(key.team, call_id)
+        if elsewhere is not None:
+            return redirect(request, *elsewhere)  # (the offer goes to the server that holds the call's audio)
         if await services.store.get_call(key.team, call_id) is not None:
             raise HTTPException(409, "the call has ended: only live calls can be listened to")
         raise HTTPException(404, "no such live call")

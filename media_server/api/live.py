@@ -41,5 +41,13 @@ async def live_calls(request: Request) -> dict[str, Any]:
     # Only calls whose call_started is out (id <= last): the others arrive on the stream, started, after it.
     calls = [call.snapshot() for call in services.calls.live.values() if call.team == key.team and call.announced]
     last = services.journal.last_id
+    # Other servers' calls (events.bus = redis), as they showed them within the last second, and still live by
+    # the database (whose call_ended is stored before anyone sees it). One that started on another server in the
+    # last second may come only with its events (the dashboard then takes the list again).
+    mine = {c["id"] for c in calls}
+    remote = [c for c in await services.directory.remote(key.team) if c["id"] not in mine]
+    if remote:
+        live = await services.store.still_live(key.team, [c["id"] for c in remote])
+        calls += [c for c in remote if c["id"] in live]
     calls.sort(key=lambda c: c["startedAt"], reverse=True)
     return {"lastEventId": last, "calls": calls}

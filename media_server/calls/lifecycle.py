@@ -75,6 +75,7 @@ class CallEnd(enum.StrEnum):
     SERVER_SHUTDOWN = "server_shutdown"  # the server stopped (SIGTERM) with the call live
     SERVER_RESTART = "server_restart"  # the server died with the call live; closed when it started again
     STORAGE_FAILED = "storage_failed"  # the call's events could not be written (disk full, database gone)
+    NODE_LOST = "node_lost"  # the server holding the call stopped renewing its lease; closed by another server
 
     @property
     def status(self) -> CallStatus:
@@ -457,11 +458,21 @@ class CallLifecycle:
         """Close the calls this server left live when it died (a crash, SIGKILL, a power cut) as ``interrupted``
         with reason ``server_restart``, with their figures computed from what was stored of them; their
         ``call_ended`` goes out like any other, for subscribers that resume."""
+        await self._close_stored(CallEnd.SERVER_RESTART)
+
+    async def take_over(self, nodes: list[str]) -> None:
+        """Close the calls of servers whose lease ran out (``Store.take_over`` made them this server's) as
+        ``interrupted`` with reason ``node_lost``, the same way."""
+        await self._close_stored(CallEnd.NODE_LOST, nodes)
+
+    async def _close_stored(self, reason: CallEnd, lost: list[str] | None = None) -> None:
         journal = self.services.journal
         for stored in await self.store.live_calls(journal.node):
+            if (stored.team, stored.id) in self.live or (stored.team, stored.id) in self._ending:
+                continue  # (this server's own live call)
             last = await self.store.last_event_time(stored.team, stored.id)
             stored.ended_at = max(last or stored.started_at, stored.started_at)
-            stored.status, stored.end_reason = CallEnd.SERVER_RESTART.status, CallEnd.SERVER_RESTART
+            stored.status, stored.end_reason = reason.status, reason
             team_config = await self.teams.config(stored.team) if self.teams is not None else None
             stored.speakers = views.speaker_records(stored.segments)
             metrics = stored_metrics(stored, team_config)
@@ -469,11 +480,23 @@ class CallLifecycle:
             ended = call_ended_pb(stored)
             event = journal.append(new_event(stored.id, stored.team, call_ended=ended), CallClosed(stored))
             await journal.committed(event)
-            log.warning(
-                "call %s was live when this server stopped: closed as interrupted (server_restart), %d segments kept",
-                stored.id,
-                len(stored.segments),
-            )
+            if lost is None:
+                log.warning(
+                    "call %s was live when this server stopped: closed as interrupted (%s), %d segments kept",
+                    stored.id,
+                    reason.value,
+                    len(stored.segments),
+                )
+            else:
+                log.warning(
+                    "call %s of team %s was live on server %s, whose lease ran out: closed as interrupted (%s), "
+                    "%d segments kept",
+                    stored.id,
+                    stored.team,
+                    "/".join(lost),
+                    reason.value,
+                    len(stored.segments),
+                )
 
     async def shutdown(self) -> None:
         """Refuse new calls and end every live call as interrupted (``server_shutdown``): each open utterance is

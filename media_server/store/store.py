@@ -59,6 +59,7 @@ from media_server.store.tables import (
     CounterRow,
     EventRow,
     ListenAuditRow,
+    NodeRow,
     ParticipantRow,
     SegmentRow,
     TeamConfigRow,
@@ -87,6 +88,7 @@ _CHANNELS = cast(Table, ChannelRow.__table__)
 _SEGMENTS = cast(Table, SegmentRow.__table__)
 _EVENTS = cast(Table, EventRow.__table__)
 _COUNTERS = cast(Table, CounterRow.__table__)
+_NODES = cast(Table, NodeRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,42 @@ class Store:
             event_.ParseFromString(payload)
             events.append(event_)
         return events, left_out
+
+    async def renew_lease(self, node: str, url: str, until: datetime) -> bool:
+        """Hold ``node``'s lease until ``until``; False when it had no row (new, or taken over: its calls, if it
+        held any, were closed by another server)."""
+        renewed: bool = await self._write(_renew_lease, node, url, until)
+        return renewed
+
+    async def release_lease(self, node: str) -> None:
+        """A server that stops cleanly gives its lease up (its calls are closed already)."""
+        await self._write(lambda conn: conn.execute(delete(_NODES).where(_NODES.c.id == node)))
+
+    async def take_over(self, node: str, now: datetime) -> list[str]:
+        """The servers whose lease ran out before ``now``: each one's row is removed and the calls it held live
+        become ``node``'s, in one transaction (servers taking over at once: one of them gets each). Returns them."""
+        taken: list[str] = await self._write(_take_over, node, now)
+        return taken
+
+    async def still_live(self, team: str, call_ids: list[str]) -> set[str]:
+        """Which of these calls of ``team`` are live now (on any server)."""
+        if not call_ids:
+            return set()
+        query = select(CallRow.id).where(CallRow.team == team, CallRow.id.in_(call_ids), CallRow.status == "live")
+        async with self.sessions() as session:
+            return set((await session.scalars(query)).all())
+
+    async def live_owner(self, team: str, call_id: str) -> tuple[str, str] | None:
+        """The server holding a live call and where it answers (``""`` where it holds no lease: it died and
+        is taken over soon), or None when the call is not live."""
+        query = (
+            select(CallRow.node, NodeRow.url)
+            .outerjoin(NodeRow, NodeRow.id == CallRow.node)
+            .where(CallRow.team == team, CallRow.id == call_id, CallRow.status == "live")
+        )
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return (row[0], row[1] or "") if row is not None else None
 
     async def live_calls(self, node: str) -> list[CallRecord]:
         """Calls ``node`` holds live according to the store (after a crash: the ones it must close)."""
@@ -688,6 +726,25 @@ def _claim_ids(conn: Connection, count: int) -> int:
         conn.execute(new.values(name="event_id", value=start).on_conflict_do_nothing(index_elements=["name"]))
         claimed = conn.execute(claim).scalar_one()
     return int(claimed) - count + 1
+
+
+def _renew_lease(conn: Connection, node: str, url: str, until: datetime) -> bool:
+    renewed = conn.execute(update(_NODES).where(_NODES.c.id == node).values(url=url, lease_until=until)).rowcount
+    if renewed:
+        return True
+    conn.execute(insert(_NODES).values(id=node, url=url, lease_until=until))
+    return False
+
+
+def _take_over(conn: Connection, node: str, now: datetime) -> list[str]:
+    expired = conn.execute(select(_NODES.c.id).where(_NODES.c.lease_until < now, _NODES.c.id != node)).scalars().all()
+    taken = []
+    for other in expired:  # (the condition again: another server may have taken it, or it renewed meanwhile)
+        gone = conn.execute(delete(_NODES).where(_NODES.c.id == other, _NODES.c.lease_until < now)).rowcount
+        if gone:
+            conn.execute(update(_CALLS).where(_CALLS.c.status == "live", _CALLS.c.node == other).values(node=node))
+            taken.append(str(other))
+    return taken
 
 
 def _replace_people(

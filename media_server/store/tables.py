@@ -181,3 +181,13 @@ class CounterRow(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigId)
+
+
+class NodeRow(Base):
+    """A server sharing the database, while it runs: its lease (renewed every few seconds) and where it answers.
+    A server whose lease ran out is taken over: another removes its row and closes the calls it held."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(255), default="")  # its HTTP address, for requests about its calls
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
