@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import httpx
 import pytest
 
 from media_server.client.stream import StreamResult, stream_call
 from media_server.client.wav import Recording
+from media_server.v1 import api_pb2, api_pb2_grpc
+from media_server.v1 import events_pb2 as pb
 from tests.conftest import (
     EventLog,
     Server,
@@ -135,6 +138,12 @@ async def test_a_call_on_one_server_is_followed_resumed_listed_changed_and_store
         listen = http.post(f"/v1/calls/{call_id}/listen", content=b"v=0", headers={"Content-Type": "application/sdp"})
         assert listen.status_code == 307 and listen.headers["location"].startswith(a.url), listen.headers
         assert http.delete(f"/v1/calls/{call_id}").status_code == 409  # (live: not deletable from anywhere)
+    async with grpc.aio.insecure_channel(b.grpc_target) as channel:  # the gRPC API the same way
+        update = await api_pb2_grpc.MediaServerStub(channel).UpdateConsent(
+            api_pb2.UpdateConsentRequest(call_id=call_id, role="rep", consent=pb.CONSENT_GRANTED),
+            metadata=[("authorization", f"Bearer {key}")],
+        )
+    assert update.live and [p.role for p in update.participants] and update.channels
 
     result = await asyncio.wait_for(streaming, 90)
     assert result.close_code == 1000

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any, TypeAlias
+from urllib.parse import quote
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
@@ -20,12 +21,15 @@ from pydantic import ValidationError
 from media_server.bus import SubscriberTooSlow
 from media_server.calls import views
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
+from media_server.calls.metadata import Consent
 from media_server.calls.views import CONSENT_OF_PB
+from media_server.cluster.forward import ask
 from media_server.ingest.stream_call.stream import stream_call
-from media_server.rpc.auth import abort, require_key
+from media_server.rpc.auth import abort, presented_key, require_key
 from media_server.rpc.refusals import push_back
 from media_server.rpc.slots import RETRY_PUSHBACK_MS, StreamSlots
 from media_server.services import Services
+from media_server.store.records import ChannelRecord, ParticipantRecord
 from media_server.store.store import CallFilter
 from media_server.teams.config import TeamConfig
 from media_server.teams.validation import describe
@@ -108,7 +112,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
     async def DeleteCall(self, request: api_pb2.DeleteCallRequest, context: Context) -> empty_pb2.Empty:
         key = await require_key(self.services, context, "delete")
         live = self.services.calls.live.find(key.team, request.call_id)
-        if live is not None:
+        if live is not None or await self.services.held_elsewhere(key.team, request.call_id) is not None:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "the call is live: delete it once it has ended")
         if not await self.services.store.delete_call(key.team, request.call_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such call")
@@ -123,6 +127,9 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         consent = CONSENT_OF_PB.get(request.consent)
         if consent is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "consent must be a Consent value")
+        elsewhere = await self.services.held_elsewhere(key.team, request.call_id)
+        if elsewhere is not None:  # (the server holding the call applies it; asked over its REST API)
+            return await self._consent_elsewhere(request, consent, elsewhere, context)
         try:
             result = await update_consent(
                 self.services.calls, self.services.store, key, request.call_id, request.role, consent
@@ -140,6 +147,32 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             participants=[views.stored_participant_pb(p) for p in result.participants],
             channels=[views.stored_channel_pb(c) for c in result.channels],
             segments_erased=result.segments_erased,
+        )
+
+    async def _consent_elsewhere(
+        self, request: api_pb2.UpdateConsentRequest, consent: Consent, owner: tuple[str, str], context: Context
+    ) -> api_pb2.UpdateConsentResponse:
+        path = f"/v1/calls/{quote(request.call_id, safe='')}/consent"
+        body = {"role": request.role, "consent": consent.value}
+        status, answer = await ask(*owner, "PUT", path, presented_key(context) or "", body)
+        if status != 200:
+            code = {
+                400: grpc.StatusCode.INVALID_ARGUMENT,
+                401: grpc.StatusCode.UNAUTHENTICATED,
+                403: grpc.StatusCode.PERMISSION_DENIED,
+                404: grpc.StatusCode.NOT_FOUND,
+                409: grpc.StatusCode.FAILED_PRECONDITION,
+            }.get(status, grpc.StatusCode.UNAVAILABLE)
+            await abort(context, code, str(answer.get("detail", answer)) if isinstance(answer, dict) else str(answer))
+        return api_pb2.UpdateConsentResponse(
+            call_id=request.call_id,
+            live=bool(answer["live"]),
+            participants=[views.stored_participant_pb(ParticipantRecord(**p)) for p in answer["participants"]],
+            channels=[
+                views.stored_channel_pb(ChannelRecord(c["index"], c["speaker"], c["sampleRate"], c["transcribed"]))
+                for c in answer["channels"]
+            ],
+            segments_erased=int(answer.get("segmentsErased", 0)),
         )
 
     # -- team configuration --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ the WebRTC offer follows)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 from fastapi import HTTPException, Request, Response
@@ -50,3 +51,22 @@ def redirect(request: Request, node: str, url: str) -> Response:
     """``307`` to the server holding the call (the client repeats its request there, body and all)."""
     held_elsewhere(request, node, url)
     return Response(status_code=307, headers={"Location": target(request, url), "X-Media-Server-Node": node})
+
+
+async def ask(node: str, url: str, method: str, path: str, key: str, body: object) -> tuple[int, Any]:
+    """Server ``node``'s answer (status, JSON) to a REST request made with the caller's key (for the gRPC API,
+    whose calls held elsewhere go the same way). Status 503 where it does not answer."""
+    if not url:
+        return 503, {"detail": f"the call is live on server {node!r}, which does not answer now; try again"}
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            answer = await client.request(
+                method, url.rstrip("/") + path, json=body, headers={"Authorization": f"Bearer {key}", FORWARDED: "1"}
+            )
+    except httpx.HTTPError as exc:
+        log.warning("server %s (%s) did not answer a request about its call: %s", node, url, exc)
+        return 503, {"detail": f"the call is live on server {node!r}, which does not answer now; try again"}
+    try:
+        return answer.status_code, answer.json()
+    except ValueError:
+        return answer.status_code, {"detail": answer.text}
