@@ -184,6 +184,40 @@ async def test_a_call_id_the_team_has_already_is_refused_whichever_server_opens_
         assert other is not None and other.status == "completed"
 
 
+# -- leases: a server that stopped is taken over once ---------------------------------------------------
+
+
+async def test_a_server_whose_lease_ran_out_is_taken_over_by_exactly_one_other(store_url: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    async with (
+        local_services(tmp_path / "a", store_url, node="node-a") as a,
+        local_services(tmp_path / "b", store_url, node="node-b") as b,
+        local_services(tmp_path / "c", store_url, node="node-c") as c,
+    ):
+        assert not await a.services.store.renew_lease("node-a", "http://a", now + timedelta(seconds=15))  # (new)
+        assert await a.services.store.renew_lease("node-a", "http://a", now + timedelta(seconds=15))
+        await b.services.store.renew_lease("node-b", "http://b", now + timedelta(seconds=15))
+        await c.services.store.renew_lease("node-c", "http://c", now + timedelta(seconds=15))
+        await a.hold_a_call("on-a")
+        assert await b.services.store.live_owner("acme", "on-a") == ("node-a", "http://a")
+        assert await b.services.store.take_over("node-b", now) == []  # (a's lease holds)
+
+        a.services.calls.live.pop("acme", "on-a")  # server a dies: it renews nothing, ends nothing
+        later = now + timedelta(seconds=16)
+        await b.services.store.renew_lease("node-b", "http://b", later + timedelta(seconds=15))  # (b, c renew)
+        await c.services.store.renew_lease("node-c", "http://c", later + timedelta(seconds=15))
+        taken = await asyncio.gather(
+            b.services.store.take_over("node-b", later), c.services.store.take_over("node-c", later)
+        )
+        assert sorted(taken) == [[], ["node-a"]]
+        winner = b if taken[0] else c
+        await winner.services.calls.take_over(["node-a"])
+        stored = await b.services.store.get_call("acme", "on-a")
+        assert stored is not None and (stored.status, stored.end_reason) == ("interrupted", "node_lost")
+        assert await b.services.store.live_owner("acme", "on-a") is None
+        assert not await a.services.store.renew_lease("node-a", "http://a", later)  # it had lost its lease
+
+
 # -- event ids across servers ------------------------------------------------------------------------
 
 

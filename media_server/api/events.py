@@ -1,7 +1,8 @@
 """Event websockets: ``/v1/calls/{call_id}/events`` (one call) and ``/v1/events`` (the team's calls).
 
-Resume with ``?after=<last id seen>``: every stored event with a larger id is sent once (from the store, also
-across restarts; interim transcripts are not stored), then live ones. A subscriber that stops reading is dropped
+Resume with ``?after=<last id seen>``: every event after it is sent once (from the store, also across restarts;
+with ``events.bus = "redis"`` in the order every server sees them, on any server; interim transcripts are not
+replayed), then live ones. A subscriber that stops reading is dropped
 (close code 1013 and a reason saying how to resume); the call it watched never waits for it.
 """
 
