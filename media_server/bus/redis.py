@@ -107,9 +107,6 @@ class _RedisSubscription:
     closed: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def matches(self, team: str, call_id: str) -> bool:
-        return team == self.team and (self.call_id is None or call_id == self.call_id)
-
     def offer(self, sid: StreamId, event: pb.Event) -> None:
         if self.overflowed:
             self.overflowed += 1
@@ -165,7 +162,7 @@ class _RedisSubscription:
     def close(self) -> None:
         self.closed = True
         self._wake.set()
-        self.bus._subscriptions.discard(self)
+        self.bus._detach(self)
 
 
 def _lost(call_id: str | None, team: str, left_out: int) -> pb.Event:
@@ -208,12 +205,13 @@ class RedisEventBus:
         self.window_s = window_s
         self.subscriber_queue = subscriber_queue
         self.max_outbox = max_outbox
-        self.healthy = False  # Redis answers (publishing and reading)
-        self.failure = ""
+        self._failing: dict[str, str] = {}  # what fails now (publishing, reading, resuming): why
+        self._started = False
         self.published = 0  # entries added to the stream by this server
         self.received = 0  # entries read from the stream
         self.dropped = 0  # events given up because the outbox was full while Redis was away
         self._subscriptions: set[_RedisSubscription] = set()
+        self._by_key: dict[tuple[str, str | None], set[_RedisSubscription]] = {}  # (team, call id or None)
         self._outbox: deque[_Outgoing] = deque()
         self._enqueued = 0  # events handed to publish() so far
         self._flushed = 0  # of them, in the stream (or given up)
@@ -246,7 +244,7 @@ class RedisEventBus:
                 if time.monotonic() > deadline:
                     raise ConnectionError(f"Redis at {_safe(self.url)} does not answer: {exc}") from exc
                 await asyncio.sleep(0.2)
-        self.healthy = True
+        self._started = True
         self._tasks = [
             asyncio.create_task(self._read(), name="redis-bus-reader"),
             asyncio.create_task(self._flush(), name="redis-bus-publisher"),
@@ -372,7 +370,7 @@ class RedisEventBus:
 
     def _dispatch(self, sid: StreamId, fields: dict[bytes, bytes]) -> None:
         team, call_id = fields.get(b"t", b"").decode(), fields.get(b"c", b"").decode()
-        targets = [s for s in self._subscriptions if s.matches(team, call_id)]
+        targets = [*self._by_key.get((team, None), ()), *self._by_key.get((team, call_id), ())]
         if not targets:
             return
         event = _decode(fields)
@@ -386,7 +384,7 @@ class RedisEventBus:
     def subscribe(self, team: str, call_id: str | None = None) -> _RedisSubscription:
         """The events of one call (or of every call of ``team``), from any server, read from now on."""
         sub = _RedisSubscription(self, team, call_id, asyncio.Queue(maxsize=self.subscriber_queue))
-        self._subscriptions.add(sub)
+        self._attach(sub)
         return sub
 
     def resume(self, team: str, call_id: str | None, after: int, stored: StoredAfter) -> _RedisSubscription:
@@ -395,8 +393,20 @@ class RedisEventBus:
         sub = _RedisSubscription(
             self, team, call_id, asyncio.Queue(maxsize=self.subscriber_queue), after=after, stored=stored
         )
-        self._subscriptions.add(sub)  # (from now: what the catch-up reads as well is skipped by its entry id)
+        self._attach(sub)  # (from now: what the catch-up reads as well is skipped by its entry id)
         return sub
+
+    def _attach(self, sub: _RedisSubscription) -> None:
+        self._subscriptions.add(sub)
+        self._by_key.setdefault((sub.team, sub.call_id), set()).add(sub)
+
+    def _detach(self, sub: _RedisSubscription) -> None:
+        self._subscriptions.discard(sub)
+        subs = self._by_key.get((sub.team, sub.call_id))
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_key[sub.team, sub.call_id]
 
     async def locate(self, event_id: int) -> StreamId | None:
         """The stream entry of an event, or None when the stream does not hold it. Events this server published
@@ -407,6 +417,7 @@ class RedisEventBus:
         for attempt in range(50):
             try:
                 found = await self._locate_script(args=[event_id, minutes, f"{self.prefix}ids:"])
+                self._recovered("resuming")
                 return parse_id(found) if found else None
             except (RedisError, OSError) as exc:
                 self._failed("resuming", exc)
@@ -423,6 +434,7 @@ class RedisEventBus:
             for attempt in range(50):
                 try:
                     page = cast(Any, await self._client.xrange(self.stream, f"({_text(cursor)}", "+", count=_BATCH))
+                    self._recovered("resuming")
                     break
                 except (RedisError, OSError) as exc:
                     self._failed("resuming", exc)
@@ -441,16 +453,23 @@ class RedisEventBus:
 
     # -- health ----------------------------------------------------------------------------------------
 
+    @property
+    def healthy(self) -> bool:
+        """Redis answers: started, and nothing fails now."""
+        return self._started and not self._failing
+
+    @property
+    def failure(self) -> str:
+        return "; ".join(f"{doing}: {why}" for doing, why in self._failing.items())
+
     def _failed(self, doing: str, exc: BaseException) -> None:
-        reason = f"{doing}: {exc or type(exc).__name__}"
-        if self.healthy:
-            log.error("Redis at %s fails (%s); events wait and go out when it is back", _safe(self.url), reason)
-        self.healthy, self.failure = False, reason
+        if not self._failing:
+            log.error("Redis at %s fails (%s: %s); events wait and go out when it is back", _safe(self.url), doing, exc)
+        self._failing[doing] = str(exc) or type(exc).__name__
 
     def _recovered(self, doing: str) -> None:
-        if not self.healthy and self.failure.startswith(doing):
-            log.warning("Redis answers again (it failed %s)", self.failure)
-            self.healthy, self.failure = True, ""
+        if self._failing.pop(doing, None) is not None and not self._failing:
+            log.warning("Redis answers again")
 
 
 def _decode(fields: dict[bytes, bytes]) -> pb.Event | None:
