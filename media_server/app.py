@@ -21,6 +21,7 @@ from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
 from media_server.ingest.registry import PROTOCOLS
 from media_server.services import Services
+from media_server.workers.remote import RemoteScheduler
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/health/ready", tags=["status"])
     async def ready(request: Request) -> JSONResponse:
         """Readiness: new calls are taken and can be stored. 503 while the store fails (disk full, database
-        gone), while a shared database (PostgreSQL) or the event bus (Redis) does not answer, or while the server
-        is shutting down."""
+        gone), while a shared database (PostgreSQL) or the event bus (Redis) does not answer, while no
+        recognition worker answers (workers.urls), or while the server is shutting down."""
         services = getattr(request.app.state, "services", None)
         if services is None:
             return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
@@ -84,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"ready": False, "reason": "database unreachable"}, status_code=503)
         if not await services.bus.reachable():
             return JSONResponse({"ready": False, "reason": "event bus (Redis) unreachable"}, status_code=503)
+        if isinstance(services.scheduler, RemoteScheduler) and not services.scheduler.reachable:
+            return JSONResponse({"ready": False, "reason": "no recognition worker reachable"}, status_code=503)
         return JSONResponse({"ready": True, "liveCalls": len(services.calls.live)})
 
     @app.get("/v1/status", tags=["status"])
@@ -105,6 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
             "listeners": [listener.status() for listener in request.app.state.listeners],
             "journal": services.journal.stats(),
             "bus": services.bus.stats(),
+            # Recognition workers (workers.urls; None: decoding in-process): health, load, bytes to and from each.
+            "workers": services.scheduler.workers() if isinstance(services.scheduler, RemoteScheduler) else None,
             "cluster": services.lease.stats() if services.lease is not None else None,
         }
 

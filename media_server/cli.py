@@ -1,4 +1,4 @@
-"""``media-server``: serve, manage keys, stream a call, transcribe a file."""
+"""``media-server``: serve, run a recognition worker, manage keys, stream a call, transcribe a file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = GracefulServer(config, app)
     server.run()  # SIGTERM: the calls end (server_shutdown) before the connections close
     return 0 if server.started else 1  # (the lifespan failed: another server took the data dir meanwhile, ...)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from media_server.workers.server import serve_worker
+
+    overrides: dict[str, Any] = {}
+    if args.device is not None:
+        device, _, index = args.device.partition(":")
+        if index:  # cuda:1: CTranslate2 and torch see that one GPU only, as their device 0
+            os.environ["CUDA_VISIBLE_DEVICES"] = index
+        overrides["asr"] = {"device": device}
+    workers = {name: getattr(args, name) for name in ("host", "port", "key_file") if getattr(args, name) is not None}
+    if workers:
+        overrides["workers"] = workers
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve_worker(settings))
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -176,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, help="the gRPC API's port (default 50051; 0: any free port)")
     common(serve)
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run a recognition worker: the decode scheduler behind gRPC, for media nodes (workers.urls)"
+    )
+    worker.add_argument("--device", help="the engine's device: cpu, cuda, cuda:0 ... (default asr.device)")
+    worker.add_argument("--host", help="address to bind (default workers.host, 127.0.0.1)")
+    worker.add_argument("--port", type=int, help="port to listen on (default workers.port, 50061; 0: any free port)")
+    worker.add_argument(
+        "--key-file", type=Path, help="file whose first line is the shared key (or MEDIA_SERVER_WORKERS__KEY)"
+    )
+    worker.add_argument("--config", type=Path, help="a TOML or JSON settings file")
+    worker.set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

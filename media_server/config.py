@@ -327,6 +327,51 @@ class ClusterSettings(BaseModel):
     )
 
 
+class WorkersSettings(BaseModel):
+    """Recognition workers (``media-server worker``, ``media_server/workers``): the decode scheduler in processes of
+    their own, on other machines. Without ``urls`` the server decodes in-process (the default)."""
+
+    urls: list[str] = Field(
+        default_factory=list,
+        description="host:port of each worker a media node sends decode work to; empty: in-process",
+    )
+    key: str | None = Field(
+        None, description="the shared key: nodes send it (x-worker-key metadata), workers refuse any other"
+    )
+    key_file: Path | None = Field(None, description="a file whose first line is the key (instead of key)")
+    host: str = Field("127.0.0.1", description="media-server worker: the address it binds to")
+    port: int = Field(50061, ge=0, le=65535, description="media-server worker: its port (0: any free port)")
+    wire_format: Literal["s16", "f32"] = Field(
+        "s16", description="audio to workers as 16-bit (half the bytes; telephony audio was 16-bit) or float32 PCM"
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="a decode a worker has not answered for this long is retried on another worker"
+    )
+    final_wait_s: float = Field(
+        60.0, gt=0, description="how long a final waits for a reachable worker before its utterance is given up"
+    )
+    status_interval_s: float = Field(1.0, gt=0, description="how often a node asks each worker for its load")
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024, description="largest decode job (audio)")
+
+    @model_validator(mode="after")
+    def _key_given(self) -> WorkersSettings:
+        if self.key and self.key_file:
+            raise ValueError("workers: key or key_file, not both")
+        if self.urls and not (self.key or self.key_file):
+            raise ValueError("workers.urls needs the workers' shared key: workers.key or workers.key_file")
+        return self
+
+    def shared_key(self) -> str | None:
+        """The key, read from ``key_file`` where it is given there."""
+        if self.key_file is not None:
+            lines = self.key_file.read_text().splitlines()
+            key = lines[0].strip() if lines else ""
+            if not key:
+                raise ValueError(f"workers.key_file {self.key_file} is empty")
+            return key
+        return self.key or None
+
+
 class StoreSettings(BaseModel):
     """How calls are written as they go (``store/journal.py``)."""
 
@@ -369,6 +414,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     events: EventSettings = EventSettings()
     cluster: ClusterSettings = ClusterSettings()
+    workers: WorkersSettings = WorkersSettings()
     sip: SipSettings = SipSettings()
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     whip: WhipSettings = WhipSettings()

@@ -23,6 +23,7 @@ from media_server.store.journal import Journal
 from media_server.store.lock import DataDirLock, node_id
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
+from media_server.workers.remote import RemoteScheduler
 from models.asr.engine import SpeechEngine
 from models.asr.scheduler import DecodeScheduler, SplitScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
@@ -139,7 +140,7 @@ class Services:
         )
         await journal.start()
         vad = SileroVAD(settings.vad.model_path)
-        scheduler = build_scheduler(settings)
+        scheduler = build_scheduler(settings) if not settings.workers.urls else await _remote_scheduler(settings)
         nlp = await Nlp.load(settings.insights.spacy_model) if settings.insights.enabled else None
         diarization = await load_diarization(settings, vad)
         call_services = CallServices(
@@ -200,6 +201,13 @@ class Services:
         await self.store.close()
         if self.lock is not None:
             self.lock.release()
+
+
+async def _remote_scheduler(settings: Settings) -> RemoteScheduler:
+    """Decoding on the recognition workers of ``workers.urls`` (``media-server worker``) instead of in-process."""
+    scheduler = RemoteScheduler(settings.workers, settings.asr.interim_max_age_ms / 1000)
+    await scheduler.start()
+    return scheduler
 
 
 async def load_diarization(settings: Settings, vad: SileroVAD) -> Diarization | None:
