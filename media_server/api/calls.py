@@ -100,8 +100,10 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any] | Re
 @router.put("/{call_id}/consent", response_model=None)
 async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Response:
     """``{"role": "customer", "consent": "denied"}``. Live: applied at once (a channel that lost consent stops
-    being transcribed and heard, and what it said is dropped). Stored: only a withdrawal, which erases that
-    participant's transcript and identity (``409`` for anything else)."""
+    being transcribed and heard, and what it said is dropped); any key may withdraw, granting takes a role of the
+    team's ``consent_grant`` (``403``). Stored: only a withdrawal, by an admin or manager key, which erases that
+    participant's transcript and identity (``409`` for anything else). Every change is kept in the call's
+    ``consentHistory``."""
     key = await require_key(request, "ingest")
     try:
         body = await request.json()
@@ -118,7 +120,8 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Respon
     try:
         result = await update_consent(services.calls, services.store, key, call_id, role, Consent(value))
     except ConsentUpdateError as exc:
-        raise HTTPException({"not_found": 404, "invalid": 400, "stored": 409}[exc.kind], exc.message) from None
+        status = {"not_found": 404, "invalid": 400, "stored": 409, "forbidden": 403}[exc.kind]
+        raise HTTPException(status, exc.message) from None
     return {
         "id": call_id,
         "live": result.live,

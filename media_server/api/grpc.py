@@ -132,13 +132,14 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             return await self._consent_elsewhere(request, consent, elsewhere, context)
         try:
             result = await update_consent(
-                self.services.calls, self.services.store, key, request.call_id, request.role, consent
+                self.services.calls, self.services.store, key, request.call_id, request.role, consent, "grpc"
             )
         except ConsentUpdateError as exc:
             code = {
                 "not_found": grpc.StatusCode.NOT_FOUND,
                 "invalid": grpc.StatusCode.INVALID_ARGUMENT,
                 "stored": grpc.StatusCode.FAILED_PRECONDITION,
+                "forbidden": grpc.StatusCode.PERMISSION_DENIED,
             }[exc.kind]
             await abort(context, code, exc.message)
         return api_pb2.UpdateConsentResponse(

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from media_server.audio import Audio
 from media_server.calls import views
-from media_server.calls.consent import may_transcribe_all, transcribed_roles, voices_on
+from media_server.calls.consent import ConsentActor, may_transcribe_all, metadata_kept, transcribed_roles, voices_on
 from media_server.calls.metadata import CallMetadata, Consent
 from media_server.calls.recognition import keyterms, streaming_config
 from media_server.calls.speakers import ChannelSpeakers, Diarization
@@ -33,7 +33,7 @@ from media_server.insights.live import CallInsights
 from media_server.insights.nlp import Nlp
 from media_server.insights.redaction import RedactionPolicy, Redactor
 from media_server.store.journal import Journal, StorageFailed
-from media_server.store.records import CallRecord, SegmentRecord
+from media_server.store.records import CallRecord, ConsentChangeRecord, SegmentRecord
 from media_server.store.writes import CallChanged, CallOpened, CallProgress, SegmentsKept, Write
 from media_server.teams.config import TeamConfig
 from media_server.v1 import events_pb2 as pb
@@ -221,13 +221,29 @@ class Call:
             channel.consumer = None
 
     async def reconfigure(
-        self, metadata: CallMetadata, channels: list[ChannelSpec], on_hold: frozenset[int] = frozenset()
+        self,
+        metadata: CallMetadata,
+        channels: list[ChannelSpec],
+        on_hold: frozenset[int] = frozenset(),
+        actor: ConsentActor | None = None,
     ) -> None:
         """Apply new participants (names, consent) and channels (speaker, new streams, hold) to the live call.
 
         Consent is re-decided per channel: a channel that loses it stops being transcribed at once, one that
-        gains it starts at the current call time. A channel's sample rate never changes.
+        gains it starts at the current call time. A channel's sample rate never changes. Each change of a
+        participant's consent goes into the call's consent history, made by ``actor`` (None: the platform, in the
+        call's metadata).
         """
+        before = {p.role: p.consent for p in self.metadata.participants}
+        by = actor or ConsentActor("metadata", label=self.source, role="ingest")
+        now = datetime.now(UTC)
+        consent_changes = [
+            ConsentChangeRecord(
+                p.role.value, before[p.role].value, p.consent.value, by.source, now, by.key_id, by.label, by.role
+            )
+            for p in metadata.participants
+            if p.role in before and before[p.role] is not p.consent
+        ]
         self.metadata = metadata
         self.insights.set_keyterms(keyterms(self.services.streaming, metadata.recognition))
         policy = self.services.consent_policy
@@ -266,8 +282,9 @@ class Call:
             self.id,
             views.participant_records(self.metadata, self.transcribed_roles),
             views.channel_records(self.channels.values()),
-            dict(self.metadata.extra),
+            metadata_kept(self.metadata, self.transcribed_roles),
             erased,
+            consent_changes,
         )
         await self.publish(changed, call_updated=updated)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.config import ConsentPolicy
@@ -41,3 +42,23 @@ def identity_kept(p: ParticipantInfo, transcribed: bool) -> ParticipantInfo:
     if p.role is Role.REP or transcribed:
         return p
     return ParticipantInfo(p.role, consent=p.consent)
+
+
+def metadata_kept(metadata: CallMetadata, transcribed: Iterable[Role]) -> dict[str, str]:
+    """Metadata keys the server does not know (a caller's name, a CRM id: anyone's personal data) are kept, shown
+    and stored only while every participant may be transcribed (has consented, under the policy)."""
+    roles = set(transcribed)
+    if all(p.role in roles for p in metadata.participants):
+        return dict(metadata.extra)
+    return {}
+
+
+@dataclass(frozen=True)
+class ConsentActor:
+    """Who changes a participant's consent (kept in the call's consent history). No key: the call's platform, in
+    the call's metadata."""
+
+    source: str  # metadata | api | grpc
+    key_id: str = ""
+    label: str = ""
+    role: str = ""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
-from media_server.calls.consent import identity_kept
+from media_server.calls.consent import identity_kept, metadata_kept
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
 from media_server.calls.transcript import Heard, Segment, Transcript
 from media_server.insights.cues import Cue
@@ -106,7 +106,7 @@ def call_started(
         source=source,
         participants=[participant_pb(p, p.role in transcribed_roles) for p in metadata.participants],
         channels=[channel_pb(c) for c in channels],
-        metadata=metadata.extra,
+        metadata=metadata_kept(metadata, transcribed_roles),
     )
 
 
@@ -116,7 +116,7 @@ def call_updated(
     return pb.CallUpdated(
         participants=[participant_pb(p, p.role in transcribed_roles) for p in metadata.participants],
         channels=[channel_pb(c) for c in channels],
-        metadata=metadata.extra,
+        metadata=metadata_kept(metadata, transcribed_roles),
     )
 
 
@@ -235,7 +235,7 @@ def snapshot(call: CallView) -> dict[str, Any]:
         "latestCue": call.latest_cue,
         "latestKeyword": call.latest_keyword,
         "listeners": len(call.taps),
-        "metadata": dict(call.metadata.extra),
+        "metadata": metadata_kept(call.metadata, call.transcribed_roles),
     }
 
 
@@ -286,7 +286,7 @@ def opened(call: CallView) -> CallRecord:
         ended_at=None,
         participants=participant_records(call.metadata, call.transcribed_roles),
         channels=channel_records(call.channels.values()),
-        metadata=dict(call.metadata.extra),
+        metadata=metadata_kept(call.metadata, call.transcribed_roles),
     )
 
 
@@ -317,7 +317,7 @@ def record(call: CallView, status: str, reason: str) -> CallRecord:
         channels=channel_records(call.channels.values()),
         segments=segments,
         speakers=speaker_records(segments),
-        metadata=dict(call.metadata.extra),
+        metadata=metadata_kept(call.metadata, call.transcribed_roles),
         keywords=sorted(call.insights.hits),
         metrics=metrics.to_json(),
         disposition=metrics.disposition,

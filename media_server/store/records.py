@@ -45,6 +45,31 @@ class SpeakerRecord:
 
 
 @dataclass
+class ConsentChangeRecord:
+    """One change of a participant's consent: ``previous`` is "" at the call's start; ``by_key`` "" is the call's
+    platform (``by_label`` names it)."""
+
+    participant: str
+    previous: str
+    consent: str
+    source: str  # call_start | metadata | api | grpc
+    at: datetime
+    by_key: str = ""
+    by_label: str = ""
+    by_role: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "participant": self.participant,
+            "from": self.previous or None,
+            "to": self.consent,
+            "source": self.source,
+            "by": {"keyId": self.by_key or None, "label": self.by_label, "role": self.by_role},
+            "at": _iso(self.at),
+        }
+
+
+@dataclass
 class CallRecord:
     id: str
     team: str
@@ -62,6 +87,7 @@ class CallRecord:
     metrics: dict[str, Any] = field(default_factory=dict)  # CallMetrics.to_json()
     disposition: str = ""
     snippet: str = ""  # a search result's text around the match (not stored)
+    consent_history: list[ConsentChangeRecord] = field(default_factory=list)  # (read with the detail)
 
     @property
     def duration(self) -> float:
@@ -115,6 +141,7 @@ class CallRecord:
             }
             for s in self.segments
         ]
+        out["consentHistory"] = [c.to_json() for c in self.consent_history]
         return out
 
 

@@ -11,7 +11,7 @@ import base64
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
@@ -47,6 +47,7 @@ from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validat
 from media_server.store.records import (
     CallRecord,
     ChannelRecord,
+    ConsentChangeRecord,
     ListenRecord,
     ParticipantRecord,
     SegmentRecord,
@@ -56,6 +57,7 @@ from media_server.store.tables import (
     ApiKeyRow,
     CallRow,
     ChannelRow,
+    ConsentChangeRow,
     CounterRow,
     EventRow,
     ListenAuditRow,
@@ -89,6 +91,7 @@ _SEGMENTS = cast(Table, SegmentRow.__table__)
 _EVENTS = cast(Table, EventRow.__table__)
 _COUNTERS = cast(Table, CounterRow.__table__)
 _NODES = cast(Table, NodeRow.__table__)
+_CONSENT_CHANGES = cast(Table, ConsentChangeRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -374,7 +377,21 @@ class Store:
                 .where(CallRow.id == call_id, CallRow.team == team)
                 .options(selectinload(CallRow.segments))
             )
-            return None if row is None else _record(row, with_segments=True)
+            if row is None:
+                return None
+            record = _record(row, with_segments=True)
+            changes = await session.scalars(
+                select(ConsentChangeRow)
+                .where(ConsentChangeRow.team == team, ConsentChangeRow.call_id == call_id)
+                .order_by(ConsentChangeRow.id)
+            )
+            record.consent_history = [
+                ConsentChangeRecord(
+                    c.participant, c.previous, c.consent, c.source, _utc(c.at), c.by_key, c.by_label, c.by_role
+                )
+                for c in changes
+            ]
+            return record
 
     async def list_calls(
         self, team: str, limit: int = 50, cursor: str | None = None, where: CallFilter | None = None
@@ -437,15 +454,23 @@ class Store:
             row.metrics = {**(row.metrics or {}), "disposition": disposition}
             return True
 
-    async def withdraw_consent(self, team: str, call_id: str, role: str) -> tuple[CallRecord, int] | None:
+    async def withdraw_consent(
+        self, team: str, call_id: str, role: str, change: ConsentChangeRecord | None = None
+    ) -> tuple[CallRecord, int] | None:
         """A participant withdrew consent after the call: erase their transcript (their channel's and any mixed
-        channel's segments) and, for a customer, their identity. Returns the call as it is now and the number of
-        segments erased; None when there is no such call."""
+        channel's segments), for a customer their identity, and the call's free-form metadata; ``change`` goes
+        into the consent history. Returns the call as it is now and the number of segments erased; None when
+        there is no such call."""
         speakers = {role, "mixed"}
         async with self.sessions.begin() as session:
             row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
             if row is None:
                 return None
+            row.metadata_json = {}
+            if change is not None:
+                before = next((p.consent for p in row.participants if p.role == role), "")
+                change = replace(change, previous=before)
+                await session.run_sync(lambda sync: _add_consent_changes(sync.connection(), team, call_id, [change]))
             indexes = [c.index for c in row.channels if c.speaker in speakers]
             for channel in row.channels:
                 if channel.index in indexes:
@@ -484,7 +509,7 @@ class Store:
             row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
             if row is None:
                 return False
-            for table in (SegmentRow, ParticipantRow, ChannelRow, EventRow):
+            for table in (SegmentRow, ParticipantRow, ChannelRow, EventRow, ConsentChangeRow):
                 await session.execute(delete(table).where(table.team == team, table.call_id == call_id))
             await session.execute(delete(CallRow).where(CallRow.team == team, CallRow.id == call_id))
             return True
@@ -747,6 +772,28 @@ def _take_over(conn: Connection, node: str, now: datetime) -> list[str]:
     return taken
 
 
+def _add_consent_changes(conn: Connection, team: str, call_id: str, changes: list[ConsentChangeRecord]) -> None:
+    if changes:
+        conn.execute(
+            insert(_CONSENT_CHANGES),
+            [
+                {
+                    "team": team,
+                    "call_id": call_id,
+                    "participant": c.participant,
+                    "previous": c.previous,
+                    "consent": c.consent,
+                    "by_key": c.by_key,
+                    "by_label": c.by_label[:128],
+                    "by_role": c.by_role,
+                    "source": c.source,
+                    "at": c.at,
+                }
+                for c in changes
+            ],
+        )
+
+
 def _replace_people(
     conn: Connection, team: str, call_id: str, participants: list[ParticipantRecord], channels: list[ChannelRecord]
 ) -> None:
@@ -814,6 +861,11 @@ def _apply(conn: Connection, write: Write) -> None:
             )
         )
         _replace_people(conn, r.team, r.id, r.participants, r.channels)
+        started = [
+            ConsentChangeRecord(p.role, "", p.consent, "call_start", r.started_at, by_label=r.source, by_role="ingest")
+            for p in r.participants
+        ]
+        _add_consent_changes(conn, r.team, r.id, started)
     elif isinstance(write, SegmentsKept):
         if write.segments:
             conn.execute(insert(_SEGMENTS), _segment_rows(write.team, write.call_id, write.segments))
@@ -822,6 +874,7 @@ def _apply(conn: Connection, write: Write) -> None:
         conn.execute(update(_CALLS).where(*_the_call(team, call_id)).values(metadata=dict(write.metadata)))
         _replace_people(conn, team, call_id, write.participants, write.channels)
         _forget_identities(conn, team, call_id, write.participants)
+        _add_consent_changes(conn, team, call_id, write.consent_changes)
         if write.erased:
             conn.execute(
                 delete(_SEGMENTS).where(

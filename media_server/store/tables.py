@@ -191,3 +191,23 @@ class NodeRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     url: Mapped[str] = mapped_column(String(255), default="")  # its HTTP address, for requests about its calls
     lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsentChangeRow(Base):
+    """Every change of a participant's consent on a call, and who made it: at its start (as the platform said),
+    during it (the platform's metadata, the API) and after it (a withdrawal)."""
+
+    __tablename__ = "consent_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
+    participant: Mapped[str] = mapped_column(String(16))  # rep | customer
+    previous: Mapped[str] = mapped_column(String(16), default="")  # "" at the call's start
+    consent: Mapped[str] = mapped_column(String(16))
+    by_key: Mapped[str] = mapped_column(String(64), default="")  # the API key's id; "" the call's platform
+    by_label: Mapped[str] = mapped_column(String(128), default="")  # the key's label, or the platform
+    by_role: Mapped[str] = mapped_column(String(16), default="")
+    source: Mapped[str] = mapped_column(String(32))  # call_start | metadata | api | grpc
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_consent_changes_call", "team", "call_id", "id"),)

@@ -10,12 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from media_server.store.records import CallRecord, ChannelRecord, ParticipantRecord, SegmentRecord, SpeakerRecord
+from media_server.store.records import (
+    CallRecord,
+    ChannelRecord,
+    ConsentChangeRecord,
+    ParticipantRecord,
+    SegmentRecord,
+    SpeakerRecord,
+)
 
 
 @dataclass(frozen=True)
 class CallOpened:
-    """``call_started``: the call's row, ``live``, held by ``node``."""
+    """``call_started``: the call's row, ``live``, held by ``node``; each participant's consent as the call's
+    platform gave it starts the consent history."""
 
     record: CallRecord
     node: str
@@ -41,6 +49,7 @@ class CallChanged:
     channels: list[ChannelRecord]
     metadata: dict[str, str]
     erased: list[int] = field(default_factory=list)
+    consent_changes: list[ConsentChangeRecord] = field(default_factory=list)  # (kept in the consent history)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ a rep talking over 65 % of the time, a monologue over 90 s, faster than 190 word
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+GrantRole = Literal["admin", "manager", "rep", "ingest"]
 CATEGORIES = ("competitors", "pricing", "objections", "next_steps", "custom")
 REDACTION_TYPES = ("card", "cvv", "expiry", "ssn", "phone", "email")
 ENTITY_LABELS = ("PERSON", "ORG", "MONEY", "DATE")
@@ -83,6 +84,11 @@ class TeamConfig(_Strict):
     entities: list[str] = Field(default_factory=lambda: list(ENTITY_LABELS), description="named entities reported")
     fillers: list[Phrase] = Field(default_factory=lambda: ["um", "uh", "erm", "you know", "like", "i mean", "sort of"])
     dispositions: list[DispositionRule] = Field(default_factory=list, max_length=100)
+    consent_grant: list[GrantRole] = Field(
+        default_factory=lambda: list[GrantRole](["admin", "ingest"]),
+        description="roles whose keys may grant a participant's consent (or set it back to unknown) on a live "
+        "call; every role may withdraw it (deny). The platform that sends the call (its metadata) always may",
+    )
 
     @field_validator("redaction")
     @classmethod

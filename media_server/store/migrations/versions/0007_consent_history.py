@@ -1,0 +1,37 @@
+"""Consent history: every change of a participant's consent on a call (from what, to what, who, how, when).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "consent_changes",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("team", sa.String(64), nullable=False),
+        sa.Column("call_id", sa.String(128), nullable=False),
+        sa.Column("participant", sa.String(16), nullable=False),
+        sa.Column("previous", sa.String(16), nullable=False, server_default=""),
+        sa.Column("consent", sa.String(16), nullable=False),
+        sa.Column("by_key", sa.String(64), nullable=False, server_default=""),
+        sa.Column("by_label", sa.String(128), nullable=False, server_default=""),
+        sa.Column("by_role", sa.String(16), nullable=False, server_default=""),
+        sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_consent_changes_call", "consent_changes", ["team", "call_id", "id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_consent_changes_call", "consent_changes")
+    op.drop_table("consent_changes")
