@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
 from media_server.calls.metadata import Consent
-from media_server.cluster.forward import forward
+from media_server.cluster.forward import FORWARDED, forward
 from media_server.insights.activity import activity
 from media_server.store.store import CallFilter
 
@@ -34,6 +35,7 @@ async def rep_activity(
     """Per rep over the window: calls, call and talk time, averages of talk ratio, longest monologue and
     patience, questions asked, tracker hits and dispositions."""
     key = await require_key(request)
+    await audit_request(request, key, "read_activity")
     last = until or datetime.now(UTC).date()
     first = since or last - timedelta(days=30)
     if first > last:
@@ -57,6 +59,9 @@ async def list_calls(
 ) -> dict[str, Any]:
     key = await require_key(request)
     where = CallFilter(text=q, rep=rep, keyword=keyword, since=since, until=until)
+    searched = request.url.query  # (the key itself, if it came as ?token=, is not kept)
+    searched = "&".join(p for p in searched.split("&") if p and not p.startswith("token="))
+    await audit_request(request, key, "search_calls" if q or rep or keyword else "list_calls", target=searched)
     try:
         calls, next_cursor = await services_of(request).store.list_calls(key.team, limit, cursor, where)
     except ValueError as exc:
@@ -67,6 +72,7 @@ async def list_calls(
 @router.get("/{call_id}")
 async def get_call(request: Request, call_id: str) -> dict[str, Any]:
     key = await require_key(request)
+    await audit_request(request, key, "read_call", call_id)
     record = await services_of(request).store.get_call(key.team, call_id)  # a live call: as stored so far
     if record is None:
         raise HTTPException(404, "no such call")
@@ -85,6 +91,8 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any] | Re
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_DISPOSITION:
         raise HTTPException(400, f'the body must be {{"disposition": "..."}}, 1-{MAX_DISPOSITION} characters')
     services = services_of(request)
+    if not request.headers.get(FORWARDED):  # (recorded where it was asked, once)
+        await audit_request(request, key, "set_disposition", call_id, value.strip())
     elsewhere = await services.held_elsewhere(key.team, call_id)
     if elsewhere is not None:
         return await forward(request, *elsewhere)  # (the server holding the call keeps its disposition)
@@ -114,6 +122,8 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Respon
     if not isinstance(role, str) or value not in ("granted", "denied", "unknown"):
         raise HTTPException(400, 'the body must be {"role": "rep"|"customer", "consent": "granted"|"denied"|"unknown"}')
     services = services_of(request)
+    if not request.headers.get(FORWARDED):  # (recorded where it was asked, once)
+        await audit_request(request, key, "consent_change", call_id, f"{role}={value}")
     elsewhere = await services.held_elsewhere(key.team, call_id)
     if elsewhere is not None:
         return await forward(request, *elsewhere)  # (the server holding the call applies it)
@@ -137,6 +147,7 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Respon
 @router.delete("/{call_id}", status_code=204)
 async def delete_call(request: Request, call_id: str) -> Response:
     key = await require_key(request, "delete")
+    await audit_request(request, key, "delete_call", call_id)
     live = services_of(request).calls.live.find(key.team, call_id)
     if live is not None or await services_of(request).held_elsewhere(key.team, call_id) is not None:
         raise HTTPException(409, "the call is live: it can be deleted once it has ended")

@@ -15,6 +15,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
+from media_server.api.audit import audited, remote_of
 from media_server.api.auth import services_of
 from media_server.auth.http import presented_key
 from media_server.bus import SubscriberTooSlow
@@ -52,6 +53,15 @@ async def _serve(ws: WebSocket, call_id: str | None) -> None:
             await ws.close(CLOSE_POLICY, "after must be an event id (a non-negative integer)")
             return
         after = int(after_raw)
+    await audited(
+        services,
+        key,
+        "subscribe_events",
+        call_id=call_id or "",
+        target="" if after is None else f"after={after}",
+        via="websocket",
+        remote=remote_of(ws),
+    )
     subscription = services.journal.subscribe(key.team, call_id, after)
     last_id = after or 0
     reader = asyncio.create_task(_drain_client(ws))

@@ -18,6 +18,8 @@ import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pydantic import ValidationError
 
+from media_server.api.audit import audited
+from media_server.auth.keys import ApiKey
 from media_server.bus import SubscriberTooSlow
 from media_server.calls import views
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
@@ -66,6 +68,8 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         key = await require_key(self.services, context, "read")
         call_id = request.call_id or None  # (of the key's team: another team's call of this id is not seen)
         after = request.after if request.HasField("after") else None
+        target = "" if after is None else f"after={after}"
+        await self._audit(key, "subscribe_events", context, call_id or "", target)
         subscription = self.services.journal.subscribe(key.team, call_id, after)
         last_id = after or 0
         try:
@@ -86,6 +90,13 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
 
     async def ListCalls(self, request: api_pb2.ListCallsRequest, context: Context) -> api_pb2.ListCallsResponse:
         key = await require_key(self.services, context, "read")
+        searched = json_format.MessageToJson(request, indent=None) if request.ByteSize() else ""
+        await self._audit(
+            key,
+            "search_calls" if request.query or request.rep or request.keyword else "list_calls",
+            context,
+            target=searched,
+        )
         limit = request.limit or 50
         if limit > 500:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit: at most 500")
@@ -104,6 +115,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
 
     async def GetCall(self, request: api_pb2.GetCallRequest, context: Context) -> api_pb2.StoredCall:
         key = await require_key(self.services, context, "read")
+        await self._audit(key, "read_call", context, request.call_id)
         record = await self.services.store.get_call(key.team, request.call_id)  # a live call: stored so far
         if record is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such call")
@@ -111,6 +123,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
 
     async def DeleteCall(self, request: api_pb2.DeleteCallRequest, context: Context) -> empty_pb2.Empty:
         key = await require_key(self.services, context, "delete")
+        await self._audit(key, "delete_call", context, request.call_id)
         live = self.services.calls.live.find(key.team, request.call_id)
         if live is not None or await self.services.held_elsewhere(key.team, request.call_id) is not None:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "the call is live: delete it once it has ended")
@@ -125,6 +138,13 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
     ) -> api_pb2.UpdateConsentResponse:
         key = await require_key(self.services, context, "ingest")
         consent = CONSENT_OF_PB.get(request.consent)
+        await self._audit(
+            key,
+            "consent_change",
+            context,
+            request.call_id,
+            f"{request.role}={consent.value if consent else request.consent}",
+        )
         if consent is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "consent must be a Consent value")
         elsewhere = await self.services.held_elsewhere(key.team, request.call_id)
@@ -149,6 +169,11 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             channels=[views.stored_channel_pb(c) for c in result.channels],
             segments_erased=result.segments_erased,
         )
+
+    async def _audit(self, key: ApiKey, action: str, context: Context, call_id: str = "", target: str = "") -> None:
+        peer = context.peer() or ""  # "ipv4:127.0.0.1:54321"
+        remote = peer.split(":", 1)[1].rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
+        await audited(self.services, key, action, call_id=call_id, target=target, via="grpc", remote=remote)
 
     async def _consent_elsewhere(
         self, request: api_pb2.UpdateConsentRequest, consent: Consent, owner: tuple[str, str], context: Context
@@ -189,6 +214,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         self, request: api_pb2.SetTeamConfigRequest, context: Context
     ) -> api_pb2.TeamConfigResponse:
         key = await require_key(self.services, context, "configure")
+        await self._audit(key, "config_change", context)
         try:
             config = TeamConfig.model_validate(json_format.MessageToDict(request.config))
         except ValidationError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 
+from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.cluster.forward import redirect
 from media_server.ice import rtc_configuration
@@ -50,6 +51,7 @@ def manager_of(request: Request) -> ListenManager:
 @router.post("/v1/calls/{call_id}/listen", status_code=201)
 async def listen(request: Request, call_id: str, channel: str = Query("mixed", max_length=16)) -> Response:
     key = await require_key(request, "listen")
+    await audit_request(request, key, "listen", call_id, channel)
     services = services_of(request)
     call = services.calls.live.find(key.team, call_id)
     if call is None:
@@ -100,5 +102,6 @@ async def listen_audit(
 ) -> dict[str, Any]:
     """Who listened to which call, when and for how long (``duration`` is null while it goes on). Newest first."""
     key = await require_key(request, "audit")
+    await audit_request(request, key, "read_audit", call_id or "", "listens")
     entries = await services_of(request).store.listens(key.team, call_id, limit)
     return {"listens": [entry.to_json() for entry in entries]}

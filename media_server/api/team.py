@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
+from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.teams.config import TeamConfig
 from media_server.teams.validation import describe
@@ -37,5 +38,6 @@ async def put_config(request: Request) -> dict[str, Any]:
         config = TeamConfig.model_validate(body)
     except ValidationError as exc:
         raise HTTPException(400, {"message": "invalid team configuration", "errors": describe(exc)}) from None
+    await audit_request(request, key, "config_change")
     await services_of(request).teams.set_config(key.team, config, key.id)
     return {"team": key.team, "config": config.model_dump(mode="json")}

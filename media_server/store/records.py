@@ -178,3 +178,32 @@ class ListenRecord:
             "duration": duration,
             "endReason": self.end_reason,
         }
+
+
+@dataclass
+class AccessRecord:
+    """One entry of the access audit: who (key), what (action, call, target), how (via, from where), when."""
+
+    team: str
+    action: str
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    key_id: str = ""
+    key_label: str = ""
+    key_role: str = ""
+    call_id: str = ""
+    target: str = ""
+    via: str = ""
+    remote: str = ""
+    id: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": _iso(self.at),
+            "action": self.action,
+            "by": {"keyId": self.key_id or None, "label": self.key_label, "role": self.key_role},
+            "callId": self.call_id or None,
+            "target": self.target or None,
+            "via": self.via,
+            "remote": self.remote or None,
+        }

@@ -45,6 +45,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
 from media_server.store.records import (
+    AccessRecord,
     CallRecord,
     ChannelRecord,
     ConsentChangeRecord,
@@ -54,6 +55,7 @@ from media_server.store.records import (
     SpeakerRecord,
 )
 from media_server.store.tables import (
+    AccessAuditRow,
     ApiKeyRow,
     CallRow,
     ChannelRow,
@@ -175,6 +177,15 @@ class Store:
         )
         async with self.sessions.begin() as session:
             session.add(row)
+            session.add(  # (keys are made on the command line: by whoever runs it there)
+                AccessAuditRow(
+                    team=team,
+                    at=row.created_at,
+                    action="key_create",
+                    target=f"{row.id} ({role.value}{', ' + label if label else ''})"[:512],
+                    via="cli",
+                )
+            )
         return _key(row), secret
 
     async def has_keys(self) -> bool:
@@ -555,6 +566,70 @@ class Store:
                 .where(ListenAuditRow.id == entry_id, ListenAuditRow.ended_at.is_(None))
                 .values(ended_at=datetime.now(UTC), end_reason=reason)
             )
+
+    async def record_access(self, entry: AccessRecord) -> None:
+        """One entry of the access audit (written before what it records is answered)."""
+        async with self.sessions.begin() as session:
+            session.add(
+                AccessAuditRow(
+                    team=entry.team,
+                    at=entry.at,
+                    key_id=entry.key_id,
+                    key_label=entry.key_label[:128],
+                    key_role=entry.key_role,
+                    action=entry.action,
+                    call_id=entry.call_id[:128],
+                    target=entry.target[:512],
+                    via=entry.via,
+                    remote=entry.remote[:64],
+                )
+            )
+
+    async def access_log(
+        self,
+        team: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        action: str | None = None,
+        key_id: str | None = None,
+        call_id: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[AccessRecord]:
+        """The team's access audit, newest first (``before_id``: the next page)."""
+        query = select(AccessAuditRow).where(AccessAuditRow.team == team)
+        for column, value in (
+            (AccessAuditRow.action, action),
+            (AccessAuditRow.key_id, key_id),
+            (AccessAuditRow.call_id, call_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(AccessAuditRow.at >= since)
+        if until is not None:
+            query = query.where(AccessAuditRow.at < until)
+        if before_id is not None:
+            query = query.where(AccessAuditRow.id < before_id)
+        query = query.order_by(AccessAuditRow.id.desc()).limit(limit)
+        async with self.sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [
+            AccessRecord(
+                r.team,
+                r.action,
+                _utc(r.at),
+                r.key_id,
+                r.key_label,
+                r.key_role,
+                r.call_id,
+                r.target,
+                r.via,
+                r.remote,
+                r.id,
+            )
+            for r in rows
+        ]
 
     async def listens(self, team: str, call_id: str | None = None, limit: int = 100) -> list[ListenRecord]:
         """Newest first."""

@@ -211,3 +211,23 @@ class ConsentChangeRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_consent_changes_call", "team", "call_id", "id"),)
+
+
+class AccessAuditRow(Base):
+    """Who read or changed what: one row per request or subscription (a call's transcript or events, a search, a
+    listen-in, a consent change, a deletion, a key created, the team's configuration changed)."""
+
+    __tablename__ = "access_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(64), default="")  # "" not by an API key (the command line)
+    key_label: Mapped[str] = mapped_column(String(128), default="")
+    key_role: Mapped[str] = mapped_column(String(16), default="")
+    action: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str] = mapped_column(String(128), default="")  # the call it was about, if one
+    target: Mapped[str] = mapped_column(String(512), default="")  # what else it was about (a search, a key id)
+    via: Mapped[str] = mapped_column(String(16), default="")  # rest | websocket | grpc | cli
+    remote: Mapped[str] = mapped_column(String(64), default="")  # the client's address
+
+    __table_args__ = (Index("ix_access_audit_team_at", "team", "at"),)

@@ -1,4 +1,5 @@
-"""Consent history: every change of a participant's consent on a call (from what, to what, who, how, when).
+"""Consent history: every change of a participant's consent on a call (from what, to what, who, how, when);
+the access audit: who read or changed what (one row per request or subscription).
 
 Revision ID: 0007
 Revises: 0006
@@ -30,8 +31,25 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_consent_changes_call", "consent_changes", ["team", "call_id", "id"])
+    op.create_table(
+        "access_audit",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("team", sa.String(64), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("key_id", sa.String(64), nullable=False, server_default=""),
+        sa.Column("key_label", sa.String(128), nullable=False, server_default=""),
+        sa.Column("key_role", sa.String(16), nullable=False, server_default=""),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("call_id", sa.String(128), nullable=False, server_default=""),
+        sa.Column("target", sa.String(512), nullable=False, server_default=""),
+        sa.Column("via", sa.String(16), nullable=False, server_default=""),
+        sa.Column("remote", sa.String(64), nullable=False, server_default=""),
+    )
+    op.create_index("ix_access_audit_team_at", "access_audit", ["team", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_access_audit_team_at", "access_audit")
+    op.drop_table("access_audit")
     op.drop_index("ix_consent_changes_call", "consent_changes")
     op.drop_table("consent_changes")
