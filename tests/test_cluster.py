@@ -1,11 +1,13 @@
 """Several servers as one, as their users notice it: two real server processes sharing one PostgreSQL database and
-one Redis (a ``redis-server`` of the test's own), real Twilio streams of real speech, real websocket subscribers.
+one Redis (a ``redis-server`` of the test's own) and decoding on two recognition worker processes, real Twilio
+streams of real speech, real websocket subscribers.
 A call on one server is followed, resumed, listed, changed and stored from the other; a server killed mid-call is
 taken over by the other when its lease runs out; Redis restarted mid-call loses no event."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +33,8 @@ from tests.conftest import (
     stop_server,
 )
 from tests.speech import Program, program, tel8k
+from tests.test_workers import KEY as WORKER_KEY
+from tests.test_workers import Worker, start_workers, stop_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -38,14 +42,26 @@ GRANTED = {"repConsent": "granted", "customerConsent": "granted"}
 LEASE_S = 3.0
 
 
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
+    """Two recognition worker processes (``media-server worker``) that both servers decode on."""
+    started = start_workers(tmp_path_factory.mktemp("workers"), 2)
+    yield started
+    stop_workers(started)
+
+
 @pytest.fixture
-def cluster(tmp_path: Path, postgres_url: str, redis_server: ThrowawayRedis) -> Iterator[tuple[Server, Server]]:
-    """Servers A and B on one PostgreSQL database and one Redis (leases of 3 s)."""
+def cluster(
+    tmp_path: Path, postgres_url: str, redis_server: ThrowawayRedis, workers: list[Worker]
+) -> Iterator[tuple[Server, Server]]:
+    """Servers A and B on one PostgreSQL database and one Redis (leases of 3 s), decoding on two workers."""
     env = {
         "MEDIA_SERVER_DATABASE_URL": postgres_url,
         "MEDIA_SERVER_EVENTS__BUS": "redis",
         "MEDIA_SERVER_EVENTS__REDIS_URL": redis_server.url,
         "MEDIA_SERVER_CLUSTER__LEASE_S": str(LEASE_S),
+        "MEDIA_SERVER_WORKERS__URLS": json.dumps([w.address for w in workers]),
+        "MEDIA_SERVER_WORKERS__KEY": WORKER_KEY,
     }
     a = start_server(tmp_path / "a", env)
     try:
@@ -104,7 +120,7 @@ def _get(server: Server, key: str, path: str) -> httpx.Response:
 
 
 async def test_a_call_on_one_server_is_followed_resumed_listed_changed_and_stored_once_from_the_other(
-    cluster: tuple[Server, Server], postgres_url: str
+    cluster: tuple[Server, Server], postgres_url: str, workers: list[Worker]
 ) -> None:
     a, b = cluster
     key = a.keys["admin"]  # (keys live in the shared database: valid on both)
@@ -128,6 +144,9 @@ async def test_a_call_on_one_server_is_followed_resumed_listed_changed_and_store
         while call_id not in [c["id"] for c in _get(server, key, "/v1/live").json()["calls"]]:
             assert time.monotonic() < deadline, f"/v1/live of {server.url} does not show the call"
             await asyncio.sleep(0.2)
+    for server in (a, b):  # (both decode on the two workers)
+        seen = _get(server, key, "/v1/status").json()["workers"]
+        assert sorted(w["address"] for w in seen) == sorted(w.address for w in workers), seen
     live_on_b = next(c for c in _get(b, key, "/v1/live").json()["calls"] if c["id"] == call_id)
     assert live_on_b["source"] == "twilio" and [p["role"] for p in live_on_b["participants"]]
 
