@@ -389,6 +389,9 @@ class StoreSettings(BaseModel):
     max_size_mb: float = Field(
         0.0, ge=0, description="SQLite: the database never grows past this; writes past it fail (0: no limit)"
     )
+    purge_interval_s: float = Field(
+        3600.0, gt=0, description="how often each team's retention is applied (also once at start)"
+    )
 
 
 class Settings(BaseSettings):

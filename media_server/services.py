@@ -23,6 +23,7 @@ from media_server.store.journal import Journal
 from media_server.store.lock import DataDirLock, node_id
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
+from media_server.teams.retention import Purger
 from media_server.workers.remote import RemoteScheduler
 from models.asr.engine import SpeechEngine
 from models.asr.scheduler import DecodeScheduler, SplitScheduler
@@ -103,6 +104,7 @@ class Services:
     lock: DataDirLock | None = None
     lease: NodeLease | None = None  # several servers share the database: this one's lease
     directory: LiveDirectory = field(default_factory=LiveDirectory)  # the other servers' live calls
+    purger: Purger | None = None  # teams' retention
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -158,6 +160,8 @@ class Services:
         journal.on_failure = calls.storage_failed  # a store that fails ends the calls it cannot keep
         await calls.recover()
         services = cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
+        services.purger = Purger(store, st.purge_interval_s)
+        await services.purger.start()
         if settings.shared:
             c = settings.cluster
             services.lease = NodeLease(store, journal.node, settings.advertised_url, c.lease_s, calls.take_over)
@@ -187,6 +191,8 @@ class Services:
         return await self.store.find_key(secret)
 
     async def stop(self) -> None:
+        if self.purger is not None:
+            await self.purger.stop()
         await self.calls.shutdown()
         await self.directory.close()
         if self.lease is not None:

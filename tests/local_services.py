@@ -94,9 +94,11 @@ async def local_grpc(tmp_path: Path, faces: Sequence[GrpcFace]) -> AsyncIterator
 
 
 @contextlib.asynccontextmanager
-async def local_http(tmp_path: Path, routers: Sequence[APIRouter]) -> AsyncIterator[Local]:
-    """``routers`` under uvicorn on a free port."""
-    async with local_services(tmp_path) as local:
+async def local_http(
+    tmp_path: Path, routers: Sequence[APIRouter], database_url: str | None = None
+) -> AsyncIterator[Local]:
+    """``routers`` under uvicorn on a free port (``database_url``: the store, as for ``local_services``)."""
+    async with local_services(tmp_path, database_url) as local:
         app = FastAPI()
         for router in routers:
             app.include_router(router)

@@ -144,6 +144,23 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Respon
     }
 
 
+@router.put("/{call_id}/legal-hold")
+async def set_legal_hold(request: Request, call_id: str) -> dict[str, Any]:
+    """``{"hold": true}``: the call is kept from the team's retention (admin keys; recorded in the audit)."""
+    key = await require_key(request, "configure")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    hold = body.get("hold") if isinstance(body, dict) else None
+    if not isinstance(hold, bool):
+        raise HTTPException(400, 'the body must be {"hold": true} or {"hold": false}')
+    await audit_request(request, key, "legal_hold", call_id, "on" if hold else "off")
+    if not await services_of(request).store.set_legal_hold(key.team, call_id, hold):
+        raise HTTPException(404, "no such call")
+    return {"id": call_id, "legalHold": hold}
+
+
 @router.delete("/{call_id}", status_code=204)
 async def delete_call(request: Request, call_id: str) -> Response:
     key = await require_key(request, "delete")

@@ -88,6 +88,7 @@ class CallRecord:
     disposition: str = ""
     snippet: str = ""  # a search result's text around the match (not stored)
     consent_history: list[ConsentChangeRecord] = field(default_factory=list)  # (read with the detail)
+    legal_hold: bool = False  # kept from retention's purge and erasure
 
     @property
     def duration(self) -> float:
@@ -124,6 +125,7 @@ class CallRecord:
             "keywords": self.keywords,
             "metrics": self.metrics,
             "disposition": self.disposition,
+            "legalHold": self.legal_hold,
             **({"snippet": self.snippet} if self.snippet else {}),
         }
 

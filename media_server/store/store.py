@@ -567,6 +567,32 @@ class Store:
                 .values(ended_at=datetime.now(UTC), end_reason=reason)
             )
 
+    # -- retention -------------------------------------------------------------------------------------
+
+    async def set_legal_hold(self, team: str, call_id: str, hold: bool) -> bool:
+        """Put a call on legal hold (kept from retention's purge and erasure) or take it off; False: no such call."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(CallRow).where(CallRow.team == team, CallRow.id == call_id).values(legal_hold=hold)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    async def configured_teams(self) -> dict[str, dict[str, Any]]:
+        """Every team that set a configuration, with it."""
+        async with self.sessions() as session:
+            rows = (await session.execute(select(TeamConfigRow.team, TeamConfigRow.config))).all()
+        return {r[0]: dict(r[1]) for r in rows}
+
+    async def purge(
+        self, team: str, now: datetime, transcripts_days: int, calls_days: int, audit_days: int
+    ) -> dict[str, int]:
+        """Remove what the team's retention no longer keeps (days after a call ended; 0: kept): transcripts
+        (segments and the call's event log), whole calls, audit records. Calls on legal hold and live calls stay.
+        Returns how many of each went. On PostgreSQL, a purge that another server runs at the moment is left to
+        it (an advisory lock): once per deployment."""
+        counts: dict[str, int] = await self._write(_purge, team, now, transcripts_days, calls_days, audit_days)
+        return counts
+
     async def record_access(self, entry: AccessRecord) -> None:
         """One entry of the access audit (written before what it records is answered)."""
         async with self.sessions.begin() as session:
@@ -847,6 +873,54 @@ def _take_over(conn: Connection, node: str, now: datetime) -> list[str]:
     return taken
 
 
+_PURGE_LOCK = 0x70757267  # PostgreSQL: one server purges at a time
+
+
+def _purge(
+    conn: Connection, team: str, now: datetime, transcripts_days: int, calls_days: int, audit_days: int
+) -> dict[str, int]:
+    counts = {"calls": 0, "segments": 0, "events": 0, "auditRecords": 0}
+    if conn.dialect.name == "postgresql":
+        if not conn.execute(select(func.pg_try_advisory_xact_lock(_PURGE_LOCK))).scalar():
+            return counts  # (another server purges now)
+
+    def expired(days: int) -> list[str]:
+        query = select(_CALLS.c.id).where(
+            _CALLS.c.team == team,
+            _CALLS.c.status != "live",
+            _CALLS.c.ended_at < now - timedelta(days=days),
+            _CALLS.c.legal_hold.is_(False),
+        )
+        return [str(r) for r in conn.execute(query).scalars()]
+
+    if calls_days:
+        gone = expired(calls_days)
+        for start in range(0, len(gone), 500):
+            ids = gone[start : start + 500]
+            for table in (_SEGMENTS, _PARTICIPANTS, _CHANNELS, _EVENTS, _CONSENT_CHANGES):
+                conn.execute(delete(table).where(table.c.team == team, table.c.call_id.in_(ids)))
+            conn.execute(delete(_CALLS).where(_CALLS.c.team == team, _CALLS.c.id.in_(ids)))
+        counts["calls"] = len(gone)
+    if transcripts_days:
+        stale = expired(transcripts_days)
+        for start in range(0, len(stale), 500):
+            ids = stale[start : start + 500]
+            segments = conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.team == team, _SEGMENTS.c.call_id.in_(ids)))
+            events = conn.execute(delete(_EVENTS).where(_EVENTS.c.team == team, _EVENTS.c.call_id.in_(ids)))
+            counts["segments"] += int(segments.rowcount or 0)
+            counts["events"] += int(events.rowcount or 0)
+    if audit_days:
+        cut = now - timedelta(days=audit_days)
+        audit = cast(Table, AccessAuditRow.__table__)
+        listens = cast(Table, ListenAuditRow.__table__)
+        a = conn.execute(delete(audit).where(audit.c.team == team, audit.c.at < cut)).rowcount
+        b = conn.execute(
+            delete(listens).where(listens.c.team == team, listens.c.started_at < cut, listens.c.ended_at.is_not(None))
+        ).rowcount
+        counts["auditRecords"] = int(a or 0) + int(b or 0)
+    return counts
+
+
 def _add_consent_changes(conn: Connection, team: str, call_id: str, changes: list[ConsentChangeRecord]) -> None:
     if changes:
         conn.execute(
@@ -1036,6 +1110,7 @@ def _record(row: CallRow, with_segments: bool) -> CallRecord:
         else [],
         speakers=[SpeakerRecord(s["speaker"], s["talk_time"], s["word_count"]) for s in row.speakers or []],
         keywords=[k for k in (row.keywords or "").split("|") if k],
+        legal_hold=bool(row.legal_hold),
         metrics=dict(row.metrics or {}),
         disposition=row.disposition or "",
     )

@@ -67,6 +67,7 @@ class CallRow(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     disposition: Mapped[str] = mapped_column(String(64), default="")
     keywords: Mapped[str] = mapped_column(Text, default="")  # "|Pricing|Acme|": matched case-insensitively
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)  # kept from retention's purge and erasure
 
     participants: Mapped[list[ParticipantRow]] = relationship(
         cascade="all, delete-orphan", order_by="ParticipantRow.role.desc()", lazy="selectin"

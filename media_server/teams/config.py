@@ -76,6 +76,18 @@ class DispositionRule(_Strict):
     disposition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
+class Retention(_Strict):
+    """How long the team's data is kept, in days after a call ended (0: kept). A call on legal hold is kept."""
+
+    transcripts_days: int = Field(
+        0, ge=0, le=36500, description="a call's transcript (segments, words, its events) is removed this long after"
+    )
+    calls_days: int = Field(
+        0, ge=0, le=36500, description="the whole call (its log: participants, metadata, metrics) is removed"
+    )
+    audit_days: int = Field(0, ge=0, le=36500, description="access and listen-in audit records are removed")
+
+
 class TeamConfig(_Strict):
     trackers: list[Tracker] = Field(default_factory=list, max_length=500)
     battlecards: list[Battlecard] = Field(default_factory=list, max_length=500)
@@ -84,6 +96,7 @@ class TeamConfig(_Strict):
     entities: list[str] = Field(default_factory=lambda: list(ENTITY_LABELS), description="named entities reported")
     fillers: list[Phrase] = Field(default_factory=lambda: ["um", "uh", "erm", "you know", "like", "i mean", "sort of"])
     dispositions: list[DispositionRule] = Field(default_factory=list, max_length=100)
+    retention: Retention = Retention()
     consent_grant: list[GrantRole] = Field(
         default_factory=lambda: list[GrantRole](["admin", "ingest"]),
         description="roles whose keys may grant a participant's consent (or set it back to unknown) on a live "

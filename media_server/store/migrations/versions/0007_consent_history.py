@@ -1,5 +1,6 @@
 """Consent history: every change of a participant's consent on a call (from what, to what, who, how, when);
-the access audit: who read or changed what (one row per request or subscription).
+the access audit: who read or changed what (one row per request or subscription); a call's legal hold (kept from
+retention's purge).
 
 Revision ID: 0007
 Revises: 0006
@@ -46,9 +47,13 @@ def upgrade() -> None:
         sa.Column("remote", sa.String(64), nullable=False, server_default=""),
     )
     op.create_index("ix_access_audit_team_at", "access_audit", ["team", "at"])
+    with op.batch_alter_table("calls") as batch:
+        batch.add_column(sa.Column("legal_hold", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("calls") as batch:
+        batch.drop_column("legal_hold")
     op.drop_index("ix_access_audit_team_at", "access_audit")
     op.drop_table("access_audit")
     op.drop_index("ix_consent_changes_call", "consent_changes")
