@@ -1,11 +1,23 @@
-"""Rep activity over stored calls: counts, times, averages, tracker hits and dispositions per rep."""
+"""Rep activity: counts, times, averages, tracker hits and dispositions per rep, from stored calls and from the
+anonymised daily aggregates that ``/v1/reps/activity`` reads (the real REST routers under uvicorn over a real
+store, SQLite and PostgreSQL): written as calls end, following a later disposition, unchanged when the calls are
+deleted or purged."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from media_server.insights.activity import activity
+import httpx
+
+from media_server.api import calls as calls_api
+from media_server.auth.keys import Role
+from media_server.insights.activity import activity_of_calls
+from media_server.store.aggregates import day_of
 from media_server.store.records import CallRecord, ParticipantRecord
+from media_server.teams.config import Retention, TeamConfig
+from media_server.teams.retention import Purger
+from tests.local_services import local_http
 
 
 def call(rep_id: str, minutes: float, metrics: dict, disposition: str = "") -> CallRecord:  # type: ignore[type-arg]
@@ -54,7 +66,7 @@ def test_activity_per_rep() -> None:
         ),
         call("sam", 5, {"talkTime": {"rep": 100}, "talkRatio": None, "longestMonologue": 20, "questions": {}}),
     ]
-    dana, sam = [a.to_json() for a in activity(calls)]
+    dana, sam = [a.to_json() for a in activity_of_calls(calls)]
     assert dana == {
         "rep": "dana",
         "calls": 2,
@@ -70,3 +82,64 @@ def test_activity_per_rep() -> None:
         "dispositions": {"meeting_booked": 2},
     }
     assert (sam["rep"], sam["calls"], sam["averageTalkRatio"], sam["dispositions"]) == ("sam", 1, None, {})
+
+
+DANA = {
+    "talkTime": {"rep": 300},
+    "talkRatio": 0.6,
+    "longestMonologue": 50,
+    "patience": 0.8,
+    "questions": {"rep": 5},
+    "trackerHits": {"Zorvexa": 2},
+}
+
+
+async def test_the_daily_figures_are_kept_when_calls_go_and_follow_a_later_disposition(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with local_http(tmp_path, [calls_api.router, calls_api.reps_router], store_url) as local:
+        store = local.services.store
+        _, admin = await store.create_key("acme", Role.ADMIN, "ops")
+        first = call("dana", 10, DANA, "meeting_booked")
+        second = call("dana", 20, {**DANA, "talkRatio": 0.4}, "")
+        second.id = "c-dana-second"
+        for record in (first, second, call("sam", 5, {"talkTime": {"rep": 100}})):
+            await store.save_call(record)
+        window = "from=2026-11-20&to=2026-11-20"
+        base = local.ws_url.replace("ws://", "http://")
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as http:
+            before = (await http.get(f"/v1/reps/activity?{window}")).json()
+            assert before["timeZone"] == "UTC" and before["team"]["calls"] == 3
+            dana = before["reps"][0]
+            assert (dana["rep"], dana["calls"], dana["averageTalkRatio"], dana["dispositions"]) == (
+                "dana",
+                2,
+                0.5,
+                {"meeting_booked": 1},
+            )
+            assert dana["trackerHits"] == {"Zorvexa": 4} and dana["questionsAsked"] == 10
+
+            # A disposition set after the call: its day's figures follow.
+            answer = await http.put(f"/v1/calls/{second.id}/disposition", json={"disposition": "meeting_booked"})
+            assert answer.status_code == 200
+            answer = await http.put(f"/v1/calls/{first.id}/disposition", json={"disposition": "no_decision"})
+            assert answer.status_code == 200
+            later = (await http.get(f"/v1/reps/activity?{window}")).json()
+            assert later["reps"][0]["dispositions"] == {"meeting_booked": 1, "no_decision": 1}
+
+            # The calls go (deleted, purged by a retention): the figures stay.
+            assert (await http.delete(f"/v1/calls/{first.id}")).status_code == 204
+            await local.services.teams.set_config("acme", TeamConfig(retention=Retention(calls_days=1)), "test")
+            assert (await Purger(store, clock=lambda: datetime(2027, 1, 1, tzinfo=UTC)).run_once())["acme"][
+                "calls"
+            ] == 2
+            assert await store.get_call("acme", second.id) is None
+            gone = (await http.get(f"/v1/reps/activity?{window}")).json()
+            assert gone["reps"] == later["reps"] and gone["team"] == later["team"]
+
+
+def test_a_call_counts_for_the_day_it_started_in_the_team_s_time_zone() -> None:
+    late_evening = datetime(2026, 11, 20, 3, 30, tzinfo=UTC)  # 19:30 the day before in Los Angeles
+    assert day_of(late_evening) == "2026-11-20"
+    assert day_of(late_evening, "America/Los_Angeles") == "2026-11-19"
+    assert day_of(late_evening, "Asia/Tokyo") == "2026-11-20"

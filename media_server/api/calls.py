@@ -8,8 +8,9 @@ Every query is scoped to the key's team. The live calls are ``/v1/live`` (``api/
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
@@ -18,7 +19,7 @@ from media_server.api.auth import require_key, services_of
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
 from media_server.calls.metadata import Consent
 from media_server.cluster.forward import FORWARDED, forward
-from media_server.insights.activity import activity
+from media_server.insights.activity import RepActivity, activity
 from media_server.store.store import CallFilter
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
@@ -29,21 +30,33 @@ MAX_DISPOSITION = 64
 @reps_router.get("/activity")
 async def rep_activity(
     request: Request,
-    since: Annotated[date | None, Query(alias="from", description="first day (UTC); default 30 days ago")] = None,
-    until: Annotated[date | None, Query(alias="to", description="last day (UTC), included; default today")] = None,
+    since: Annotated[date | None, Query(alias="from", description="first day; default 30 days before to")] = None,
+    until: Annotated[date | None, Query(alias="to", description="last day, included; default today")] = None,
 ) -> dict[str, Any]:
-    """Per rep over the window: calls, call and talk time, averages of talk ratio, longest monologue and
-    patience, questions asked, tracker hits and dispositions."""
+    """Per rep and for the team over the window (days in the team's time zone): calls, call and talk time,
+    averages of talk ratio, longest monologue and patience, questions asked, tracker hits and dispositions. Read
+    from the anonymised daily aggregates: calls deleted, erased or purged since still count."""
     key = await require_key(request)
     await audit_request(request, key, "read_activity")
-    last = until or datetime.now(UTC).date()
+    services = services_of(request)
+    zone = (await services.teams.config(key.team)).time_zone
+    last = until or datetime.now(ZoneInfo(zone)).date()
     first = since or last - timedelta(days=30)
     if first > last:
         raise HTTPException(400, "from must not be after to")
-    start = datetime.combine(first, time(), UTC)
-    end = datetime.combine(last + timedelta(days=1), time(), UTC)
-    calls = await services_of(request).store.calls_between(key.team, start, end)
-    return {"from": first.isoformat(), "to": last.isoformat(), "reps": [a.to_json() for a in activity(calls)]}
+    rows = await services.store.daily_figures(key.team, first.isoformat(), last.isoformat())
+    reps = activity((rep, figures) for _, rep, figures in rows)
+    team = RepActivity("")
+    for a in reps:
+        team.figures.add(a.figures)
+    total = {k: v for k, v in team.to_json().items() if k != "rep"}
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "timeZone": zone,
+        "reps": [a.to_json() for a in reps],
+        "team": total,
+    }
 
 
 @router.get("")

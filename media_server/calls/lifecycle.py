@@ -419,7 +419,8 @@ class CallLifecycle:
             drain = self.drain_timeout_s if reason is CallEnd.SERVER_SHUTDOWN else None
             record = await call.finish(reason.status, reason, drain)
             ended = call_ended_pb(record)
-            event = await call.publish(CallClosed(record, call.relabelled), call_ended=ended)
+            closed = CallClosed(record, call.relabelled, call.team_config.time_zone)
+            event = await call.publish(closed, call_ended=ended)
             try:
                 await self.services.journal.committed(event)
             except StorageFailed as exc:
@@ -478,7 +479,8 @@ class CallLifecycle:
             metrics = stored_metrics(stored, team_config)
             stored.metrics, stored.disposition = metrics.to_json(), metrics.disposition
             ended = call_ended_pb(stored)
-            event = journal.append(new_event(stored.id, stored.team, call_ended=ended), CallClosed(stored))
+            closed = CallClosed(stored, time_zone=team_config.time_zone if team_config is not None else "UTC")
+            event = journal.append(new_event(stored.id, stored.team, call_ended=ended), closed)
             await journal.committed(event)
             if lost is None:
                 log.warning(

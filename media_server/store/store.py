@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
+from media_server.store.aggregates import DayFigures, day_of, rep_of
 from media_server.store.records import (
     AccessRecord,
     CallRecord,
@@ -61,6 +62,7 @@ from media_server.store.tables import (
     ChannelRow,
     ConsentChangeRow,
     CounterRow,
+    DailyAggregateRow,
     EventRow,
     ListenAuditRow,
     NodeRow,
@@ -94,6 +96,8 @@ _EVENTS = cast(Table, EventRow.__table__)
 _COUNTERS = cast(Table, CounterRow.__table__)
 _NODES = cast(Table, NodeRow.__table__)
 _CONSENT_CHANGES = cast(Table, ConsentChangeRow.__table__)
+_AGGREGATES = cast(Table, DailyAggregateRow.__table__)
+_TEAM_CONFIGS = cast(Table, TeamConfigRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -440,6 +444,17 @@ class Store:
             if record.id in found:
                 record.snippet = _snippet(found[record.id], words[0])
 
+    async def daily_figures(self, team: str, first: str, last: str) -> list[tuple[str, str, DayFigures]]:
+        """The team's daily aggregates from day ``first`` to ``last`` (YYYY-MM-DD, included): (day, rep, sums)."""
+        query = (
+            select(DailyAggregateRow)
+            .where(DailyAggregateRow.team == team, DailyAggregateRow.day >= first, DailyAggregateRow.day <= last)
+            .order_by(DailyAggregateRow.day, DailyAggregateRow.rep)
+        )
+        async with self.sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [(r.day, r.rep, DayFigures.from_json(r.figures)) for r in rows]
+
     async def calls_between(self, team: str, since: datetime, until: datetime) -> list[CallRecord]:
         """Every ended call of the team that started in [since, until), oldest first, without transcripts."""
         query = (
@@ -461,8 +476,15 @@ class Store:
             row = await session.scalar(select(CallRow).where(CallRow.id == call_id, CallRow.team == team))
             if row is None:
                 return False
+            before = row.disposition
             row.disposition = disposition
             row.metrics = {**(row.metrics or {}), "disposition": disposition}
+            if row.counted and before != disposition:  # (its day's figures follow)
+                day, _, rep = row.counted.partition("|")
+                change = DayFigures(dispositions={disposition: 1})
+                undo = DayFigures(dispositions={before: 1} if before else {})
+                await session.run_sync(lambda sync: _add_figures(sync.connection(), team, day, rep, change))
+                await session.run_sync(lambda sync: _add_figures(sync.connection(), team, day, rep, undo, -1))
             return True
 
     async def withdraw_consent(
@@ -734,6 +756,7 @@ def _upgrade(connection: Connection) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
+    _count_uncounted(connection)  # (under the same lock: once)
 
 
 def _sqlite_pragmas(pragmas: list[str]) -> Any:
@@ -921,6 +944,80 @@ def _purge(
     return counts
 
 
+def _count_call(conn: Connection, record: CallRecord, time_zone: str) -> None:
+    """Add an ended call's figures to its team's daily aggregate, once."""
+    counted = conn.execute(select(_CALLS.c.counted).where(*_the_call(record.team, record.id))).scalar()
+    if counted:
+        return
+    day, rep = day_of(record.started_at, time_zone), rep_of(record)[:256]
+    _add_figures(conn, record.team, day, rep, DayFigures.of_call(record))
+    conn.execute(update(_CALLS).where(*_the_call(record.team, record.id)).values(counted=f"{day}|{rep}"))
+
+
+def _add_figures(conn: Connection, team: str, day: str, rep: str, figures: DayFigures, sign: int = 1) -> None:
+    key = (_AGGREGATES.c.team == team, _AGGREGATES.c.day == day, _AGGREGATES.c.rep == rep)
+    new = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_AGGREGATES)
+    conn.execute(
+        new.values(team=team, day=day, rep=rep, figures=DayFigures().to_json()).on_conflict_do_nothing(
+            index_elements=["team", "day", "rep"]
+        )
+    )
+    query = select(_AGGREGATES.c.figures).where(*key)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # (two servers adding to one day)
+    total = DayFigures.from_json(conn.execute(query).scalar_one())
+    total.add(figures, sign)
+    conn.execute(update(_AGGREGATES).where(*key).values(figures=total.to_json()))
+
+
+def _count_uncounted(conn: Connection) -> int:
+    """Calls that ended without being counted (stored before the aggregates existed, closed by a failing store):
+    counted now, each team's by its time zone."""
+    zones: dict[str, str] = {}
+    for team, config in conn.execute(select(_TEAM_CONFIGS.c.team, _TEAM_CONFIGS.c.config)).all():
+        zones[team] = str((config or {}).get("time_zone") or "UTC")
+    rows = conn.execute(select(_CALLS).where(_CALLS.c.counted == "", _CALLS.c.status != "live")).mappings().all()
+    for row in rows:
+        rep_row = (
+            conn.execute(
+                select(_PARTICIPANTS).where(
+                    _PARTICIPANTS.c.team == row["team"],
+                    _PARTICIPANTS.c.call_id == row["id"],
+                    _PARTICIPANTS.c.role == "rep",
+                )
+            )
+            .mappings()
+            .first()
+        )
+        participants = []
+        if rep_row is not None:
+            participants = [
+                ParticipantRecord(
+                    "rep",
+                    rep_row["consent"],
+                    rep_row["transcribed"],
+                    rep_row["external_id"],
+                    rep_row["name"],
+                    rep_row["phone"],
+                    rep_row["email"],
+                )
+            ]
+        record = CallRecord(
+            id=row["id"],
+            team=row["team"],
+            source=row["source"],
+            status=row["status"],
+            end_reason=row["end_reason"],
+            started_at=_utc(row["started_at"]),
+            ended_at=_utc(row["ended_at"] or row["started_at"]),
+            participants=participants,
+            metrics=dict(row["metrics"] or {}),
+            disposition=row["disposition"] or "",
+        )
+        _count_call(conn, record, zones.get(record.team, "UTC"))
+    return len(rows)
+
+
 def _add_consent_changes(conn: Connection, team: str, call_id: str, changes: list[ConsentChangeRecord]) -> None:
     if changes:
         conn.execute(
@@ -1061,6 +1158,7 @@ def _apply(conn: Connection, write: Write) -> None:
             )
         )
         _replace_people(conn, r.team, r.id, r.participants, r.channels)
+        _count_call(conn, r, write.time_zone)
         for channel, segments in write.relabelled.items():
             conn.execute(
                 delete(_SEGMENTS).where(

@@ -68,6 +68,7 @@ class CallRow(Base):
     disposition: Mapped[str] = mapped_column(String(64), default="")
     keywords: Mapped[str] = mapped_column(Text, default="")  # "|Pricing|Acme|": matched case-insensitively
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)  # kept from retention's purge and erasure
+    counted: Mapped[str] = mapped_column(String(300), default="")  # "day|rep" of its daily aggregate, once ended
 
     participants: Mapped[list[ParticipantRow]] = relationship(
         cascade="all, delete-orphan", order_by="ParticipantRow.role.desc()", lazy="selectin"
@@ -212,6 +213,18 @@ class ConsentChangeRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_consent_changes_call", "team", "call_id", "id"),)
+
+
+class DailyAggregateRow(Base):
+    """Anonymised figures per team, day (in the team's time zone) and rep: sums over the calls that ended, added
+    as each call ends (``media_server/insights/activity.py``). No customer data, no transcript; kept when calls
+    are deleted, erased or purged."""
+
+    __tablename__ = "daily_aggregates"
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    rep: Mapped[str] = mapped_column(String(256), primary_key=True)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)  # DayFigures as JSON
 
 
 class AccessAuditRow(Base):

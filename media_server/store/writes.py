@@ -70,6 +70,7 @@ class CallClosed:
 
     record: CallRecord
     relabelled: dict[int, list[SegmentRecord]] = field(default_factory=dict)
+    time_zone: str = "UTC"  # the team's: the day its figures count for in the daily aggregates
 
 
 Write = CallOpened | SegmentsKept | CallChanged | CallProgress | CallClosed

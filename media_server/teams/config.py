@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -97,11 +98,21 @@ class TeamConfig(_Strict):
     fillers: list[Phrase] = Field(default_factory=lambda: ["um", "uh", "erm", "you know", "like", "i mean", "sort of"])
     dispositions: list[DispositionRule] = Field(default_factory=list, max_length=100)
     retention: Retention = Retention()
+    time_zone: str = Field("UTC", description="IANA name, e.g. Europe/Berlin: the days daily figures count by")
     consent_grant: list[GrantRole] = Field(
         default_factory=lambda: list[GrantRole](["admin", "ingest"]),
         description="roles whose keys may grant a participant's consent (or set it back to unknown) on a live "
         "call; every role may withdraw it (deny). The platform that sends the call (its metadata) always may",
     )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: an IANA name such as Europe/Berlin") from None
+        return value
 
     @field_validator("redaction")
     @classmethod

@@ -1,6 +1,6 @@
 """Consent history: every change of a participant's consent on a call (from what, to what, who, how, when);
 the access audit: who read or changed what (one row per request or subscription); a call's legal hold (kept from
-retention's purge).
+retention's purge); anonymised daily aggregates per team, day and rep (filled from the calls already stored).
 
 Revision ID: 0007
 Revises: 0006
@@ -47,13 +47,23 @@ def upgrade() -> None:
         sa.Column("remote", sa.String(64), nullable=False, server_default=""),
     )
     op.create_index("ix_access_audit_team_at", "access_audit", ["team", "at"])
-    with op.batch_alter_table("calls") as batch:
-        batch.add_column(sa.Column("legal_hold", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # (plain ADD COLUMN, not a batch copy of the table: on SQLite that copy would drop the calls' rows in other
+    # tables, whose foreign keys cascade)
+    op.add_column("calls", sa.Column("legal_hold", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("calls", sa.Column("counted", sa.String(300), nullable=False, server_default=""))
+    op.create_table(
+        "daily_aggregates",
+        sa.Column("team", sa.String(64), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("rep", sa.String(256), primary_key=True),
+        sa.Column("figures", sa.JSON(), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("calls") as batch:
-        batch.drop_column("legal_hold")
+    op.drop_table("daily_aggregates")
+    op.drop_column("calls", "counted")
+    op.drop_column("calls", "legal_hold")
     op.drop_index("ix_access_audit_team_at", "access_audit")
     op.drop_table("access_audit")
     op.drop_index("ix_consent_changes_call", "consent_changes")
