@@ -20,6 +20,7 @@ from media_server.calls.consent_update import ConsentUpdateError, update_consent
 from media_server.calls.metadata import Consent
 from media_server.cluster.forward import FORWARDED, forward
 from media_server.insights.activity import RepActivity, activity
+from media_server.store.people import person_named
 from media_server.store.store import CallFilter
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
@@ -69,12 +70,22 @@ async def list_calls(
     keyword: str = Query("", max_length=200, description="a tracked phrase said in the call"),
     since: Annotated[date | None, Query(alias="from", description="started on or after this day (UTC)")] = None,
     until: Annotated[date | None, Query(alias="to", description="started on or before this day (UTC)")] = None,
+    participant: str = Query(
+        "", max_length=256, description="a person on the call: phone number (any format), e-mail or customer id"
+    ),
 ) -> dict[str, Any]:
     key = await require_key(request)
-    where = CallFilter(text=q, rep=rep, keyword=keyword, since=since, until=until)
-    searched = request.url.query  # (the key itself, if it came as ?token=, is not kept)
-    searched = "&".join(p for p in searched.split("&") if p and not p.startswith("token="))
-    await audit_request(request, key, "search_calls" if q or rep or keyword else "list_calls", target=searched)
+    person = None
+    if participant.strip():
+        region = (await services_of(request).teams.config(key.team)).phone_region
+        person = person_named(participant, region)
+    where = CallFilter(text=q, rep=rep, keyword=keyword, since=since, until=until, participant=person)
+    # (neither the key, if it came as ?token=, nor the person looked up are kept in the audit)
+    kept = [p for p in request.url.query.split("&") if p and not p.startswith(("token=", "participant="))]
+    searched = "&".join(kept + ([f"participant=[{person.kind}]"] if person else []))
+    await audit_request(
+        request, key, "search_calls" if q or rep or keyword or person else "list_calls", target=searched
+    )
     try:
         calls, next_cursor = await services_of(request).store.list_calls(key.team, limit, cursor, where)
     except ValueError as exc:

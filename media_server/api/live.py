@@ -11,7 +11,7 @@ from media_server.auth.keys import ApiKey
 
 router = APIRouter(tags=["live"])
 
-ACTIONS = ("ingest", "read", "delete", "listen", "audit", "audit_access", "configure")
+ACTIONS = ("ingest", "read", "delete", "listen", "audit", "audit_access", "erase", "configure")
 
 
 @router.get("/v1/me")

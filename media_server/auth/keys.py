@@ -41,6 +41,7 @@ class ApiKey:
             "listen": {Role.ADMIN, Role.MANAGER},  # hear live calls; every listen-in is audited
             "audit": {Role.ADMIN, Role.MANAGER},  # read the listen-in audit log
             "audit_access": {Role.ADMIN},  # read the access audit (who read or changed what)
+            "erase": {Role.ADMIN},  # erase a person; export what is held about them (an access request)
             "configure": {Role.ADMIN},  # the team's trackers, cues and redaction policy
         }
         return self.role in allowed.get(action, set())

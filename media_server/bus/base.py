@@ -44,6 +44,10 @@ class EventBus(Protocol):
 
     def stats(self) -> dict[str, object]: ...
 
+    async def forget(self, team: str, call_ids: set[str]) -> int:
+        """Drop what the bus still holds of these calls (an erasure); how many events."""
+        ...
+
     async def reachable(self) -> bool:
         """It works now (readiness)."""
         ...

@@ -451,6 +451,22 @@ class RedisEventBus:
             if len(page) < _BATCH:
                 return
 
+    async def forget(self, team: str, call_ids: set[str]) -> int:
+        """Delete the stream's entries of these calls (an erasure: nothing a resume hands out holds them)."""
+        removed, cursor = 0, "-"
+        while True:
+            page: Any = await self._client.xrange(self.stream, cursor, "+", count=_BATCH)
+            doomed = [
+                raw_id
+                for raw_id, fields in page
+                if fields.get(b"t", b"").decode() == team and fields.get(b"c", b"").decode() in call_ids
+            ]
+            if doomed:
+                removed += int(await self._client.xdel(self.stream, *doomed))
+            if len(page) < _BATCH:
+                return removed
+            cursor = f"({page[-1][0].decode()}"
+
     # -- health ----------------------------------------------------------------------------------------
 
     @property

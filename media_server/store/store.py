@@ -11,7 +11,7 @@ import base64
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
@@ -45,6 +45,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
 from media_server.store.aggregates import DayFigures, day_of, rep_of
+from media_server.store.people import Person
 from media_server.store.records import (
     AccessRecord,
     CallRecord,
@@ -63,6 +64,7 @@ from media_server.store.tables import (
     ConsentChangeRow,
     CounterRow,
     DailyAggregateRow,
+    ErasureRow,
     EventRow,
     ListenAuditRow,
     NodeRow,
@@ -119,6 +121,7 @@ class CallFilter:
     keyword: str = ""  # a tracked phrase said in the call
     since: date | None = None  # started on or after this day (UTC)
     until: date | None = None  # started on or before this day (UTC)
+    participant: Person | None = None  # a call they are on
 
     def words(self) -> list[str]:
         return [w for w in self.text.split() if w][:8]
@@ -138,6 +141,7 @@ class Store:
         if self.dialect == "sqlite":
             pragmas = [
                 "PRAGMA foreign_keys=ON",
+                "PRAGMA secure_delete=ON",  # what is deleted (an erasure, a purge) is overwritten, not left behind
                 "PRAGMA journal_mode=WAL",
                 "PRAGMA busy_timeout=5000",
                 f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}",
@@ -277,6 +281,12 @@ class Store:
         taken: list[str] = await self._write(_take_over, node, now)
         return taken
 
+    async def node_urls(self) -> dict[str, str]:
+        """Where each server holding a lease answers."""
+        async with self.sessions() as session:
+            rows = (await session.execute(select(NodeRow.id, NodeRow.url))).all()
+        return {r[0]: r[1] for r in rows}
+
     async def still_live(self, team: str, call_ids: list[str]) -> set[str]:
         """Which of these calls of ``team`` are live now (on any server)."""
         if not call_ids:
@@ -414,6 +424,9 @@ class Store:
         """Newest first. ``cursor`` is the opaque ``next`` value of the previous page."""
         where = where or CallFilter()
         query = select(CallRow).where(CallRow.team == team, *_conditions(where))
+        if where.participant is not None:
+            ids = sorted({call_id for call_id, _ in await self.calls_of(team, where.participant)})
+            query = query.where(CallRow.id.in_(ids))
         if cursor:
             started, call_id = _decode_cursor(cursor)
             query = query.where(tuple_(CallRow.started_at, CallRow.id) < tuple_(started, call_id))
@@ -588,6 +601,50 @@ class Store:
                 .where(ListenAuditRow.id == entry_id, ListenAuditRow.ended_at.is_(None))
                 .values(ended_at=datetime.now(UTC), end_reason=reason)
             )
+
+    # -- people: lookup, access requests, erasure -------------------------------------------------------
+
+    async def calls_of(self, team: str, person: Person) -> list[tuple[str, str]]:
+        """(call id, role) of every call of ``team`` where ``person`` is a participant."""
+        async with self.sessions() as session:
+            return await session.run_sync(lambda sync: _calls_of(sync.connection(), team, person))
+
+    async def person_export(self, team: str, person: Person) -> list[dict[str, Any]]:
+        """Everything held about a person (an access request): each call they are on, with their participant
+        record, what they said (their channel's and mixed channels' segments) and the call's consent history."""
+        out: list[dict[str, Any]] = []
+        for call_id, role in await self.calls_of(team, person):
+            record = await self.get_call(team, call_id)
+            if record is None:
+                continue
+            mine = {c.index for c in record.channels if c.speaker in (role, "mixed")}
+            out.append(
+                {
+                    "callId": call_id,
+                    "startedAt": record.summary()["startedAt"],
+                    "status": record.status,
+                    "role": role,
+                    "participant": next((asdict(p) for p in record.participants if p.role == role), None),
+                    "said": [
+                        {"channel": g.channel, "speaker": g.speaker, "text": g.text, "start": g.start, "end": g.end}
+                        for g in record.segments
+                        if g.channel in mine
+                    ],
+                    "consentHistory": [c.to_json() for c in record.consent_history if c.participant == role],
+                    "legalHold": record.legal_hold,
+                }
+            )
+        return out
+
+    async def erase_person(self, team: str, person: Person, key_id: str = "", key_label: str = "") -> dict[str, Any]:
+        """Erase a person from every ended call of ``team`` they are on (live calls are erased by the server
+        holding them, through the call; calls on legal hold are left alone): their transcript (their channel's and
+        any mixed channel's segments and events), their identity (also in the logged call_started/call_updated
+        events), the call's free-form metadata. Keeps a receipt (without the erased value) and returns it."""
+        receipt: dict[str, Any] = await self._write(_erase_person, team, person, key_id, key_label)
+        if self.dialect == "sqlite":  # (what the WAL still held goes into the overwritten file)
+            await self._write(lambda conn: conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)"))
+        return receipt
 
     # -- retention -------------------------------------------------------------------------------------
 
@@ -894,6 +951,96 @@ def _take_over(conn: Connection, node: str, now: datetime) -> list[str]:
             conn.execute(update(_CALLS).where(_CALLS.c.status == "live", _CALLS.c.node == other).values(node=node))
             taken.append(str(other))
     return taken
+
+
+def _calls_of(conn: Connection, team: str, person: Person) -> list[tuple[str, str]]:
+    p = _PARTICIPANTS.c
+    query = select(p.call_id, p.role, p.external_id, p.name, p.phone, p.email).where(p.team == team)
+    if person.kind == "phone":
+        digits = person.value[-7:]  # (a quick narrowing; the match itself compares E.164 forms)
+        query = query.where(
+            p.phone != "", func.replace(func.replace(p.phone, "-", ""), " ", "").like(f"%{digits[-4:]}%")
+        )
+    elif person.kind == "email":
+        query = query.where(func.lower(p.email) == person.value)
+    elif person.kind == "customer_id":
+        query = query.where(p.role == "customer", p.external_id == person.value)
+    else:
+        query = query.where(p.role == "rep")
+    return [
+        (r.call_id, r.role)
+        for r in conn.execute(query).all()
+        if person.matches(r.role, r.external_id, r.name, r.phone, r.email)
+    ]
+
+
+def _erase_person(conn: Connection, team: str, person: Person, key_id: str, key_label: str) -> dict[str, Any]:
+    touched: list[str] = []
+    held: list[str] = []
+    segments = 0
+    for call_id, role in _calls_of(conn, team, person):
+        call = conn.execute(select(_CALLS.c.legal_hold, _CALLS.c.status).where(*_the_call(team, call_id))).first()
+        if call is None or call.status == "live":
+            continue  # (a live call is erased by the server holding it, through the call)
+        if call.legal_hold:
+            held.append(call_id)
+            continue
+        channels = [
+            r.index
+            for r in conn.execute(
+                select(_CHANNELS.c.index).where(
+                    _CHANNELS.c.team == team, _CHANNELS.c.call_id == call_id, _CHANNELS.c.speaker.in_((role, "mixed"))
+                )
+            ).all()
+        ]
+        if channels:
+            gone = conn.execute(
+                delete(_SEGMENTS).where(
+                    _SEGMENTS.c.team == team, _SEGMENTS.c.call_id == call_id, _SEGMENTS.c.channel.in_(channels)
+                )
+            )
+            segments += int(gone.rowcount or 0)
+            conn.execute(
+                delete(_EVENTS).where(
+                    _EVENTS.c.team == team,
+                    _EVENTS.c.call_id == call_id,
+                    _EVENTS.c.type.in_(CHANNEL_EVENTS),
+                    _EVENTS.c.channel.in_(channels),
+                )
+            )
+            conn.execute(
+                update(_CHANNELS)
+                .where(_CHANNELS.c.team == team, _CHANNELS.c.call_id == call_id, _CHANNELS.c.index.in_(channels))
+                .values(transcribed=False)
+            )
+        conn.execute(
+            update(_PARTICIPANTS)
+            .where(_PARTICIPANTS.c.team == team, _PARTICIPANTS.c.call_id == call_id, _PARTICIPANTS.c.role == role)
+            .values(consent="denied", transcribed=False, external_id="", name="", phone="", email="")
+        )
+        conn.execute(update(_CALLS).where(*_the_call(team, call_id)).values(metadata={}))
+        _forget_identities(conn, team, call_id, [ParticipantRecord(role, "denied", False)])
+        touched.append(call_id)
+    at = datetime.now(UTC)
+    conn.execute(
+        insert(cast(Table, ErasureRow.__table__)).values(
+            team=team,
+            at=at,
+            key_id=key_id,
+            key_label=key_label[:128],
+            kind=person.kind,
+            calls=touched,
+            segments=segments,
+            held=held,
+        )
+    )
+    return {
+        "kind": person.kind,
+        "calls": touched,
+        "segmentsRemoved": segments,
+        "heldCalls": held,
+        "at": at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 _PURGE_LOCK = 0x70757267  # PostgreSQL: one server purges at a time

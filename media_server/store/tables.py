@@ -227,6 +227,21 @@ class DailyAggregateRow(Base):
     figures: Mapped[dict[str, Any]] = mapped_column(JSON)  # DayFigures as JSON
 
 
+class ErasureRow(Base):
+    """The receipt of an erasure of a person: what was done, by whom, when; never whom (the erased value)."""
+
+    __tablename__ = "erasures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(64), default="")
+    key_label: Mapped[str] = mapped_column(String(128), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email | customer_id | rep
+    calls: Mapped[list[str]] = mapped_column(JSON, default=list)  # the calls touched
+    segments: Mapped[int] = mapped_column(Integer, default=0)  # transcript segments removed
+    held: Mapped[list[str]] = mapped_column(JSON, default=list)  # calls left as they were: on legal hold
+
+
 class AccessAuditRow(Base):
     """Who read or changed what: one row per request or subscription (a call's transcript or events, a search, a
     listen-in, a consent change, a deletion, a key created, the team's configuration changed)."""

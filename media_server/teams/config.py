@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 GrantRole = Literal["admin", "manager", "rep", "ingest"]
@@ -99,6 +100,9 @@ class TeamConfig(_Strict):
     dispositions: list[DispositionRule] = Field(default_factory=list, max_length=100)
     retention: Retention = Retention()
     time_zone: str = Field("UTC", description="IANA name, e.g. Europe/Berlin: the days daily figures count by")
+    phone_region: str = Field(
+        "US", description="where a phone number without a country code was dialled (erasure, lookup): ISO 3166 code"
+    )
     consent_grant: list[GrantRole] = Field(
         default_factory=lambda: list[GrantRole](["admin", "ingest"]),
         description="roles whose keys may grant a participant's consent (or set it back to unknown) on a live "
@@ -113,6 +117,13 @@ class TeamConfig(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}: an IANA name such as Europe/Berlin") from None
         return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _phone_region(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}: a two-letter country code such as US or DE")
+        return value.upper()
 
     @field_validator("redaction")
     @classmethod

@@ -1,6 +1,7 @@
 """Consent history: every change of a participant's consent on a call (from what, to what, who, how, when);
 the access audit: who read or changed what (one row per request or subscription); a call's legal hold (kept from
-retention's purge); anonymised daily aggregates per team, day and rep (filled from the calls already stored).
+retention's purge and erasure); receipts of erasures; anonymised daily aggregates per team, day and rep (filled
+from the calls already stored, when the server starts).
 
 Revision ID: 0007
 Revises: 0006
@@ -52,6 +53,18 @@ def upgrade() -> None:
     op.add_column("calls", sa.Column("legal_hold", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.add_column("calls", sa.Column("counted", sa.String(300), nullable=False, server_default=""))
     op.create_table(
+        "erasures",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("team", sa.String(64), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("key_id", sa.String(64), nullable=False, server_default=""),
+        sa.Column("key_label", sa.String(128), nullable=False, server_default=""),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("calls", sa.JSON(), nullable=False),
+        sa.Column("segments", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("held", sa.JSON(), nullable=False),
+    )
+    op.create_table(
         "daily_aggregates",
         sa.Column("team", sa.String(64), primary_key=True),
         sa.Column("day", sa.String(10), primary_key=True),
@@ -62,6 +75,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("daily_aggregates")
+    op.drop_table("erasures")
     op.drop_column("calls", "counted")
     op.drop_column("calls", "legal_hold")
     op.drop_index("ix_access_audit_team_at", "access_audit")
