@@ -260,3 +260,14 @@ async def test_a_server_does_not_start_without_its_redis() -> None:
     with pytest.raises(ConnectionError, match="does not answer"):
         await bus.start(wait_s=0.5)
     await bus.close()
+
+
+async def test_a_deleted_or_erased_call_s_events_are_not_resumed_from_redis(start_node: Start) -> None:
+    a, b = await start_node(), await start_node()
+    first = await _publish(a, "call-a", ["before"])
+    await _publish(a, "gone", ["my number is 555 123 0000"])
+    kept = await _publish(a, "call-a", ["after"])
+    assert await b.bus.forget("acme", {"gone"}) == 1
+    resumed = b.journal.subscribe("acme", after=first[0].id)
+    assert _texts(await _take(resumed, 1)) == ["after"] and kept
+    assert await _nothing_more(resumed) == []

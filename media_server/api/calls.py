@@ -194,4 +194,5 @@ async def delete_call(request: Request, call_id: str) -> Response:
         raise HTTPException(409, "the call is live: it can be deleted once it has ended")
     if not await services_of(request).store.delete_call(key.team, call_id):
         raise HTTPException(404, "no such call")
+    await services_of(request).bus.forget(key.team, {call_id})  # (Redis: no resume hands its events out again)
     return Response(status_code=204)

@@ -129,6 +129,7 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "the call is live: delete it once it has ended")
         if not await self.services.store.delete_call(key.team, request.call_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such call")
+        await self.services.bus.forget(key.team, {request.call_id})
         return empty_pb2.Empty()
 
     # -- consent -------------------------------------------------------------------------------------
