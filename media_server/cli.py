@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from media_server.app import create_app
+    from media_server.logs import keep_queries_out_of_logs
     from media_server.serving import GracefulServer
     from media_server.store.lock import DataDirLock, DataDirLocked
 
@@ -59,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
     )
+    keep_queries_out_of_logs()  # (uvicorn.Config configured its loggers just now)
     server = GracefulServer(config, app)
     server.run()  # SIGTERM: the calls end (server_shutdown) before the connections close
     return 0 if server.started else 1  # (the lifespan failed: another server took the data dir meanwhile, ...)
