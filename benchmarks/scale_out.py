@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/scale_out.py --calls 4 --duration 30 --shapes embedded,1+1,2+2
+    .venv/bin/python benchmarks/scale_out.py --calls 4 --duration 30 --shapes embedded,1+1,2+2 --rounds 2
 
 For each shape it starts fresh processes, plays one warm-up call per node, then ``--calls`` concurrent real-time
 two-party Twilio calls (``benchmarks/call_load.py``'s load: tel8k_sim speech, events read back over websockets,
@@ -14,6 +14,10 @@ the calls dealt round-robin over the nodes), and measures:
 - bytes per call-second between nodes and workers (the protobuf payloads of the Decode streams as the nodes count
   them in /v1/status; HTTP/2 framing is not included);
 - the workers' batches (mean batch size over the run, from their Status RPC).
+
+First, what the gRPC hop alone adds to a job (``hop``): the same final decodes one at a time on an in-process
+scheduler, then through a worker. With ``--rounds`` the shapes run one after the other, round after
+round, and the medians over the rounds are given.
 
 Shapes: ``embedded`` (one ``media-server serve``, decoding in-process: the default), ``1+1`` (one node, one worker),
 ``2+2`` (two nodes, each configured with both workers). Every shape decodes with as many decode threads in all as the
@@ -30,6 +34,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -85,6 +91,11 @@ def worker_status(address: str) -> pb.WorkerStatus:
         return status
 
 
+def _own_cpu() -> float:
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 def link_bytes(url: str, token: str) -> int:
     status = http_json(f"{url}/v1/status", token)
     return sum(int(w["bytesSent"]) + int(w["bytesReceived"]) for w in status.get("workers") or [])
@@ -119,6 +130,8 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
         node_pids = [server.process.pid for server, _, _ in nodes]
         worker_pids = [w.pid for w in workers]
         cpu0 = {pid: tree_usage(pid)[0] for pid in node_pids + worker_pids}
+        machine0, me0, wall0 = call_load.machine_busy_seconds(), _own_cpu(), time.monotonic()
+        scheduler0 = [http_json(f"{url}/v1/status", token)["scheduler"] for _, url, token in nodes]
         bytes0 = sum(link_bytes(url, token) for _, url, token in nodes)
         batches0 = [worker_status(a) for a in addresses]
         longest = max(p.recording.duration + p.delay_s for p in plans)
@@ -131,9 +144,15 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
         for _, url, token in nodes:
             await call_load.wait_idle(url, token, 60)
         cpu = {pid: tree_usage(pid)[0] - cpu0[pid] for pid in cpu0}
+        wall = time.monotonic() - wall0
+        foreign = call_load.machine_busy_seconds() - machine0 - sum(cpu.values()) - (_own_cpu() - me0)
+        scheduler1 = [http_json(f"{url}/v1/status", token)["scheduler"] for _, url, token in nodes]
         result: dict[str, Any] = {"shape": shape, "nodes": nodes_n, "workers": workers_n, "calls": args.calls}
         result |= call_load.score(outcomes)
         result["call_seconds"] = round(call_seconds, 1)
+        result["wall_s"] = round(wall, 1)
+        # Processes other than the ones measured and this load generator (other work on the machine skews it all).
+        result["other_cpu_percent"] = round(max(0.0, 100.0 * foreign / wall), 1)
         result["node_cpu_s_per_call_s"] = round(sum(cpu[p] for p in node_pids) / call_seconds, 4)
         result["worker_cpu_s_per_call_s"] = (
             round(sum(cpu[p] for p in worker_pids) / call_seconds, 4) if workers else None
@@ -148,13 +167,17 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
             result["worker_requests"] = requests
             result["worker_mean_batch"] = round(requests / batches, 3) if batches else None
             result["worker_mean_batch_s"] = [round(a.mean_batch_seconds, 4) for a in after]
+            result["link_ms_p50"] = [
+                w["linkMsP50"] for _, url, token in nodes for w in http_json(f"{url}/v1/status", token)["workers"]
+            ]
         else:
-            status = http_json(f"{nodes[0][1]}/v1/status", nodes[0][2])
-            result["mean_batch"] = status["scheduler"]["meanBatchSize"]
+            batches = sum(b["batches"] - a["batches"] for a, b in zip(scheduler0, scheduler1, strict=True))
+            requests = sum(b["requests"] - a["requests"] for a, b in zip(scheduler0, scheduler1, strict=True))
+            result["mean_batch"] = round(requests / batches, 3) if batches else None
         log(
             f"{shape}: final p50 {result['final_latency_p50']} s p95 {result['final_latency_p95']} s, "
             f"WER {result['wer']}, missing {result['missing_finals']}, node CPU {result['node_cpu_s_per_call_s']} "
-            f"s/call-s, worker CPU {result['worker_cpu_s_per_call_s']} s/call-s"
+            f"s/call-s, worker CPU {result['worker_cpu_s_per_call_s']} s/call-s, other {result['other_cpu_percent']} %"
         )
         return result
     finally:
@@ -169,19 +192,106 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
                 worker.kill()
 
 
+async def measure_hop(utterances: list[call_load.Utterance], jobs: int) -> dict[str, Any]:
+    """What the gRPC hop alone adds to one job: the same final decodes, one at a time, on an in-process scheduler,
+    then through a worker (one decode thread each, one compute thread)."""
+    from threadpoolctl import threadpool_limits
+
+    from media_server.config import Settings, WorkersSettings
+    from media_server.services import build_scheduler
+    from media_server.workers.remote import RemoteScheduler
+    from models.asr.engine import DecodeRequest
+    from models.audio import int16_to_float32, resample
+
+    threadpool_limits(1)  # as the server and the worker do
+    audio = resample(int16_to_float32(utterances[1].pcm), call_load.SAMPLE_RATE, 16000)
+    times: dict[str, list[float]] = {"local": [], "remote": []}
+
+    async def run(name: str, scheduler: Any) -> None:
+        for i in range(jobs + 2):
+            started = time.perf_counter()
+            await scheduler.decode(DecodeRequest(audio=audio, final=True))
+            if i >= 2:  # (warm-up)
+                times[name].append(time.perf_counter() - started)
+
+    # In-process first, before this process has any gRPC channel (whose threads would compete with the decode).
+    local = build_scheduler(Settings(asr={"workers": 1, "cpu_threads": 1}))  # type: ignore[arg-type]
+    try:
+        await run("local", local)
+    finally:
+        local.close()
+    port = call_load.free_port()
+    worker = start_worker(port, 1)
+    remote = RemoteScheduler(WorkersSettings(urls=[f"127.0.0.1:{port}"], key=KEY))
+    try:
+        await remote.start()
+        await run("remote", remote)
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        return {
+            "jobs": jobs,
+            "audio_s": round(len(audio) / 16000, 2),
+            "local_ms_p50": round(1000 * medians["local"], 1),
+            "remote_ms_p50": round(1000 * medians["remote"], 1),
+            "hop_ms_p50": round(1000 * (medians["remote"] - medians["local"]), 1),
+            # per job, the node's round trip less the worker's own time (queue + decode) as the worker reports it
+            "link_ms_p50": remote.links[0].describe()["linkMsP50"],
+        }
+    finally:
+        await remote.aclose()
+        worker.terminate()
+        worker.wait(30)
+
+
+SUMMARY_KEYS = (
+    "final_latency_p50",
+    "final_latency_p95",
+    "extra_latency_p50",
+    "extra_latency_p95",
+    "wer",
+    "missing_finals",
+    "node_cpu_s_per_call_s",
+    "worker_cpu_s_per_call_s",
+    "link_bytes_per_call_s",
+    "worker_mean_batch",
+    "mean_batch",
+    "other_cpu_percent",
+)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     utterances = call_load.load_tel8k(Path(args.speech_dir))
-    results = [await run_shape(shape, args, utterances) for shape in args.shapes]
-    base = next((r for r in results if r["shape"] == "embedded"), None)
-    for r in results:
-        if base is None or r is base:
-            continue
-        for q in ("p50", "p95"):
-            ours, theirs = r[f"final_latency_{q}"], base[f"final_latency_{q}"]
-            r[f"extra_latency_{q}"] = round(ours - theirs, 3) if ours is not None and theirs is not None else None
+    hop = await measure_hop(utterances, args.hop_jobs) if args.hop_jobs else None
+    if hop is not None:
+        log(f"the gRPC hop: {hop}")
+    results = []
+    for round_ in range(args.rounds):  # the shapes one after the other, round after round: both see the same machine
+        shapes = [await run_shape(shape, args, utterances) for shape in args.shapes]
+        base = next((r for r in shapes if r["shape"] == "embedded"), None)
+        for r in shapes:
+            r["round"] = round_ + 1
+            if base is None or r is base:
+                continue
+            for q in ("p50", "p95"):
+                ours, theirs = r[f"final_latency_{q}"], base[f"final_latency_{q}"]
+                r[f"extra_latency_{q}"] = round(ours - theirs, 3) if ours is not None and theirs is not None else None
+        results.extend(shapes)
+    summary = {}
+    for shape in args.shapes:
+        runs = [r for r in results if r["shape"] == shape]
+        summary[shape] = {
+            key: statistics.median(values) if (values := [r[key] for r in runs if r.get(key) is not None]) else None
+            for key in SUMMARY_KEYS
+        }
     return {
         "machine": call_load.machine_info(),
-        "config": {"calls": args.calls, "duration_s": args.duration, "decode_threads": DECODE_THREADS},
+        "config": {
+            "calls": args.calls,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "decode_threads": DECODE_THREADS,
+        },
+        "hop": hop,
+        "median_over_rounds": summary,
         "results": results,
     }
 
@@ -192,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="approximate length of each call, seconds")
     p.add_argument("--shapes", default="embedded,1+1,2+2", help="comma list of embedded, NODES+WORKERS")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--rounds", type=int, default=1, help="run every shape this many times, alternating")
+    p.add_argument("--hop-jobs", type=int, default=20, help="jobs for the hop measurement (0: skip it)")
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(call_load.DEFAULT_SPEECH)))
     args = p.parse_args(argv)

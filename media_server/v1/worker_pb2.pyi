@@ -57,18 +57,20 @@ class WorkerHypothesis(_message.Message):
     def __init__(self, text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WorkerWord, _Mapping]]] = ..., segments: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class DecodeResult(_message.Message):
-    __slots__ = ("id", "hypothesis", "dropped", "error", "load")
+    __slots__ = ("id", "hypothesis", "dropped", "error", "load", "seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     HYPOTHESIS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: int
     hypothesis: WorkerHypothesis
     dropped: bool
     error: DecodeError
     load: WorkerLoad
-    def __init__(self, id: _Optional[int] = ..., hypothesis: _Optional[_Union[WorkerHypothesis, _Mapping]] = ..., dropped: _Optional[bool] = ..., error: _Optional[_Union[DecodeError, _Mapping]] = ..., load: _Optional[_Union[WorkerLoad, _Mapping]] = ...) -> None: ...
+    seconds: float
+    def __init__(self, id: _Optional[int] = ..., hypothesis: _Optional[_Union[WorkerHypothesis, _Mapping]] = ..., dropped: _Optional[bool] = ..., error: _Optional[_Union[DecodeError, _Mapping]] = ..., load: _Optional[_Union[WorkerLoad, _Mapping]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class DecodeError(_message.Message):
     __slots__ = ("message", "retryable")

@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -108,6 +109,7 @@ class WorkerService(worker_pb2_grpc.RecognitionWorkerServicer):
         self._streams[session] = 0
 
         async def answer(job: pb.DecodeJob) -> None:
+            arrived = time.monotonic()
             result = pb.DecodeResult(id=job.id)
             try:
                 if self.draining:
@@ -129,6 +131,7 @@ class WorkerService(worker_pb2_grpc.RecognitionWorkerServicer):
                 if self.in_flight == 0:
                     self._idle.set()
             result.load.CopyFrom(self.load())
+            result.seconds = time.monotonic() - arrived
             results.put_nowait(result)
 
         async def read() -> None:
