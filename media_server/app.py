@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import audit, calls, events, listen, live, people, team
+from media_server.api import audit, calls, events, listen, live, people, team, webhooks
 from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         if protocol.router is not None:
             app.include_router(protocol.router)
     app.include_router(events.router)
+    app.include_router(webhooks.router)  # (before calls: /v1/calls/export is not a call id)
     app.include_router(calls.router)
     app.include_router(calls.reps_router)
     app.include_router(live.router)

@@ -394,6 +394,37 @@ class StoreSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    """Teams' webhooks (``POST /v1/webhooks``): where deliveries may go, how they are sent and retried."""
+
+    allow_private: bool = Field(
+        False,
+        description="let webhooks reach loopback, private, link-local and other non-public addresses and the "
+        "server's own (refused by default: nothing on the server's network)",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="exceptions to that refusal: CIDRs (10.1.2.0/24) the resolved address may be in, or host names "
+        "(crm.internal.example) a webhook URL may name",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120, description="each delivery's connect and response timeout")
+    max_attempts: int = Field(10, ge=1, le=50, description="attempts before a delivery is given up (failed)")
+    backoff_s: float = Field(30.0, gt=0, description="wait before the first retry; doubled after each failure")
+    backoff_max_s: float = Field(6 * 3600.0, gt=0, description="the longest wait between two attempts")
+    poll_interval_s: float = Field(2.0, gt=0, le=60, description="how often the outbox is looked at for due deliveries")
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"webhooks.allow: {entry!r} is not a CIDR") from None
+        return [e.strip().lower() for e in value if e.strip()]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDIA_SERVER_", env_nested_delimiter="__", extra="forbid")
 
@@ -428,6 +459,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     grpc: GrpcSettings = GrpcSettings()
     compat: CompatSettings = CompatSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -24,6 +24,7 @@ from media_server.store.lock import DataDirLock, node_id
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from media_server.teams.retention import Purger
+from media_server.webhooks.sender import WebhookSender
 from media_server.workers.remote import RemoteScheduler
 from models.asr.engine import SpeechEngine
 from models.asr.scheduler import DecodeScheduler, SplitScheduler
@@ -105,6 +106,7 @@ class Services:
     lease: NodeLease | None = None  # several servers share the database: this one's lease
     directory: LiveDirectory = field(default_factory=LiveDirectory)  # the other servers' live calls
     purger: Purger | None = None  # teams' retention
+    webhooks: WebhookSender | None = None  # teams' webhooks: sends the outbox's deliveries
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -162,6 +164,8 @@ class Services:
         services = cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
         services.purger = Purger(store, st.purge_interval_s)
         await services.purger.start()
+        services.webhooks = WebhookSender(store, settings.webhooks, journal.node)
+        await services.webhooks.start()
         if settings.shared:
             c = settings.cluster
             services.lease = NodeLease(store, journal.node, settings.advertised_url, c.lease_s, calls.take_over)
@@ -193,6 +197,8 @@ class Services:
     async def stop(self) -> None:
         if self.purger is not None:
             await self.purger.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.calls.shutdown()
         await self.directory.close()
         if self.lease is not None:

@@ -113,6 +113,22 @@ def test_checkpoint_reader_refuses_code(tmp_path: Path) -> None:
     legacy.write_bytes(pickle.dumps(12345) + b"rest")
     with pytest.raises(CheckpointFormatError, match="magic"):
         read_torch_checkpoint(legacy)
+    # A legacy file whose very first pickle (the magic number, read before anything else) is code: refused
+    # before it runs, not after (it used to run os.system, then fail on the magic number).
+    marker = tmp_path / "ran"
+    evil_header = tmp_path / "evil-legacy.pt"
+    evil_header.write_bytes(pickle.dumps(_Touch(str(marker)), protocol=2) + b"rest")
+    with pytest.raises(CheckpointFormatError, match="does not allow"):
+        read_torch_checkpoint(evil_header)
+    assert not marker.exists()
+
+
+class _Touch:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (self.path,))
 
 
 def test_checkpoint_reader_matches_torch(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
 from media_server.store.aggregates import DayFigures, day_of, rep_of
+from media_server.store.outbox import enqueue as enqueue_webhooks
 from media_server.store.people import Person
 from media_server.store.records import (
     AccessRecord,
@@ -1306,6 +1307,7 @@ def _apply(conn: Connection, write: Write) -> None:
         )
         _replace_people(conn, r.team, r.id, r.participants, r.channels)
         _count_call(conn, r, write.time_zone)
+        enqueue_webhooks(conn, "call_ended", r.team, r.id, datetime.now(UTC))  # (the outbox: with the end)
         for channel, segments in write.relabelled.items():
             conn.execute(
                 delete(_SEGMENTS).where(

@@ -260,3 +260,45 @@ class AccessAuditRow(Base):
     remote: Mapped[str] = mapped_column(String(64), default="")  # the client's address
 
     __table_args__ = (Index("ix_access_audit_team_at", "team", "at"),)
+
+
+class WebhookRow(Base):
+    """A team's webhook: where its calls' logs are sent (``store/outbox.py``). ``secret`` signs each delivery (an
+    HMAC key: kept as it is, shown once when the webhook is created)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    include_transcript: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64), default="")  # the admin key's id
+
+
+class WebhookDeliveryRow(Base):
+    """The outbox: one delivery of one event to one webhook, until it is delivered or given up. It names the call,
+    not its content: the body is made from the stored call at each attempt (a call erased or withdrawn meanwhile is
+    sent as it is then; one deleted is not sent)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(32))
+    team: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))  # call_ended
+    call_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed | gone
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the receiver's HTTP status
+    last_error: Mapped[str] = mapped_column(String(512), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")  # the server sending it now, or last
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+    )

@@ -162,6 +162,21 @@ class _Unpickler(pickle.Unpickler):
         return storage
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain data only (numbers, strings, lists, dicts): a legacy checkpoint's header and key pickles, read before
+    anything says the file is a checkpoint at all. A class or a persistent id there is refused before it runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"checkpoint header refers to {module}.{name}, which this reader does not allow")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("checkpoint header refers to a persistent id, which this reader does not allow")
+
+
+def _plain_load(file: io.BufferedReader) -> Any:
+    return _PlainUnpickler(file).load()
+
+
 def _materialize(obj: Any) -> Any:
     if isinstance(obj, _LazyTensor):
         return obj.materialize()
@@ -184,16 +199,16 @@ def _widen(data: Array, kind: _StorageType) -> Array:
 
 def _read_legacy(file: io.BufferedReader, buffer: mmap.mmap) -> Any:
     """The pickles are read from ``file``; the storages that follow them are views on ``buffer``."""
-    magic = pickle.load(file)
+    magic = _plain_load(file)
     if magic != _LEGACY_MAGIC:
         raise CheckpointFormatError("not a PyTorch checkpoint (bad magic number)")
-    pickle.load(file)  # protocol version
-    sys_info = pickle.load(file)
+    _plain_load(file)  # protocol version
+    sys_info = _plain_load(file)
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
         raise CheckpointFormatError("big-endian checkpoints are not supported")
     unpickler = _Unpickler(file)
     obj = unpickler.load()
-    keys = pickle.load(file)
+    keys = _plain_load(file)
     pos = file.tell()
     for key in keys:
         storage = unpickler.storages.get(key)
