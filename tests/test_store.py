@@ -156,6 +156,9 @@ async def test_a_call_id_the_team_has_already_is_refused_whichever_server_opens_
             await a.hold_a_call("stored")
         with pytest.raises(CallConflict, match="1-128 characters"):  # (longer than the store keeps, on any database)
             await a.hold_a_call("x" * 129)
+        for forged in ("CA1\n2026-12-04 INFO forged line", "CA\x1b[31m", "CA\x00", " CA1"):
+            with pytest.raises(CallConflict, match="control characters"):  # (a Twilio callSid is not checked before)
+                await a.hold_a_call(forged)
         held = await a.hold_a_call("live-1")
         with pytest.raises(CallConflict, match="already exists; use a new call id"):
             await b.hold_a_call("live-1")  # live on the other server

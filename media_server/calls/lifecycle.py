@@ -110,7 +110,8 @@ class CallConflict(CallRefused):
 
 
 class InvalidCallId(CallConflict):
-    """A call id the store cannot keep (empty, or longer than :data:`MAX_CALL_ID`); refused like a taken one."""
+    """A call id the store cannot keep (empty, longer than :data:`MAX_CALL_ID`, control characters); refused like a
+    taken one."""
 
     code = "invalid_call_id"
 
@@ -368,6 +369,9 @@ class CallLifecycle:
             raise Unavailable(f"calls cannot be stored now ({journal.failure})", self.retry_after_s)
         if not call_id or len(call_id) > MAX_CALL_ID:
             raise InvalidCallId(f"a call id has 1-{MAX_CALL_ID} characters, not {len(call_id)}")
+        if not call_id.isprintable() or call_id != call_id.strip():
+            # (a newline, an escape or a NUL in an id would forge log lines and reach the database as they are)
+            raise InvalidCallId("a call id may not hold control characters or surrounding spaces")
         key = (team, call_id)
         if key in self.live or key in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
