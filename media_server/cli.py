@@ -128,10 +128,30 @@ def _metadata(args: argparse.Namespace) -> dict[str, Any]:
     return meta
 
 
+def _stream_key(args: argparse.Namespace) -> str | None:
+    """The API key: ``MEDIA_SERVER_TOKEN`` or ``--token-file`` (a key on the command line is seen by every local
+    user in ``ps``: ``--token`` still works, with a warning)."""
+    if args.token:
+        print(
+            "warning: --token shows the key to every user of this machine (ps); use MEDIA_SERVER_TOKEN or --token-file",
+            file=sys.stderr,
+        )
+        return str(args.token)
+    if args.token_file is not None:
+        lines = args.token_file.read_text().split()
+        return lines[0] if lines else None
+    return os.environ.get("MEDIA_SERVER_TOKEN") or None
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     from media_server.client.stream import print_events, stream_call
     from media_server.client.wav import read_wav
 
+    token = _stream_key(args)
+    if token is None:
+        print("error: no API key: set MEDIA_SERVER_TOKEN (or --token-file PATH)", file=sys.stderr)
+        return 2
+    args.token = token
     recording = read_wav(args.file)
     call_id = args.call_id
 
@@ -231,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("file", type=Path)
     stream.add_argument("--url", default="ws://127.0.0.1:8080", help="server base URL or full ingest URL")
     stream.add_argument("--protocol", choices=["twilio", "l16"], default="twilio")
-    stream.add_argument("--token", required=True, help="API key")
+    stream.add_argument("--token", help="API key (seen in ps by every user: prefer MEDIA_SERVER_TOKEN or --token-file)")
+    stream.add_argument("--token-file", type=Path, help="a file whose first word is the API key")
     stream.add_argument("--header", action="store_true", help="send the key as an Authorization header")
     stream.add_argument("--call-id")
     stream.add_argument(

@@ -66,6 +66,13 @@ def test_stream_plays_a_file_and_prints_the_live_transcript(server: Server, tmp_
     out = run(*args, "--token", server.keys["ingest"], "--speed", "3", "--quiet")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "server closed with 1000" in out.stdout
+    assert "shows the key to every user" in out.stderr  # (on the command line: a warning)
+    key_file = tmp_path / "key"
+    key_file.write_text(server.keys["ingest"] + "\n")
+    out = run(*args, "--token-file", str(key_file), "--speed", "3", "--quiet")
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stdout + out.stderr
+    out = run(*args, "--speed", "3", "--quiet")  # (no MEDIA_SERVER_TOKEN in the tests' environment)
+    assert out.returncode == 2 and "MEDIA_SERVER_TOKEN" in out.stderr
     # With a key that may read, it prints the call's transcript as it happens.
     out = run(*args, "--token", server.keys["admin"], "--speed", "3", "--header")
     assert out.returncode == 0, out.stdout + out.stderr
