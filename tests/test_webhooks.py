@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.asyncio.client import connect
 
 from media_server.api import calls as calls_api
 from media_server.api import webhooks as webhooks_api
@@ -32,6 +34,7 @@ from media_server.store.store import MIGRATIONS, Store
 from media_server.webhooks.destinations import RefusedDestination, resolve
 from media_server.webhooks.sender import WebhookSender
 from media_server.webhooks.signing import SIGNATURE_HEADER, signature, verify
+from tests.conftest import start_server, stop_server
 from tests.local_services import local_http
 
 LOCAL = WebhookSettings(allow=["127.0.0.0/8"], backoff_s=0.2, poll_interval_s=0.05, timeout_s=5)
@@ -384,3 +387,93 @@ async def test_migration_0008_goes_down_and_up(store_url: str) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(down_and_up)
     await engine.dispose()
+
+
+async def test_real_server_delivers_a_call_and_its_outbox_outlives_a_restart(tmp_path: Path) -> None:
+    """``media-server serve`` with the receiver allowed by setting (environment): a call streamed in over L16 and
+    ended is delivered; a second call ended while the receiver is down is still pending when the server stops
+    (SIGTERM), and the next server process on the same data dir delivers it."""
+    env = {
+        "MEDIA_SERVER_WEBHOOKS__ALLOW": '["127.0.0.0/8"]',
+        "MEDIA_SERVER_WEBHOOKS__POLL_INTERVAL_S": "0.1",
+        "MEDIA_SERVER_WEBHOOKS__BACKOFF_S": "0.5",
+    }
+    srv = await asyncio.to_thread(start_server, tmp_path, env)
+    try:
+        async with receiving(Receiver()) as receiver:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
+                admin = {"Authorization": f"Bearer {srv.keys['admin']}"}
+                created = await http.post("/v1/webhooks", json={"url": receiver.url}, headers=admin)
+                assert created.status_code == 201, created.text
+                hook = created.json()
+            await _a_short_call(srv.ws_url, srv.keys["ingest"], "first")
+            await until(lambda: len(receiver.requests) == 1, 20)
+            assert verify(
+                hook["secret"],
+                receiver.requests[0].body,
+                receiver.requests[0].headers[SIGNATURE_HEADER.lower()],
+                time.time(),
+            )
+            assert json.loads(receiver.requests[0].body)["call"]["id"] == "first"
+        # (the receiver is down now)
+        await _a_short_call(srv.ws_url, srv.keys["ingest"], "second")
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
+
+            async def second() -> dict[str, Any]:
+                answer = await http.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=admin)
+                return next(d for d in answer.json()["deliveries"] if d["callId"] == "second")
+
+            async with asyncio.timeout(20):
+                while (await second())["attempts"] < 1:
+                    await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(stop_server, srv)
+    async with receiving(Receiver()) as receiver:
+        # The receiver came back on another port: point the stored webhook at it, as an admin would re-create it.
+        store = Store(f"sqlite+aiosqlite:///{tmp_path / 'media_server.db'}")
+        await store.open()
+        [pending] = [d for d in await Outbox(store).deliveries("acme", hook["id"]) if d.call_id == "second"]
+        assert pending.status == "pending" and pending.last_error
+        await store._write(
+            lambda conn: conn.exec_driver_sql(f"UPDATE webhooks SET url = '{receiver.url}' WHERE id = '{hook['id']}'")
+        )
+        await store.close()
+        srv = await asyncio.to_thread(start_server, tmp_path, env)
+        try:
+            await until(lambda: len(receiver.requests) == 1, 20)
+        finally:
+            await asyncio.to_thread(stop_server, srv)
+    assert json.loads(receiver.requests[0].body)["call"]["id"] == "second"
+
+
+async def _a_short_call(ws_url: str, key: str, call_id: str) -> None:
+    """A call of a second of silence over L16, nobody consenting (nothing transcribed), ended by its stop message."""
+    start = {"callSid": call_id, "sampleRate": 16000, "mixType": "mono", "token": key}
+    async with connect(f"{ws_url}/v1/ingest/l16") as ws:
+        await ws.send(json.dumps({**start, "metadata": {"consent": {"rep": "denied", "customer": "denied"}}}))
+        await ws.send(bytes(32000))
+        await ws.send(json.dumps({"event": "stop"}))
+
+
+async def test_body_made_at_the_attempt_honours_a_withdrawal_and_a_deletion(tmp_path: Path) -> None:
+    """The outbox names calls only: a customer who withdrew consent before the attempt is sent without identity or
+    words; a call deleted before it is not sent at all (``gone``)."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}")
+    await store.open()
+    async with receiving(Receiver()) as receiver:
+        hook = await a_webhook(store, receiver.url, transcript=True)
+        await store.save_call(a_call("CA1", datetime.now(UTC)))
+        await store.save_call(a_call("CA2", datetime.now(UTC)))
+        await store.withdraw_consent("acme", "CA1", "customer")
+        await store.delete_call("acme", "CA2")
+        sender = WebhookSender(store, LOCAL, "node-a")
+        assert await sender.run_once() == 2
+        await sender.stop()
+        deliveries = {d.call_id: d for d in await Outbox(store).deliveries("acme", hook.id)}
+    await store.close()
+    assert deliveries["CA1"].status == "delivered" and deliveries["CA2"].status == "gone"
+    [request] = receiver.requests
+    call = json.loads(request.body)["call"]
+    customer = next(p for p in call["participants"] if p["role"] == "customer")
+    assert customer["consent"] == "denied" and not (customer["name"] or customer["phone"] or customer["id"])
+    assert [s["speaker"] for s in call["transcript"]] == ["rep"] and b"+15551230000" not in request.body
