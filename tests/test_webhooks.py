@@ -477,3 +477,33 @@ async def test_body_made_at_the_attempt_honours_a_withdrawal_and_a_deletion(tmp_
     customer = next(p for p in call["participants"] if p["role"] == "customer")
     assert customer["consent"] == "denied" and not (customer["name"] or customer["phone"] or customer["id"])
     assert [s["speaker"] for s in call["transcript"]] == ["rep"] and b"+15551230000" not in request.body
+
+
+async def test_a_disposition_set_after_the_call_is_sent_to_webhooks_that_ask(tmp_path: Path) -> None:
+    """``call_disposition``: a disposition set after the call ended is its own delivery (two changes before it is
+    sent: one delivery, with the newest); a webhook of ``call_ended`` alone does not get it."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}")
+    await store.open()
+    outbox = Outbox(store)
+    async with receiving(Receiver()) as both, receiving(Receiver()) as ended_only:
+        hook = await outbox.create(
+            "acme", both.url, ["call_ended", "call_disposition"], False, "", "k1", datetime.now(UTC)
+        )
+        await a_webhook(store, ended_only.url)
+        await store.save_call(a_call("CA1", datetime.now(UTC)))
+        await store.set_disposition("acme", "CA1", "callback")
+        await store.set_disposition("acme", "CA1", "meeting_booked")
+        sender = WebhookSender(store, LOCAL, "node-a")
+        assert await sender.run_once() == 3  # (call_ended to both, one call_disposition)
+        await store.set_disposition("acme", "CA1", "won")  # (after the last was sent: another)
+        assert await sender.run_once() == 1
+        await sender.stop()
+        events = [d.event for d in reversed(await outbox.deliveries("acme", hook.id))]
+    await store.close()
+    assert events == ["call_ended", "call_disposition", "call_disposition"]
+    bodies = [json.loads(r.body) for r in both.requests]
+    assert [(b["type"], b["call"]["disposition"]) for b in bodies][1:] == [
+        ("call_disposition", "meeting_booked"),
+        ("call_disposition", "won"),
+    ]
+    assert [json.loads(r.body)["type"] for r in ended_only.requests] == ["call_ended"]

@@ -1,6 +1,7 @@
 """CRM sharing at the team's direction: the team's webhooks (admin keys) and the export of call logs (read keys).
 
-- ``POST /v1/webhooks`` ``{"url", "events": ["call_ended"], "includeTranscript": false, "description": ""}``:
+- ``POST /v1/webhooks`` ``{"url", "events": ["call_ended", "call_disposition"], "includeTranscript": false,
+  "description": ""}`` (``events`` default: ``call_ended``):
   ``201`` with the webhook and its signing ``secret``, shown this once. ``400`` for a URL the server does not send
   to (not http(s), does not resolve, resolves to the server's own network without ``webhooks.allow``).
 - ``GET /v1/webhooks``: the team's webhooks (never their secrets).

@@ -27,8 +27,8 @@ from media_server.store.tables import WebhookDeliveryRow, WebhookRow
 if TYPE_CHECKING:
     from media_server.store.store import Store
 
-EVENTS = ("call_ended",)
-"""What a webhook may subscribe to."""
+EVENTS = ("call_ended", "call_disposition")
+"""What a webhook may subscribe to: a call's end; a disposition set (or changed) after the call ended."""
 
 SECRET_PREFIX = "whsec_"
 
@@ -99,22 +99,22 @@ class Claimed:
 
 
 def enqueue(conn: Connection, event: str, team: str, call_id: str, now: datetime) -> int:
-    """One pending delivery of ``event`` about a call per webhook of ``team`` subscribed to it (once per webhook,
-    event and call), inside the caller's transaction. Returns how many."""
+    """One pending delivery of ``event`` about a call per webhook of ``team`` subscribed to it, inside the caller's
+    transaction: ``call_ended`` once per webhook and call; ``call_disposition`` unless one is pending already (its
+    body, made when it is sent, has the newest disposition). Returns how many."""
     hooks = conn.execute(select(_WEBHOOKS.c.id, _WEBHOOKS.c.events).where(_WEBHOOKS.c.team == team)).all()
     subscribed = [str(hook_id) for hook_id, events in hooks if event in (events or [])]
     if not subscribed:
         return 0
-    done = set(
-        conn.execute(
-            select(_DELIVERIES.c.webhook_id).where(
-                _DELIVERIES.c.team == team,
-                _DELIVERIES.c.call_id == call_id,
-                _DELIVERIES.c.event == event,
-                _DELIVERIES.c.webhook_id.in_(subscribed),
-            )
-        ).scalars()
+    queued = select(_DELIVERIES.c.webhook_id).where(
+        _DELIVERIES.c.team == team,
+        _DELIVERIES.c.call_id == call_id,
+        _DELIVERIES.c.event == event,
+        _DELIVERIES.c.webhook_id.in_(subscribed),
     )
+    if event != "call_ended":
+        queued = queued.where(_DELIVERIES.c.status == "pending")
+    done = set(conn.execute(queued).scalars())
     rows = [
         {
             "webhook_id": hook_id,

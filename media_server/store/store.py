@@ -499,6 +499,11 @@ class Store:
                 undo = DayFigures(dispositions={before: 1} if before else {})
                 await session.run_sync(lambda sync: _add_figures(sync.connection(), team, day, rep, change))
                 await session.run_sync(lambda sync: _add_figures(sync.connection(), team, day, rep, undo, -1))
+            if row.status != "live" and before != disposition:  # (teams' webhooks subscribed to it hear of it)
+                now = datetime.now(UTC)
+                await session.run_sync(
+                    lambda sync: enqueue_webhooks(sync.connection(), "call_disposition", team, call_id, now)
+                )
             return True
 
     async def withdraw_consent(

@@ -57,11 +57,13 @@ def call_log(record: CallRecord, transcript: bool = False) -> dict[str, Any]:
     return out
 
 
-def call_ended(record: CallRecord, delivery_id: int, transcript: bool, sent_at: datetime) -> dict[str, Any]:
-    """The body of a ``call_ended`` delivery."""
+def delivery_body(
+    event: str, record: CallRecord, delivery_id: int, transcript: bool, sent_at: datetime
+) -> dict[str, Any]:
+    """The body of a delivery (``call_ended``, ``call_disposition``): the call's log as it is stored now."""
     return {
         "id": f"dlv_{delivery_id}",
-        "type": "call_ended",
+        "type": event,
         "team": record.team,
         "sentAt": sent_at.isoformat().replace("+00:00", "Z"),
         "call": call_log(record, transcript),

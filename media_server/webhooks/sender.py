@@ -23,7 +23,7 @@ from media_server.config import WebhookSettings
 from media_server.store.outbox import Claimed, Outbox
 from media_server.store.store import Store
 from media_server.webhooks.destinations import RefusedDestination, resolve
-from media_server.webhooks.payload import call_ended
+from media_server.webhooks.payload import delivery_body
 from media_server.webhooks.signing import SIGNATURE_HEADER, signature
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,9 @@ class WebhookSender:
             return
         sent_at = self.clock()
         body = json.dumps(
-            call_ended(record, delivery.id, hook.include_transcript, sent_at), separators=(",", ":"), ensure_ascii=False
+            delivery_body(delivery.event, record, delivery.id, hook.include_transcript, sent_at),
+            separators=(",", ":"),
+            ensure_ascii=False,
         ).encode()
         status: int | None = None
         error = ""
