@@ -341,8 +341,10 @@ class WorkersSettings(BaseModel):
     key_file: Path | None = Field(None, description="a file whose first line is the key (instead of key)")
     host: str = Field("127.0.0.1", description="media-server worker: the address it binds to")
     port: int = Field(50061, ge=0, le=65535, description="media-server worker: its port (0: any free port)")
-    wire_format: Literal["s16", "f32"] = Field(
-        "s16", description="audio to workers as 16-bit (half the bytes; telephony audio was 16-bit) or float32 PCM"
+    wire_format: Literal["f32", "s16"] = Field(
+        "f32",
+        description="audio to workers as float32 PCM (transcripts as in-process) or 16-bit (half the bytes; rounding "
+        "the resampled audio changes a word here and there)",
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="a decode a worker has not answered for this long is retried on another worker"

@@ -155,13 +155,13 @@ async def test_a_node_transcribes_real_speech_through_a_worker(two_workers: list
         assert h.words and 0 <= h.words[0].start <= h.words[-1].end <= u.duration + 0.5
     assert prefixed.text.startswith("He was not")
     assert described["healthy"] and described["model"].startswith("tiny.en")
-    assert described["bytesSent"] > 2 * sum(len(u.pcm) * 2 for u in utterances)  # 16 kHz, 16-bit
+    assert described["bytesSent"] > sum(len(u.pcm) * 2 * 4 for u in utterances)  # 16 kHz float32 (the default)
 
 
 async def test_the_worker_batches_the_jobs_of_two_nodes_together(two_workers: list[Worker]) -> None:
     """Each node has one job in flight at a time, so a batch of two holds one job of each node."""
     worker = two_workers[1]
-    nodes = [remote([worker]), remote([worker])]
+    nodes = [remote([worker], wire_format="s16"), remote([worker], wire_format="s16")]  # (16-bit audio: half the bytes)
     for node in nodes:
         await node.start()
     before = worker.status()

@@ -14,9 +14,9 @@ KEY_HEADER = "x-worker-key"  # the metadata that carries the shared key
 WireFormat = Literal["s16", "f32"]
 
 
-def job_of(request: DecodeRequest, wire_format: WireFormat = "s16") -> pb.DecodeJob:
-    """``request`` as a job (its ``id`` is set per attempt). ``s16`` rounds the samples to 16 bits: the telephony
-    audio they came from was 16-bit, and half the bytes cross the network."""
+def job_of(request: DecodeRequest, wire_format: WireFormat = "f32") -> pb.DecodeJob:
+    """``request`` as a job (its ``id`` is set per attempt). ``f32`` sends the samples as they are; ``s16`` rounds
+    them to 16 bits (the telephony audio was 16-bit, but resampled since): half the bytes, slightly other words."""
     audio = np.asarray(request.audio, dtype=np.float32)
     job = pb.DecodeJob(final=request.final, hotwords=list(request.hotwords), segmented=request.segmented)
     if wire_format == "s16":
