@@ -116,6 +116,7 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
             env |= {
                 "MEDIA_SERVER_WORKERS__URLS": json.dumps(addresses),
                 "MEDIA_SERVER_WORKERS__KEY": KEY,
+                "MEDIA_SERVER_WORKERS__WIRE_FORMAT": args.wire_format,
             }
         for _ in range(nodes_n):
             env["MEDIA_SERVER_GRPC__PORT"] = str(call_load.free_port())
@@ -288,6 +289,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "calls": args.calls,
             "duration_s": args.duration,
             "rounds": args.rounds,
+            "wire_format": args.wire_format,
             "decode_threads": DECODE_THREADS,
         },
         "hop": hop,
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shapes", default="embedded,1+1,2+2", help="comma list of embedded, NODES+WORKERS")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--rounds", type=int, default=1, help="run every shape this many times, alternating")
+    p.add_argument("--wire-format", choices=("f32", "s16"), default="f32", help="workers.wire_format of the nodes")
     p.add_argument("--hop-jobs", type=int, default=20, help="jobs for the hop measurement (0: skip it)")
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(call_load.DEFAULT_SPEECH)))
