@@ -200,7 +200,8 @@ async def test_twenty_concurrent_calls_all_complete_and_are_stored(srs: tuple[Se
     while True:
         with server.http(server.keys["admin"]) as http:
             calls = [c for c in http.get("/v1/calls", params={"limit": 200}).json()["calls"] if c["id"] not in before]
-        if len(calls) == 20 or asyncio.get_running_loop().time() > deadline:
+        ended = len(calls) == 20 and all(c["status"] != "live" for c in calls)  # (listed while live, too)
+        if ended or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(1)
     assert len(calls) == 20

@@ -222,6 +222,8 @@ async def test_session_url_patch_delete_and_other_teams(whip_server: WhipServer,
                 "X-Call-Id": call_id,
                 "X-Role": "rep",
                 "X-Rep-Name": "Dana",
+                "X-Rep-Consent": "granted",
+                "X-Customer-Consent": "granted",  # (free-form metadata is kept only with everyone's consent)
                 "X-Forwarded-For": "203.0.113.9",
             },
         )

@@ -452,7 +452,10 @@ class RedisEventBus:
                 return
 
     async def forget(self, team: str, call_ids: set[str]) -> int:
-        """Delete the stream's entries of these calls (an erasure: nothing a resume hands out holds them)."""
+        """Delete the stream's entries of these calls (an erasure: nothing a resume hands out holds them); what this
+        server published before is in the stream first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wait_flushed(self._enqueued), 5.0)
         removed, cursor = 0, "-"
         while True:
             page: Any = await self._client.xrange(self.stream, cursor, "+", count=_BATCH)

@@ -44,13 +44,18 @@ def identity_kept(p: ParticipantInfo, transcribed: bool) -> ParticipantInfo:
     return ParticipantInfo(p.role, consent=p.consent)
 
 
+# Keys the server writes itself, about the connection rather than a person (AudioSocket's peer address, the
+# SIPREC recording session's id): kept whatever the consent.
+SERVER_KEYS = frozenset({"peer", "recordingSessionId"})
+
+
 def metadata_kept(metadata: CallMetadata, transcribed: Iterable[Role]) -> dict[str, str]:
     """Metadata keys the server does not know (a caller's name, a CRM id: anyone's personal data) are kept, shown
     and stored only while every participant may be transcribed (has consented, under the policy)."""
     roles = set(transcribed)
     if all(p.role in roles for p in metadata.participants):
         return dict(metadata.extra)
-    return {}
+    return {k: v for k, v in metadata.extra.items() if k in SERVER_KEYS}
 
 
 @dataclass(frozen=True)
