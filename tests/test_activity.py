@@ -48,6 +48,7 @@ def test_activity_per_rep() -> None:
                 "patience": 0.8,
                 "questions": {"rep": 5},
                 "trackerHits": {"Zorvexa": 2},
+                "cues": {"talk_ratio": 1, "monologue": 1},
             },
             "meeting_booked",
         ),
@@ -61,6 +62,7 @@ def test_activity_per_rep() -> None:
                 "patience": None,
                 "questions": {"rep": 3},
                 "trackerHits": {"Zorvexa": 1, "discount": 1},
+                "cues": {"talk_ratio": 1},
             },
             "meeting_booked",
         ),
@@ -80,6 +82,7 @@ def test_activity_per_rep() -> None:
         "questionsPerCall": 4.0,
         "trackerHits": {"Zorvexa": 3, "discount": 1},
         "dispositions": {"meeting_booked": 2},
+        "cues": {"monologue": 1, "talk_ratio": 2},
     }
     assert (sam["rep"], sam["calls"], sam["averageTalkRatio"], sam["dispositions"]) == ("sam", 1, None, {})
 

@@ -7,10 +7,12 @@ call's recogniser on the fake engine and VAD of ``tests/fakes.py``)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from media_server.api import audit, calls, people
 from media_server.auth.keys import Role
@@ -66,7 +68,10 @@ def _file_bytes(data: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(data.glob("*.sqlite*")) + sorted(data.glob("*.db*")))
 
 
-async def test_a_customer_on_stored_and_live_calls_is_erased_everywhere_but_a_held_call(tmp_path: Path) -> None:
+async def test_a_customer_on_stored_and_live_calls_is_erased_everywhere_but_a_held_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # (the server logs at info; aiosqlite's debug lines carry SQL parameters)
     db = tmp_path / "erasure.sqlite"
     async with local_http(tmp_path, [calls.router, people.router, audit.router], f"sqlite+aiosqlite:///{db}") as local:
         store = local.services.store
@@ -131,6 +136,9 @@ async def test_a_customer_on_stored_and_live_calls_is_erased_everywhere_but_a_he
         raw = _file_bytes(tmp_path)
         for gone in (b"7788", b"Rufus", b"(555) 123-0000", b"+1 555 123 0000", b"555.123.0000"):
             assert gone not in raw, gone
+    # Everything the server logged at info and above (not this test's own HTTP client's lines).
+    logged = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert logged and not [m for m in logged if "123-0000" in m or "1230000" in m or "7788" in m or "Rufus" in m]
 
 
 async def test_a_rep_is_erased_the_same_way(tmp_path: Path) -> None:

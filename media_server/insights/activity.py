@@ -36,6 +36,7 @@ class RepActivity:
             "questionsPerCall": round(f.questions / f.calls, 2) if f.calls else None,
             "trackerHits": dict(sorted(f.tracker_hits.items())),
             "dispositions": dict(sorted(f.dispositions.items())),
+            "cues": dict(sorted(f.cues.items())),
         }
 
 

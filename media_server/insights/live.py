@@ -40,6 +40,7 @@ class CallInsights:
         self.cues = CueEngine(config)
         self.said: list[Said] = []
         self.hits: dict[str, int] = {}
+        self.cue_counts: dict[str, int] = {}  # cues the call was given, by kind
         self.disposition = ""
 
     def set_keyterms(self, keyterms: Sequence[str]) -> None:
@@ -61,10 +62,15 @@ class CallInsights:
             if m.kind == "tracker":
                 self.hits[m.name] = self.hits.get(m.name, 0) + 1
                 cues += self.cues.tracked(m.name, m.category, said.speaker, m.start)
-        return matches, cues
+        return matches, self._counted(cues)
 
     def tick(self, now: float, speaking: bool) -> list[Cue]:
-        return self.cues.tick(now, speaking)
+        return self._counted(self.cues.tick(now, speaking))
+
+    def _counted(self, cues: list[Cue]) -> list[Cue]:
+        for cue in cues:
+            self.cue_counts[cue.kind] = self.cue_counts.get(cue.kind, 0) + 1
+        return cues
 
     def metrics(self, duration: float) -> CallMetrics:
         t = self.config.thresholds
@@ -77,4 +83,5 @@ class CallInsights:
             customer_heard=self.cues.customer_heard,
         )
         m.disposition = self.disposition or self.config.disposition(self.hits)
+        m.cues = dict(self.cue_counts)
         return m

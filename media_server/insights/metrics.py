@@ -48,6 +48,7 @@ class CallMetrics:
     filler_rate: dict[str, float] = field(default_factory=dict)  # share of words that are fillers
     tracker_hits: dict[str, int] = field(default_factory=dict)
     disposition: str = ""
+    cues: dict[str, int] = field(default_factory=dict)  # coaching cues given during the call, by kind
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class CallMetrics:
             "fillerRate": self.filler_rate,
             "trackerHits": self.tracker_hits,
             "disposition": self.disposition,
+            "cues": self.cues,
         }
 
 

@@ -29,6 +29,7 @@ class DayFigures:
     patience_n: int = 0
     tracker_hits: dict[str, int] = field(default_factory=dict)
     dispositions: dict[str, int] = field(default_factory=dict)
+    cues: dict[str, int] = field(default_factory=dict)  # coaching cues given, by kind
 
     @classmethod
     def of_call(cls, call: CallRecord) -> DayFigures:
@@ -45,6 +46,7 @@ class DayFigures:
         out.tracker_hits = {name: int(n) for name, n in (m.get("trackerHits") or {}).items()}
         if call.disposition:
             out.dispositions = {call.disposition: 1}
+        out.cues = {kind: int(n) for kind, n in (m.get("cues") or {}).items()}
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -66,7 +68,12 @@ class DayFigures:
         self.monologue_n += sign * other.monologue_n
         self.patience_sum += sign * other.patience_sum
         self.patience_n += sign * other.patience_n
-        for target, source in ((self.tracker_hits, other.tracker_hits), (self.dispositions, other.dispositions)):
+        pairs = (
+            (self.tracker_hits, other.tracker_hits),
+            (self.dispositions, other.dispositions),
+            (self.cues, other.cues),
+        )
+        for target, source in pairs:
             for name, n in source.items():
                 target[name] = target.get(name, 0) + sign * n
                 if target[name] <= 0:
