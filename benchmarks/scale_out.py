@@ -15,6 +15,11 @@ the calls dealt round-robin over the nodes), and measures:
   them in /v1/status; HTTP/2 framing is not included);
 - the workers' batches (mean batch size over the run, from their Status RPC).
 
+With ``--postgres URL`` the NODES+WORKERS shapes are the whole distributed shape: the nodes share a fresh
+PostgreSQL database on that server (created per run, dropped after) and a Redis of the benchmark's own
+(``redis-server`` on a free port; ``events.bus = "redis"``), and the report adds the events the nodes put through
+Redis per second (``redis_events_per_s``, from their ``/v1/status`` bus figures).
+
 First, what the gRPC hop alone adds to a job (``hop``): the same final decodes one at a time on an in-process
 scheduler, then through a worker. With ``--rounds`` the shapes run one after the other, round after
 round, and the medians over the rounds are given.
@@ -43,8 +48,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import psutil
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -106,12 +113,20 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
     workers: list[subprocess.Popen[bytes]] = []
     addresses: list[str] = []
     nodes: list[tuple[call_load.OwnServer, str, str]] = []
+    shared: Shared | None = None
     try:
         for _ in range(workers_n):
             port = call_load.free_port()
             workers.append(start_worker(port, max(1, DECODE_THREADS // workers_n)))
             addresses.append(f"127.0.0.1:{port}")
         env: dict[str, str | None] = {"MEDIA_SERVER_LOG_LEVEL": "warning"}
+        if args.postgres and workers_n:
+            shared = await Shared.start(args.postgres)
+            env |= {
+                "MEDIA_SERVER_DATABASE_URL": shared.database_url,
+                "MEDIA_SERVER_EVENTS__BUS": "redis",
+                "MEDIA_SERVER_EVENTS__REDIS_URL": shared.redis_url,
+            }
         if addresses:
             env |= {
                 "MEDIA_SERVER_WORKERS__URLS": json.dumps(addresses),
@@ -133,6 +148,7 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
         cpu0 = {pid: tree_usage(pid)[0] for pid in node_pids + worker_pids}
         machine0, me0, wall0 = call_load.machine_busy_seconds(), _own_cpu(), time.monotonic()
         scheduler0 = [http_json(f"{url}/v1/status", token)["scheduler"] for _, url, token in nodes]
+        published0 = sum(_published(url, token) for _, url, token in nodes)
         bytes0 = sum(link_bytes(url, token) for _, url, token in nodes)
         batches0 = [worker_status(a) for a in addresses]
         longest = max(p.recording.duration + p.delay_s for p in plans)
@@ -148,9 +164,15 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
         wall = time.monotonic() - wall0
         foreign = call_load.machine_busy_seconds() - machine0 - sum(cpu.values()) - (_own_cpu() - me0)
         scheduler1 = [http_json(f"{url}/v1/status", token)["scheduler"] for _, url, token in nodes]
+        events = sum(_published(url, token) for _, url, token in nodes) - published0
         result: dict[str, Any] = {"shape": shape, "nodes": nodes_n, "workers": workers_n, "calls": args.calls}
         result |= call_load.score(outcomes)
         result["call_seconds"] = round(call_seconds, 1)
+        result["shared_store_and_bus"] = shared is not None
+        if shared is not None:
+            result["redis_events"] = events
+            result["redis_events_per_s"] = round(events / wall, 1)
+            result["redis_events_per_call_s"] = round(events / call_seconds, 2)
         result["wall_s"] = round(wall, 1)
         # Processes other than the ones measured and this load generator (other work on the machine skews it all).
         result["other_cpu_percent"] = round(max(0.0, 100.0 * foreign / wall), 1)
@@ -191,6 +213,60 @@ async def run_shape(shape: str, args: argparse.Namespace, utterances: list[call_
                 worker.wait(30)
             if worker.poll() is None:
                 worker.kill()
+        if shared is not None:
+            await shared.stop()
+
+
+def _published(url: str, token: str) -> int:
+    """Events the node put on the shared bus (0 on the in-process one)."""
+    return int(http_json(f"{url}/v1/status", token)["bus"].get("published", 0))
+
+
+class Shared:
+    """A fresh PostgreSQL database (on the server of ``--postgres``) and a Redis of the benchmark's own."""
+
+    def __init__(self, admin_url: str, database: str, redis: subprocess.Popen[bytes], port: int) -> None:
+        self.admin_url, self.database, self.redis, self.redis_port = admin_url, database, redis, port
+
+    @property
+    def database_url(self) -> str:
+        return make_url(self.admin_url).set(database=self.database).render_as_string(hide_password=False)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @classmethod
+    async def start(cls, admin_url: str) -> Shared:
+        database = "scale_out_" + uuid.uuid4().hex[:12]
+        await _postgres(admin_url, f'CREATE DATABASE "{database}"')
+        port = call_load.free_port()
+        redis = _start_redis(port)
+        await asyncio.sleep(0.5)
+        return cls(admin_url, database, redis, port)
+
+    async def stop(self) -> None:
+        self.redis.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.redis.wait(10)
+        await _postgres(self.admin_url, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def _start_redis(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tempfile.mkdtemp(prefix="scale_out_redis_"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _postgres(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 async def measure_hop(utterances: list[call_load.Utterance], jobs: int) -> dict[str, Any]:
@@ -256,6 +332,7 @@ SUMMARY_KEYS = (
     "worker_mean_batch",
     "mean_batch",
     "other_cpu_percent",
+    "redis_events_per_s",
 )
 
 
@@ -308,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wire-format", choices=("f32", "s16"), default="f32", help="workers.wire_format of the nodes")
     p.add_argument("--hop-jobs", type=int, default=20, help="jobs for the hop measurement (0: skip it)")
     p.add_argument("--startup-timeout", type=float, default=120.0)
+    p.add_argument(
+        "--postgres",
+        help="a PostgreSQL server (SQLAlchemy URL of a database to connect to): the NODES+WORKERS shapes then share "
+        "a fresh database on it and a Redis of their own (events.bus = redis)",
+    )
     p.add_argument("--speech-dir", default=os.environ.get("SPEECH_DATA", str(call_load.DEFAULT_SPEECH)))
     args = p.parse_args(argv)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
