@@ -156,3 +156,7 @@ async def test_a_rep_is_erased_the_same_way(tmp_path: Path) -> None:
         assert [s.speaker for s in erased.segments] == ["customer"]
         kept = await store.get_call("acme", "c2")
         assert kept is not None and kept.participants[0].id == "sam"
+        # Their daily figures stay (the team's), under a name that says nothing of who it was.
+        reps = {rep: figures.calls for _, rep, figures in await store.daily_figures("acme", "2026-11-20", "2026-11-20")}
+        assert "dana" not in reps and reps["sam"] == 1
+        assert [n for rep, n in reps.items() if rep.startswith("erased rep ")] == [1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -983,14 +984,19 @@ def _calls_of(conn: Connection, team: str, person: Person) -> list[tuple[str, st
 def _erase_person(conn: Connection, team: str, person: Person, key_id: str, key_label: str) -> dict[str, Any]:
     touched: list[str] = []
     held: list[str] = []
+    rep_keys: set[str] = set()  # an erased rep's names in the daily aggregates
     segments = 0
     for call_id, role in _calls_of(conn, team, person):
-        call = conn.execute(select(_CALLS.c.legal_hold, _CALLS.c.status).where(*_the_call(team, call_id))).first()
+        call = conn.execute(
+            select(_CALLS.c.legal_hold, _CALLS.c.status, _CALLS.c.counted).where(*_the_call(team, call_id))
+        ).first()
         if call is None or call.status == "live":
             continue  # (a live call is erased by the server holding it, through the call)
         if call.legal_hold:
             held.append(call_id)
             continue
+        if role == "rep" and call.counted:
+            rep_keys.add(call.counted.partition("|")[2])
         channels = [
             r.index
             for r in conn.execute(
@@ -1027,6 +1033,8 @@ def _erase_person(conn: Connection, team: str, person: Person, key_id: str, key_
         conn.execute(update(_CALLS).where(*_the_call(team, call_id)).values(metadata={}))
         _forget_identities(conn, team, call_id, [ParticipantRecord(role, "denied", False)])
         touched.append(call_id)
+    for rep in sorted(rep_keys):
+        _pseudonymise_rep(conn, team, rep)
     at = datetime.now(UTC)
     conn.execute(
         insert(cast(Table, ErasureRow.__table__)).values(
@@ -1047,6 +1055,24 @@ def _erase_person(conn: Connection, team: str, person: Person, key_id: str, key_
         "heldCalls": held,
         "at": at.isoformat().replace("+00:00", "Z"),
     }
+
+
+def _pseudonymise_rep(conn: Connection, team: str, rep: str) -> None:
+    """An erased rep's daily figures stay (they are the team's) under a name that says nothing of who it was."""
+    alias = "erased rep " + hashlib.sha256(f"{team}\x00{rep}".encode()).hexdigest()[:8]
+    rows = conn.execute(
+        select(_AGGREGATES.c.day, _AGGREGATES.c.figures).where(_AGGREGATES.c.team == team, _AGGREGATES.c.rep == rep)
+    ).all()
+    for day, figures in rows:
+        conn.execute(
+            delete(_AGGREGATES).where(_AGGREGATES.c.team == team, _AGGREGATES.c.day == day, _AGGREGATES.c.rep == rep)
+        )
+        _add_figures(conn, team, day, alias, DayFigures.from_json(figures))
+        conn.execute(
+            update(_CALLS)
+            .where(_CALLS.c.team == team, _CALLS.c.counted == f"{day}|{rep}")
+            .values(counted=f"{day}|{alias}")
+        )
 
 
 _PURGE_LOCK = 0x70757267  # PostgreSQL: one server purges at a time
