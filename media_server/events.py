@@ -32,6 +32,20 @@ def stamp(event: pb.Event, event_id: int, now: float | None = None) -> None:
     event.time.FromMicroseconds(micros)
 
 
+def events_lost(call_id: str | None, team: str, left_out: int, limit: int) -> pb.Event:
+    """The notice (id 0) a resuming subscriber gets first when older events matched than a resume sends."""
+    gap = new_event(
+        call_id or "",
+        team,
+        error=pb.Error(
+            code="events_lost",
+            message=f"{left_out} older events are not replayed (at most {limit}); read the calls' history for them",
+        ),
+    )
+    stamp(gap, 0)
+    return gap
+
+
 def to_json(event: pb.Event) -> str:
     """The protobuf JSON mapping, with fields at their default value spelled out (``isFinal: false``)."""
     return json_format.MessageToJson(event, indent=None, always_print_fields_with_no_presence=True, ensure_ascii=False)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from media_server.bus.base import SubscriberTooSlow
+from media_server.bus.base import Inbox
 from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -18,49 +17,19 @@ class _MemorySubscription:
     bus: InMemoryEventBus
     team: str
     call_id: str | None
-    queue: asyncio.Queue[pb.Event]
-    overflowed: int = 0
-    closed: bool = False
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox: Inbox[pb.Event]
 
     def matches(self, event: pb.Event) -> bool:
         return event.team == self.team and (self.call_id is None or event.call_id == self.call_id)
 
     def offer(self, event: pb.Event) -> None:
-        if self.overflowed:
-            self.overflowed += 1
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed = 1
-            self._wake.set()
-
-    async def _iterate(self) -> AsyncIterator[pb.Event]:
-        while not self.closed:
-            if self.overflowed:
-                raise SubscriberTooSlow(f"more than {self.queue.maxsize} events were waiting")
-            if self.queue.empty():
-                self._wake.clear()
-                getter = asyncio.ensure_future(self.queue.get())
-                waker = asyncio.ensure_future(self._wake.wait())
-                try:
-                    done, _ = await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waker.cancel()
-                    if not getter.done():
-                        getter.cancel()
-                if getter in done and not getter.cancelled():
-                    yield getter.result()
-                continue
-            yield self.queue.get_nowait()
+        self.inbox.offer(event)
 
     def __aiter__(self) -> AsyncIterator[pb.Event]:
-        return self._iterate()
+        return self.inbox.items()
 
     def close(self) -> None:
-        self.closed = True
-        self._wake.set()
+        self.inbox.close()
         self.bus._subscriptions.discard(self)
 
 
@@ -87,7 +56,7 @@ class InMemoryEventBus:
                 sub.offer(event)
 
     def subscribe(self, team: str, call_id: str | None = None) -> _MemorySubscription:
-        sub = _MemorySubscription(self, team, call_id, asyncio.Queue(maxsize=self.subscriber_queue))
+        sub = _MemorySubscription(self, team, call_id, Inbox(self.subscriber_queue))
         self._subscriptions.add(sub)
         return sub
 

@@ -25,15 +25,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from media_server.bus.base import StoredAfter, SubscriberTooSlow
-from media_server.events import new_event, stamp
+from media_server.bus.base import Inbox, StoredAfter
 from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -100,22 +99,12 @@ class _RedisSubscription:
     bus: RedisEventBus
     team: str
     call_id: str | None
-    queue: asyncio.Queue[tuple[StreamId, pb.Event]]
+    inbox: Inbox[tuple[StreamId, pb.Event]]
     after: int | None = None
     stored: StoredAfter | None = None
-    overflowed: int = 0
-    closed: bool = False
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, sid: StreamId, event: pb.Event) -> None:
-        if self.overflowed:
-            self.overflowed += 1
-            return
-        try:
-            self.queue.put_nowait((sid, event))
-        except asyncio.QueueFull:
-            self.overflowed = 1
-            self._wake.set()
+        self.inbox.offer((sid, event))
 
     async def _iterate(self) -> AsyncIterator[pb.Event]:
         last: StreamId = (0, 0)  # live entries up to this one were handed out by the catch-up
@@ -128,30 +117,10 @@ class _RedisSubscription:
                     if _replayable(event):
                         yield event
             elif self.stored is not None:
-                stored, left_out = await self.stored(self.team, self.call_id, self.after)
-                if left_out:
-                    yield _lost(self.call_id, self.team, left_out)
-                for event in stored:
+                for event in await self.stored(self.team, self.call_id, self.after):
                     seen.add(event.id)
                     yield event
-        while not self.closed:
-            if self.overflowed:
-                raise SubscriberTooSlow(f"more than {self.queue.maxsize} events were waiting")
-            if self.queue.empty():
-                self._wake.clear()
-                getter = asyncio.ensure_future(self.queue.get())
-                waker = asyncio.ensure_future(self._wake.wait())
-                try:
-                    done, _ = await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waker.cancel()
-                    if not getter.done():
-                        getter.cancel()
-                if getter not in done or getter.cancelled():
-                    continue
-                sid, event = getter.result()
-            else:
-                sid, event = self.queue.get_nowait()
+        async for sid, event in self.inbox.items():
             if sid <= last or (event.id and event.id in seen):
                 continue
             yield event
@@ -160,22 +129,8 @@ class _RedisSubscription:
         return self._iterate()
 
     def close(self) -> None:
-        self.closed = True
-        self._wake.set()
+        self.inbox.close()
         self.bus._detach(self)
-
-
-def _lost(call_id: str | None, team: str, left_out: int) -> pb.Event:
-    gap = new_event(
-        call_id or "",
-        team,
-        error=pb.Error(
-            code="events_lost",
-            message=f"{left_out} older events are not replayed; read the calls' history for them",
-        ),
-    )
-    stamp(gap, 0)
-    return gap
 
 
 @dataclass
@@ -383,16 +338,14 @@ class RedisEventBus:
 
     def subscribe(self, team: str, call_id: str | None = None) -> _RedisSubscription:
         """The events of one call (or of every call of ``team``), from any server, read from now on."""
-        sub = _RedisSubscription(self, team, call_id, asyncio.Queue(maxsize=self.subscriber_queue))
+        sub = _RedisSubscription(self, team, call_id, Inbox(self.subscriber_queue))
         self._attach(sub)
         return sub
 
     def resume(self, team: str, call_id: str | None, after: int, stored: StoredAfter) -> _RedisSubscription:
         """The events after event ``after`` in the stream's order (from any server), then live ones; where the
         stream no longer holds ``after``, the store's events with larger ids (``stored``) instead."""
-        sub = _RedisSubscription(
-            self, team, call_id, asyncio.Queue(maxsize=self.subscriber_queue), after=after, stored=stored
-        )
+        sub = _RedisSubscription(self, team, call_id, Inbox(self.subscriber_queue), after=after, stored=stored)
         self._attach(sub)  # (from now: what the catch-up reads as well is skipped by its entry id)
         return sub
 

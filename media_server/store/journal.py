@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import DataError, IntegrityError
 
 from media_server.bus import EventBus, ResumingBus, SubscriberTooSlow, Subscription
-from media_server.events import new_event, stamp
+from media_server.events import events_lost, new_event, stamp
 from media_server.store.store import CallKey, Logged, Store
 from media_server.store.writes import CallOpened, Write
 from media_server.v1 import events_pb2 as pb
@@ -72,17 +72,7 @@ class _Replay:
         limit = self.journal.replay_max
         stored, left_out = await self.journal.store.events_after(self.team, self.call_id, self.after, self.upto, limit)
         if left_out:
-            gap = new_event(
-                self.call_id or "",
-                self.team,
-                error=pb.Error(
-                    code="events_lost",
-                    message=f"{left_out} older events are not replayed (at most {limit}); "
-                    "read the calls' history for them",
-                ),
-            )
-            stamp(gap, 0)
-            yield gap
+            yield events_lost(self.call_id, self.team, left_out, limit)
         for event in stored:
             yield event
         async for event in self.live:
@@ -191,8 +181,10 @@ class Journal:
             return live
         return _Replay(self, live, team, call_id, after, self._published)
 
-    async def _stored_after(self, team: str, call_id: str | None, after: int) -> tuple[list[pb.Event], int]:
-        return await self.store.events_after(team, call_id, after, 2**62, self.replay_max)
+    async def _stored_after(self, team: str, call_id: str | None, after: int) -> list[pb.Event]:
+        """The stored events after ``after`` (the newest ``replay_max``; a notice first if older ones matched)."""
+        events, left_out = await self.store.events_after(team, call_id, after, 2**62, self.replay_max)
+        return [events_lost(call_id, team, left_out, self.replay_max), *events] if left_out else events
 
     async def notice(self, call_id: str, team: str, **payload: object) -> None:
         """Tell a call's subscribers something that is not stored (the store failing; the end of a call that could
