@@ -527,6 +527,24 @@ def http_json(url: str, token: str | None = None, timeout: float = 10) -> Any:
         return json.loads(response.read())
 
 
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A ``redis-server`` of the benchmark's own on a free port, keeping nothing on disk: the process and its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tempfile.mkdtemp(prefix="bench_redis_"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 import redis.asyncio as aioredis  # noqa: E402
 
+from benchmarks.call_load import start_redis  # noqa: E402
 from media_server.bus import EventBus, InMemoryEventBus, Subscription  # noqa: E402
 from media_server.bus.redis import RedisEventBus  # noqa: E402
 from media_server.events import new_event  # noqa: E402
@@ -40,40 +38,6 @@ from media_server.store.store import Store  # noqa: E402
 from media_server.v1 import events_pb2 as pb  # noqa: E402
 
 TEXT = "a final of some twelve words said by the customer on this call"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    binary = shutil.which("redis-server") or "redis-server"
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return process, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def _event(call: int, seq: int, final: bool) -> pb.Event:
@@ -184,7 +148,7 @@ async def main() -> None:
         process = None
         url = args.redis_url
         if url is None:
-            process, url = _start_redis(Path(tmp))
+            process, url = start_redis()
         try:
             for kind in ("memory", "redis"):
                 db = Path(tmp) / f"{kind}.sqlite"

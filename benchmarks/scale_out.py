@@ -225,40 +225,25 @@ def _published(url: str, token: str) -> int:
 class Shared:
     """A fresh PostgreSQL database (on the server of ``--postgres``) and a Redis of the benchmark's own."""
 
-    def __init__(self, admin_url: str, database: str, redis: subprocess.Popen[bytes], port: int) -> None:
-        self.admin_url, self.database, self.redis, self.redis_port = admin_url, database, redis, port
+    def __init__(self, admin_url: str, database: str, redis: subprocess.Popen[bytes], redis_url: str) -> None:
+        self.admin_url, self.database, self.redis, self.redis_url = admin_url, database, redis, redis_url
 
     @property
     def database_url(self) -> str:
         return make_url(self.admin_url).set(database=self.database).render_as_string(hide_password=False)
 
-    @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
-
     @classmethod
     async def start(cls, admin_url: str) -> Shared:
         database = "scale_out_" + uuid.uuid4().hex[:12]
         await _postgres(admin_url, f'CREATE DATABASE "{database}"')
-        port = call_load.free_port()
-        redis = _start_redis(port)
-        await asyncio.sleep(0.5)
-        return cls(admin_url, database, redis, port)
+        redis, url = call_load.start_redis()
+        return cls(admin_url, database, redis, url)
 
     async def stop(self) -> None:
         self.redis.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.redis.wait(10)
         await _postgres(self.admin_url, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-
-
-def _start_redis(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tempfile.mkdtemp(prefix="scale_out_redis_"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def _postgres(url: str, statement: str) -> None:
