@@ -33,8 +33,8 @@ from tests.conftest import (
     stop_server,
 )
 from tests.speech import Program, program, tel8k
-from tests.test_workers import KEY as WORKER_KEY
-from tests.test_workers import Worker, start_workers, stop_workers
+from tests.workers import KEY as WORKER_KEY
+from tests.workers import Worker, start_workers, stop_workers
 
 pytestmark = pytest.mark.e2e
 

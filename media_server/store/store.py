@@ -964,10 +964,8 @@ def _calls_of(conn: Connection, team: str, person: Person) -> list[tuple[str, st
     p = _PARTICIPANTS.c
     query = select(p.call_id, p.role, p.external_id, p.name, p.phone, p.email).where(p.team == team)
     if person.kind == "phone":
-        digits = person.value[-7:]  # (a quick narrowing; the match itself compares E.164 forms)
-        query = query.where(
-            p.phone != "", func.replace(func.replace(p.phone, "-", ""), " ", "").like(f"%{digits[-4:]}%")
-        )
+        last4 = person.value[-4:]  # (a quick narrowing, spaces and dashes aside; the match compares E.164 forms)
+        query = query.where(p.phone != "", func.replace(func.replace(p.phone, "-", ""), " ", "").like(f"%{last4}%"))
     elif person.kind == "email":
         query = query.where(func.lower(p.email) == person.value)
     elif person.kind == "customer_id":
