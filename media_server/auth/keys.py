@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 KEY_PREFIX = "msk_"
 _TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -32,6 +32,31 @@ class ApiKey:
     role: Role
     created_at: datetime
     label: str = ""
+    expires_at: datetime | None = None  # None: never
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None  # to about a minute
+    rotated_from: str = ""  # the key a rotation replaced
+
+    def valid_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def to_json(self) -> dict[str, object]:
+        """What ``keys list`` and ``GET /v1/keys`` show of a key: never its secret (only its hash is stored)."""
+
+        def iso(at: datetime | None) -> str | None:
+            return at.isoformat().replace("+00:00", "Z") if at is not None else None
+
+        return {
+            "id": self.id,
+            "team": self.team,
+            "role": self.role.value,
+            "label": self.label,
+            "createdAt": iso(self.created_at),
+            "expiresAt": iso(self.expires_at),
+            "revokedAt": iso(self.revoked_at),
+            "lastUsedAt": iso(self.last_used_at),
+            "rotatedFrom": self.rotated_from or None,
+        }
 
     def can(self, action: str) -> bool:
         allowed = {
@@ -43,6 +68,7 @@ class ApiKey:
             "audit_access": {Role.ADMIN},  # read the access audit (who read or changed what)
             "erase": {Role.ADMIN},  # erase a person; export what is held about them (an access request)
             "configure": {Role.ADMIN},  # the team's trackers, cues and redaction policy
+            "manage_keys": {Role.ADMIN},  # list, create, revoke and rotate the team's keys
         }
         return self.role in allowed.get(action, set())
 
@@ -67,3 +93,15 @@ def same_hash(a: str, b: str) -> bool:
 
 def looks_like_key(key: str) -> bool:
     return key.startswith(KEY_PREFIX) and 20 <= len(key) <= 128
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^(\d{1,9})([smhdw]?)$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds; more than zero."""
+    found = _DURATION.fullmatch(text.strip().lower())
+    if found is None or int(found[1]) == 0:
+        raise ValueError(f"{text!r} is not a duration: a number with s, m, h, d or w (e.g. 90d)")
+    return timedelta(seconds=int(found[1]) * _UNITS[found[2] or "s"])

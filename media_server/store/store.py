@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
@@ -129,6 +129,20 @@ class CallFilter:
         return [w for w in self.text.split() if w][:8]
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who changes keys, for the access audit: a key over the API, or (the default) the command line."""
+
+    key_id: str = ""
+    key_label: str = ""
+    key_role: str = ""
+    via: str = "cli"
+    remote: str = ""
+
+
+KEY_USE_RESOLUTION = timedelta(minutes=1)
+
+
 class Store:
     def __init__(self, url: str, synchronous: str = "normal", max_size_mb: float = 0.0) -> None:
         """``synchronous`` (SQLite): ``normal`` survives a crash of the process, ``full`` also a power cut;
@@ -174,28 +188,22 @@ class Store:
 
     # -- keys ----------------------------------------------------------------------------------------
 
-    async def create_key(self, team: str, role: Role, label: str = "") -> tuple[ApiKey, str]:
+    async def create_key(
+        self,
+        team: str,
+        role: Role,
+        label: str = "",
+        expires_at: datetime | None = None,
+        *,
+        by: Actor | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown once: only its hash is kept); audited as ``key_create`` by ``by`` (the
+        command line when None)."""
         validate_team(team)
-        secret = generate_key()
-        row = ApiKeyRow(
-            id=secrets.token_hex(8),
-            key_hash=hash_key(secret),
-            team=team,
-            role=role.value,
-            label=label,
-            created_at=datetime.now(UTC),
-        )
+        row, secret = _new_key_row(team, role, label, expires_at)
         async with self.sessions.begin() as session:
             session.add(row)
-            session.add(  # (keys are made on the command line: by whoever runs it there)
-                AccessAuditRow(
-                    team=team,
-                    at=row.created_at,
-                    action="key_create",
-                    target=f"{row.id} ({role.value}{', ' + label if label else ''})"[:512],
-                    via="cli",
-                )
-            )
+            session.add(_key_audit(by, team, "key_create", f"{row.id} ({role.value}{', ' + label if label else ''})"))
         return _key(row), secret
 
     async def has_keys(self) -> bool:
@@ -203,11 +211,94 @@ class Store:
             return await session.scalar(select(ApiKeyRow.id).limit(1)) is not None
 
     async def find_key(self, secret: str) -> ApiKey | None:
+        """The key of this secret, unless it is revoked or expired (or unknown)."""
         async with self.sessions() as session:
             row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret)))
-            if row is None or row.revoked_at is not None:
+            if row is None:
                 return None
+            key = _key(row)
+        now = datetime.now(UTC)
+        if not key.valid_at(now):
+            return None
+        if key.last_used_at is None or now - key.last_used_at > KEY_USE_RESOLUTION:
+            await self._key_used(key.id, now)
+        return key
+
+    async def _key_used(self, key_id: str, now: datetime) -> None:
+        """When the key was last used, to a minute (one write a minute per key, at most)."""
+        try:
+            async with self.sessions.begin() as session:
+                await session.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=now))
+        except Exception as exc:  # a busy or full database does not refuse the request
+            log.debug("key %s: last use not recorded (%s)", key_id, exc)
+
+    async def list_keys(self, team: str | None, *, by: Actor | None = None) -> list[ApiKey]:
+        """The keys of ``team`` (every team's: None), oldest first; audited as ``key_list`` (one row per team)."""
+        async with self.sessions.begin() as session:
+            query = select(ApiKeyRow).order_by(ApiKeyRow.team, ApiKeyRow.created_at, ApiKeyRow.id)
+            if team is not None:
+                query = query.where(ApiKeyRow.team == team)
+            keys = [_key(row) for row in await session.scalars(query)]
+            for shown in sorted({team} if team is not None else {k.team for k in keys}):
+                session.add(_key_audit(by, shown, "key_list", f"{sum(k.team == shown for k in keys)} keys"))
+        return keys
+
+    async def revoke_key(self, key_id: str, team: str | None = None, *, by: Actor | None = None) -> ApiKey | None:
+        """Revoke a key (of ``team``, when given) now; None when there is no such key. Revoking a revoked key
+        changes nothing (its first revocation stays). Audited as ``key_revoke``."""
+        async with self.sessions.begin() as session:
+            row = await _key_row(session, key_id, team)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(UTC)
+            session.add(_key_audit(by, row.team, "key_revoke", row.id))
             return _key(row)
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        team: str | None = None,
+        *,
+        grace: timedelta = timedelta(0),
+        expires_at: datetime | None = None,
+        by: Actor | None = None,
+    ) -> tuple[ApiKey, ApiKey, str] | None:
+        """A new secret for a key: a new key of the same team, role and label (expiring at ``expires_at``, else
+        after the old key's lifetime, if it had one); the old key is revoked now, or expires after ``grace``.
+        (old key, new key, new secret); None when there is no such valid key. Audited as ``key_rotate``."""
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as session:
+            row = await _key_row(session, key_id, team)
+            if row is None or not _key(row).valid_at(now):
+                return None
+            if expires_at is None and row.expires_at is not None:
+                expires_at = now + (_utc(row.expires_at) - _utc(row.created_at))
+            new, secret = _new_key_row(row.team, Role(row.role), row.label, expires_at, rotated_from=row.id)
+            if grace > timedelta(0):
+                ends = now + grace
+                row.expires_at = ends if row.expires_at is None else min(_utc(row.expires_at), ends)
+            else:
+                row.revoked_at = now
+            session.add(new)
+            session.add(_key_audit(by, row.team, "key_rotate", f"{row.id} -> {new.id}"))
+            return _key(row), _key(new), secret
+
+    async def invalid_keys(self, key_ids: set[str]) -> set[str]:
+        """Those of ``key_ids`` that no longer authenticate: revoked, expired or gone."""
+        if not key_ids:
+            return set()
+        now = datetime.now(UTC)
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(ApiKeyRow.id, ApiKeyRow.revoked_at, ApiKeyRow.expires_at).where(ApiKeyRow.id.in_(key_ids))
+            )
+            valid = {
+                key_id
+                for key_id, revoked_at, expires_at in rows
+                if revoked_at is None and (expires_at is None or _utc(expires_at) > now)
+            }
+        return key_ids - valid
 
     # -- the journal's writes ------------------------------------------------------------------------
 
@@ -1348,7 +1439,56 @@ def _apply(conn: Connection, write: Write) -> None:
 
 
 def _key(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(id=row.id, team=row.team, role=Role(row.role), created_at=_utc(row.created_at), label=row.label)
+    return ApiKey(
+        id=row.id,
+        team=row.team,
+        role=Role(row.role),
+        created_at=_utc(row.created_at),
+        label=row.label,
+        expires_at=_utc(row.expires_at) if row.expires_at is not None else None,
+        revoked_at=_utc(row.revoked_at) if row.revoked_at is not None else None,
+        last_used_at=_utc(row.last_used_at) if row.last_used_at is not None else None,
+        rotated_from=row.rotated_from or "",
+    )
+
+
+def _new_key_row(
+    team: str, role: Role, label: str, expires_at: datetime | None, rotated_from: str = ""
+) -> tuple[ApiKeyRow, str]:
+    """A new key's row and its secret (the row holds only the secret's hash)."""
+    secret = generate_key()
+    row = ApiKeyRow(
+        id=secrets.token_hex(8),
+        key_hash=hash_key(secret),
+        team=team,
+        role=role.value,
+        label=label[:128],
+        created_at=datetime.now(UTC),
+        expires_at=expires_at,
+        rotated_from=rotated_from,
+    )
+    return row, secret
+
+
+async def _key_row(session: AsyncSession, key_id: str, team: str | None) -> ApiKeyRow | None:
+    row = await session.get(ApiKeyRow, key_id)
+    return row if row is not None and (team is None or row.team == team) else None
+
+
+def _key_audit(by: Actor | None, team: str, action: str, target: str) -> AccessAuditRow:
+    """A key operation in the access audit, by a key over the API or (None) on the command line."""
+    actor = by or Actor()
+    return AccessAuditRow(
+        team=team,
+        at=datetime.now(UTC),
+        key_id=actor.key_id,
+        key_label=actor.key_label[:128],
+        key_role=actor.key_role,
+        action=action,
+        target=target[:512],
+        via=actor.via,
+        remote=actor.remote[:64],
+    )
 
 
 def _utc(value: datetime) -> datetime:
@@ -1406,4 +1546,4 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("invalid cursor") from exc
 
 
-__all__ = ["CallExists", "CallFilter", "CallKey", "Engine", "Logged", "Store"]
+__all__ = ["Actor", "CallExists", "CallFilter", "CallKey", "Engine", "Logged", "Store"]

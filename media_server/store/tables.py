@@ -47,6 +47,9 @@ class ApiKeyRow(Base):
     label: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # None: never
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # to a minute
+    rotated_from: Mapped[str] = mapped_column(String(32), default="")  # the key a rotation replaced
 
 
 class CallRow(Base):
