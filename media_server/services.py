@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from threadpoolctl import threadpool_limits
 
 from media_server.auth.keys import ApiKey, Role, looks_like_key
+from media_server.auth.sessions import KeySessions, KeyWatcher
 from media_server.bus import EventBus, InMemoryEventBus
 from media_server.calls.call import CallServices
 from media_server.calls.lifecycle import CallLifecycle
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
 
 BOOTSTRAP_TEAM = "default"
+FIRST_KEY_FILE = "first-admin-key"  # in the data dir: the first start's admin key (0600)
 
 
 def streaming_config(settings: Settings) -> StreamingConfig:
@@ -107,6 +110,8 @@ class Services:
     directory: LiveDirectory = field(default_factory=LiveDirectory)  # the other servers' live calls
     purger: Purger | None = None  # teams' retention
     webhooks: WebhookSender | None = None  # teams' webhooks: sends the outbox's deliveries
+    sessions: KeySessions = field(default_factory=KeySessions)  # open connections by key, ended when it is revoked
+    key_watcher: KeyWatcher | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -126,7 +131,7 @@ class Services:
         st = settings.store
         store = Store(settings.db_url, st.synchronous, st.max_size_mb)
         await store.open()
-        await _bootstrap_key(store)
+        await _bootstrap_key(store, settings.data_dir)
         e = settings.events
         bus = _event_bus(e)
         try:
@@ -162,6 +167,8 @@ class Services:
         journal.on_failure = calls.storage_failed  # a store that fails ends the calls it cannot keep
         await calls.recover()
         services = cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
+        services.key_watcher = KeyWatcher(store, services.sessions)
+        await services.key_watcher.start()
         services.purger = Purger(store, st.purge_interval_s)
         await services.purger.start()
         services.webhooks = WebhookSender(store, settings.webhooks, journal.node)
@@ -195,6 +202,8 @@ class Services:
         return await self.store.find_key(secret)
 
     async def stop(self) -> None:
+        if self.key_watcher is not None:
+            await self.key_watcher.stop()
         if self.purger is not None:
             await self.purger.stop()
         if self.webhooks is not None:
@@ -235,17 +244,24 @@ async def load_diarization(settings: Settings, vad: SileroVAD) -> Diarization | 
     return Diarization(encoder, vad, d.max_speakers)
 
 
-async def _bootstrap_key(store: Store) -> None:
-    """A fresh server has no keys: create one admin key and show it once, so that it can be used at all."""
+async def _bootstrap_key(store: Store, data_dir: Path) -> None:
+    """A fresh server has no keys: create one admin key and write it to ``<data dir>/first-admin-key`` (0600), so
+    that it can be used at all. The log says where, never the key."""
     if await store.has_keys():
         return
+    path = data_dir / FIRST_KEY_FILE
     key, secret = await store.create_key(BOOTSTRAP_TEAM, Role.ADMIN, "bootstrap")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # (a file that was there keeps its mode through O_CREAT)
+        file.write(secret + "\n")
     log.warning(
-        "no API keys existed: created admin key %s for team %r (shown only this once): %s\n"
-        "create more with: media-server keys create --team TEAM --role admin|manager|rep|ingest",
+        "no API keys existed: created admin key %s for team %r, written to %s (readable by this user only; "
+        "delete the file once the key is kept elsewhere); create more with: "
+        "media-server keys create --team TEAM --role admin|manager|rep|ingest",
         key.id,
         key.team,
-        secret,
+        path,
     )
 
 
