@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import re
+
 import pytest
 from aiosipua import parse_sdp
 from hypothesis import given, settings
@@ -13,6 +16,7 @@ from media_server.ingest.siprec.offer import (
     choose_codec,
     parse_offer,
 )
+from media_server.rtp.srtp import CryptoError
 from tests.siprec_samples import sdp_offer
 
 PREFERENCE = ["PCMU", "PCMA", "G722", "opus"]
@@ -40,10 +44,60 @@ def test_codec_choice_follows_our_preference_and_knows_static_types() -> None:
     assert choose_codec(parse_offer(opus).streams[0], PREFERENCE).payload_type == 111  # type: ignore[union-attr]
 
 
-def test_only_unsupported_codecs_or_secure_media_leave_nothing_to_choose() -> None:
+def test_only_unsupported_codecs_leave_nothing_to_choose() -> None:
     assert choose_codec(parse_offer(sdp_offer("18 3")).streams[0], PREFERENCE) is None
-    srtp = sdp_offer().replace("RTP/AVP", "RTP/SAVP")
-    assert choose_codec(parse_offer(srtp).streams[0], PREFERENCE) is None
+    dtls = sdp_offer().replace("RTP/AVP", "UDP/TLS/RTP/SAVP")
+    assert choose_codec(parse_offer(dtls).streams[0], PREFERENCE) is None
+
+
+KEY = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"  # RFC 4568's example key: 30 bytes
+
+
+def test_srtp_is_keyed_by_the_first_usable_crypto_line_and_answered_with_our_own_key() -> None:
+    crypto = (
+        "a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:" + KEY + "\r\n"
+        f"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{KEY}|2^20|1:4 UNENCRYPTED_SRTCP\r\n"
+        f"a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n"
+    )
+    offer = sdp_offer().replace("RTP/AVP", "RTP/SAVP").replace("a=sendonly\r\n", "a=sendonly\r\n" + crypto)
+    stream = parse_offer(offer).streams[0]
+    assert stream.secure and choose_codec(stream, PREFERENCE) is not None
+    theirs = stream.stream_crypto()
+    assert theirs is not None and (theirs.tag, theirs.suite) == (2, "AES_CM_128_HMAC_SHA1_32")
+    assert theirs.mki == b"\x00\x00\x00\x01"
+    ours = theirs.answer()
+    answered = AnsweredStream(stream, 20000, choose_codec(stream, PREFERENCE), None, "recvonly", ours)
+    media = parse_sdp(answer_text(Answerer("127.0.0.1").answer([answered]))).media[0]
+    assert media.proto == "RTP/SAVP"
+    [line] = media.attributes["crypto"]
+    tag, suite, key, param = line.split()
+    assert (tag, suite, param) == ("2", "AES_CM_128_HMAC_SHA1_32", "UNENCRYPTED_SRTCP")
+    assert key.startswith("inline:") and KEY not in key and len(base64.b64decode(key[7:])) == 30
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        ([], "without an a=crypto"),
+        ([f"1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}"], "AES_256_CM_HMAC_SHA1_80 not supported"),
+        (["1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ="], "5 bytes, not 30"),
+        ([f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} UNENCRYPTED_SRTP"], "UNENCRYPTED_SRTP not supported"),
+        ([f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} KDR=24"], "KDR=24 not supported"),
+        ([f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31|1:1;inline:{KEY}|2^31|2:1"], "several keys"),
+        (["1 AES_CM_128_HMAC_SHA1_80 inline:!!notbase64!!"], "not base64"),
+    ],
+)
+def test_unusable_srtp_keys_are_refused_with_the_reason(lines: list[str], reason: str) -> None:
+    crypto = "".join(f"a=crypto:{line}\r\n" for line in lines)
+    offer = sdp_offer().replace("RTP/AVP", "RTP/SAVP").replace("a=sendonly\r\n", "a=sendonly\r\n" + crypto)
+    with pytest.raises(CryptoError, match=re.escape(reason)):
+        parse_offer(offer).streams[0].stream_crypto()
+
+
+def test_crypto_on_plain_rtp_is_best_effort_srtp_answered_plain() -> None:
+    offer = sdp_offer().replace("a=sendonly\r\n", f"a=sendonly\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n")
+    stream = parse_offer(offer).streams[0]
+    assert stream.crypto and not stream.secure and stream.stream_crypto() is None
 
 
 def test_hold_is_read_from_inactive() -> None:

@@ -23,8 +23,15 @@ advances both), or back before audio already delivered.
 Source: with ``remote=None`` the receiver latches onto the address of the first packet; packets from
 any other address are ignored unless they bring a new SSRC, which re-latches (RFC 4961's symmetric RTP,
 kept simple). With ``remote`` set, only packets from its host are taken (any port: a sender's source port
-need not be the one its SDP advertises). After an SSRC change, stray packets of the previous SSRC are
-ignored for ``STALE_SSRC`` seconds instead of switching back.
+need not be the one its SDP advertises). ``admit_source``, when given, is asked about every datagram's
+source before anything else: what it refuses is counted (``refused``) and dropped, so it never latches,
+changes the SSRC or keeps the stream alive; latching happens only among the sources it admits. After an
+SSRC change, stray packets of the previous SSRC are ignored for ``STALE_SSRC`` seconds instead of switching
+back.
+
+SRTP: with a decrypter (``srtp``, see srtp.py) every RTP datagram from an admitted source is authenticated
+and decrypted first; what fails (another key, forged, altered, replayed) is counted (``unauthentic``) and
+dropped before it can latch or change the SSRC. SRTCP, like RTCP, is ignored.
 
 Telephone-events (RFC 4733) take sequence numbers of the audio stream, as comfort noise (RFC 3389,
 static payload type 13) does: both hold their place in the jitter buffer, so they are not mistaken for
@@ -52,6 +59,7 @@ from media_server.rtp.dtmf import TelephoneEventReceiver
 from media_server.rtp.formats import RtpFormat
 from media_server.rtp.jitterbuffer import Arrival, JitterBuffer, Release
 from media_server.rtp.packet import MalformedPacket, is_rtcp, parse_rtp, ts_delta
+from media_server.rtp.srtp import SrtpDecrypter, SrtpError
 
 __all__ = ["ReceiverStats", "RtpReceiver"]
 
@@ -81,6 +89,8 @@ class ReceiverStats:
     comfort_noise: int = 0  # RFC 3389 packets (taken, not decoded)
     rtcp: int = 0  # RTCP datagrams, muxed or on the port above, dropped
     ignored: int = 0  # valid packets not taken: other source, stale SSRC, while on hold, sequence jump
+    refused: int = 0  # datagrams from sources that admit_source refused
+    unauthentic: int = 0  # SRTP packets that failed authentication or the replay check
 
 
 class _Kind(enum.Enum):
@@ -146,6 +156,8 @@ class RtpReceiver:
         on_audio: Callable[[Int16Array, float], None],
         on_dtmf: Callable[[str], None],
         remote: tuple[str, int] | None = None,
+        admit_source: Callable[[tuple[str, int]], bool] | None = None,
+        srtp: SrtpDecrypter | None = None,
     ) -> None:
         if jitter_ms < 0:
             raise ValueError(f"jitter_ms must be 0 or more, not {jitter_ms}")
@@ -156,6 +168,8 @@ class RtpReceiver:
         self._on_audio = on_audio
         self._on_dtmf = on_dtmf
         self._remote_host = _host_key(remote[0]) if remote is not None else None
+        self._admit_source = admit_source
+        self._srtp = srtp
         self._fmt = fmt
         self._decoder: AudioDecoder = decoder_for(fmt)
         self._dtmf_pt = dtmf_payload_type
@@ -236,6 +250,10 @@ class RtpReceiver:
         self._decoder = decoder
         self._timeline = self._new_timeline()
 
+    def set_srtp(self, srtp: SrtpDecrypter | None) -> None:
+        """Decrypt with another key from now on (a re-INVITE that rekeyed the stream), or take plain RTP."""
+        self._srtp = srtp
+
     def set_paused(self, paused: bool) -> None:
         """Hold (True): hand on what is buffered, then ignore packets. Resume (False): start afresh."""
         if paused == self._paused:
@@ -272,9 +290,18 @@ class RtpReceiver:
     # Receiving
 
     def _handle(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if self._admit_source is not None and not self._admit_source(addr):
+            self.stats.refused += 1
+            return
         if is_rtcp(data):
             self.stats.rtcp += 1
             return
+        if self._srtp is not None:
+            try:
+                data = self._srtp.unprotect(data)
+            except SrtpError:
+                self.stats.unauthentic += 1
+                return
         try:
             packet = parse_rtp(data)
         except MalformedPacket:
@@ -376,6 +403,9 @@ class RtpReceiver:
             self._timer = None
 
     def _rtcp_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._admit_source is not None and not self._admit_source(addr):
+            self.stats.refused += 1
+            return
         self.stats.rtcp += 1
 
     # Decoding onto the call's timeline

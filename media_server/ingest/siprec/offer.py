@@ -3,6 +3,9 @@
 RFC 7866 §8.1: one ``m=audio`` per recorded stream, each with an ``a=label`` that the metadata refers to,
 offered ``sendonly`` (``inactive`` while a stream is on hold). The SRS answers every m-line in order:
 ``recvonly`` with a port of its own and one codec (plus telephone-event), or port 0 for a stream it cannot take.
+Media offered as ``RTP/SAVP`` or ``RTP/SAVPF`` is SRTP keyed with SDES (``a=crypto``, RFC 4568): the answer keeps
+the profile and gives a key of its own (``media_server/rtp/srtp.py``); an ``a=crypto`` on plain ``RTP/AVP``
+(best-effort SRTP) is answered without one, so the media stays plain.
 SDP text is parsed and written by aiosipua; the checks RFC 4566 asks for that it leaves out are made here.
 """
 
@@ -14,10 +17,13 @@ from dataclasses import dataclass, field
 
 from aiosipua import Codec, ConnectionData, MediaDescription, Origin, SdpMessage, parse_sdp, serialize_sdp
 
+from media_server.rtp.srtp import SdesCrypto, choose_crypto
+
 # Static payload types (RFC 3551) for offers that leave out the rtpmap.
 _STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
 _CLOCK = {"PCMU": 8000, "PCMA": 8000, "G722": 8000, "OPUS": 48000}
-_PROTOCOLS = ("RTP/AVP", "RTP/AVPF")
+_PROTOCOLS = ("RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF")
+SECURE_PROTOCOLS = ("RTP/SAVP", "RTP/SAVPF")  # SRTP; keyed with a=crypto (DTLS-SRTP's UDP/TLS/... is not taken)
 _MAX_MEDIA = 16
 
 
@@ -34,17 +40,27 @@ class OfferedStream:
     index: int  # the m-line's position
     media: str
     label: str
-    address: str  # where the SRC sends from / expects RTCP (symmetric RTP latches on the real source anyway)
+    address: str  # where the SRC sends from (sources.py: RTP is taken from here, its SIP address or sip.allow)
     port: int
     proto: str
     direction: str  # as offered: sendonly, inactive, sendrecv, recvonly
     codecs: list[Codec] = field(default_factory=list)
     dtmf: Codec | None = None
     first_format: str = "0"
+    crypto: list[str] = field(default_factory=list)  # the a=crypto values, in the SRC's order of preference
 
     @property
     def active(self) -> bool:
         return self.port != 0 and self.direction in ("sendonly", "sendrecv")
+
+    @property
+    def secure(self) -> bool:
+        """SRTP: the answer must key it (``stream_crypto``) or refuse it."""
+        return self.proto.upper() in SECURE_PROTOCOLS
+
+    def stream_crypto(self) -> SdesCrypto | None:
+        """The SRC's key for an SRTP stream, None for plain RTP; ``CryptoError`` (a 488's reason) if none fits."""
+        return choose_crypto(self.crypto) if self.secure else None
 
 
 @dataclass
@@ -90,6 +106,7 @@ def parse_offer(text: str) -> Offer:
             proto=media.proto,
             direction=_direction(media, sdp),
             first_format=media.formats[0],
+            crypto=list(media.attributes.get("crypto", [])),
         )
         for codec in media.codecs:
             name, clock = _name(codec)
@@ -126,7 +143,7 @@ def _direction(media: MediaDescription, sdp: SdpMessage) -> str:
 
 def choose_codec(stream: OfferedStream, preference: list[str]) -> Codec | None:
     """The codec to receive: the first of ours (in our order of preference) that the stream offers."""
-    if stream.media != "audio" or stream.proto not in _PROTOCOLS:
+    if stream.media != "audio" or stream.proto.upper() not in _PROTOCOLS:
         return None
     by_name = {codec_name(c).upper(): c for c in reversed(stream.codecs)}  # the offer's first of each name wins
     for name in preference:
@@ -143,6 +160,7 @@ class AnsweredStream:
     codec: Codec | None
     dtmf: Codec | None
     direction: str  # recvonly or inactive
+    crypto: SdesCrypto | None = None  # our own key, for an SRTP stream
 
 
 class Answerer:
@@ -182,6 +200,8 @@ class Answerer:
             if fmtp:
                 media.attributes["fmtp"] = fmtp
             media.attributes["label"] = [s.label]
+            if answered.crypto is not None:
+                media.attributes["crypto"] = [answered.crypto.attribute]
             media.attributes[answered.direction] = []
             sdp.media.append(media)
         return sdp

@@ -4,8 +4,9 @@ receiver while it is active) and the call they feed, through its :class:`LiveCal
 The server (``server.py``) runs the SIP side: it makes a :class:`RecordingSession` for each INVITE, and asks it to
 set the media up (:meth:`RecordingSession.start`), to apply a re-INVITE (:meth:`RecordingSession.apply`), to tell
 when RTP has stopped (:meth:`RecordingSession.rtp_lapsed`) and to end (:meth:`RecordingSession.end`).
-RTP is received by ``media_server/rtp`` (jitter buffer, decoding, DTMF) and placed on the call's timeline:
-the receivers count from the session's epoch, which the call is opened with.
+RTP is received by ``media_server/rtp`` (jitter buffer, decoding, DTMF, SRTP) and placed on the call's timeline:
+the receivers count from the session's epoch, which the call is opened with. Only the sources ``sources.py``
+admits (the offered addresses, the SRC's SIP address, ``sip.allow``) feed a stream.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from media_server.ingest.siprec.offer import (
     parse_offer,
 )
 from media_server.ingest.siprec.participants import RoleRule, assign
+from media_server.ingest.siprec.sources import MediaSources
 from media_server.rtp.formats import RtpFormat
 from media_server.rtp.ports import PortAllocator, PortsExhausted
 from media_server.rtp.receiver import RtpReceiver
+from media_server.rtp.srtp import SUITES, CryptoError, SdesCrypto, SrtpDecrypter
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,9 @@ class Stream:
     receiver: RtpReceiver | None = None
     to_call_rate: ToCallRate | None = None
     direction: str = "recvonly"  # as answered: recvonly, or inactive while on hold
+    crypto: SdesCrypto | None = None  # SRTP: the SRC's key (None: plain RTP)
+    local_crypto: SdesCrypto | None = None  # and ours, for the answer
+    problem: str | None = None  # why the stream was refused, when it was for a reason beyond its codecs
 
     @property
     def label(self) -> str:
@@ -112,6 +118,10 @@ class RecordingSession:
     cancelled: bool = False
     ended: bool = False
     watchdog: asyncio.Task[None] | None = None
+    sources: MediaSources = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sources = MediaSources(self.call_id, self.source[0], list(self.media.settings.allow))
 
     # -- setting up ----------------------------------------------------------------------------------
 
@@ -120,9 +130,14 @@ class RecordingSession:
         self.metadata = metadata
         plan = self._plan(offer.streams)
         if not any(s.codec for s in plan):
+            problem = next((s.problem for s in plan if s.problem), None)
+            if problem is not None:
+                warning = f'305 media-server "SRTP crypto suites taken: {", ".join(SUITES)}"'
+                raise SetupFailed(488, problem, {"Warning": warning})
             names = sorted({codec_name(c) for s in offer.streams for c in s.codecs}) or ["none we know"]
             raise SetupFailed(488, f"No supported codec offered ({', '.join(names)})")
         self.streams = plan
+        self.sources.offer(s.offered.address for s in plan)
         await self._bind_streams()  # before the call exists: no empty call is stored for a 503
         if not self.cancelled:
             await self._open_call()
@@ -134,11 +149,17 @@ class RecordingSession:
         if offer is not None:
             if len(offer.streams) < len(self.streams):
                 raise SetupFailed(488, "An offer must keep every m-line of the session (RFC 3264 §8)")
+            keys = {s.label: s.crypto for s in self.streams}
             self.streams = self._plan(offer.streams)
+            self.sources.offer(s.offered.address for s in self.streams)
             for stream in self.streams:
                 if stream.codec is None and stream.receiver is not None:
                     self._close_stream(stream)  # port 0: the stream was removed
                 elif stream.receiver is not None and stream.codec is not None:
+                    previous = keys.get(stream.label)
+                    if stream.crypto is None or not stream.crypto.same_key(previous):
+                        if stream.crypto is not None or previous is not None:  # rekeyed, or SRTP on or off
+                            stream.receiver.set_srtp(SrtpDecrypter(stream.crypto) if stream.crypto else None)
                     fmt = rtp_format(stream.codec)
                     stream.receiver.set_format(fmt, stream.dtmf.payload_type if stream.dtmf else None)
                     if stream.to_call_rate is None or stream.to_call_rate.rate != fmt.pcm_rate:
@@ -153,7 +174,8 @@ class RecordingSession:
 
     def answer(self) -> list[AnsweredStream]:
         return [
-            AnsweredStream(s.offered, s.port if s.receiver else 0, s.codec, s.dtmf, s.direction) for s in self.streams
+            AnsweredStream(s.offered, s.port if s.receiver else 0, s.codec, s.dtmf, s.direction, s.local_crypto)
+            for s in self.streams
         ]
 
     def _plan(self, offered: list[OfferedStream]) -> list[Stream]:
@@ -165,6 +187,19 @@ class RecordingSession:
             codec = choose_codec(stream, list(self.media.settings.codecs)) if stream.port else None
             entry = previous or Stream(stream, channel=stream.index)
             entry.offered = stream
+            entry.problem = None
+            try:
+                crypto = stream.stream_crypto() if codec is not None else None
+            except CryptoError as exc:
+                codec, crypto, entry.problem = None, None, str(exc)
+            if crypto is None:
+                entry.local_crypto = None
+            elif entry.local_crypto is None or (entry.local_crypto.tag, entry.local_crypto.suite) != (
+                crypto.tag,
+                crypto.suite,
+            ):
+                entry.local_crypto = crypto.answer()  # else our key stays as answered before (RFC 4568 §7.1.4)
+            entry.crypto = crypto
             if codec is not None and entry.codec is None:
                 entry.channel_rate = call_rate(rtp_format(codec).pcm_rate)
             entry.codec = codec
@@ -224,6 +259,8 @@ class RecordingSession:
             jitter_ms=settings.jitter_ms,
             on_audio=partial(self._on_audio, stream),
             on_dtmf=partial(self._on_dtmf, stream),
+            admit_source=partial(self.sources.admits, stream.label),
+            srtp=SrtpDecrypter(stream.crypto) if stream.crypto else None,
         )
         try:
             stream.port = await self.media.ports.open(receiver)
@@ -273,6 +310,10 @@ class RecordingSession:
         self.ended = True
         for stream in self.streams:
             self._close_stream(stream)
+        if self.sources.refused:
+            log.warning(
+                "SIPREC call %s: %d RTP datagrams from other sources dropped", self.call_id, self.sources.refused
+            )
         if self.call is not None and self.call.live:  # not ended elsewhere meanwhile (erased, shut down)
             await self.call.close(reason)
 
