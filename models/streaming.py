@@ -71,6 +71,8 @@ class StreamingConfig:
     hotwords: tuple[str, ...] = ()  # keyterms to favour (product and competitor names)
     stable_interims: bool = True  # LocalAgreement: commit the agreed prefix and force it on later interims
     final_keeps_stable: bool = False  # force it on the final too (no revision ever; costs ~2 WER points)
+    fairness_key: str = ""  # whose decode work this is (opaque; the server passes the team): keys share the device
+    batch: bool = False  # fed faster than real time (a whole recording): decoded only when no live work waits
 
 
 class SpeechEventType(enum.Enum):
@@ -490,6 +492,8 @@ class StreamingRecognizer:
             hotwords=cfg.hotwords,
             prefix=utt.stable if forced else None,
             segmented=cut_from is not None,
+            fairness_key=cfg.fairness_key,
+            batch=cfg.batch,
         )
         decode = _Decode(
             utt, upto, final, loop.create_future(), prefixed=forced, keep_until=keep_until, cut_from=cut_from

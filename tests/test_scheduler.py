@@ -1,4 +1,5 @@
-"""The per-device decode scheduler: priorities, overload and stopping, on the fake engine (tests/fakes.py).
+"""The per-device decode scheduler: priorities, fair shares, the batch class, overload and stopping, on the fake
+engine (tests/fakes.py): a deterministic decoder, as these tests are about the order of work, not about words.
 
 The engine is held at a gate, so that what waits in the queue, and for how long, is decided by the test and not by
 the machine's speed. How fast the real engine decodes (its real-time factor) and how many interims a 50 ms maximum
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from models.asr.engine import DecodeRequest, Hypothesis
+from models.asr.engine import DecodeRequest, EngineCapabilities, Hypothesis
 from models.asr.scheduler import DecodeScheduler, InterimDropped, SplitScheduler
 from models.audio import int16_to_float32
 from tests.fakes import FakeEngine, Voice
@@ -25,9 +26,10 @@ RATE = 16000
 class GatedEngine(FakeEngine):
     """The fake engine, noting the order in which requests reach it; each decode waits for ``gate``."""
 
-    def __init__(self) -> None:
-        super().__init__(VOICE)
+    def __init__(self, batching: bool = False) -> None:
+        super().__init__(VOICE, capabilities=EngineCapabilities(batching=batching))
         self.order: list[tuple[bool, str]] = []
+        self.batches: list[list[str]] = []  # the texts of each batch, in the order decoded
         self.gate = threading.Event()
         self.entered = threading.Event()  # a worker is inside decode_batch
 
@@ -36,11 +38,12 @@ class GatedEngine(FakeEngine):
         assert self.gate.wait(10), "the test never opened the gate"
         hypotheses = super().decode_batch(requests)
         self.order += [(r.final, h.text) for r, h in zip(requests, hypotheses, strict=True)]
+        self.batches.append([h.text for h in hypotheses])
         return hypotheses
 
 
-def said(text: str, final: bool = True) -> DecodeRequest:
-    return DecodeRequest(audio=int16_to_float32(VOICE.say(text, RATE)), final=final)
+def said(text: str, final: bool = True, key: str = "", batch: bool = False) -> DecodeRequest:
+    return DecodeRequest(audio=int16_to_float32(VOICE.say(text, RATE)), final=final, fairness_key=key, batch=batch)
 
 
 async def busy(sched: DecodeScheduler, engine: GatedEngine) -> asyncio.Task[Hypothesis]:
@@ -147,3 +150,78 @@ def test_final_model_builds_a_split_scheduler_from_the_settings() -> None:
         assert not isinstance(plain, SplitScheduler)
     finally:
         plain.close()
+
+
+async def test_a_backlog_of_one_key_delays_another_keys_job_by_one_batch_at_most() -> None:
+    """Team A's stream sent far faster than real time queues a backlog of finals; team B's final, queued after all of
+    them, is decoded after at most one of A's, not after the whole backlog (first in, first out did that)."""
+    engine = GatedEngine()
+    sched = DecodeScheduler(engine, max_batch=1, interim_max_age_s=60)
+    try:
+        blocker = await busy(sched, engine)
+        backlog = [asyncio.create_task(sched.decode(said(f"a{i}", key="team-a"))) for i in range(6)]
+        await asyncio.sleep(0.05)  # all of A's backlog is queued before B's final
+        victim = asyncio.create_task(sched.decode(said("b0", key="team-b")))
+        await asyncio.sleep(0.05)
+        engine.gate.set()
+        await asyncio.gather(blocker, victim, *backlog)
+        texts = [text for _, text in engine.order]
+        assert texts.index("b0") <= 2, texts  # the batch in flight, at most one of A's, then B's
+        assert [t for t in texts if t.startswith("a")] == [f"a{i}" for i in range(6)]  # A's own order is kept
+    finally:
+        sched.close()
+
+
+async def test_keys_take_turns_whatever_their_backlogs() -> None:
+    """Three keys with backlogs of different lengths: one job of each in turn while each has work."""
+    engine = GatedEngine()
+    sched = DecodeScheduler(engine, max_batch=1, interim_max_age_s=60)
+    try:
+        blocker = await busy(sched, engine)
+        jobs = [asyncio.create_task(sched.decode(said(f"a{i}", key="a"))) for i in range(4)]
+        jobs += [asyncio.create_task(sched.decode(said(f"b{i}", key="b"))) for i in range(2)]
+        jobs += [asyncio.create_task(sched.decode(said("c0", key="c")))]
+        await asyncio.sleep(0.05)
+        engine.gate.set()
+        await asyncio.gather(blocker, *jobs)
+        assert [text for _, text in engine.order] == ["first", "a0", "b0", "c0", "a1", "b1", "a2", "a3"]
+    finally:
+        sched.close()
+
+
+async def test_batch_work_runs_only_when_no_live_job_waits() -> None:
+    """A whole recording (batch class) queued first waits for every live job, interims included."""
+    engine = GatedEngine()
+    sched = DecodeScheduler(engine, max_batch=1, interim_max_age_s=60)
+    try:
+        blocker = await busy(sched, engine)
+        recording = [asyncio.create_task(sched.decode(said(f"r{i}", key="a", batch=True))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        live = [
+            asyncio.create_task(sched.decode(said("interim", final=False, key="b"))),
+            asyncio.create_task(sched.decode(said("final", key="b"))),
+        ]
+        await asyncio.sleep(0.05)
+        engine.gate.set()
+        await asyncio.gather(blocker, *live, *recording)
+        assert [text for _, text in engine.order] == ["first", "final", "interim", "r0", "r1", "r2"]
+    finally:
+        sched.close()
+
+
+async def test_batch_work_fills_the_slots_live_work_leaves() -> None:
+    """A batching engine: live jobs fill a batch first; batch-class jobs take only the slots that are left."""
+    engine = GatedEngine(batching=True)
+    sched = DecodeScheduler(engine, max_batch=3, max_wait_s=0.0, interim_max_age_s=60)
+    try:
+        blocker = await busy(sched, engine)
+        recording = [asyncio.create_task(sched.decode(said(f"r{i}", batch=True))) for i in range(4)]
+        await asyncio.sleep(0.05)
+        live = [asyncio.create_task(sched.decode(said(f"live{i}", key=f"k{i}"))) for i in range(2)]
+        await asyncio.sleep(0.05)
+        engine.gate.set()
+        await asyncio.gather(blocker, *live, *recording)
+        assert engine.batches[1] == ["live0", "live1", "r0"], engine.batches
+        assert engine.batches[2] == ["r1", "r2", "r3"]
+    finally:
+        sched.close()

@@ -45,6 +45,11 @@ class DecodeRequest:
     prefix: str | None = None  # text the transcript must start with (already shown as stable)
     # Decode as offline decoding does (timestamps, Whisper's own window) and say where its segments start.
     segmented: bool = False
+    # Whose work this is, for a fair share of the device: opaque to the core (the server passes the team). Each key
+    # with work waiting gets a turn before any key gets a second one.
+    fairness_key: str = ""
+    # Work meant to run faster than real time (a whole recording): decoded only when no live work waits.
+    batch: bool = False
 
 
 @dataclass(frozen=True)

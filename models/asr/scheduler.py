@@ -1,10 +1,13 @@
 """One decode scheduler per device: it owns the engine in its worker threads and serves every call.
 
-Work from all streams goes into one priority queue: finals before interims, oldest first. The worker
-takes up to ``max_batch`` requests at once (waiting at most ``max_wait_s`` for more when the engine
-really batches) and runs them as one ``decode_batch`` call. Interim requests that have waited longer
-than ``interim_max_age_s`` are dropped (their stream asks again with more audio), so under overload
-interims thin out first while finals are never dropped, only late.
+Work from all streams goes into one queue (``fair_queue.py``): live work before batch work (``DecodeRequest.batch``:
+a whole recording, meant to run faster than real time, is decoded only when no live job waits), finals before
+interims, and within each, the fairness keys (``DecodeRequest.fairness_key``, opaque here; the server passes the
+team) take turns, oldest first within a key: a burst from one key delays another key's next job by one job, not by
+the burst. The worker takes up to ``max_batch`` requests at once (waiting at most ``max_wait_s`` for more when the
+engine really batches) and runs them as one ``decode_batch`` call. Interim requests that have waited longer than
+``interim_max_age_s`` are dropped (their stream asks again with more audio), so under overload interims thin out
+first while finals are never dropped, only late.
 
 Several workers may share the queue (``workers``): on a CPU, two single-threaded decodes side by side use
 two cores better than one two-threaded decode of Whisper's small matrices.
@@ -13,7 +16,6 @@ two cores better than one two-threaded decode of Whisper's small matrices.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import queue
 import threading
@@ -22,28 +24,31 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from models.asr.engine import DecodeRequest, Hypothesis, SpeechEngine
+from models.asr.fair_queue import Closed, FairQueue, rank_of
 from models.audio import MODEL_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-
-_EMPTY = np.zeros(0, dtype=np.float32)
 
 
 class InterimDropped(Exception):
     """An interim request was dropped because the device is overloaded."""
 
 
-@dataclass(order=True)
+@dataclass
 class _Job:
-    priority: int
-    seq: int
-    request: DecodeRequest = field(compare=False)
-    future: asyncio.Future[Hypothesis] = field(compare=False)
-    loop: asyncio.AbstractEventLoop = field(compare=False)
-    enqueued: float = field(compare=False, default_factory=time.monotonic)
+    request: DecodeRequest
+    future: asyncio.Future[Hypothesis]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def rank(self) -> int:
+        return rank_of(self.request.final, self.request.batch)
+
+    @property
+    def key(self) -> str:
+        return self.request.fairness_key
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,7 @@ class DecodeScheduler:
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
         self.interim_max_age_s = interim_max_age_s
-        self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue()
-        self._seq = itertools.count()
+        self._queue: FairQueue[_Job] = FairQueue(lambda job: job.rank, lambda job: job.key)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, name=f"decode-{engine.device}-{i}", daemon=True)
@@ -102,7 +106,10 @@ class DecodeScheduler:
             raise RuntimeError("decode scheduler is stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Hypothesis] = loop.create_future()
-        self._queue.put(_Job(0 if request.final else 1, next(self._seq), request, future, loop))
+        try:
+            self._queue.put(_Job(request, future, loop))
+        except Closed:
+            raise RuntimeError("decode scheduler is stopped") from None
         return await future
 
     def stream_opened(self) -> None:
@@ -137,42 +144,32 @@ class DecodeScheduler:
 
     def close(self) -> None:
         self._stop.set()
-        for _ in self._threads:
-            self._queue.put(_Job(-1, -1, DecodeRequest(audio=_EMPTY, final=True), None, None))  # type: ignore[arg-type]
+        left = self._queue.close()  # the workers finish the batch they hold, then stop
         for thread in self._threads:
             thread.join(timeout=10)
-        while True:  # work that no worker will take any more: its callers get an error, not a hang
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job.priority >= 0:
-                _resolve_error(job, RuntimeError("decode scheduler stopped"))
+        for job in left:  # work that no worker will take any more: its callers get an error, not a hang
+            _resolve_error(job, RuntimeError("decode scheduler stopped"))
 
     # -- worker thread -------------------------------------------------------------------------------
 
     def _take_batch(self) -> list[_Job]:
-        first = self._queue.get()
-        jobs = [first]
+        """The next batch, in the queue's order: live jobs first; batch jobs fill the slots no live job takes."""
+        jobs = [self._queue.get()]
         if not self.engine.capabilities.batching:
             return jobs  # one at a time, so that a final never waits behind interims taken with it
         deadline = time.monotonic() + self.max_wait_s
-        while len(jobs) < self.max_batch and jobs[0].priority >= 0:
-            timeout = deadline - time.monotonic()
+        while len(jobs) < self.max_batch:
             try:
-                job = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
-            except queue.Empty:
+                jobs.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except (queue.Empty, Closed):
                 break
-            jobs.append(job)
         return jobs
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            jobs = self._take_batch()
-            if any(job.priority < 0 for job in jobs):
-                for job in jobs:
-                    if job.priority >= 0:
-                        self._queue.put(job)  # another worker, or the stop below, deals with it
+            try:
+                jobs = self._take_batch()
+            except Closed:
                 return
             live = self._drop_stale(jobs)
             if not live:
