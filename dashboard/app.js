@@ -159,10 +159,16 @@ function noteServerDate(response) {
 
 // -- event streams ----------------------------------------------------------------------------------------
 
+/** The URL of an event stream: no key in it (URLs end up in logs); the key goes as a subprotocol (wsProtocols). */
 function wsUrl(path, after) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const sep = path.includes("?") ? "&" : "?";
-  return `${scheme}//${location.host}${path}${sep}token=${encodeURIComponent(state.key)}&after=${after}`;
+  return `${scheme}//${location.host}${path}${sep}after=${after}`;
+}
+
+/** How a browser sends its key on a websocket: `Sec-WebSocket-Protocol: token, KEY` (the server answers "token"). */
+function wsProtocols() {
+  return ["token", state.key];
 }
 
 /** The #conn pill: "live" (open), "down" (reconnecting) or "off" (no stream on this page). */
@@ -199,7 +205,7 @@ class EventStream {
 
   open() {
     if (this.closed) return;
-    const ws = new WebSocket(wsUrl(this.path, this.last));
+    const ws = new WebSocket(wsUrl(this.path, this.last), wsProtocols());
     this.ws = ws;
     ws.onopen = () => {
       this.delay = 500;
@@ -234,9 +240,9 @@ class EventStream {
 
   closedBy(close) {
     if (this.closed) return;
-    if (close.code === 1008) {
+    if (close.code === 1008 || close.code === 4401) {
       this.stop();
-      if (/unauthori[sz]ed/i.test(close.reason)) signOut(REFUSED);
+      if (close.code === 4401 || /unauthori[sz]ed/i.test(close.reason)) signOut(REFUSED);
       else if (this.handlers.onPolicy) this.handlers.onPolicy(close.reason || "The server refused the event stream");
       return;
     }

@@ -1,14 +1,31 @@
-"""API keys: format, hashing, role permissions, team names, and their storage (hash only) in SQLite."""
+"""API keys: format, hashing, role permissions, team names, and their storage (hash only) in SQLite; their lifecycle
+(list, create, rotate, revoke, expire) over the command line and REST, audited; a revoked or expired key's open
+connections (event websockets, ingest streams, gRPC streams, listen-ins) closed by a running server, also when the key
+is revoked by another process or on another server; the first start's admin key in a private file, not the log."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import os
 import sqlite3
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import grpc
+import httpx
+import numpy as np
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from media_server.auth.keys import (
     KEY_PREFIX,
@@ -17,10 +34,16 @@ from media_server.auth.keys import (
     generate_key,
     hash_key,
     looks_like_key,
+    parse_duration,
     same_hash,
     validate_team,
 )
+from media_server.client.stream import StreamResult, stream_call
+from media_server.client.wav import Recording
 from media_server.store.store import Store
+from media_server.v1 import api_pb2, api_pb2_grpc
+from tests.conftest import BIN, ROOT, Server, free_port, start_server, stop_server
+from tests.inprocess import InProcessServer, inprocess_server, loopback_ice
 
 
 def _key(role: Role) -> ApiKey:
@@ -205,3 +228,428 @@ async def test_keys_survive_a_restart(store: Store, tmp_path: Path) -> None:
         assert found is not None and found.id == key.id and found.role is Role.REP
     finally:
         await reopened.close()
+
+
+async def test_expired_keys_resolve_to_none_and_rotation_keeps_the_role_and_label(store: Store) -> None:
+    soon, soon_secret = await store.create_key("acme", Role.REP, expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    assert await store.find_key(soon_secret) is not None
+    await asyncio.sleep(1.2)
+    assert await store.find_key(soon_secret) is None
+    assert await store.invalid_keys({soon.id, "no-such-key"}) == {soon.id, "no-such-key"}
+
+    key, secret = await store.create_key("acme", Role.MANAGER, "ops")
+    rotated = await store.rotate_key(key.id)
+    assert rotated is not None
+    old, new, new_secret = rotated
+    assert (new.team, new.role, new.label, new.rotated_from) == ("acme", Role.MANAGER, "ops", key.id)
+    assert old.revoked_at is not None
+    assert await store.find_key(secret) is None
+    assert await store.find_key(new_secret) is not None
+    assert await store.rotate_key(key.id) is None  # a revoked key has nothing to rotate
+    assert await store.revoke_key(new.id, "globex") is None  # not that team's
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90d", 90 * 86400), ("12h", 43200), ("30m", 1800), ("45", 45)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1d", "soon", "1y", "1.5h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+# -- the lifecycle against a running server ------------------------------------------------------------
+
+DEADLINE_S = 5.0  # revocations are noticed within a second; this leaves room on a loaded machine
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    settings = {"ingest": {"idle_timeout_s": 20}, "grpc": {"port": free_port()}}
+    with loopback_ice(), inprocess_server(tmp_path_factory.mktemp("keys"), settings) as s:
+        yield s
+
+
+def _data_dir(srv: InProcessServer) -> Path:
+    return Path(srv.app.state.services.settings.data_dir)
+
+
+def _http(srv: InProcessServer, key: str) -> httpx.Client:
+    return httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+
+
+def _cli(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``media-server keys ...`` in a process of its own."""
+    return subprocess.run(
+        [str(BIN), "keys", *args, "--data-dir", str(data_dir)], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def _new_key(srv: InProcessServer, role: str, **body: Any) -> tuple[str, str]:
+    """(id, secret) of a new key of team acme, made by its admin over REST."""
+    with _http(srv, srv.keys["admin"]) as http:
+        response = http.post("/v1/keys", json={"role": role, **body})
+    assert response.status_code == 201, response.text
+    return response.json()["id"], response.json()["key"]
+
+
+def _works(srv: InProcessServer, secret: str) -> bool:
+    with _http(srv, secret) as http:
+        status = http.get("/v1/live").status_code
+    assert status in (200, 401), status
+    return status == 200
+
+
+def _audit(srv: InProcessServer, action: str) -> list[dict[str, Any]]:
+    with _http(srv, srv.keys["admin"]) as http:
+        response = http.get("/v1/audit", params={"action": action, "limit": 1000})
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["entries"]
+    return entries
+
+
+def test_admins_list_create_rotate_and_revoke_their_teams_keys_over_rest(srv: InProcessServer) -> None:
+    key_id, secret = _new_key(srv, "rep", label="ops laptop")
+    assert _works(srv, secret)
+    with _http(srv, srv.keys["admin"]) as http:
+        listing = http.get("/v1/keys")
+        assert listing.status_code == 200
+        assert secret not in listing.text and secret[4:] not in listing.text  # never shown again
+        shown = {k["id"]: k for k in listing.json()["keys"]}
+        assert shown[key_id]["role"] == "rep" and shown[key_id]["label"] == "ops laptop"
+        assert shown[key_id]["revokedAt"] is None and shown[key_id]["expiresAt"] is None
+        assert {k["team"] for k in shown.values()} == {"acme"}  # another team's keys are not listed
+
+        # Rotated: a new secret, the old one refused at once.
+        rotated = http.post(f"/v1/keys/{key_id}/rotate")
+        assert rotated.status_code == 201, rotated.text
+        new_id, new_secret = rotated.json()["id"], rotated.json()["key"]
+        assert rotated.json()["label"] == "ops laptop" and rotated.json()["rotatedFrom"] == key_id
+        assert not _works(srv, secret) and _works(srv, new_secret)
+
+        # Rotated with a grace period: both work until it ends.
+        graced = http.post(f"/v1/keys/{new_id}/rotate", json={"grace": "1h"})
+        assert graced.status_code == 201, graced.text
+        assert _works(srv, new_secret) and _works(srv, graced.json()["key"])
+        assert graced.json()["previous"]["expiresAt"] is not None
+
+        # Revoked (POST .../revoke, or DELETE): refused from now on, and listed as revoked.
+        assert http.post(f"/v1/keys/{new_id}/revoke").status_code == 200
+        assert not _works(srv, new_secret)
+        assert http.delete(f"/v1/keys/{graced.json()['id']}").status_code == 200
+        assert not _works(srv, graced.json()["key"])
+        assert {k["id"]: k for k in http.get("/v1/keys").json()["keys"]}[new_id]["revokedAt"] is not None
+        assert http.post("/v1/keys/nosuchkey/revoke").status_code == 404
+
+    with _http(srv, srv.keys["other"]) as http:  # another team's admin: neither sees nor touches acme's keys
+        other_id, other_secret = _new_key(srv, "rep")
+        assert other_id not in http.get("/v1/keys").text
+        assert http.post(f"/v1/keys/{other_id}/revoke").status_code == 404
+        assert http.post(f"/v1/keys/{other_id}/rotate").status_code == 404
+        assert _works(srv, other_secret)
+    with _http(srv, srv.keys["manager"]) as http:  # only admins manage keys
+        assert http.get("/v1/keys").status_code == 403
+        assert http.post("/v1/keys", json={"role": "admin"}).status_code == 403
+        assert http.post(f"/v1/keys/{other_id}/revoke").status_code == 403
+
+    for action, target in [
+        ("key_create", key_id),
+        ("key_list", ""),
+        ("key_rotate", f"{key_id} -> {new_id}"),
+        ("key_revoke", new_id),
+    ]:
+        entries = [e for e in _audit(srv, action) if target in (e["target"] or "")]
+        assert entries, f"no {action} in the audit"
+        assert entries[0]["via"] == "rest" and entries[0]["by"]["role"] == "admin"
+
+
+def test_keys_expire_and_their_connections_close(srv: InProcessServer) -> None:
+    _, secret = _new_key(srv, "rep", expiresIn="3s")
+    assert _works(srv, secret)
+
+    async def followed() -> tuple[int | None, float]:
+        async with connect(f"{srv.ws_url}/v1/events", subprotocols=["token", secret]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "token"
+            return await _closed(ws, within=10)
+
+    code, _ = asyncio.run(followed())
+    assert code == 4401
+    assert not _works(srv, secret)
+    with _http(srv, srv.keys["admin"]) as http:
+        assert http.post("/v1/keys", json={"role": "rep", "expiresIn": "soon"}).status_code == 422
+        assert http.post("/v1/keys", json={"role": "rep", "expiresAt": "2020-01-01T00:00:00Z"}).status_code == 422
+
+
+def test_the_command_line_lists_rotates_and_revokes_keys_while_the_server_runs(srv: InProcessServer) -> None:
+    data_dir = _data_dir(srv)
+    created = _cli(data_dir, "create", "--team", "acme", "--role", "rep", "--label", "ci", "--expires-in", "30d")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert _works(srv, secret)
+
+    listed = _cli(data_dir, "list", "--team", "acme", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert secret not in listed.stdout and secret[4:] not in listed.stdout
+    mine = [k for k in json.loads(listed.stdout) if k["label"] == "ci"]
+    assert len(mine) == 1 and mine[0]["role"] == "rep" and mine[0]["expiresAt"] is not None
+    key_id = mine[0]["id"]
+    table = _cli(data_dir, "list")
+    assert table.returncode == 0 and key_id in table.stdout and "EXPIRES" in table.stdout
+    assert secret not in table.stdout
+
+    rotated = _cli(data_dir, "rotate", key_id)
+    assert rotated.returncode == 0, rotated.stderr
+    new_secret = rotated.stdout.strip().splitlines()[-1]
+    assert not _works(srv, secret) and _works(srv, new_secret)
+    new_id = next(k["id"] for k in json.loads(_cli(data_dir, "list", "--json").stdout) if k["rotatedFrom"] == key_id)
+
+    revoked = _cli(data_dir, "revoke", new_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert not _works(srv, new_secret)
+    assert _cli(data_dir, "revoke", "nosuchkey").returncode == 1
+    assert _cli(data_dir, "create", "--team", "acme", "--role", "rep", "--expires-in", "soon").returncode == 2
+
+    for action, target in [
+        ("key_create", key_id),
+        ("key_list", ""),
+        ("key_rotate", f"{key_id} -> {new_id}"),
+        ("key_revoke", new_id),
+    ]:
+        entries = [e for e in _audit(srv, action) if target in (e["target"] or "") and e["via"] == "cli"]
+        assert entries, f"no {action} by the command line in the audit"
+
+
+async def _closed(ws: ClientConnection, within: float = DEADLINE_S) -> tuple[int | None, float]:
+    """Read until the server closes; (close code, when)."""
+    async with asyncio.timeout(within):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
+    return ws.close_code, time.monotonic()
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    return (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+async def _wait(predicate: Any, what: str, within: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {within:g} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_revoking_a_key_closes_its_websockets_grpc_streams_and_listen_ins(srv: InProcessServer) -> None:
+    """A manager's key follows events (websocket, gRPC) and listens in; an ingest key streams the call. Revoking the
+    manager's key over REST ends its three connections; revoking the ingest key from the command line, in another
+    process, ends the call's stream (close 4401) and the call is stored as ``key_revoked``."""
+    manager_id, manager = _new_key(srv, "manager")
+    ingest_id, ingest = _new_key(srv, "ingest")
+    call_id = f"keys-{uuid.uuid4().hex[:8]}"
+    pcm = _tone(40.0)
+    recording = Recording([pcm, pcm], RATE)
+    meta = {"repConsent": "granted", "customerConsent": "granted"}
+    streaming: asyncio.Task[StreamResult] = asyncio.create_task(
+        stream_call(recording, srv.ws_url, "l16", ingest, call_id, meta)
+    )
+    services = srv.app.state.services
+    await _wait(lambda: services.calls.live.find("acme", call_id) is not None, "the call is live", 15)
+
+    # The manager's connections: an event websocket (the key as a subprotocol, as browsers send it), a gRPC
+    # Subscribe, a listen-in.
+    events = await connect(f"{srv.ws_url}/v1/calls/{call_id}/events", subprotocols=["token", manager])  # type: ignore[list-item]
+    assert events.subprotocol == "token"
+    old_style = await connect(f"{srv.ws_url}/v1/events?token={manager}")  # ?token= still works
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.settings.grpc.port}")
+    subscribe = api_pb2_grpc.MediaServerStub(channel).Subscribe(
+        api_pb2.SubscribeRequest(call_id=call_id), metadata=[("authorization", f"Bearer {manager}")]
+    )
+    received: list[Any] = []
+
+    async def follow() -> grpc.StatusCode:
+        try:
+            async for event in subscribe:
+                received.append(event)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    following = asyncio.create_task(follow())
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+        answer = await http.post(
+            f"/v1/calls/{call_id}/listen",
+            content=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {manager}"},
+        )
+        assert answer.status_code == 201, answer.text
+        await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+        await _wait(lambda: len(received) > 0, "gRPC events arrive", 15)
+        await events.recv()  # the websocket is being served
+        manager_sessions = services.sessions._held.get(manager_id, {})
+        await _wait(lambda: len(manager_sessions) == 4, "the manager's four connections are held")
+
+        revoked = await http.post(
+            f"/v1/keys/{manager_id}/revoke", headers={"Authorization": f"Bearer {srv.keys['admin']}"}
+        )
+        assert revoked.status_code == 200
+        code, _ = await _closed(events)
+        assert code == 4401 and events.close_reason == "API key revoked or expired"
+        code, _ = await _closed(old_style)
+        assert code == 4401
+        assert await asyncio.wait_for(following, DEADLINE_S) == grpc.StatusCode.UNAUTHENTICATED
+
+        async def listen_ended() -> list[dict[str, Any]]:
+            response = await http.get(
+                "/v1/audit/listens",
+                params={"callId": call_id},
+                headers={"Authorization": f"Bearer {srv.keys['admin']}"},
+            )
+            listens: list[dict[str, Any]] = response.json()["listens"]
+            return listens
+
+        deadline = time.monotonic() + DEADLINE_S
+        while (await listen_ended())[0]["endReason"] != "key_revoked":
+            assert time.monotonic() < deadline, "the listen-in did not end"
+            await asyncio.sleep(0.1)
+        assert not streaming.done()  # the call goes on: its own key is valid
+
+        # The ingest key, revoked from the command line in another process while the server runs.
+        cli = await asyncio.to_thread(_cli, _data_dir(srv), "revoke", ingest_id)
+        assert cli.returncode == 0, cli.stderr
+        result = await asyncio.wait_for(streaming, DEADLINE_S)
+        assert result.close_code == 4401, (result.close_code, result.close_reason)
+        stored = await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {srv.keys['admin']}"})
+        assert stored.status_code == 200
+        assert (stored.json()["status"], stored.json()["endReason"]) == ("interrupted", "key_revoked")
+    await pc.close()
+    await channel.close()
+    assert manager_id not in services.sessions.keys() and ingest_id not in services.sessions.keys()
+
+
+async def test_a_revoked_keys_grpc_stream_call_ends_unauthenticated(srv: InProcessServer) -> None:
+    key_id, secret = _new_key(srv, "ingest")
+    services = srv.app.state.services
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.settings.grpc.port}")
+    frames: asyncio.Queue[api_pb2.StreamCallRequest | None] = asyncio.Queue()
+    start = api_pb2.StreamStart(
+        call_id=f"keys-grpc-{uuid.uuid4().hex[:8]}", encoding=api_pb2.LINEAR16, sample_rate=RATE
+    )
+
+    async def requests() -> AsyncIterator[api_pb2.StreamCallRequest]:
+        yield api_pb2.StreamCallRequest(start=start)
+        while (item := await frames.get()) is not None:
+            yield item
+
+    call = api_pb2_grpc.MediaServerStub(channel).StreamCall(
+        requests(), metadata=[("authorization", f"Bearer {secret}")]
+    )
+    pcm = _tone(0.02).tobytes()
+
+    async def feed() -> None:
+        while True:
+            await frames.put(api_pb2.StreamCallRequest(audio=api_pb2.AudioChunk(data=pcm)))
+            await asyncio.sleep(0.02)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        events = []
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for event in call:
+                events.append(event.type)
+                if event.type == "call_started":
+                    assert _cli_revoke(srv, key_id).returncode == 0
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "revoked" in (refused.value.details() or "")
+        assert events[0] == "call_started" and events[-1] == "call_ended"
+    finally:
+        feeder.cancel()
+        await channel.close()
+
+
+def _cli_revoke(srv: InProcessServer, key_id: str) -> subprocess.CompletedProcess[str]:
+    return _cli(_data_dir(srv), "revoke", key_id)
+
+
+# -- the first start --------------------------------------------------------------------------------------
+
+
+def test_the_first_start_writes_its_admin_key_to_a_private_file_never_to_the_log(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh"
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    env = {**os.environ, "MEDIA_SERVER_LOG_LEVEL": "info", "MEDIA_SERVER_GRPC__PORT": str(free_port())}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        key_file = data_dir / "first-admin-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        secret = key_file.read_text().strip()
+        assert looks_like_key(secret)
+        response = httpx.get(f"{url}/v1/keys", headers={"Authorization": f"Bearer {secret}"})
+        assert response.status_code == 200  # an admin key of team default
+        assert [k["team"] for k in response.json()["keys"]] == ["default"]
+        text = log_path.read_text()
+        assert str(key_file) in text
+        assert secret not in text and secret[4:] not in text
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+# -- several servers --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Server, Server]]:
+    env = {"MEDIA_SERVER_DATABASE_URL": postgres_url}
+    a = start_server(tmp_path / "a", env)
+    try:
+        b = start_server(tmp_path / "b", env)
+        try:
+            yield a, b
+        finally:
+            stop_server(b)
+    finally:
+        stop_server(a)
+
+
+async def test_a_key_revoked_on_one_server_closes_its_streams_on_another(two_servers: tuple[Server, Server]) -> None:
+    a, b = two_servers
+    with a.http(a.keys["admin"]) as http:
+        created = http.post("/v1/keys", json={"role": "rep", "label": "roaming"})
+    assert created.status_code == 201
+    key_id, secret = created.json()["id"], created.json()["key"]
+    async with connect(f"{b.ws_url}/v1/events", subprotocols=["token", secret]) as ws:  # type: ignore[list-item]
+        await asyncio.sleep(0.5)  # (connected and subscribed on server B)
+        with a.http(a.keys["admin"]) as http:
+            assert http.post(f"/v1/keys/{key_id}/revoke").status_code == 200
+        code, _ = await _closed(ws)
+    assert code == 4401
+    with b.http(secret) as http:
+        assert http.get("/v1/live").status_code == 401

@@ -17,7 +17,8 @@ from starlette.websockets import WebSocketState
 
 from media_server.api.audit import audited, remote_of
 from media_server.api.auth import services_of
-from media_server.auth.http import presented_key
+from media_server.auth.http import auth_subprotocol, presented_key
+from media_server.auth.sessions import CLOSE_REVOKED, REVOKED
 from media_server.bus import SubscriberTooSlow
 from media_server.events import to_json
 
@@ -41,7 +42,7 @@ async def team_events(ws: WebSocket) -> None:
 
 async def _serve(ws: WebSocket, call_id: str | None) -> None:
     services = services_of(ws)
-    await ws.accept()
+    await ws.accept(subprotocol=auth_subprotocol(ws))  # (a browser's key comes as a subprotocol)
     key = await services.authenticate(presented_key(ws))
     if key is None or not key.can("read"):
         await ws.close(CLOSE_POLICY, "unauthorized: missing or invalid API key")
@@ -66,12 +67,21 @@ async def _serve(ws: WebSocket, call_id: str | None) -> None:
     last_id = after or 0
     reader = asyncio.create_task(_drain_client(ws))
     reader.add_done_callback(lambda _task: subscription.close())
+    revoked: list[bool] = []
+
+    def revoke() -> None:  # the key was revoked: the subscription ends, the client is told why
+        revoked.append(True)
+        subscription.close()
+
+    held = services.sessions.hold(key.id, revoke)
     try:
         async for event in subscription:
-            if reader.done():
-                return
+            if reader.done() or revoked:
+                break
             await asyncio.wait_for(ws.send_text(to_json(event)), SEND_TIMEOUT_S)
             last_id = event.id or last_id  # (the last one seen: on a shared bus ids are not in order)
+        if revoked:
+            await _close(ws, CLOSE_REVOKED, REVOKED)
     except SubscriberTooSlow as exc:
         log.warning("dropping slow subscriber (team %s, call %s): %s", key.team, call_id, exc)
         await _close(ws, CLOSE_TRY_AGAIN, f"subscriber too slow; reconnect with ?after={last_id}")
@@ -81,6 +91,7 @@ async def _serve(ws: WebSocket, call_id: str | None) -> None:
     except Exception:  # the client went away mid-send
         pass
     finally:
+        held.release()
         subscription.close()
         reader.cancel()
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from media_server.api.audit import audited
 from media_server.auth.keys import ApiKey
+from media_server.auth.sessions import REVOKED
 from media_server.bus import SubscriberTooSlow
 from media_server.calls import views
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
@@ -72,18 +73,30 @@ class MediaServerServicer(api_pb2_grpc.MediaServerServicer):
         await self._audit(key, "subscribe_events", context, call_id or "", target)
         subscription = self.services.journal.subscribe(key.team, call_id, after)
         last_id = after or 0
+        revoked: list[bool] = []
+
+        def revoke() -> None:  # the key was revoked: the subscription ends, the client is told why
+            revoked.append(True)
+            subscription.close()
+
+        held = self.services.sessions.hold(key.id, revoke)
         try:
             async for event in subscription:
+                if revoked:
+                    break
                 yield event
                 last_id = event.id or last_id  # (the last one seen: on a shared bus ids are not in order)
                 if call_id is not None and event.type == "call_ended":
                     return  # one call: its stream is complete
+            if revoked:
+                await abort(context, grpc.StatusCode.UNAUTHENTICATED, REVOKED)
         except SubscriberTooSlow:
             push_back(context, RETRY_PUSHBACK_MS)
             await abort(
                 context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"subscriber too slow; resubscribe with after={last_id}"
             )
         finally:
+            held.release()
             subscription.close()
 
     # -- stored calls --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.max_sessions,
         settings.max_delay_ms / 1000,
         rtc=rtc_configuration(services.settings.webrtc),
+        key_sessions=services.sessions,
     )
     app.state.listen = manager
     try:

@@ -17,11 +17,12 @@ from media_server.calls.lifecycle import CallEnd, LiveCall
 T = TypeVar("T")
 
 #: The ends that come from the server's side of a call, not from its peer or its adapter.
-SERVER_ENDS = frozenset({CallEnd.SERVER_SHUTDOWN, CallEnd.STORAGE_FAILED})
+SERVER_ENDS = frozenset({CallEnd.SERVER_SHUTDOWN, CallEnd.STORAGE_FAILED, CallEnd.KEY_REVOKED})
 
 _SAID = {
     CallEnd.SERVER_SHUTDOWN: "server shutting down",
     CallEnd.STORAGE_FAILED: "storage failed: the call could not be stored",
+    CallEnd.KEY_REVOKED: "API key revoked or expired",
 }
 
 

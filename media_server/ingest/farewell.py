@@ -6,6 +6,7 @@ reason                    websocket close (Twilio, Telnyx, L16, Deepgram)       
 ========================  ======================================================  ===================  ===========
 ``server_shutdown``       1001 ``server shutting down``                           cause 503            UNAVAILABLE
 ``storage_failed``        1011 ``storage failed: the call could not be stored``   cause 500            UNAVAILABLE
+``key_revoked``           4401 ``API key revoked or expired``                     cause 403            UNAUTHENTICATED
 ========================  ======================================================  ===================  ===========
 
 AudioSocket has no codes (its terminate message, then the connection is closed), WHIP closes the peer connection.
@@ -22,6 +23,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from media_server.auth.sessions import CLOSE_REVOKED
 from media_server.calls import watch
 from media_server.calls.lifecycle import CallEnd
 from media_server.calls.watch import SERVER_ENDS, CallEndedByServer, said
@@ -55,6 +57,7 @@ _FAREWELLS = {
     CallEnd.STORAGE_FAILED: Farewell(
         CallEnd.STORAGE_FAILED, CLOSE_INTERNAL, said(CallEnd.STORAGE_FAILED), 500, "storage failed"
     ),
+    CallEnd.KEY_REVOKED: Farewell(CallEnd.KEY_REVOKED, CLOSE_REVOKED, said(CallEnd.KEY_REVOKED), 403, "key revoked"),
 }
 
 

@@ -20,7 +20,9 @@ from typing import Protocol
 from starlette.websockets import WebSocket, WebSocketState
 
 from media_server.audio import Audio
-from media_server.auth.http import presented_key
+from media_server.auth.http import auth_subprotocol, offered_subprotocols, presented_key
+from media_server.auth.keys import ApiKey
+from media_server.auth.sessions import Held
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallRefused, CallsFull, LiveCall, Unauthorized
 from media_server.calls.metadata import CallMetadata, MetadataError, parse_metadata
 from media_server.ingest.farewell import EndWatch, ServerEnded, farewell
@@ -81,10 +83,12 @@ class WebsocketIngest:
         self._watch = EndWatch()  # the server may end the call (shutdown, storage failure) while a frame is awaited
         self._channels: frozenset[int] = frozenset()
         self.peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
+        self._held: Held | None = None  # the call's key, held while it is live: revoking it ends the call
 
     async def run(self) -> None:
-        offered = [p.strip() for p in self.ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-        await self.ws.accept(subprotocol=next((p for p in offered if p in self.protocol.subprotocols), None))
+        offered = offered_subprotocols(self.ws)
+        ours = next((p for p in offered if p in self.protocol.subprotocols), None)
+        await self.ws.accept(subprotocol=ours or auth_subprotocol(self.ws))  # (or the key's, from a browser)
         ended = StreamEnded(CallEnd.SERVER_SHUTDOWN, CLOSE_GOING_AWAY, "server shutting down")
         try:
             ended = await self._serve()
@@ -92,6 +96,8 @@ class WebsocketIngest:
                 await self._close(ended)  # the peer is told at once; the call is stored meanwhile
         finally:
             self._watch.close()
+            if self._held is not None:
+                self._held.release()
             if self.call is not None:
                 await self.call.close(ended.reason)  # stored even if this handler is cancelled
         if self.call is not None and self.call.end_reason is CallEnd.STORAGE_FAILED and ended.close_code is not None:
@@ -134,10 +140,10 @@ class WebsocketIngest:
                 elif isinstance(message, StreamStop):
                     raise StreamEnded(CallEnd.STOP, CLOSE_NORMAL, "stopped before start")
 
-    async def _authorize(self, secret: str | None, team: str | None) -> str:
-        """The team of the key; refusals as the protocol errors a client reads in the close frame."""
+    async def _authorize(self, secret: str | None, team: str | None) -> ApiKey:
+        """The key; refusals as the protocol errors a client reads in the close frame."""
         try:
-            return (await self.services.calls.authorize(secret, team)).team
+            return await self.services.calls.authorize(secret, team)
         except Unauthorized as exc:
             message = exc.message if secret else "missing API key (Authorization header or token)"
             raise ProtocolError(exc.code, message, CLOSE_POLICY) from None
@@ -146,14 +152,16 @@ class WebsocketIngest:
 
     async def _open(self, start: StreamStart, header_key: str | None) -> None:
         metadata = _metadata(start)
-        team = await self._authorize(header_key if header_key is not None else metadata.token, metadata.team)
+        key = await self._authorize(header_key if header_key is not None else metadata.token, metadata.team)
         metadata.token = None
         try:
             self.call = await self.services.calls.open(
-                start.call_id, team, start.source or self.protocol.name, metadata, start.channels
+                start.call_id, key.team, start.source or self.protocol.name, metadata, start.channels
             )
         except CallConflict as exc:  # CallsFull goes on up: the client is told to come back later
             raise ProtocolError(exc.code, exc.message, CLOSE_POLICY) from None
+        call = self.call
+        self._held = self.services.sessions.hold(key.id, lambda: call.end(CallEnd.KEY_REVOKED))
         self._channels = frozenset(channel.index for channel in start.channels)
         self._watch.follow(self.call)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from media_server.auth.keys import ApiKey
+from media_server.auth.sessions import Held, KeySessions
 from media_server.calls.call import Call
 from media_server.calls.tap import AudioTap
 from media_server.listen.track import TapTrack
@@ -47,6 +48,7 @@ class ListenSession:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ended: bool = False
     watcher: asyncio.Task[None] | None = None
+    held: Held | None = None  # its key, held while it lasts: revoking the key ends it (auth/sessions.py)
 
 
 def parse_channel(value: str, call: Call) -> frozenset[int] | None:
@@ -78,8 +80,11 @@ class ListenManager:
         max_delay_s: float = 0.25,
         retry_after_s: int = 5,
         rtc: RTCConfiguration | None = None,
+        key_sessions: KeySessions | None = None,
     ):
         self.store = store
+        self.key_sessions = key_sessions
+        self._revoking: set[asyncio.Task[None]] = set()
         self.rtc = rtc
         self.max_sessions = max_sessions
         self.max_delay_s = max_delay_s
@@ -118,6 +123,8 @@ class ListenManager:
                 await self.end(session, "disconnected" if pc.connectionState == "closed" else "ice_failed")
 
         session.watcher = asyncio.create_task(self._watch(session), name=f"listen-{session.id}")
+        if self.key_sessions is not None:
+            session.held = self.key_sessions.hold(key.id, lambda: self._revoke(session))
         log.info("listen-in %s: key %s (%s) listens to call %s (%s)", session.id, key.id, key.role, call.id, channel)
         return session
 
@@ -125,6 +132,11 @@ class ListenManager:
         await session.tap.closed.wait()
         if not session.ended:
             await self.end(session, "call_ended")
+
+    def _revoke(self, session: ListenSession) -> None:
+        task = asyncio.create_task(self.end(session, "key_revoked"), name=f"listen-{session.id}-revoked")
+        self._revoking.add(task)
+        task.add_done_callback(self._revoking.discard)
 
     def find(self, session_id: str, team: str) -> ListenSession | None:
         session = self.sessions.get(session_id)
@@ -135,6 +147,8 @@ class ListenManager:
             return
         session.ended = True
         self.sessions.pop(session.id, None)
+        if session.held is not None:
+            session.held.release()
         session.call.remove_tap(session.tap)
         if session.watcher is not None and session.watcher is not asyncio.current_task():
             session.watcher.cancel()

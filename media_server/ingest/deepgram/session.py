@@ -32,6 +32,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from media_server.audio import Audio
 from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
+from media_server.auth.sessions import Held
 from media_server.bus import SubscriberTooSlow
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall, new_call_id
 from media_server.calls.metadata import CallMetadata, Consent, MetadataError, parse_metadata
@@ -115,6 +116,7 @@ class ListenSession:
         self._send_lock = asyncio.Lock()
         self._finalizing: set[int] = set()  # channels whose next final answers a Finalize
         self._speaker: dict[int, int] = {}  # the latest diarized speaker of each channel (for interim words)
+        self._held: Held | None = None  # the call's key, held while it is live: revoking it ends the call
 
     # -- handshake -----------------------------------------------------------------------------------
 
@@ -127,6 +129,8 @@ class ListenSession:
         try:
             await self.ws.accept(subprotocol=self.subprotocol)
         except Exception:
+            if self._held is not None:
+                self._held.release()
             await call.close(CallEnd.DISCONNECTED)
             return
         outcome = _Outcome(CallEnd.SERVER_SHUTDOWN, 1001, "server shutting down")
@@ -136,6 +140,8 @@ class ListenSession:
             log.exception("deepgram stream %s failed", call.id)
             outcome = _Outcome(CallEnd.INTERNAL_ERROR, CLOSE_INTERNAL, "internal error")
         finally:
+            if self._held is not None:
+                self._held.release()
             # The call is ended and stored whatever happened, even if this handler is cancelled.
             await call.close(outcome.end)
         if outcome.close_code is not None and self.ws.client_state == WebSocketState.CONNECTED:
@@ -194,6 +200,7 @@ class ListenSession:
                 {"Retry-After": str(exc.retry_after_s)},
                 CLOSE_TRY_AGAIN,
             ) from None
+        self._held = self.services.sessions.hold(key.id, lambda: call.end(CallEnd.KEY_REVOKED))
         for index, spec in call.channels.items():
             if not call.transcribing(index):
                 self.warnings.append(

@@ -41,6 +41,7 @@ import numpy as np
 
 from media_server.audio import Audio, Int16Array
 from media_server.auth.keys import ApiKey
+from media_server.auth.sessions import Held
 from media_server.calls.lifecycle import CallEnd, CallRefused, LiveCall, new_call_id
 from media_server.calls.metadata import Consent
 from media_server.ingest.riva.audio import AudioInput
@@ -81,13 +82,15 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
         key = await require_key(self.services, context, "ingest")
         await self.slots.take(context)
         call: LiveCall | None = None
+        held: Held | None = None
         try:
             request, request_id = await self._config(requests, context)
             audio = AudioInput(request.format)
             first = await self._first_audio(audio, requests, context)
             if first is None:
                 return  # the client ended the stream before sending any audio: there was no call
-            call = await self._open(key, request, audio, context)
+            call = opened = await self._open(key, request, audio, context)
+            held = self.services.sessions.hold(key.id, lambda: opened.end(CallEnd.KEY_REVOKED))
             push_channels(call, audio.rate, first)
             messages = _Requests(call, audio)
             idle_s = self.services.settings.ingest.idle_timeout_s
@@ -100,6 +103,8 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                     if result is not None:
                         yield rasr.StreamingRecognizeResponse(results=[result], id=request_id)
         finally:
+            if held is not None:
+                held.release()
             self.slots.give()
             if call is not None:
                 await call.close()  # a cancelled RPC: the call ends as interrupted and is still stored

@@ -17,7 +17,8 @@ import grpc
 
 from media_server.audio import Audio
 from media_server.auth.keys import ApiKey
-from media_server.calls.lifecycle import CallRefused, LiveCall, new_call_id
+from media_server.auth.sessions import Held
+from media_server.calls.lifecycle import CallEnd, CallRefused, LiveCall, new_call_id
 from media_server.ingest.stream_call.start import MAX_CALL_ID, BadRequest, Decoder, channels, decoder, metadata
 from media_server.rpc.auth import abort, require_key
 from media_server.rpc.refusals import refuse
@@ -39,9 +40,12 @@ async def stream_call(
     key = await require_key(services, context, "ingest")
     await slots.take(context)
     call: LiveCall | None = None
+    held: Held | None = None
     try:
         start = await _first(services, requests, context)
-        call, decode = await _open(services, key, start, context)
+        opened, decode = await _open(services, key, start, context)
+        call = opened
+        held = services.sessions.hold(key.id, lambda: opened.end(CallEnd.KEY_REVOKED))
         idle_s = services.settings.ingest.idle_timeout_s
         handle = _Requests(call, decode).handle
         async with contextlib.aclosing(
@@ -50,6 +54,8 @@ async def stream_call(
             async for event in events:
                 yield event
     finally:
+        if held is not None:
+            held.release()
         slots.give()
         if call is not None:
             await call.close()  # a cancelled RPC: the call ends as interrupted and is still stored
