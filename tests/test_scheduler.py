@@ -225,3 +225,16 @@ async def test_batch_work_fills_the_slots_live_work_leaves() -> None:
         assert engine.batches[2] == ["r1", "r2", "r3"]
     finally:
         sched.close()
+
+
+def test_the_fairness_key_and_class_travel_to_a_recognition_worker() -> None:
+    """A node's job (worker.proto) carries the key and the class, so a worker's scheduler shares it out as a local
+    one does."""
+    from media_server.workers.wire import job_of, request_of
+
+    for wire_format in ("f32", "s16"):
+        job = job_of(said("over the wire", key="team-a", batch=True), wire_format)
+        received = request_of(job)
+        assert (received.fairness_key, received.batch, received.final) == ("team-a", True, True)
+    plain = request_of(job_of(said("live")))
+    assert (plain.fairness_key, plain.batch) == ("", False)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmedia_server/v1/worker.proto\x12\x0fmedia_server.v1\"^\n\x13\x44\x65\x63odeStreamRequest\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x1a.media_server.v1.DecodeJobH\x00\x12\x11\n\x07streams\x18\x02 \x01(\rH\x00\x42\t\n\x07request\"\xba\x01\n\tDecodeJob\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\x07pcm_f32\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07pcm_s16\x18\x03 \x01(\x0cH\x00\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x13\n\x06prompt\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08hotwords\x18\x06 \x03(\t\x12\x13\n\x06prefix\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x11\n\tsegmented\x18\x08 \x01(\x08\x42\x07\n\x05\x61udioB\t\n\x07_promptB\t\n\x07_prefix\"J\n\nWorkerWord\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\"^\n\x10WorkerHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12*\n\x05words\x18\x02 \x03(\x0b\x32\x1b.media_server.v1.WorkerWord\x12\x10\n\x08segments\x18\x03 \x03(\x01\"\xdc\x01\n\x0c\x44\x65\x63odeResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x37\n\nhypothesis\x18\x02 \x01(\x0b\x32!.media_server.v1.WorkerHypothesisH\x00\x12\x11\n\x07\x64ropped\x18\x03 \x01(\x08H\x00\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.media_server.v1.DecodeErrorH\x00\x12)\n\x04load\x18\x05 \x01(\x0b\x32\x1b.media_server.v1.WorkerLoad\x12\x0f\n\x07seconds\x18\x06 \x01(\x01\x42\t\n\x07outcome\"1\n\x0b\x44\x65\x63odeError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tretryable\x18\x02 \x01(\x08\"v\n\nWorkerLoad\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x18\n\x10real_time_factor\x18\x02 \x01(\x01\x12\x15\n\rbusy_fraction\x18\x03 \x01(\x01\x12\x0f\n\x07streams\x18\x04 \x01(\r\x12\x11\n\tin_flight\x18\x05 \x01(\r\"\x15\n\x13WorkerStatusRequest\"\xc5\x02\n\x0cWorkerStatus\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12)\n\x04load\x18\x03 \x01(\x0b\x32\x1b.media_server.v1.WorkerLoad\x12\r\n\x05nodes\x18\x04 \x01(\r\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x04\x12\x10\n\x08requests\x18\x06 \x01(\x04\x12\x0e\n\x06\x66inals\x18\x07 \x01(\x04\x12\x10\n\x08interims\x18\x08 \x01(\x04\x12\x18\n\x10interims_dropped\x18\t \x01(\x04\x12\x17\n\x0fmean_batch_size\x18\n \x01(\x01\x12\x1a\n\x12mean_batch_seconds\x18\x0b \x01(\x01\x12\x10\n\x08\x62ytes_in\x18\x0c \x01(\x04\x12\x11\n\tbytes_out\x18\r \x01(\x04\x12\x11\n\tabandoned\x18\x0e \x01(\x04\x12\x10\n\x08\x64raining\x18\x0f \x01(\x08\x32\xb5\x01\n\x11RecognitionWorker\x12Q\n\x06\x44\x65\x63ode\x12$.media_server.v1.DecodeStreamRequest\x1a\x1d.media_server.v1.DecodeResult(\x01\x30\x01\x12M\n\x06Status\x12$.media_server.v1.WorkerStatusRequest\x1a\x1d.media_server.v1.WorkerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmedia_server/v1/worker.proto\x12\x0fmedia_server.v1\"^\n\x13\x44\x65\x63odeStreamRequest\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x1a.media_server.v1.DecodeJobH\x00\x12\x11\n\x07streams\x18\x02 \x01(\rH\x00\x42\t\n\x07request\"\xdf\x01\n\tDecodeJob\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\x07pcm_f32\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07pcm_s16\x18\x03 \x01(\x0cH\x00\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x13\n\x06prompt\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08hotwords\x18\x06 \x03(\t\x12\x13\n\x06prefix\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x11\n\tsegmented\x18\x08 \x01(\x08\x12\x14\n\x0c\x66\x61irness_key\x18\t \x01(\t\x12\r\n\x05\x62\x61tch\x18\n \x01(\x08\x42\x07\n\x05\x61udioB\t\n\x07_promptB\t\n\x07_prefix\"J\n\nWorkerWord\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\"^\n\x10WorkerHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12*\n\x05words\x18\x02 \x03(\x0b\x32\x1b.media_server.v1.WorkerWord\x12\x10\n\x08segments\x18\x03 \x03(\x01\"\xdc\x01\n\x0c\x44\x65\x63odeResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x37\n\nhypothesis\x18\x02 \x01(\x0b\x32!.media_server.v1.WorkerHypothesisH\x00\x12\x11\n\x07\x64ropped\x18\x03 \x01(\x08H\x00\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.media_server.v1.DecodeErrorH\x00\x12)\n\x04load\x18\x05 \x01(\x0b\x32\x1b.media_server.v1.WorkerLoad\x12\x0f\n\x07seconds\x18\x06 \x01(\x01\x42\t\n\x07outcome\"1\n\x0b\x44\x65\x63odeError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tretryable\x18\x02 \x01(\x08\"v\n\nWorkerLoad\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x18\n\x10real_time_factor\x18\x02 \x01(\x01\x12\x15\n\rbusy_fraction\x18\x03 \x01(\x01\x12\x0f\n\x07streams\x18\x04 \x01(\r\x12\x11\n\tin_flight\x18\x05 \x01(\r\"\x15\n\x13WorkerStatusRequest\"\xc5\x02\n\x0cWorkerStatus\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12)\n\x04load\x18\x03 \x01(\x0b\x32\x1b.media_server.v1.WorkerLoad\x12\r\n\x05nodes\x18\x04 \x01(\r\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x04\x12\x10\n\x08requests\x18\x06 \x01(\x04\x12\x0e\n\x06\x66inals\x18\x07 \x01(\x04\x12\x10\n\x08interims\x18\x08 \x01(\x04\x12\x18\n\x10interims_dropped\x18\t \x01(\x04\x12\x17\n\x0fmean_batch_size\x18\n \x01(\x01\x12\x1a\n\x12mean_batch_seconds\x18\x0b \x01(\x01\x12\x10\n\x08\x62ytes_in\x18\x0c \x01(\x04\x12\x11\n\tbytes_out\x18\r \x01(\x04\x12\x11\n\tabandoned\x18\x0e \x01(\x04\x12\x10\n\x08\x64raining\x18\x0f \x01(\x08\x32\xb5\x01\n\x11RecognitionWorker\x12Q\n\x06\x44\x65\x63ode\x12$.media_server.v1.DecodeStreamRequest\x1a\x1d.media_server.v1.DecodeResult(\x01\x30\x01\x12M\n\x06Status\x12$.media_server.v1.WorkerStatusRequest\x1a\x1d.media_server.v1.WorkerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECODESTREAMREQUEST']._serialized_start=49
   _globals['_DECODESTREAMREQUEST']._serialized_end=143
   _globals['_DECODEJOB']._serialized_start=146
-  _globals['_DECODEJOB']._serialized_end=332
-  _globals['_WORKERWORD']._serialized_start=334
-  _globals['_WORKERWORD']._serialized_end=408
-  _globals['_WORKERHYPOTHESIS']._serialized_start=410
-  _globals['_WORKERHYPOTHESIS']._serialized_end=504
-  _globals['_DECODERESULT']._serialized_start=507
-  _globals['_DECODERESULT']._serialized_end=727
-  _globals['_DECODEERROR']._serialized_start=729
-  _globals['_DECODEERROR']._serialized_end=778
-  _globals['_WORKERLOAD']._serialized_start=780
-  _globals['_WORKERLOAD']._serialized_end=898
-  _globals['_WORKERSTATUSREQUEST']._serialized_start=900
-  _globals['_WORKERSTATUSREQUEST']._serialized_end=921
-  _globals['_WORKERSTATUS']._serialized_start=924
-  _globals['_WORKERSTATUS']._serialized_end=1249
-  _globals['_RECOGNITIONWORKER']._serialized_start=1252
-  _globals['_RECOGNITIONWORKER']._serialized_end=1433
+  _globals['_DECODEJOB']._serialized_end=369
+  _globals['_WORKERWORD']._serialized_start=371
+  _globals['_WORKERWORD']._serialized_end=445
+  _globals['_WORKERHYPOTHESIS']._serialized_start=447
+  _globals['_WORKERHYPOTHESIS']._serialized_end=541
+  _globals['_DECODERESULT']._serialized_start=544
+  _globals['_DECODERESULT']._serialized_end=764
+  _globals['_DECODEERROR']._serialized_start=766
+  _globals['_DECODEERROR']._serialized_end=815
+  _globals['_WORKERLOAD']._serialized_start=817
+  _globals['_WORKERLOAD']._serialized_end=935
+  _globals['_WORKERSTATUSREQUEST']._serialized_start=937
+  _globals['_WORKERSTATUSREQUEST']._serialized_end=958
+  _globals['_WORKERSTATUS']._serialized_start=961
+  _globals['_WORKERSTATUS']._serialized_end=1286
+  _globals['_RECOGNITIONWORKER']._serialized_start=1289
+  _globals['_RECOGNITIONWORKER']._serialized_end=1470
 # @@protoc_insertion_point(module_scope)

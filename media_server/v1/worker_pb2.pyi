@@ -15,7 +15,7 @@ class DecodeStreamRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[DecodeJob, _Mapping]] = ..., streams: _Optional[int] = ...) -> None: ...
 
 class DecodeJob(_message.Message):
-    __slots__ = ("id", "pcm_f32", "pcm_s16", "final", "prompt", "hotwords", "prefix", "segmented")
+    __slots__ = ("id", "pcm_f32", "pcm_s16", "final", "prompt", "hotwords", "prefix", "segmented", "fairness_key", "batch")
     ID_FIELD_NUMBER: _ClassVar[int]
     PCM_F32_FIELD_NUMBER: _ClassVar[int]
     PCM_S16_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,8 @@ class DecodeJob(_message.Message):
     HOTWORDS_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     SEGMENTED_FIELD_NUMBER: _ClassVar[int]
+    FAIRNESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     id: int
     pcm_f32: bytes
     pcm_s16: bytes
@@ -32,7 +34,9 @@ class DecodeJob(_message.Message):
     hotwords: _containers.RepeatedScalarFieldContainer[str]
     prefix: str
     segmented: bool
-    def __init__(self, id: _Optional[int] = ..., pcm_f32: _Optional[bytes] = ..., pcm_s16: _Optional[bytes] = ..., final: _Optional[bool] = ..., prompt: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., prefix: _Optional[str] = ..., segmented: _Optional[bool] = ...) -> None: ...
+    fairness_key: str
+    batch: bool
+    def __init__(self, id: _Optional[int] = ..., pcm_f32: _Optional[bytes] = ..., pcm_s16: _Optional[bytes] = ..., final: _Optional[bool] = ..., prompt: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., prefix: _Optional[str] = ..., segmented: _Optional[bool] = ..., fairness_key: _Optional[str] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class WorkerWord(_message.Message):
     __slots__ = ("word", "start", "end", "confidence")

@@ -18,7 +18,13 @@ def job_of(request: DecodeRequest, wire_format: WireFormat = "f32") -> pb.Decode
     """``request`` as a job (its ``id`` is set per attempt). ``f32`` sends the samples as they are; ``s16`` rounds
     them to 16 bits (the telephony audio was 16-bit, but resampled since): half the bytes, slightly other words."""
     audio = np.asarray(request.audio, dtype=np.float32)
-    job = pb.DecodeJob(final=request.final, hotwords=list(request.hotwords), segmented=request.segmented)
+    job = pb.DecodeJob(
+        final=request.final,
+        hotwords=list(request.hotwords),
+        segmented=request.segmented,
+        fairness_key=request.fairness_key,
+        batch=request.batch,
+    )
     if wire_format == "s16":
         job.pcm_s16 = np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
     else:
@@ -50,6 +56,8 @@ def request_of(job: pb.DecodeJob) -> DecodeRequest:
         hotwords=tuple(job.hotwords),
         prefix=job.prefix if job.HasField("prefix") else None,
         segmented=job.segmented,
+        fairness_key=job.fairness_key,
+        batch=job.batch,
     )
 
 
