@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import audit, calls, events, listen, live, people, team, webhooks
+from media_server.api import audit, calls, events, keys, listen, live, people, team, webhooks
 from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
 from media_server.config import Settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(listen.router)
     app.include_router(team.router)
     app.include_router(audit.router)
+    app.include_router(keys.router)
     app.include_router(people.router)
     if settings.dashboard.enabled:
         _mount_dashboard(app, settings.dashboard.directory or DASHBOARD_DIR)

@@ -76,6 +76,7 @@ class CallEnd(enum.StrEnum):
     SERVER_RESTART = "server_restart"  # the server died with the call live; closed when it started again
     STORAGE_FAILED = "storage_failed"  # the call's events could not be written (disk full, database gone)
     NODE_LOST = "node_lost"  # the server holding the call stopped renewing its lease; closed by another server
+    KEY_REVOKED = "key_revoked"  # the API key that opened the call was revoked or expired (auth/sessions.py)
 
     @property
     def status(self) -> CallStatus:
