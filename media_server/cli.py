@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from media_server import __version__
+from media_server.auth.commands import add_commands as add_key_commands
+from media_server.auth.commands import expiry
 from media_server.auth.keys import Role
 from media_server.config import Settings, load_settings
 
@@ -102,7 +104,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         store = Store(settings.db_url)
         await store.open()
         try:
-            key, secret = await store.create_key(args.team, Role(args.role), args.label or "")
+            key, secret = await store.create_key(args.team, Role(args.role), args.label or "", expiry(args.expires_in))
         finally:
             await store.close()
         print(f"created {key.role.value} key {key.id} for team {key.team}; it is shown only once:")
@@ -244,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--team", required=True)
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--label", help="a note to recognise the key by")
+    create.add_argument("--expires-in", help="the key expires after this: 90d, 12h, 30m, 2w or seconds (default never)")
     common(create)
     create.set_defaults(func=cmd_keys_create)
+    add_key_commands(keys_sub, common, _settings)  # list, revoke, rotate
 
     stream = sub.add_parser("stream", help="play a WAV file into the server as a telephony platform would")
     stream.add_argument("file", type=Path)
