@@ -7,6 +7,8 @@ call, the stored call, and the SIP responses an SBC gets. Speech is real (tel8k_
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pylibsrtp
 import pytest
 from aiosipua import SipRequest
 from hypothesis import HealthCheck, given, settings
@@ -65,7 +68,9 @@ def free_sip_port() -> int:
 def srs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     require_sipp()
     port = free_sip_port()
-    server = start_server(tmp_path_factory.mktemp("srs"), sip_env(port))
+    # 127.0.0.3 stands for an SBC's media relay: on the allow-list, never in an SDP (see HandSrc's tests)
+    env = sip_env(port, MEDIA_SERVER_SIP__ALLOW='["127.0.0.1/32", "127.0.0.3/32"]')
+    server = start_server(tmp_path_factory.mktemp("srs"), env)
     yield server, f"127.0.0.1:{port}"
     stop_server(server)
 
@@ -616,3 +621,233 @@ async def test_wideband_codecs_are_decoded_and_transcribed(
     error = wer([utterance.ref], [" ".join(finals(log, "rep"))])
     print(f"SIPREC {codec}: WER {error:.3f}")
     assert error < 0.25
+
+
+# -- media only from where it should come; SRTP ------------------------------------------------------------------
+#
+# A hand-written SRC (SIP over UDP from 127.0.0.1) whose RTP leaves from whichever loopback address a test names:
+# 127.0.0.1 is the SRC itself, 127.0.0.3 an SBC's media relay (on the srs fixture's sip.allow, never in an SDP),
+# 127.0.0.2 a host that is neither (the one test_a_source_not_on_the_allow_list_gets_403 is refused).
+
+RELAY = "127.0.0.3"
+INTRUDER = "127.0.0.2"
+INTRUDER_WORDS = {"forward", "meters", "feels", "forever"}  # tel8k()[5:7]: nothing the real speakers say
+
+
+# The sending side's suites, as the SRC's SRTP stack knows them: libsrtp profile, bytes of master key and salt.
+SRTP_SUITES = {
+    "AES_CM_128_HMAC_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
+    "AEAD_AES_128_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
+    "AEAD_AES_256_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),
+}
+
+
+def srtp_key(suite: str = "AES_CM_128_HMAC_SHA1_80") -> str:
+    return base64.b64encode(os.urandom(SRTP_SUITES[suite][1])).decode()
+
+
+def srtp_encrypted(crypto: str, packets: list[bytes]) -> list[bytes]:
+    """The packets as the SRC's SRTP stack sends them with the key of its ``a=crypto:TAG SUITE inline:KEY|...``."""
+    _, suite, key = crypto.split()[:3]
+    policy = pylibsrtp.Policy(
+        key=base64.b64decode(key.removeprefix("inline:").split("|")[0]),
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=SRTP_SUITES[suite][0],
+    )
+    session = pylibsrtp.Session(policy)
+    return [session.protect(p) for p in packets]
+
+
+def offer_sdp(address: str, streams: list[str], proto: str = "RTP/AVP") -> str:
+    """One PCMU ``sendonly`` m-line per entry of ``streams`` (its extra attribute lines, e.g. ``a=crypto``)."""
+    lines = ["v=0", f"o=SRC 1 1 IN IP4 {address}", "s=-", f"c=IN IP4 {address}", "t=0 0"]
+    for label, extra in enumerate(streams, start=1):
+        lines += [f"m=audio {7000 + 2 * label} {proto} 0", "a=rtpmap:0 PCMU/8000", f"a=label:{label}", "a=sendonly"]
+        lines += [line for line in extra.split("\n") if line]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def pcmu_packets(pcm: np.ndarray, ssrc: int, seq0: int = 0, ts0: int = 0) -> list[bytes]:
+    """20 ms PCMU RTP packets of 8 kHz speech."""
+    from media_server.codecs.g711 import ulaw_encode
+
+    out = []
+    for i in range(len(pcm) // 160):
+        header = bytes([0x80, 0]) + ((seq0 + i) & 0xFFFF).to_bytes(2, "big")
+        header += ((ts0 + 160 * i) & 0xFFFFFFFF).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+        out.append(header + ulaw_encode(pcm[i * 160 : (i + 1) * 160]))
+    return out
+
+
+class HandSrc:
+    """One recording session of the hand-written SRC: INVITE, ACK, RTP from sockets of any loopback host, BYE."""
+
+    def __init__(self, server: Server, target: str, call_id: str) -> None:
+        self.server, self.call_id, self.udp = server, call_id, Udp(target)
+        self.tag, self.answer = "", ""
+        self.ports: list[int] = []
+        self.sockets: dict[str, socket.socket] = {}
+        self.events: asyncio.Task[EventLog] | None = None
+
+    async def invite(self, sdp: str, expect: int = 200) -> str:
+        from tests.siprec_samples import CONTENT_TYPE, metadata_xml, multipart
+
+        if self.events is None and expect == 200:
+            url = f"{self.server.ws_url}/v1/events?token={self.server.keys['admin']}"
+            self.events = asyncio.create_task(collect_events(url, timeout=90))
+            await asyncio.sleep(0.3)
+        body = multipart(sdp, metadata_xml())
+        self.udp.send(invite(self.call_id, body, CONTENT_TYPE, f"z9hG4bK{self.call_id}i", port=self.udp.port))
+        response = await asyncio.to_thread(self.udp.final)
+        assert response.startswith(f"SIP/2.0 {expect}"), response
+        if expect == 200:
+            self.answer = response
+            self.tag = to_tag(response)
+            self.ports = [int(line.split()[1]) for line in response.split("\r\n") if line.startswith("m=audio")]
+            ack = invite(
+                self.call_id, b"", "", f"z9hG4bK{self.call_id}a", port=self.udp.port, method="ACK", to_tag=self.tag
+            )
+            self.udp.send(ack)
+        return response
+
+    def sender(self, host: str) -> socket.socket:
+        if host not in self.sockets:
+            self.sockets[host] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sockets[host].bind((host, 0))
+        return self.sockets[host]
+
+    async def play(self, *flows: tuple[str, int, list[bytes]]) -> None:
+        """Send each flow's packets (from host, to the answer's stream) interleaved, 20 ms of audio every 5 ms."""
+        for i in range(max(len(packets) for _, _, packets in flows)):
+            for host, stream, packets in flows:
+                if i < len(packets):
+                    self.sender(host).sendto(packets[i], ("127.0.0.1", self.ports[stream]))
+            await asyncio.sleep(0.005)
+
+    async def bye(self) -> EventLog:
+        await asyncio.sleep(1.5)  # what the jitter buffer and the recogniser hold
+        bye = invite(
+            self.call_id, b"", "", f"z9hG4bK{self.call_id}b", port=self.udp.port, method="BYE", cseq=2, to_tag=self.tag
+        )
+        self.udp.send(bye)
+        assert (await asyncio.to_thread(self.udp.final)).startswith("SIP/2.0 200")
+        assert self.events is not None
+        return await self.events
+
+    def close(self) -> None:
+        self.udp.close()
+        for sock in self.sockets.values():
+            sock.close()
+        if self.events is not None:
+            self.events.cancel()
+
+
+def spoken(log: EventLog, speaker: str) -> set[str]:
+    return set(normalise(" ".join(finals(log, speaker))).split())
+
+
+async def test_rtp_from_a_host_neither_offered_nor_allowed_is_ignored(srs: tuple[Server, str]) -> None:
+    """Issue 18: a host refused at the SIP level sends RTP with an SSRC of its own into the live call's port,
+    interleaved with the real speaker's from start to end. The call's transcript holds only the real words."""
+    server, target = srs
+    utterances = tel8k()
+    real, intruder = program(utterances[2:3]), program(utterances[5:7], gap_s=0.3)
+    src = HandSrc(server, target, "intruder-1")
+    try:
+        await src.invite(offer_sdp("127.0.0.1", [""]))
+        await src.play(
+            ("127.0.0.1", 0, pcmu_packets(real.pcm, ssrc=0x5EC00001)),
+            (INTRUDER, 0, pcmu_packets(intruder.pcm, ssrc=0x0BAD0BAD, seq0=4000, ts0=90_000)),
+        )
+        log = await src.bye()
+    finally:
+        src.close()
+    heard = " ".join(finals(log, "rep"))
+    print(f"with an intruder on the port: {heard!r}")
+    assert not spoken(log, "rep") & INTRUDER_WORDS, heard
+    assert wer([utterances[2].ref], [heard]) < 0.25
+    call_id = log.of_type("call_started")[0]["callId"]
+    with server.http(server.keys["admin"]) as http:
+        stored = http.get(f"/v1/calls/{call_id}").json()
+    assert not set(normalise(" ".join(s["text"] for s in stored["transcript"])).split()) & INTRUDER_WORDS
+    dropped = [
+        line for line in server.log().splitlines() if f"SIPREC call {call_id}, stream 1: RTP from {INTRUDER}" in line
+    ]
+    assert len(dropped) == 1, "logged once per source and call"
+
+
+async def test_media_from_an_allowed_relay_is_taken_and_may_move_with_a_new_ssrc(srs: tuple[Server, str]) -> None:
+    """An SBC that writes one address in its SDP (127.0.0.4, which sends nothing) and sends from a relay on
+    sip.allow (127.0.0.3), then fails over to its signalling address with a new SSRC halfway through the
+    customer's words: every real word is taken, the intruder's (127.0.0.2, all along) none."""
+    server, target = srs
+    utterances = tel8k()
+    rep, customer = program(utterances[1:2]), program(utterances[3:4])
+    half = len(customer.pcm) // 2 // 160 * 160
+    src = HandSrc(server, target, "relay-1")
+    try:
+        answer = await src.invite(offer_sdp("127.0.0.4", ["", ""]))
+        assert answer.count("a=recvonly") == 2
+        customer_first = pcmu_packets(customer.pcm[:half], ssrc=0x22220001)
+        customer_then = pcmu_packets(customer.pcm[half:], ssrc=0x22220002, seq0=9000, ts0=500_000)  # the other node
+        intruder = pcmu_packets(program(utterances[5:7], gap_s=0.3).pcm, ssrc=0x0BAD0BAD)
+        await src.play(
+            (RELAY, 0, pcmu_packets(rep.pcm, ssrc=0x11110001)),
+            (RELAY, 1, customer_first),
+            (INTRUDER, 1, intruder[: len(customer_first)]),
+        )
+        await src.play(("127.0.0.1", 1, customer_then), (INTRUDER, 1, intruder[len(customer_first) :]))
+        log = await src.bye()
+    finally:
+        src.close()
+    rep_heard, customer_heard = " ".join(finals(log, "rep")), " ".join(finals(log, "customer"))
+    print(f"from a relay: rep {rep_heard!r}, customer {customer_heard!r}")
+    assert not (spoken(log, "rep") | spoken(log, "customer")) & INTRUDER_WORDS
+    assert wer([utterances[1].ref], [rep_heard]) < 0.25
+    assert wer([utterances[3].ref], [customer_heard]) < 0.25
+
+
+async def test_srtp_media_keyed_in_the_sdp_is_decrypted_and_transcribed(srs: tuple[Server, str]) -> None:
+    """SRTP with SDES keys, as SBCs offer it: ``RTP/SAVP`` with an ``a=crypto`` per stream. SIPp 3.6.1 (Debian's
+    sip-tester) has no SRTP (``sipp -v``: no TLS/SRTP in its build), so this SRC encrypts real speech with
+    libsrtp through pylibsrtp, as an SBC's SRTP stack does. The answer keeps the profile and keys each stream
+    with a key of the SRS's own; packets forged with another key change nothing. Unsupported suites get 488."""
+    server, target = srs
+    utterances = tel8k()
+    rep, customer = program(utterances[4:5]), program(utterances[1:2])
+    intruder = program(utterances[5:7], gap_s=0.3)
+    keys = [srtp_key(), srtp_key("AEAD_AES_128_GCM")]
+    suites = ["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"]
+    crypto = [f"a=crypto:1 {suite} inline:{key}|2^31" for suite, key in zip(suites, keys, strict=True)]
+
+    src = HandSrc(server, target, "srtp-1")
+    try:
+        refused = await src.invite(
+            offer_sdp(
+                "127.0.0.1", [f"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{srtp_key('AEAD_AES_256_GCM')}"], "RTP/SAVP"
+            ),
+            expect=488,
+        )
+        assert "crypto suite AES_256_CM_HMAC_SHA1_80 not supported" in refused.split("\r\n")[0], refused
+        assert re.search(r"^Warning: 305 .*AES_CM_128_HMAC_SHA1_80", refused, flags=re.M), refused
+        src.call_id = "srtp-2"
+        answer = await src.invite(offer_sdp("127.0.0.1", crypto, "RTP/SAVP"))
+        answered = [line for line in answer.split("\r\n") if line.startswith(("m=audio", "a=crypto"))]
+        assert [line.split()[2] for line in answered if line.startswith("m=")] == ["RTP/SAVP", "RTP/SAVP"]
+        ours = [line.removeprefix("a=crypto:").split() for line in answered if line.startswith("a=crypto")]
+        assert [(tag, suite) for tag, suite, _ in ours] == [("1", suites[0]), ("1", suites[1])]
+        assert all(key.removeprefix("inline:") not in keys for _, _, key in ours), "a key of the SRS's own"
+        forger = f"a=crypto:1 {suites[1]} inline:{srtp_key(suites[1])}"  # knows the port and SSRC, not the key
+        await src.play(
+            ("127.0.0.1", 0, srtp_encrypted(crypto[0], pcmu_packets(rep.pcm, ssrc=0x33330001))),
+            ("127.0.0.1", 1, srtp_encrypted(crypto[1], pcmu_packets(customer.pcm, ssrc=0x33330002))),
+            ("127.0.0.1", 1, srtp_encrypted(forger, pcmu_packets(intruder.pcm, ssrc=0x33330002, seq0=30000))),
+        )
+        log = await src.bye()
+    finally:
+        src.close()
+    rep_heard, customer_heard = " ".join(finals(log, "rep")), " ".join(finals(log, "customer"))
+    print(f"over SRTP: rep {rep_heard!r}, customer {customer_heard!r}")
+    assert wer([utterances[4].ref], [rep_heard]) < 0.25
+    assert wer([utterances[1].ref], [customer_heard]) < 0.25
+    assert not spoken(log, "customer") & INTRUDER_WORDS
