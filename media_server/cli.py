@@ -26,6 +26,9 @@ def _settings(args: argparse.Namespace) -> Settings:
             overrides[name] = value
     if getattr(args, "grpc_port", None) is not None:
         overrides["grpc"] = {"port": args.grpc_port}
+    tls = {name: getattr(args, f"tls_{name}", None) for name in ("cert", "key")}
+    if any(tls.values()):
+        overrides["tls"] = {name: value for name, value in tls.items() if value is not None}
     return load_settings(getattr(args, "config", None), **overrides)
 
 
@@ -61,6 +64,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls.cert,  # HTTPS and WSS (gRPC takes the same pair: rpc/server.py)
+        ssl_keyfile=settings.tls.key,
     )
     keep_queries_out_of_logs()  # (uvicorn.Config configured its loggers just now)
     server = GracefulServer(config, app)
@@ -77,7 +82,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if index:  # cuda:1: CTranslate2 and torch see that one GPU only, as their device 0
             os.environ["CUDA_VISIBLE_DEVICES"] = index
         overrides["asr"] = {"device": device}
-    workers = {name: getattr(args, name) for name in ("host", "port", "key_file") if getattr(args, name) is not None}
+    names = ("host", "port", "key_file", "tls_cert", "tls_key", "tls_ca")
+    workers = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if workers:
         overrides["workers"] = workers
     try:
@@ -225,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--grpc-port", type=int, help="the gRPC API's port (default 50051; 0: any free port)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain: HTTPS, WSS and gRPC over TLS (tls.cert)")
+    serve.add_argument("--tls-key", type=Path, help="its PEM private key (tls.key)")
     common(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -237,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--key-file", type=Path, help="file whose first line is the shared key (or MEDIA_SERVER_WORKERS__KEY)"
     )
+    worker.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS (workers.tls_cert)")
+    worker.add_argument("--tls-key", type=Path, help="its PEM private key (workers.tls_key)")
+    worker.add_argument("--tls-ca", type=Path, help="require nodes' client certificates signed by this CA")
     worker.add_argument("--config", type=Path, help="a TOML or JSON settings file")
     worker.set_defaults(func=cmd_worker)
 

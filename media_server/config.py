@@ -14,6 +14,7 @@ import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +105,10 @@ class SipSettings(BaseModel):
     tls_port: int = Field(5061, ge=0, le=65535, description="SIP over TLS, when tls_cert and tls_key are set")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = Field(
+        None,
+        description="SIP over TLS: SBCs must present a certificate signed by this CA (mutual TLS); unset: not asked",
+    )
     advertised_address: str | None = Field(
         None, description="address written in Contact and SDP (behind NAT); default: the address a request came to"
     )
@@ -146,6 +151,8 @@ class SipSettings(BaseModel):
             raise ValueError("rtp_port_max must be at least rtp_port_min + 2")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("sip.tls_client_ca needs SIP over TLS (tls_cert and tls_key)")
         return self
 
 
@@ -258,6 +265,30 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024, description="largest request message")
 
 
+class TlsSettings(BaseModel):
+    """HTTPS and WSS (the HTTP listener) and gRPC over TLS (our API and the Riva-compatible service), on one
+    certificate (``media-server serve --tls-cert FILE --tls-key FILE``). Unset: plain HTTP and gRPC (behind a proxy
+    that terminates TLS)."""
+
+    cert: Path | None = Field(None, description="PEM certificate chain (the server's certificate first)")
+    key: Path | None = Field(None, description="PEM private key of cert")
+    client_ca: Path | None = Field(
+        None,
+        description="gRPC: clients must present a certificate signed by this CA (mutual TLS); HTTPS does not ask "
+        "(browsers and telephony platforms have none)",
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+
 class CompatSettings(BaseModel):
     """Streams of the Deepgram- and Riva-compatible APIs (``/v1/listen``, ``StreamingRecognize``): their clients ask
     for a transcript of audio they hold and say nothing about consent or who is speaking."""
@@ -283,6 +314,11 @@ class EventSettings(BaseModel):
         "memory", description="memory: this server's subscribers only; redis: every server's (needs redis_url)"
     )
     redis_url: str | None = Field(None, description="redis://[:password@]host:6379/0 (bus = redis)")
+    redis_ca_file: Path | None = Field(
+        None, description="rediss://: the CA Redis's certificate is verified against (else the system's roots)"
+    )
+    redis_cert_file: Path | None = Field(None, description="rediss://: a client certificate (Redis tls-auth-clients)")
+    redis_key_file: Path | None = Field(None, description="rediss://: the client certificate's key")
     redis_prefix: str = Field(
         "media-server:", max_length=100, description="Redis keys start with this (several deployments on one Redis)"
     )
@@ -303,6 +339,16 @@ class EventSettings(BaseModel):
             raise ValueError("events.bus = redis needs events.redis_url (redis://host:6379/0)")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("events.redis_url must be a redis://, rediss:// or unix:// URL")
+        tls = {"ssl_ca_certs": self.redis_ca_file, "ssl_certfile": self.redis_cert_file}
+        tls["ssl_keyfile"] = self.redis_key_file
+        if any(tls.values()):  # into the URL's query (redis-py's names), which every Redis client is made from
+            if not (self.redis_url or "").startswith("rediss://"):
+                raise ValueError("events.redis_ca_file, redis_cert_file and redis_key_file need a rediss:// URL")
+            assert self.redis_url is not None
+            url = urlsplit(self.redis_url)
+            query = dict(parse_qsl(url.query))
+            query.update({name: str(path) for name, path in tls.items() if path is not None})
+            self.redis_url = urlunsplit(url._replace(query=urlencode(query)))
         return self
 
 
@@ -341,6 +387,15 @@ class WorkersSettings(BaseModel):
     key_file: Path | None = Field(None, description="a file whose first line is the key (instead of key)")
     host: str = Field("127.0.0.1", description="media-server worker: the address it binds to")
     port: int = Field(50061, ge=0, le=65535, description="media-server worker: its port (0: any free port)")
+    tls_cert: Path | None = Field(
+        None, description="TLS: a worker's certificate (with tls_key, it serves TLS); a node's client certificate"
+    )
+    tls_key: Path | None = Field(None, description="the key of tls_cert")
+    tls_ca: Path | None = Field(
+        None,
+        description="TLS: a node verifies workers against this CA (and speaks TLS to them); a worker requires "
+        "nodes' client certificates signed by it (mutual TLS)",
+    )
     wire_format: Literal["f32", "s16"] = Field(
         "f32",
         description="audio to workers as float32 PCM (transcripts as in-process) or 16-bit (half the bytes; rounding "
@@ -361,7 +416,14 @@ class WorkersSettings(BaseModel):
             raise ValueError("workers: key or key_file, not both")
         if self.urls and not (self.key or self.key_file):
             raise ValueError("workers.urls needs the workers' shared key: workers.key or workers.key_file")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("workers.tls_cert and workers.tls_key go together")
         return self
+
+    @property
+    def tls(self) -> bool:
+        """A node speaks TLS to its workers."""
+        return self.tls_ca is not None or self.tls_cert is not None
 
     def shared_key(self) -> str | None:
         """The key, read from ``key_file`` where it is given there."""
@@ -462,6 +524,7 @@ class Settings(BaseSettings):
     grpc: GrpcSettings = GrpcSettings()
     compat: CompatSettings = CompatSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    tls: TlsSettings = TlsSettings()
 
     @field_validator("log_level")
     @classmethod
@@ -504,7 +567,8 @@ class Settings(BaseSettings):
         if self.cluster.advertise_url:
             return self.cluster.advertise_url.rstrip("/")
         host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "https" if self.tls.enabled else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def db_url_for_logs(self) -> str:

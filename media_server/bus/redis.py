@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -176,10 +177,8 @@ class RedisEventBus:
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         # Two clients: the reader's blocking reads would hold up publishing on a shared connection.
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True
-        )
-        self._reader_client: aioredis.Redis = aioredis.Redis.from_url(
+        self._client = redis_client(url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True)
+        self._reader_client = redis_client(
             url, socket_connect_timeout=2, socket_timeout=_BLOCK_MS / 1000 + 5, socket_keepalive=True
         )
         self._publish_script = self._client.register_script(_PUBLISH)
@@ -452,6 +451,15 @@ def _decode(fields: dict[bytes, bytes]) -> pb.Event | None:
         log.warning("an entry of the event stream is not an event; skipped")
         return None
     return event
+
+
+def redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """A Redis client for ``url`` (the bus's, the live directory's): ``rediss://`` is TLS 1.2 or later, the server's
+    certificate and host name verified against the URL's ``ssl_ca_certs`` (else the system's roots), with a client
+    certificate from ``ssl_certfile`` and ``ssl_keyfile`` (``events.redis_ca_file``... are written there)."""
+    if url.startswith("rediss://"):
+        options.setdefault("ssl_min_version", ssl.TLSVersion.TLSv1_2)
+    return aioredis.Redis.from_url(url, **options)
 
 
 def _safe(url: str) -> str:

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from media_server.bus.redis import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class RedisLiveDirectory(LiveDirectory):
         self.node = node
         self.calls = calls
         self.interval_s = interval_s
-        self._client: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._client = redis_client(url, socket_connect_timeout=2, socket_timeout=5)
         self._shown: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
 

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from media_server.rpc.slots import StreamSlots
 from media_server.services import Services
+from media_server.tls import grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,14 @@ class GrpcServer:
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         host = g.host or services.settings.host
         address = f"[{host}]:{g.port}" if ":" in host else f"{host}:{g.port}"
-        port = server.add_insecure_port(address)
+        tls = services.settings.tls
+        if tls.cert is not None and tls.key is not None:  # the HTTPS certificate; mutual TLS with tls.client_ca
+            port = server.add_secure_port(address, grpc_server_credentials(tls.cert, tls.key, tls.client_ca))
+        else:
+            port = server.add_insecure_port(address)
         await server.start()
-        log.info("gRPC API on %s:%d (%s)", host, port, ", ".join(names))
+        secure = " over TLS" + (" (client certificates required)" if tls.client_ca else "") if tls.enabled else ""
+        log.info("gRPC API%s on %s:%d (%s)", secure, host, port, ", ".join(names))
         return cls(server, port, health_servicer)
 
     def status(self) -> dict[str, Any]:

@@ -75,6 +75,7 @@ from media_server.store.tables import (
     TeamConfigRow,
 )
 from media_server.store.writes import CallChanged, CallClosed, CallOpened, CallProgress, SegmentsKept, Write
+from media_server.tls import postgres_connect_args
 from media_server.v1 import events_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,11 @@ class Store:
         self.dialect = make_url(url).get_backend_name()  # "sqlite", "postgresql"
         # PostgreSQL: connections are checked before use (a database restart leaves the pool's stale).
         options: dict[str, Any] = {} if self.dialect == "sqlite" else {"pool_pre_ping": True}
-        self.engine: AsyncEngine = create_async_engine(url, **options)
+        # libpq's sslmode, sslrootcert, sslcert and sslkey in the URL: asyncpg's ssl context (tls.py)
+        engine_url, connect_args = postgres_connect_args(url)
+        if connect_args:
+            options["connect_args"] = connect_args
+        self.engine: AsyncEngine = create_async_engine(engine_url, **options)
         self._writer_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         if self.dialect == "sqlite":

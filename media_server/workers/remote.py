@@ -32,6 +32,7 @@ import grpc
 import numpy as np
 
 from media_server.config import WorkersSettings
+from media_server.tls import grpc_channel_credentials
 from media_server.v1 import worker_pb2 as pb
 from media_server.v1 import worker_pb2_grpc
 from media_server.workers.wire import KEY_HEADER, hypothesis_of, job_of
@@ -86,14 +87,16 @@ class WorkerLink:
         self.address = address
         self.settings = settings
         self._metadata = ((KEY_HEADER, key),)
-        self.channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                *CHANNEL_OPTIONS,
-                ("grpc.max_send_message_length", settings.max_message_bytes),
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ],
-        )
+        options = [
+            *CHANNEL_OPTIONS,
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ]
+        if settings.tls:  # the worker verified against tls_ca; this node's certificate where tls_cert is given
+            credentials = grpc_channel_credentials(settings.tls_ca, settings.tls_cert, settings.tls_key)
+            self.channel = grpc.aio.secure_channel(address, credentials, options=options)
+        else:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
         self.stub = worker_pb2_grpc.RecognitionWorkerStub(self.channel)  # type: ignore[no-untyped-call]
         self.healthy = False
         self.reason: str | None = "not reached yet"

@@ -25,6 +25,7 @@ import grpc
 from threadpoolctl import threadpool_limits
 
 from media_server.config import Settings
+from media_server.tls import grpc_server_credentials
 from media_server.v1 import worker_pb2 as pb
 from media_server.v1 import worker_pb2_grpc
 from media_server.workers.wire import KEY_HEADER, hypothesis_pb, request_of
@@ -188,15 +189,19 @@ async def serve_worker(settings: Settings, ready: asyncio.Event | None = None) -
     )
     worker_pb2_grpc.add_RecognitionWorkerServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     address = f"{w.host}:{w.port}"
-    port = server.add_insecure_port(address)
+    if w.tls_cert is not None and w.tls_key is not None:  # nodes verify it; with tls_ca it verifies them
+        port = server.add_secure_port(address, grpc_server_credentials(w.tls_cert, w.tls_key, w.tls_ca))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         scheduler.close()
         raise OSError(f"cannot listen on {address}")
     await server.start()
     log.info(
-        "recognition worker ready on %s:%d: model %s on %s",
+        "recognition worker ready on %s:%d%s: model %s on %s",
         w.host,
         port,
+        "" if w.tls_cert is None else " (TLS" + (", client certificates required)" if w.tls_ca else ")"),
         scheduler.engine.name,
         scheduler.engine.device,
     )

@@ -75,7 +75,7 @@ class RecordingServer:
                     await server._listen(TcpTransport(local_addr=(s.host, s.port), name="TCP"))
             s = server.settings
             if s.tls_cert is not None and s.tls_key is not None:
-                context = tls_context(s.tls_cert, s.tls_key)
+                context = tls_context(s.tls_cert, s.tls_key, s.tls_client_ca)
                 await server._listen(TcpTransport(local_addr=(s.host, s.tls_port), name="TLS", ssl_context=context))
         except BaseException:
             await server.close()

@@ -20,6 +20,8 @@ from typing import Any
 from aiosipua import SipRequest
 from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport
 
+from media_server.tls import server_context
+
 log = logging.getLogger(__name__)
 
 RawHandler = Callable[["ScreenedTransport", bytes, tuple[str, int]], None]
@@ -125,8 +127,7 @@ class TcpTransport(ScreenedTransport, TcpSipTransport):
         return str(host), int(port)
 
 
-def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
+def tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """SIP over TLS; with ``client_ca`` (``sip.tls_client_ca``) an SBC without a certificate signed by it fails the
+    handshake (mutual TLS, as SBCs configured for it expect)."""
+    return server_context(cert, key, client_ca)
