@@ -36,9 +36,10 @@ run: install
 test: install system-deps lint typecheck pytest
 
 # Debian packages the tests use as real peers: flite and festival speak scripted calls, sipp (sip-tester) is the SIPREC
-# client, openssl makes the TLS test's certificate, chromium publishes over WHIP, redis-server is the tests' own Redis. Installed when missing and root; else the tests that need
+# client, openssl makes the TLS test's certificate, chromium publishes over WHIP, redis-server is the tests' own Redis, nginx is the
+# README's reverse proxy (tests/test_tls.py). Installed when missing and root; else the tests that need
 # them are skipped (and fail under CI=true).
-SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl chromium:chromium festival:festival redis-server:redis-server
+SYSTEM_PACKAGES := flite:flite sipp:sip-tester openssl:openssl chromium:chromium festival:festival redis-server:redis-server nginx:nginx
 # Packages without a command of their own (festival's English voices), checked with dpkg.
 SYSTEM_DATA_PACKAGES := festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 system-deps:
