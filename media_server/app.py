@@ -17,6 +17,7 @@ from media_server import __version__
 from media_server.api import audit, calls, events, keys, listen, live, people, team, webhooks
 from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
+from media_server.api.openapi import declare_key_scheme
 from media_server.config import Settings
 from media_server.ingest.listeners import close_listeners, start_listeners
 from media_server.ingest.registry import PROTOCOLS
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(keys.router)
     app.include_router(people.router)
+    declare_key_scheme(app)
     if settings.dashboard.enabled:
         _mount_dashboard(app, settings.dashboard.directory or DASHBOARD_DIR)
 

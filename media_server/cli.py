@@ -40,13 +40,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from media_server.app import create_app
+    from media_server.connections import ConnectionLimits, uvicorn_limits
     from media_server.logs import keep_queries_out_of_logs
     from media_server.serving import GracefulServer
-    from media_server.store.lock import DataDirLock, DataDirLocked
+    from media_server.store.lock import DataDirLock, DataDirLocked, private_dir
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     try:  # say it plainly before anything starts (the lifespan takes the lock for real, and fails the same way)
         probe = DataDirLock(settings.data_dir)
         probe.acquire()
@@ -66,6 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         ssl_certfile=settings.tls.cert,  # HTTPS and WSS (gRPC takes the same pair: rpc/server.py)
         ssl_keyfile=settings.tls.key,
+        **uvicorn_limits(
+            ConnectionLimits(
+                settings.http.header_timeout_s, settings.http.max_connections, settings.calls.retry_after_s
+            ),
+            settings.http.keepalive_timeout_s,
+        ),
     )
     keep_queries_out_of_logs()  # (uvicorn.Config configured its loggers just now)
     server = GracefulServer(config, app)
@@ -101,12 +108,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
+    from media_server.store.lock import private_dir
     from media_server.store.store import Store
 
     settings = _settings(args)
 
     async def create() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         store = Store(settings.db_url)
         await store.open()
         try:

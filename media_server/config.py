@@ -72,12 +72,25 @@ class VadSettings(BaseModel):
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
 
+class SourceLimits(BaseModel):
+    """Calls at once per ingest path that has no limit of its own (SIPREC has ``sip.max_calls``, WHIP
+    ``whip.max_sessions``, gRPC and Riva ``grpc.max_streams``); past it the path refuses in its own way (websocket
+    close 1013, HTTP 503 with Retry-After, AudioSocket hang-up)."""
+
+    twilio: int = Field(500, ge=0)
+    telnyx: int = Field(500, ge=0)
+    l16: int = Field(500, ge=0)
+    deepgram: int = Field(500, ge=0)
+    audiosocket: int = Field(500, ge=0)
+
+
 class CallsSettings(BaseModel):
     """Limits that hold for every call, whatever protocol carries it."""
 
     max_live: int = Field(
         1000, ge=1, description="calls at once on this server, every ingest path together; more are refused"
     )
+    max_by_source: SourceLimits = SourceLimits()
     retry_after_s: int = Field(5, ge=1, description="the retry delay a refused client is given")
     drain_timeout_s: float = Field(
         10.0, ge=0, description="on SIGTERM, how long live calls' open utterances may take to be finalised"
@@ -113,7 +126,8 @@ class SipSettings(BaseModel):
         None, description="address written in Contact and SDP (behind NAT); default: the address a request came to"
     )
     allow: list[str] = Field(
-        default_factory=list, description="source addresses or networks (CIDR) allowed to record; empty: any"
+        default_factory=list,
+        description="source addresses or networks (CIDR) allowed to record; empty: none (0.0.0.0/0 and ::/0: any)",
     )
     team: str = Field("default", description="the team SIPREC calls belong to")
     consent: Literal["granted", "denied", "unknown"] = Field(
@@ -162,7 +176,9 @@ class AudioSocketSettings(BaseModel):
     enabled: bool = False
     host: str = "0.0.0.0"
     port: int = Field(9092, ge=0, le=65535, description="0: any free port")
-    allow: list[str] = Field(default_factory=list, description="source addresses or networks (CIDR); empty: any")
+    allow: list[str] = Field(
+        default_factory=list, description="source addresses or networks (CIDR); empty: none (0.0.0.0/0 and ::/0: any)"
+    )
     team: str = Field("default", description="the team AudioSocket calls belong to")
     consent: Literal["granted", "denied", "unknown"] = Field(
         "unknown",
@@ -246,6 +262,18 @@ class ListenSettings(BaseModel):
     max_delay_ms: int = Field(250, ge=40, le=2000, description="audio older than this is skipped to stay live")
 
 
+class HttpSettings(BaseModel):
+    """The HTTP and websocket listener's own limits (``media_server/connections.py``)."""
+
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a request's headers must arrive within this (slow or half-sent: closed)"
+    )
+    keepalive_timeout_s: float = Field(5.0, gt=0, le=300, description="an idle keep-alive connection is closed after")
+    max_connections: int = Field(
+        4096, ge=1, description="open HTTP and websocket connections at once; more get 503 and are closed"
+    )
+
+
 class DashboardSettings(BaseModel):
     """The web dashboard, served at ``/``."""
 
@@ -263,6 +291,9 @@ class GrpcSettings(BaseModel):
         500, ge=1, description="concurrent streaming calls (StreamCall, StreamingRecognize) before RESOURCE_EXHAUSTED"
     )
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024, description="largest request message")
+    reflection: bool = Field(
+        False, description="server reflection (grpcurl without .proto files): lists every service to anyone, so off"
+    )
 
 
 class TlsSettings(BaseModel):
@@ -517,6 +548,7 @@ class Settings(BaseSettings):
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     whip: WhipSettings = WhipSettings()
     listen: ListenSettings = ListenSettings()
+    http: HttpSettings = HttpSettings()
     insights: InsightsSettings = InsightsSettings()
     diarization: DiarizationSettings = DiarizationSettings()
     webrtc: WebRtcSettings = WebRtcSettings()

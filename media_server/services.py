@@ -22,7 +22,7 @@ from media_server.cluster.live import LiveDirectory, RedisLiveDirectory
 from media_server.config import EventSettings, Settings
 from media_server.insights.nlp import Nlp
 from media_server.store.journal import Journal
-from media_server.store.lock import DataDirLock, node_id
+from media_server.store.lock import DataDirLock, node_id, private_dir
 from media_server.store.store import Store
 from media_server.teams.directory import TeamDirectory
 from media_server.teams.retention import Purger
@@ -117,7 +117,7 @@ class Services:
     async def start(cls, settings: Settings) -> Services:
         # numpy's BLAS threads spin while they wait and would compete with the decode threads for the cores.
         threadpool_limits(1)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         lock = DataDirLock(settings.data_dir)
         lock.acquire()  # DataDirLocked: another server runs on this data dir
         try:
@@ -163,6 +163,7 @@ class Services:
             settings.calls.max_live,
             settings.calls.retry_after_s,
             settings.calls.drain_timeout_s,
+            settings.calls.max_by_source.model_dump(),
         )
         journal.on_failure = calls.storage_failed  # a store that fails ends the calls it cannot keep
         await calls.recover()

@@ -29,6 +29,10 @@ from websockets.exceptions import ConnectionClosed
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent / "media-server"
 
+# Test calls are streamed faster than real time, to be quick: their servers (in this process or started from it)
+# do not pace them. Pacing (calls.pacing) is tested on servers that turn it on (test_pacing.py).
+os.environ.setdefault("MEDIA_SERVER_CALLS__PACING__ENABLED", "false")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -70,7 +74,7 @@ class Server:
 
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Every server gets its own gRPC port (the default 50051 would clash between test servers).
     env = {
         **os.environ,
@@ -122,7 +126,8 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server for the session: `media-server serve` in a subprocess, SQLite in a temp dir."""
-    srv = start_server(tmp_path_factory.mktemp("server"), {"MEDIA_SERVER_INGEST__IDLE_TIMEOUT_S": "4"})
+    env = {"MEDIA_SERVER_INGEST__IDLE_TIMEOUT_S": "4", "MEDIA_SERVER_GRPC__REFLECTION": "true"}  # (off by default)
+    srv = start_server(tmp_path_factory.mktemp("server"), env)
     yield srv
     stop_server(srv)
 

@@ -377,7 +377,9 @@ class Local:
 async def local(tmp_path: Path) -> AsyncIterator[Local]:
     settings = Settings(
         data_dir=tmp_path,
-        audiosocket=AudioSocketSettings(enabled=True, host="127.0.0.1", port=0, team="acme", consent="denied"),
+        audiosocket=AudioSocketSettings(
+            enabled=True, host="127.0.0.1", port=0, team="acme", consent="denied", allow=["127.0.0.1"]
+        ),
         ingest=IngestSettings(idle_timeout_s=0.6, start_timeout_s=0.6),
     )
     store = Store(settings.db_url)
@@ -587,6 +589,7 @@ def _server_with_audiosocket(path: Path, **extra: str) -> Pbx:
         "MEDIA_SERVER_AUDIOSOCKET__ENABLED": "true",
         "MEDIA_SERVER_AUDIOSOCKET__PORT": str(port),
         "MEDIA_SERVER_AUDIOSOCKET__HOST": "127.0.0.1",
+        "MEDIA_SERVER_AUDIOSOCKET__ALLOW": '["127.0.0.1/32"]',
         "MEDIA_SERVER_AUDIOSOCKET__TEAM": "acme",
         "MEDIA_SERVER_AUDIOSOCKET__CONSENT": "granted",
         "MEDIA_SERVER_INGEST__IDLE_TIMEOUT_S": "4",
@@ -751,6 +754,20 @@ async def test_source_not_allowed_is_refused(guarded: Pbx) -> None:
     with guarded.server.http(guarded.server.keys["admin"]) as http:
         assert http.get(f"/v1/calls/{call_id}").status_code == 404
     assert "refused: not in audiosocket.allow" in guarded.server.log()
+
+
+@pytest.mark.e2e
+async def test_an_empty_allow_list_refuses_every_source(tmp_path: Path) -> None:
+    """Fail closed: no allow-list is no one, and the log says how to let the PBX in."""
+    pbx = _server_with_audiosocket(tmp_path / "closed", MEDIA_SERVER_AUDIOSOCKET__ALLOW="[]")
+    try:
+        sent = await asterisk(pbx.port, uuid.uuid4(), np.zeros(1600, dtype=np.int16), speed=20, reply_timeout=5)
+        assert sent.closed and sent.reply == b""
+        log = pbx.server.log()
+        assert "audiosocket.allow is empty: every source is refused" in log
+        assert "refused: not in audiosocket.allow" in log
+    finally:
+        stop_server(pbx.server)
 
 
 @pytest.mark.e2e

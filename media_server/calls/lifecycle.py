@@ -26,7 +26,7 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 from google.protobuf import json_format
 
@@ -174,6 +174,10 @@ class LiveCalls:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def count(self, source: str) -> int:
+        """The live calls that came in over ``source`` (``twilio``, ``l16``, ...)."""
+        return sum(1 for c in self._calls.values() if c.source == source)
+
 
 def new_call_id(prefix: str) -> str:
     """An id for a call whose protocol names none (Deepgram, Riva, gRPC without one)."""
@@ -313,8 +317,10 @@ class CallLifecycle:
         max_live: int = 1000,
         retry_after_s: int = 5,
         drain_timeout_s: float = 10.0,
+        max_by_source: Mapping[str, int] | None = None,
     ) -> None:
         self.services = services
+        self.max_by_source = dict(max_by_source or {})
         self.store = store
         self.teams = teams
         self.max_live = max_live
@@ -378,6 +384,11 @@ class CallLifecycle:
             raise CallConflict(f"call {call_id!r} is already live")
         if len(self.live) >= self.max_live:
             raise CallsFull(f"the server holds {self.max_live} calls, its limit (calls.max_live)", self.retry_after_s)
+        limit = self.max_by_source.get(source)
+        if limit is not None and self.live.count(source) >= limit:
+            raise CallsFull(
+                f"the server holds {limit} {source} calls, its limit (calls.max_by_source.{source})", self.retry_after_s
+            )
         if consent_default is not None:
             for participant in metadata.participants:
                 if not participant.consent_given:  # what the stream said, even "unknown", stands

@@ -1,5 +1,5 @@
 """One ``grpc.aio`` server beside the HTTP one: the services it is given (our API, each ingest protocol's gRPC face),
-health and reflection.
+health, and reflection when ``[grpc] reflection`` turns it on.
 
 Started and stopped with the app (``app.py``'s lifespan, through ``ingest/listeners.py``); its own port
 (``[grpc] port``, 50051 by default).
@@ -47,7 +47,8 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ["", *names]:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        if g.reflection:  # (off by default: it answers anyone, key or not)
+            reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         host = g.host or services.settings.host
         address = f"[{host}]:{g.port}" if ":" in host else f"{host}:{g.port}"
         tls = services.settings.tls

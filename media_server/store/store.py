@@ -46,6 +46,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from media_server.auth.keys import ApiKey, Role, generate_key, hash_key, validate_team
 from media_server.store.aggregates import DayFigures, day_of, rep_of
+from media_server.store.lock import private_file
 from media_server.store.outbox import enqueue as enqueue_webhooks
 from media_server.store.people import Person
 from media_server.store.records import (
@@ -179,7 +180,11 @@ class Store:
         self._reachable, self._reachable_at = True, -1e9
 
     async def open(self) -> None:
-        """Bring the schema to the newest migration."""
+        """Bring the schema to the newest migration (a SQLite file is created 0600 first: SQLite gives its WAL and
+        journal files the database file's mode)."""
+        database = self.engine.url.database
+        if self.engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+            private_file(Path(database))
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 

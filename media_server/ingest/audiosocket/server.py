@@ -23,7 +23,7 @@ class AudioSocketServer:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings.audiosocket
-        self.allow = AllowList(self.settings.allow)
+        self.allow = AllowList(self.settings.allow, "audiosocket.allow")
         self.port = 0
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()

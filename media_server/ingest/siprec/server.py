@@ -49,7 +49,7 @@ class RecordingServer:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings.sip
-        self.allow = AllowList(self.settings.allow)
+        self.allow = AllowList(self.settings.allow, "sip.allow")
         self.rule = RoleRule(tuple(self.settings.rep_domains), self.settings.rep_label, Consent(self.settings.consent))
         self.ports = PortAllocator(
             self.settings.rtp_host or self.settings.host, self.settings.rtp_port_min, self.settings.rtp_port_max
