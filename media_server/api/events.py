@@ -4,6 +4,10 @@ Resume with ``?after=<last id seen>``: every event after it is sent once (from t
 with ``events.bus = "redis"`` in the order every server sees them, on any server; interim transcripts are not
 replayed), then live ones. A subscriber that stops reading is dropped
 (close code 1013 and a reason saying how to resume); the call it watched never waits for it.
+
+The key: ``Authorization: Bearer KEY``, or from a browser the subprotocols ``token, KEY`` (answered ``token``), or
+``?token=KEY`` (older clients). When the key is revoked or expires the subscription is closed within a second with
+4401 ``API key revoked or expired`` (``auth/sessions.py``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Shared by every websocket protocol (Twilio, Telnyx, L16), in the manner of Pipec
 protocol is a parser (:class:`IngestParser`: frames in, :mod:`~media_server.ingest.messages` out) and a few
 facts (:class:`WebsocketProtocol`); this module owns the rest, over :mod:`media_server.calls.lifecycle`.
 
-Nothing is processed before the API key is checked: a key in the ``Authorization`` header (or ``?token=``) is
-checked on connect, a key in the stream's metadata (``token``) as soon as the start message arrives.
+Nothing is processed before the API key is checked: a key in the ``Authorization`` header (or the subprotocols
+``token, KEY``, or ``?token=``) is checked on connect, a key in the stream's metadata (``token``) as soon as the
+start message arrives. Revoking the key ends the call (``key_revoked``, close 4401: ``auth/sessions.py``).
 """
 
 from __future__ import annotations

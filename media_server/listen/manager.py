@@ -2,7 +2,8 @@
 track that plays the live call, mixed or one channel.
 
 Only channels whose voices may be transcribed are ever audible (``AudioTap``); a session ends on DELETE,
-when the call ends, when the peer connection fails or closes, or when the server stops. Every session is
+when the call ends, when the peer connection fails or closes, when its key is revoked or expires, or when the server
+stops. Every session is
 written to the audit log when it starts (who, which call, which channel) and closed there when it ends.
 HTTP stays in ``media_server/api/listen.py``.
 """
