@@ -397,7 +397,7 @@ class ClusterSettings(BaseModel):
     advertise_url: str | None = Field(
         None,
         description="where the other servers reach this one's HTTP API (requests about its calls); default: "
-        "http://<host>:<port>, with this machine's name for 0.0.0.0",
+        "http://<host>:<port> (https:// with tls.cert), with this machine's name for 0.0.0.0",
     )
     live_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often this server shows its live calls to the others (/v1/live)"
