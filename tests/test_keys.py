@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from playwright.async_api import async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -43,7 +44,7 @@ from media_server.client.wav import Recording
 from media_server.store.store import Store
 from media_server.v1 import api_pb2, api_pb2_grpc
 from tests.conftest import BIN, ROOT, Server, free_port, start_server, stop_server
-from tests.inprocess import InProcessServer, inprocess_server, loopback_ice
+from tests.inprocess import CHROMIUM_FLAGS, InProcessServer, inprocess_server, loopback_ice, require_chromium
 
 
 def _key(role: Role) -> ApiKey:
@@ -467,7 +468,7 @@ async def test_revoking_a_key_closes_its_websockets_grpc_streams_and_listen_ins(
     assert events.subprotocol == "token"
     old_style = await connect(f"{srv.ws_url}/v1/events?token={manager}")  # ?token= still works
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.settings.grpc.port}")
-    subscribe = api_pb2_grpc.MediaServerStub(channel).Subscribe(
+    subscribe = api_pb2_grpc.MediaServerStub(channel).Subscribe(  # type: ignore[no-untyped-call]
         api_pb2.SubscribeRequest(call_id=call_id), metadata=[("authorization", f"Bearer {manager}")]
     )
     received: list[Any] = []
@@ -549,7 +550,7 @@ async def test_a_revoked_keys_grpc_stream_call_ends_unauthenticated(srv: InProce
         while (item := await frames.get()) is not None:
             yield item
 
-    call = api_pb2_grpc.MediaServerStub(channel).StreamCall(
+    call = api_pb2_grpc.MediaServerStub(channel).StreamCall(  # type: ignore[no-untyped-call]
         requests(), metadata=[("authorization", f"Bearer {secret}")]
     )
     pcm = _tone(0.02).tobytes()
@@ -653,3 +654,33 @@ async def test_a_key_revoked_on_one_server_closes_its_streams_on_another(two_ser
     assert code == 4401
     with b.http(secret) as http:
         assert http.get("/v1/live").status_code == 401
+
+
+# -- the dashboard ----------------------------------------------------------------------------------------
+
+
+async def test_the_dashboard_sends_its_key_as_a_subprotocol_and_signs_out_when_it_is_revoked(
+    srv: InProcessServer,
+) -> None:
+    chromium = require_chromium()
+    key_id, secret = _new_key(srv, "manager", label="browser")
+    sockets: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium, args=[f for f in CHROMIUM_FLAGS if f != "--headless"], headless=True
+        )
+        try:
+            page = await browser.new_page()
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            await page.goto(srv.url + "/")
+            await page.fill("#key", secret)
+            await page.click("#signin button")
+            await page.wait_for_function("document.querySelector('#conn').textContent === 'live'", timeout=15000)
+            assert sockets and all("token=" not in url and secret not in url for url in sockets), sockets
+
+            with _http(srv, srv.keys["admin"]) as http:
+                assert http.post(f"/v1/keys/{key_id}/revoke").status_code == 200
+            await page.wait_for_selector("#signin-error:not([hidden])", timeout=DEADLINE_S * 1000)
+            assert await page.text_content("#signin-error") == "That key was refused"
+        finally:
+            await browser.close()
