@@ -84,6 +84,20 @@ class SourceLimits(BaseModel):
     audiosocket: int = Field(500, ge=0)
 
 
+class PacingSettings(BaseModel):
+    """Live audio no faster than real time (``calls/pacing.py``): beyond a burst, a stream's reads wait (its sender
+    slows down); further ahead than ``max_ahead_s``, the call ends as ``too_fast``."""
+
+    enabled: bool = Field(True, description="pace live calls (Riva Recognize and transcribe are batch work, unpaced)")
+    burst_s: float = Field(5.0, ge=0, description="audio a stream may send ahead of real time (jitter, catch-up)")
+    max_ahead_s: float = Field(
+        30.0,
+        ge=0,
+        description="a call further ahead of real time than its burst and this is ended (too_fast); 0: "
+        "ended as soon as its burst is spent, rather than paced",
+    )
+
+
 class CallsSettings(BaseModel):
     """Limits that hold for every call, whatever protocol carries it."""
 
@@ -95,6 +109,7 @@ class CallsSettings(BaseModel):
     drain_timeout_s: float = Field(
         10.0, ge=0, description="on SIGTERM, how long live calls' open utterances may take to be finalised"
     )
+    pacing: PacingSettings = PacingSettings()
 
 
 class IngestSettings(BaseModel):

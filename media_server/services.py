@@ -153,7 +153,14 @@ class Services:
         nlp = await Nlp.load(settings.insights.spacy_model) if settings.insights.enabled else None
         diarization = await load_diarization(settings, vad)
         call_services = CallServices(
-            journal, vad, scheduler, streaming_config(settings), settings.consent_policy, nlp, diarization
+            journal,
+            vad,
+            scheduler,
+            streaming_config(settings),
+            settings.consent_policy,
+            nlp,
+            diarization,
+            pacing=settings.calls.pacing,
         )
         teams = TeamDirectory(store)
         calls = CallLifecycle(

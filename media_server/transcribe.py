@@ -23,8 +23,9 @@ class FileSegment:
 async def transcribe_recording(
     recording: Recording, vad: SileroVAD, scheduler: DecodeScheduler, config: StreamingConfig
 ) -> list[FileSegment]:
-    """Stereo: left = rep, right = customer. Returns final segments in time order."""
-    config = replace(config, interim_results=False)
+    """Stereo: left = rep, right = customer. Returns final segments in time order. Batch work: a scheduler that also
+    serves live calls decodes it when none of theirs waits."""
+    config = replace(config, interim_results=False, batch=True)
     rate = call_rate(recording.sample_rate)
     recording = recording.at_rate(rate)
     speakers = ["rep", "customer"] if len(recording.channels) == 2 else ["speaker"]

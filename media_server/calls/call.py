@@ -22,11 +22,12 @@ from media_server.audio import Audio
 from media_server.calls import views
 from media_server.calls.consent import ConsentActor, may_transcribe_all, metadata_kept, transcribed_roles, voices_on
 from media_server.calls.metadata import CallMetadata, Consent
+from media_server.calls.pacing import CallPace
 from media_server.calls.recognition import keyterms, streaming_config
 from media_server.calls.speakers import ChannelSpeakers, Diarization
 from media_server.calls.tap import AudioTap
 from media_server.calls.transcript import Transcript
-from media_server.config import ConsentPolicy
+from media_server.config import ConsentPolicy, PacingSettings
 from media_server.events import new_event, to_dict
 from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights
@@ -68,6 +69,7 @@ class CallServices:
     consent_policy: ConsentPolicy
     nlp: Nlp | None = None  # trackers and entities; None: keyterm hits only
     diarization: Diarization | None = None  # speakers of mixed channels; None: they stay "mixed"
+    pacing: PacingSettings | None = None  # live audio no faster than real time (calls/pacing.py); None: unpaced
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Call:
         channels: list[ChannelSpec],
         services: CallServices,
         team_config: TeamConfig | None = None,
+        batch: bool = False,
     ) -> None:
         self.id = call_id
         self.team = team
@@ -130,6 +133,10 @@ class Call:
         self.ending = asyncio.Event()  # set when its end begins, by whoever ends it
         self.end_task: asyncio.Task[CallRecord] | None = None  # the one end (``CallLifecycle.end``)
         self.team_config = team_config or TeamConfig()
+        # Batch work (a whole recording at once: Riva Recognize) is not paced; the recogniser takes it when no live
+        # call's work waits.
+        self.batch = batch
+        self.pace = CallPace(None if batch else services.pacing)
         self.latest_cue: dict[str, Any] | None = None
         self.latest_keyword: dict[str, Any] | None = None
         policy = services.consent_policy
@@ -154,7 +161,9 @@ class Call:
     # -- life cycle ----------------------------------------------------------------------------------
 
     def streaming_config(self) -> StreamingConfig:
-        return streaming_config(self.services.streaming, self.metadata.recognition, self.team_config)
+        return streaming_config(
+            self.services.streaming, self.metadata.recognition, self.team_config, self.team, batch=self.batch
+        )
 
     def _hear_customer(self) -> None:
         self.insights.cues.customer_heard = any(
@@ -293,8 +302,9 @@ class Call:
         channel = self.channels.get(frame.channel)
         if channel is None:
             raise ValueError(f"call {self.id} has no channel {frame.channel}")
-        if self.finished:  # ended by the server (shutdown, storage failure) while its peer still sends
+        if self.finished or self.pace.too_fast:  # ended by the server while its peer still sends
             return
+        self.pace.took(frame.channel, frame.pcm.size / channel.spec.sample_rate)
         self.last_audio = time.monotonic()
         if frame.start_time is not None:
             gap = int((frame.start_time - channel.position) * channel.spec.sample_rate)

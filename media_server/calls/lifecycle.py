@@ -76,6 +76,7 @@ class CallEnd(enum.StrEnum):
     SERVER_RESTART = "server_restart"  # the server died with the call live; closed when it started again
     STORAGE_FAILED = "storage_failed"  # the call's events could not be written (disk full, database gone)
     NODE_LOST = "node_lost"  # the server holding the call stopped renewing its lease; closed by another server
+    TOO_FAST = "too_fast"  # its audio came further ahead of real time than ``calls.pacing`` allows
     KEY_REVOKED = "key_revoked"  # the API key that opened the call was revoked or expired (auth/sessions.py)
 
     @property
@@ -247,6 +248,16 @@ class LiveCall:
                 f"audio at {audio.sample_rate} Hz for channel {audio.channel}, which is {channel.spec.sample_rate} Hz"
             )
         self.call.push(audio)
+        if self.call.pace.too_fast and self._ended is None and not self.call.ending.is_set():
+            why = self.call.pace.refusal()
+            log.warning("call %s (%s, team %s) ended: %s", self.call.id, self.call.source, self.call.team, why)
+            asyncio.get_running_loop().create_task(self.call.error(CallEnd.TOO_FAST.value, why))
+            self.end(CallEnd.TOO_FAST)  # its adapter's watch tells the peer (calls/watch.py)
+
+    def pace_s(self) -> float:
+        """How long the adapter should wait before it reads the peer's next message: the seconds its audio is ahead
+        of real time beyond the burst allowance (``calls/pacing.py``); 0 for batch work and unpaced calls."""
+        return self.call.pace.wait_s()
 
     def finalize(self, channel: int | None = None) -> None:
         """Finalise what each channel (or one) has heard so far, now, without waiting for a pause (Deepgram's
@@ -361,10 +372,12 @@ class CallLifecycle:
         consent_default: Consent | None = None,
         subscribe: bool = False,
         epoch: float | None = None,
+        batch: bool = False,
     ) -> LiveCall:
         """Open a call. ``consent_default``: the consent of every participant the protocol said nothing about
         (``consent_given`` False: AudioSocket's ``audiosocket.consent``, Deepgram's and Riva's ``compat.consent``);
-        ``epoch``: call time 0 on the monotonic clock, when the adapter's own clock started earlier (RTP).
+        ``epoch``: call time 0 on the monotonic clock, when the adapter's own clock started earlier (RTP);
+        ``batch``: the whole audio comes at once (Riva ``Recognize``): not paced, decoded when no live work waits.
 
         Raises :class:`CallConflict` (the team's call id is live or stored), :class:`CallsFull` (over
         ``calls.max_live``), :class:`Unavailable` (the store fails).
@@ -397,7 +410,7 @@ class CallLifecycle:
         # (checked again after the await: another open of the same id may have claimed it meanwhile)
         if key in self.live or key in self._ending:
             raise CallConflict(f"call {call_id!r} is already live")
-        call = Call(call_id, team, source, metadata, list(channels), self.services, team_config)
+        call = Call(call_id, team, source, metadata, list(channels), self.services, team_config, batch=batch)
         if epoch is not None:
             call.epoch = call.last_audio = epoch
         self.live.add(call)  # claim the id on this server before any await

@@ -23,6 +23,7 @@ _SAID = {
     CallEnd.SERVER_SHUTDOWN: "server shutting down",
     CallEnd.STORAGE_FAILED: "storage failed: the call could not be stored",
     CallEnd.KEY_REVOKED: "API key revoked or expired",
+    CallEnd.TOO_FAST: "audio arrived too far ahead of real time (calls.pacing)",
 }
 
 
@@ -40,14 +41,20 @@ class CallEndedByServer(Exception):
 
 
 class EndWatch:
-    """Races a peer's next message against the end of its call; before :meth:`follow`, it only times out."""
+    """Races a peer's next message against the end of its call; before :meth:`follow`, it only times out.
+
+    It also paces the call (``calls/pacing.py``): while the call's audio is ahead of real time beyond its burst
+    allowance, the next message is not read until real time has caught up, so the peer's sends slow down (TCP's
+    flow control); that wait does not count against ``within``."""
 
     def __init__(self) -> None:
         self._ended: asyncio.Future[CallEnd] | None = None
+        self._call: LiveCall | None = None
 
     def follow(self, call: LiveCall) -> None:
         """Watch ``call`` from now on (once it is open)."""
         self.close()
+        self._call = call
         self._ended = asyncio.ensure_future(_bound_end(call))
 
     async def next(self, receive: Awaitable[T], within: float | None = None) -> T:
@@ -56,6 +63,13 @@ class EndWatch:
         ended = self._ended
         if ended is None:
             return await asyncio.wait_for(receive, within)
+        pace = self._call.pace_s() if self._call is not None else 0.0
+        if pace > 0:  # ahead of real time: the next message waits (nothing is read, so the peer is held back)
+            await asyncio.wait((ended,), timeout=pace)
+            if ended.done() and not ended.cancelled():
+                if asyncio.iscoroutine(receive):
+                    receive.close()  # (never started)
+                raise CallEndedByServer(ended.result())
         task = asyncio.ensure_future(receive)
         try:
             done, _ = await asyncio.wait((task, ended), timeout=within, return_when=asyncio.FIRST_COMPLETED)
@@ -76,6 +90,7 @@ class EndWatch:
         if self._ended is not None:
             self._ended.cancel()
             self._ended = None
+        self._call = None
 
 
 async def _bound_end(call: LiveCall) -> CallEnd:

@@ -7,7 +7,10 @@ reason                    websocket close (Twilio, Telnyx, L16, Deepgram)       
 ``server_shutdown``       1001 ``server shutting down``                           cause 503            UNAVAILABLE
 ``storage_failed``        1011 ``storage failed: the call could not be stored``   cause 500            UNAVAILABLE
 ``key_revoked``           4401 ``API key revoked or expired``                     cause 403            UNAUTHENTICATED
+``too_fast``              1008 ``audio arrived too far ahead of real time...``    cause 400            (below)
 ========================  ======================================================  ===================  ===========
+
+A ``too_fast`` call (``calls/pacing.py``) ends its gRPC stream with RESOURCE_EXHAUSTED.
 
 AudioSocket has no codes (its terminate message, then the connection is closed), WHIP closes the peer connection.
 
@@ -27,7 +30,7 @@ from media_server.auth.sessions import CLOSE_REVOKED
 from media_server.calls import watch
 from media_server.calls.lifecycle import CallEnd
 from media_server.calls.watch import SERVER_ENDS, CallEndedByServer, said
-from media_server.ingest.messages import CLOSE_GOING_AWAY, CLOSE_INTERNAL, StreamEnded
+from media_server.ingest.messages import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY, StreamEnded
 
 __all__ = ["SERVER_ENDS", "EndWatch", "Farewell", "ServerEnded", "farewell"]
 
@@ -58,6 +61,9 @@ _FAREWELLS = {
         CallEnd.STORAGE_FAILED, CLOSE_INTERNAL, said(CallEnd.STORAGE_FAILED), 500, "storage failed"
     ),
     CallEnd.KEY_REVOKED: Farewell(CallEnd.KEY_REVOKED, CLOSE_REVOKED, said(CallEnd.KEY_REVOKED), 403, "key revoked"),
+    CallEnd.TOO_FAST: Farewell(
+        CallEnd.TOO_FAST, CLOSE_POLICY, said(CallEnd.TOO_FAST), 400, "media faster than real time"
+    ),
 }
 
 

@@ -92,6 +92,8 @@ async def relay(
     reason = call.end_reason
     if reason is CallEnd.KEY_REVOKED:
         await abort(context, grpc.StatusCode.UNAUTHENTICATED, f"{said(reason)} (what was transcribed is kept)")
+    if reason is CallEnd.TOO_FAST:
+        await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{said(reason)} (what was transcribed is kept)")
     if reason is not None and reason in SERVER_ENDS:
         message = f"{said(reason)} (the call ended: {reason.value}; what was transcribed is kept)"
         await abort(context, grpc.StatusCode.UNAVAILABLE, message)

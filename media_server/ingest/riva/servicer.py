@@ -152,7 +152,9 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
             if audio.ready:
                 return samples
 
-    async def _open(self, key: ApiKey, request: RivaRequest, audio: AudioInput, context: Context) -> LiveCall:
+    async def _open(
+        self, key: ApiKey, request: RivaRequest, audio: AudioInput, context: Context, batch: bool = False
+    ) -> LiveCall:
         metadata = request.metadata
         if metadata.team and metadata.team != key.team:
             await abort(
@@ -171,6 +173,7 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                 request.channels(audio.format, audio.rate),
                 consent_default=Consent(compat.consent),  # Riva clients never say; the server's setting does
                 subscribe=True,
+                batch=batch,
             )
         except CallRefused as exc:
             await refuse(context, exc)
@@ -178,7 +181,8 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
     # -- Recognize -----------------------------------------------------------------------------------
 
     async def Recognize(self, message: rasr.RecognizeRequest, context: Context) -> rasr.RecognizeResponse:
-        """The whole audio in one request: a call fed as fast as the recognizer takes it, its finals in one answer."""
+        """The whole audio in one request: a call fed as fast as the recognizer takes it, its finals in one answer.
+        It is batch work: not paced, decoded when no live call's work waits (``calls/pacing.py``)."""
         key = await require_key(self.services, context, "ingest")
         try:
             request = parse_config(message.config, False, self.services.settings.compat)
@@ -194,7 +198,7 @@ class RivaServicer(rasr_grpc.RivaSpeechRecognitionServicer):
         await self.slots.take(context)
         call: LiveCall | None = None
         try:
-            call = await self._open(key, request, audio, context)
+            call = await self._open(key, request, audio, context, batch=True)
             finals = asyncio.create_task(self._finals(call), name=f"riva-{call.id}")
             step = audio.rate  # a second at a time, yielding so that decoding overlaps with the VAD
             for offset in range(0, max(s.size for s in samples), step):

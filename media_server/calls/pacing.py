@@ -1,0 +1,78 @@
+"""Pacing: a call's audio comes in no faster than real time, beyond a small burst (``calls.pacing``).
+
+A stream sent faster than real time would take more of the recogniser than its share and push other calls' finals
+late. Each channel of a live call has a budget of audio it may send ahead of real time (``burst_s``: jitter, a
+catch-up after a stall); the budget refills at real time, up to ``burst_s``. A channel that has spent it is ahead
+of real time: its adapter waits that long before it reads the peer's next message (``calls/watch.py``), so the
+peer's sends slow down to real time (TCP's flow control on a websocket or a gRPC stream). A call further ahead than
+``max_ahead_s`` (a message too big to wait for, or a source that cannot be slowed down, such as RTP) is ended as
+``too_fast``; with ``max_ahead_s`` 0 every call that spends its burst is ended rather than paced.
+
+Work meant to run faster than real time (Riva ``Recognize``, ``media-server transcribe``) is not paced: it is a
+batch-class call, decoded only when no live work waits (``models/asr/fair_queue.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from media_server.config import PacingSettings
+
+
+class StreamPace:
+    """One channel's budget of audio ahead of real time (a token bucket of ``burst_s`` seconds, full at the start)."""
+
+    def __init__(self, burst_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst_s = burst_s
+        self._clock = clock
+        self._credit = burst_s
+        self._at = clock()
+
+    def _refill(self) -> float:
+        now = self._clock()
+        self._credit = min(self.burst_s, self._credit + (now - self._at))
+        self._at = now
+        return self._credit
+
+    def took(self, seconds: float) -> None:
+        """``seconds`` of audio arrived."""
+        self._refill()
+        self._credit -= seconds
+
+    def ahead_s(self) -> float:
+        """Seconds of audio received beyond the budget: how long the stream should wait to be back at real time."""
+        return max(0.0, -self._refill())
+
+
+class CallPace:
+    """The pace of a call's channels; ``None`` settings (or disabled ones): never paced."""
+
+    def __init__(self, settings: PacingSettings | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings if settings is not None and settings.enabled else None
+        self._clock = clock
+        self._streams: dict[int, StreamPace] = {}
+        self.too_fast = False  # a channel went past ``max_ahead_s``: the call is ended
+
+    def took(self, channel: int, seconds: float) -> None:
+        """Audio of ``channel`` arrived; past ``max_ahead_s`` ahead of real time the call is ``too_fast``."""
+        if self.settings is None:
+            return
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = self._streams[channel] = StreamPace(self.settings.burst_s, self._clock)
+        stream.took(seconds)
+        if stream.ahead_s() > self.settings.max_ahead_s:
+            self.too_fast = True
+
+    def wait_s(self) -> float:
+        """How long the adapter should wait before it reads more: the furthest ahead of the call's channels."""
+        return max((s.ahead_s() for s in self._streams.values()), default=0.0)
+
+    def refusal(self) -> str:
+        """Why a ``too_fast`` call was ended, in words for its peer and its subscribers."""
+        limit = self.settings.max_ahead_s if self.settings is not None else 0.0
+        return (
+            f"audio arrives faster than real time: more than {limit:g} s ahead after a burst allowance of "
+            f"{self.settings.burst_s if self.settings is not None else 0:g} s (calls.pacing)"
+        )
