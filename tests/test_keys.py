@@ -14,6 +14,7 @@ import stat
 import subprocess
 import time
 import uuid
+import wave
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ import httpx
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
 from playwright.async_api import async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -684,3 +686,38 @@ async def test_the_dashboard_sends_its_key_as_a_subprotocol_and_signs_out_when_i
             assert await page.text_content("#signin-error") == "That key was refused"
         finally:
             await browser.close()
+
+
+async def test_revoking_a_key_ends_its_whip_session(srv: InProcessServer, tmp_path: Path) -> None:
+    key_id, secret = _new_key(srv, "ingest")
+    wav = tmp_path / "tone.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(_tone(30.0).astype("<i2").tobytes())
+    call_id = f"keys-whip-{uuid.uuid4().hex[:8]}"
+    pc = RTCPeerConnection()
+    player = MediaPlayer(str(wav))
+    assert player.audio is not None
+    pc.addTransceiver(player.audio, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    admin = {"Authorization": f"Bearer {srv.keys['admin']}"}
+    async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+        response = await http.post(
+            "/v1/ingest/whip",
+            params={"callId": call_id, "customerConsent": "yes", "repConsent": "yes"},
+            content=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {secret}"},
+        )
+        assert response.status_code == 201, response.text
+        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+        services = srv.app.state.services
+        await _wait(lambda: services.calls.live.find("acme", call_id) is not None, "the WHIP call is live", 15)
+
+        assert (await http.post(f"/v1/keys/{key_id}/revoke", headers=admin)).status_code == 200
+        await _wait(lambda: services.calls.live.find("acme", call_id) is None, "the WHIP call ended")
+        stored = (await http.get(f"/v1/calls/{call_id}", headers=admin)).json()
+        assert (stored["status"], stored["endReason"]) == ("interrupted", "key_revoked")
+        assert not srv.app.state.whip.sessions
+    await pc.close()

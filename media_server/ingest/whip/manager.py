@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media_server.audio import DEFAULT_CALL_RATE, Audio, ToCallRate
 from media_server.auth.keys import ApiKey
+from media_server.auth.sessions import Held
 from media_server.calls.call import ChannelSpec
 from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall
 from media_server.calls.metadata import CallMetadata, Consent, ParticipantInfo, Role
@@ -65,6 +66,7 @@ class WhipSession:
     track: MediaStreamTrack | None = None
     pump: asyncio.Task[None] | None = None
     ended: bool = False
+    key_hold: Held | None = None  # its key, held while it lasts: revoking the key ends the leg (auth/sessions.py)
 
     @property
     def channel(self) -> int:
@@ -124,6 +126,7 @@ class WhipManager:
         self.sessions: dict[str, WhipSession] = {}
         self._calls: dict[str, _WhipCall] = {}
         self._lock = asyncio.Lock()  # opening and joining calls, so that two legs of one call do not race
+        self._revoking: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- publishing ----------------------------------------------------------------------------------
@@ -142,7 +145,13 @@ class WhipManager:
             session.ended = True
             await session.pc.close()
             raise
+        session.key_hold = self.services.sessions.hold(key.id, lambda: self._revoke(session))
         return session
+
+    def _revoke(self, session: WhipSession) -> None:
+        task = asyncio.create_task(self.end(session, CallEnd.KEY_REVOKED), name=f"whip-{session.id}-revoked")
+        self._revoking.add(task)
+        task.add_done_callback(self._revoking.discard)
 
     async def _negotiate(self, team: str, role: Role, offer: str) -> WhipSession:
         pc = RTCPeerConnection(rtc_configuration(self.services.settings.webrtc))
@@ -283,6 +292,8 @@ class WhipManager:
             return
         session.ended = True
         self.sessions.pop(session.id, None)
+        if session.key_hold is not None:
+            session.key_hold.release()
         if session.pump is not None and session.pump is not asyncio.current_task():
             session.pump.cancel()
             with contextlib.suppress(BaseException):
