@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
             else {_camel(k): v for k, v in dataclasses.asdict(diarization.stats()).items()},
             "listeners": [listener.status() for listener in request.app.state.listeners],
             "journal": services.journal.stats(),
+            "eventLoop": services.loop_lag.stats(),  # lag of the event loop over the last minute
             "bus": services.bus.stats(),
             # Recognition workers (workers.urls; None: decoding in-process): health, load, bytes to and from each.
             "workers": services.scheduler.workers() if isinstance(services.scheduler, RemoteScheduler) else None,

@@ -21,6 +21,7 @@ from media_server.cluster.lease import NodeLease
 from media_server.cluster.live import LiveDirectory, RedisLiveDirectory
 from media_server.config import EventSettings, Settings
 from media_server.insights.nlp import Nlp
+from media_server.looplag import LoopLag
 from media_server.store.journal import Journal
 from media_server.store.lock import DataDirLock, node_id, private_dir
 from media_server.store.store import Store
@@ -109,6 +110,7 @@ class Services:
     lease: NodeLease | None = None  # several servers share the database: this one's lease
     directory: LiveDirectory = field(default_factory=LiveDirectory)  # the other servers' live calls
     purger: Purger | None = None  # teams' retention
+    loop_lag: LoopLag = field(default_factory=LoopLag)  # how late the event loop runs (/v1/status)
     webhooks: WebhookSender | None = None  # teams' webhooks: sends the outbox's deliveries
     sessions: KeySessions = field(default_factory=KeySessions)  # open connections by key, ended when it is revoked
     key_watcher: KeyWatcher | None = None
@@ -177,6 +179,7 @@ class Services:
         services = cls(settings, store, bus, journal, vad, scheduler, calls, teams, nlp, lock)
         services.key_watcher = KeyWatcher(store, services.sessions)
         await services.key_watcher.start()
+        services.loop_lag.start()
         services.purger = Purger(store, st.purge_interval_s)
         await services.purger.start()
         services.webhooks = WebhookSender(store, settings.webhooks, journal.node)
@@ -210,6 +213,7 @@ class Services:
         return await self.store.find_key(secret)
 
     async def stop(self) -> None:
+        await self.loop_lag.stop()
         if self.key_watcher is not None:
             await self.key_watcher.stop()
         if self.purger is not None:
