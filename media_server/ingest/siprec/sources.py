@@ -25,6 +25,7 @@ from media_server.ingest.allowlist import AllowList
 log = logging.getLogger(__name__)
 
 MAX_LOGGED = 32  # refused sources logged one by one per call; past that, only counted
+_MAX_VERDICTS = 256  # hosts whose verdict is remembered (every datagram asks; parsing each address costs)
 
 
 def host_key(host: str) -> str:
@@ -48,16 +49,22 @@ class MediaSources:
         self.offered: frozenset[str] = frozenset()
         self.refused = 0  # datagrams refused, all streams together
         self._logged: set[tuple[str, int]] = set()
+        self._verdicts: dict[str, bool] = {}
 
     def offer(self, hosts: Iterable[str]) -> None:
         """The addresses of the SRC's latest offer (a re-INVITE may move the media to another SBC node)."""
         self.offered = frozenset(host_key(h) for h in hosts if h)
+        self._verdicts.clear()
 
     def allows(self, host: str) -> bool:
-        key = host_key(host)
-        if key == self.signalling or key in self.offered:
-            return True
-        return self.allow is not None and self.allow.allows(key)
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            key = host_key(host)
+            verdict = key in (self.signalling, *self.offered) or (self.allow is not None and self.allow.allows(key))
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[host] = verdict
+        return verdict
 
     def admits(self, label: str, source: tuple[str, int]) -> bool:
         """Whether a datagram from ``source`` may feed stream ``label``; a refusal is counted (logged once)."""
