@@ -178,6 +178,7 @@ class Store:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reachable, self._reachable_at = True, -1e9
+        self._using: dict[str, asyncio.Task[None]] = {}  # keys whose last use is being written
 
     async def open(self) -> None:
         """Bring the schema to the newest migration (a SQLite file is created 0600 first: SQLite gives its WAL and
@@ -189,6 +190,8 @@ class Store:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        for task in list(self._using.values()):
+            task.cancel()
         await self.engine.dispose()
         if self._writer_engine is not None and self._writer is not None:  # (once: close may be called again)
             writer, engine = self._writer, self._writer_engine
@@ -230,8 +233,11 @@ class Store:
         now = datetime.now(UTC)
         if not key.valid_at(now):
             return None
-        if key.last_used_at is None or now - key.last_used_at > KEY_USE_RESOLUTION:
-            await self._key_used(key.id, now)
+        if (key.last_used_at is None or now - key.last_used_at > KEY_USE_RESOLUTION) and key.id not in self._using:
+            # (in the background: a request never waits for this write, nor for a database busy with another)
+            task = asyncio.create_task(self._key_used(key.id, now), name=f"key-used-{key.id}")
+            self._using[key.id] = task
+            task.add_done_callback(lambda _: self._using.pop(key.id, None))
         return key
 
     async def _key_used(self, key_id: str, now: datetime) -> None:
