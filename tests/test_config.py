@@ -62,3 +62,14 @@ def test_grpc_port_flag_overrides_file_and_environment(tmp_path: Path, monkeypat
     args = build_parser().parse_args(["serve", "--config", str(cfg), "--grpc-port", "6200"])
     s = _settings(args)
     assert (s.grpc.port, s.grpc.max_streams, s.grpc.enabled) == (6200, 20, True)
+
+
+def test_the_readme_configuration_example_is_a_valid_config_file(tmp_path: Path) -> None:
+    """What a user copies from the README's Configuration section loads with ``--config`` as it is."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "media-server.toml"
+    path.write_text(example)
+    settings = load_settings(path)
+    assert settings.sip.allow == ["192.0.2.10/32"] and settings.http.header_timeout_s == 10
+    assert settings.calls.max_by_source.twilio == 500 and not settings.grpc.reflection
