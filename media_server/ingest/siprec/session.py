@@ -156,10 +156,11 @@ class RecordingSession:
                 if stream.codec is None and stream.receiver is not None:
                     self._close_stream(stream)  # port 0: the stream was removed
                 elif stream.receiver is not None and stream.codec is not None:
-                    previous = keys.get(stream.label)
-                    if stream.crypto is None or not stream.crypto.same_key(previous):
-                        if stream.crypto is not None or previous is not None:  # rekeyed, or SRTP on or off
-                            stream.receiver.set_srtp(SrtpDecrypter(stream.crypto) if stream.crypto else None)
+                    before = keys.get(stream.label)
+                    if stream.crypto is not None and not stream.crypto.same_key(before):
+                        stream.receiver.set_srtp(SrtpDecrypter(stream.crypto))  # rekeyed (or SRTP from now on)
+                    elif stream.crypto is None and before is not None:
+                        stream.receiver.set_srtp(None)  # plain RTP from now on
                     fmt = rtp_format(stream.codec)
                     stream.receiver.set_format(fmt, stream.dtmf.payload_type if stream.dtmf else None)
                     if stream.to_call_rate is None or stream.to_call_rate.rate != fmt.pcm_rate:
@@ -192,13 +193,9 @@ class RecordingSession:
                 crypto = stream.stream_crypto() if codec is not None else None
             except CryptoError as exc:
                 codec, crypto, entry.problem = None, None, str(exc)
-            if crypto is None:
-                entry.local_crypto = None
-            elif entry.local_crypto is None or (entry.local_crypto.tag, entry.local_crypto.suite) != (
-                crypto.tag,
-                crypto.suite,
-            ):
-                entry.local_crypto = crypto.answer()  # else our key stays as answered before (RFC 4568 §7.1.4)
+            ours = entry.local_crypto
+            if crypto is None or ours is None or (ours.tag, ours.suite) != (crypto.tag, crypto.suite):
+                entry.local_crypto = crypto.answer() if crypto else None  # else ours stays (we send nothing with it)
             entry.crypto = crypto
             if codec is not None and entry.codec is None:
                 entry.channel_rate = call_rate(rtp_format(codec).pcm_rate)
