@@ -6,7 +6,9 @@ is revoked by another process or on another server; the first start's admin key 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -721,3 +723,52 @@ async def test_revoking_a_key_ends_its_whip_session(srv: InProcessServer, tmp_pa
         assert (stored["status"], stored["endReason"]) == ("interrupted", "key_revoked")
         assert not srv.app.state.whip.sessions
     await pc.close()
+
+
+async def _twilio_stream(ws: ClientConnection, call_id: str) -> None:
+    """A Twilio stream without a token in its parameters (the key came as a subprotocol), silence until closed."""
+    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+    start = {
+        "streamSid": "MZ1",
+        "callSid": call_id,
+        "tracks": ["inbound"],
+        "customParameters": {"repConsent": "granted", "customerConsent": "granted"},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+    }
+    await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "start": start, "streamSid": "MZ1"}))
+    payload = base64.b64encode(b"\xff" * 160).decode()
+    for i in itertools.count():
+        media = {"track": "inbound", "chunk": str(i + 1), "timestamp": str(i * 20), "payload": payload}
+        await ws.send(json.dumps({"event": "media", "sequenceNumber": str(i + 2), "media": media, "streamSid": "MZ1"}))
+        await asyncio.sleep(0.02)
+
+
+async def _deepgram_stream(ws: ClientConnection, call_id: str) -> None:
+    for _ in itertools.count():
+        await ws.send(bytes(640))  # 20 ms of 16 kHz silence
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("protocol", ["twilio", "deepgram"])
+async def test_an_ingest_stream_whose_key_is_revoked_is_closed(srv: InProcessServer, protocol: str) -> None:
+    """The key as a browser sends it (subprotocols ``token, KEY``) on the Twilio and Deepgram endpoints; revoked by
+    the command line in another process, the stream is closed with 4401."""
+    key_id, secret = _new_key(srv, "ingest")
+    call_id = f"keys-{protocol}-{uuid.uuid4().hex[:8]}"
+    path = {
+        "twilio": "/v1/ingest/twilio",
+        "deepgram": f"/v1/listen?encoding=linear16&sample_rate=16000&callId={call_id}",
+    }[protocol]
+    feed = {"twilio": _twilio_stream, "deepgram": _deepgram_stream}[protocol]
+    services = srv.app.state.services
+    async with connect(f"{srv.ws_url}{path}", subprotocols=["token", secret]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "token"
+        feeding = asyncio.create_task(feed(ws, call_id))
+        try:
+            await _wait(lambda: key_id in services.sessions.keys(), "the stream is open", 15)
+            revoked = await asyncio.to_thread(_cli_revoke, srv, key_id)
+            assert revoked.returncode == 0, revoked.stderr
+            code, _ = await _closed(ws)
+        finally:
+            feeding.cancel()
+    assert code == 4401 and ws.close_reason == "API key revoked or expired"
