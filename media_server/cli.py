@@ -47,6 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
+    if settings.tls.client_ca is not None and not settings.tls.enabled:
+        print("error: tls.client_ca needs the server's own certificate: --tls-cert and --tls-key", file=sys.stderr)
+        return 2
     private_dir(settings.data_dir)
     try:  # say it plainly before anything starts (the lifespan takes the lock for real, and fails the same way)
         probe = DataDirLock(settings.data_dir)

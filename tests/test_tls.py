@@ -795,3 +795,24 @@ async def test_the_documented_nginx_proxy_carries_websockets_grpc_and_whip(
             api_pb2.ListCallsRequest(limit=50), metadata=(("authorization", f"Bearer {key}"),), timeout=10
         )
     assert listed is not None
+
+
+def test_a_client_ca_without_a_certificate_of_its_own_is_refused_at_start(pki: Pki, tmp_path: Path) -> None:
+    """Requiring client certificates on a listener that serves no TLS would be silently open: refused instead."""
+    env = {**os.environ, "MEDIA_SERVER_TLS__CLIENT_CA": str(pki.ca), "MEDIA_SERVER_WORKERS__KEY": WORKER_KEY}
+    serve = subprocess.run(
+        [str(BIN), "serve", "--data-dir", str(tmp_path), "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert serve.returncode == 2 and "tls.client_ca" in serve.stderr
+    worker = subprocess.run(
+        [str(BIN), "worker", "--port", "0", "--tls-ca", str(pki.ca)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 1 and "tls_cert" in worker.stderr

@@ -181,6 +181,8 @@ async def serve_worker(settings: Settings, ready: asyncio.Event | None = None) -
     key = w.shared_key()
     if not key:
         raise ValueError("a worker needs the shared key: workers.key or workers.key_file (MEDIA_SERVER_WORKERS__KEY)")
+    if w.tls_ca is not None and w.tls_cert is None:
+        raise ValueError("a worker that requires client certificates (tls_ca) needs its own: tls_cert and tls_key")
     threadpool_limits(1)  # numpy's BLAS threads would compete with the decode threads (as in the server)
     scheduler = await asyncio.to_thread(build_scheduler, settings)
     service = WorkerService(scheduler, key)
