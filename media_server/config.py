@@ -142,7 +142,8 @@ class SipSettings(BaseModel):
     )
     allow: list[str] = Field(
         default_factory=list,
-        description="source addresses or networks (CIDR) allowed to record; empty: none (0.0.0.0/0 and ::/0: any)",
+        description="source addresses or networks (CIDR) allowed to record and to send RTP (list media relays too: "
+        "RTP is taken only from these, the SDP's c= addresses and the SIP source); empty: none (0.0.0.0/0: any)",
     )
     team: str = Field("default", description="the team SIPREC calls belong to")
     consent: Literal["granted", "denied", "unknown"] = Field(

@@ -684,7 +684,7 @@ class HandSrc:
 
     def __init__(self, server: Server, target: str, call_id: str) -> None:
         self.server, self.call_id, self.udp = server, call_id, Udp(target)
-        self.tag, self.answer = "", ""
+        self.tag, self.answer, self.cseq = "", "", 1
         self.ports: list[int] = []
         self.sockets: dict[str, socket.socket] = {}
         self.events: asyncio.Task[EventLog] | None = None
@@ -710,6 +710,22 @@ class HandSrc:
             self.udp.send(ack)
         return response
 
+    async def reinvite(self, sdp: str) -> str:
+        from tests.siprec_samples import CONTENT_TYPE, metadata_xml, multipart
+
+        self.cseq += 1
+        branch, body = f"z9hG4bK{self.call_id}r{self.cseq}", multipart(sdp, metadata_xml())
+        self.udp.send(
+            invite(self.call_id, body, CONTENT_TYPE, branch, port=self.udp.port, cseq=self.cseq, to_tag=self.tag)
+        )
+        response = await asyncio.to_thread(self.udp.final)
+        assert response.startswith("SIP/2.0 200"), response
+        ack = invite(
+            self.call_id, b"", "", f"{branch}a", port=self.udp.port, method="ACK", cseq=self.cseq, to_tag=self.tag
+        )
+        self.udp.send(ack)
+        return response
+
     def sender(self, host: str) -> socket.socket:
         if host not in self.sockets:
             self.sockets[host] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -727,7 +743,14 @@ class HandSrc:
     async def bye(self) -> EventLog:
         await asyncio.sleep(1.5)  # what the jitter buffer and the recogniser hold
         bye = invite(
-            self.call_id, b"", "", f"z9hG4bK{self.call_id}b", port=self.udp.port, method="BYE", cseq=2, to_tag=self.tag
+            self.call_id,
+            b"",
+            "",
+            f"z9hG4bK{self.call_id}b",
+            port=self.udp.port,
+            method="BYE",
+            cseq=self.cseq + 1,
+            to_tag=self.tag,
         )
         self.udp.send(bye)
         assert (await asyncio.to_thread(self.udp.final)).startswith("SIP/2.0 200")
@@ -811,7 +834,9 @@ async def test_srtp_media_keyed_in_the_sdp_is_decrypted_and_transcribed(srs: tup
     """SRTP with SDES keys, as SBCs offer it: ``RTP/SAVP`` with an ``a=crypto`` per stream. SIPp 3.6.1 (Debian's
     sip-tester) has no SRTP (``sipp -v``: no TLS/SRTP in its build), so this SRC encrypts real speech with
     libsrtp through pylibsrtp, as an SBC's SRTP stack does. The answer keeps the profile and keys each stream
-    with a key of the SRS's own; packets forged with another key change nothing. Unsupported suites get 488."""
+    with a key of the SRS's own; packets forged with another key change nothing; a re-INVITE that rekeys a stream
+    halfway through its words (as SBCs do on a refresh or after a hold) moves the decryption to the new key.
+    Unsupported suites get 488 with the reason."""
     server, target = srs
     utterances = tel8k()
     rep, customer = program(utterances[4:5]), program(utterances[1:2])
@@ -838,11 +863,17 @@ async def test_srtp_media_keyed_in_the_sdp_is_decrypted_and_transcribed(srs: tup
         assert [(tag, suite) for tag, suite, _ in ours] == [("1", suites[0]), ("1", suites[1])]
         assert all(key.removeprefix("inline:") not in keys for _, _, key in ours), "a key of the SRS's own"
         forger = f"a=crypto:1 {suites[1]} inline:{srtp_key(suites[1])}"  # knows the port and SSRC, not the key
+        customer_packets = pcmu_packets(customer.pcm, ssrc=0x33330002)
+        half = len(customer_packets) // 2
         await src.play(
             ("127.0.0.1", 0, srtp_encrypted(crypto[0], pcmu_packets(rep.pcm, ssrc=0x33330001))),
-            ("127.0.0.1", 1, srtp_encrypted(crypto[1], pcmu_packets(customer.pcm, ssrc=0x33330002))),
+            ("127.0.0.1", 1, srtp_encrypted(crypto[1], customer_packets[:half])),
             ("127.0.0.1", 1, srtp_encrypted(forger, pcmu_packets(intruder.pcm, ssrc=0x33330002, seq0=30000))),
         )
+        rekeyed = [crypto[0], f"a=crypto:1 {suites[1]} inline:{srtp_key(suites[1])}"]
+        again = await src.reinvite(offer_sdp("127.0.0.1", rekeyed, "RTP/SAVP"))
+        assert again.count("m=audio") == 2 and again.count("RTP/SAVP") == 2 and again.count("a=crypto:1 ") == 2
+        await src.play(("127.0.0.1", 1, srtp_encrypted(rekeyed[1], customer_packets[half:])))
         log = await src.bye()
     finally:
         src.close()
