@@ -4,7 +4,9 @@ SIP signalling is aiosipua's (transactions, dialogs, 2xx retransmission, session
 every message is screened here first (allow-list: 403, malformed: 400). An INVITE carries an SDP offer with
 one ``m=audio`` per participant stream and RFC 7865 metadata; the answer is ``recvonly`` with one RTP port per
 stream, and each stream becomes a channel of the call (``session.py``; ``participants.py`` maps participants to
-roles). Re-INVITEs apply metadata updates, hold (``a=inactive``), resume, codec changes and added streams. A session
+roles). A stream's RTP is taken only from the offered addresses, the SRC's SIP address and ``sip.allow``
+(``sources.py``); ``RTP/SAVP`` streams are SRTP keyed with SDES (``a=crypto``: ``offer.py``, ``rtp/srtp.py``).
+Re-INVITEs apply metadata updates, hold (``a=inactive``), resume, codec changes, rekeying and added streams. A session
 ends on BYE, on a session-timer expiry, or when no RTP arrived on any active stream for ``rtp_timeout_s`` (then the
 SRS sends the BYE). A call the server has no room for (``sip.max_calls`` sessions, or ``calls.max_live`` calls) is
 answered 503 with Retry-After.
