@@ -206,3 +206,26 @@ def test_an_empty_allow_list_allows_no_one() -> None:
     assert not AllowList([]).allows("127.0.0.1")
     assert AllowList(["0.0.0.0/0", "::/0"]).allows("203.0.113.9") and AllowList(["::/0"]).allows("2001:db8::1")
     assert AllowList(["10.0.0.0/8"]).allows("::ffff:10.1.2.3") and not AllowList(["10.0.0.0/8"]).allows("11.0.0.1")
+
+
+async def test_two_teams_may_use_one_call_id_and_neither_learns_of_the_other(limited: Server) -> None:
+    """Team globex streams a call with the id of team acme's live call: it gets its own call, not "already
+    exists" (which would tell it acme's ids and let it squat them)."""
+    call_id = f"CA_T1-{uuid.uuid4().hex[:8]}"
+    acme, globex = limited.keys["ingest"], limited.keys["other"]
+    opened = []
+    for key in (acme, globex):
+        ws = await connect(f"{limited.ws_url}/v1/ingest/l16", additional_headers={"Authorization": f"Bearer {key}"})
+        await ws.send(json.dumps({"callSid": call_id, "sampleRate": 8000, **GRANTED}))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 1.5)  # (no close: the call is open)
+        opened.append(ws)
+    for ws in opened:
+        await ws.close()
+    for key in (limited.keys["admin"], globex):
+        with limited.http(key) as http:
+            deadline = time.monotonic() + 10
+            while (call := http.get(f"/v1/calls/{call_id}").json()).get("status") == "live":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            assert call["id"] == call_id and call["status"] != "live"

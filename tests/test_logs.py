@@ -245,3 +245,31 @@ async def test_no_key_and_no_personal_data_reaches_the_log(watched: tuple[Server
         if what in line or what.lower() in line.lower()
     ]
     assert not leaks, "\n".join(f"{what!r} in: {line}" for what, line in leaks[:10])
+
+
+async def test_a_call_id_that_would_forge_log_lines_is_refused(watched: tuple[Server, int, int]) -> None:
+    """A Twilio ``callSid`` with a newline, a carriage return, an ANSI escape or a NUL: refused with the reason,
+    never written into the log or the database as it is."""
+    server, _, _ = watched
+    key = server.keys["ingest"]
+    for forged in ("CAforged\n2026-12-04 12:00:00,000 INFO forged line", "CAforged\r", "CA\x1b[31mred", "CA\x00nul"):
+        start = {
+            "streamSid": "MZforged",
+            "callSid": forged,
+            "tracks": ["inbound"],
+            "customParameters": {"token": key, **GRANTED},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        }
+        async with connect(f"{server.ws_url}/v1/ingest/twilio") as ws:
+            await ws.send(
+                json.dumps({"event": "start", "sequenceNumber": "1", "start": start, "streamSid": "MZforged"})
+            )
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1008 and "control characters" in (ws.close_reason or ""), ws.close_reason
+    log = server.log()
+    assert "forged line" not in log and "\x1b[31m" not in log and "\x00" not in log
+    assert not any(line.startswith("2026-12-04 12:00:00,000") for line in log.splitlines())
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        calls = (await http.get("/v1/calls", headers={"Authorization": f"Bearer {server.keys['admin']}"})).json()
+    assert not [c for c in calls["calls"] if c["id"].startswith("CAforged") or c["id"].startswith("CA\x1b")]
