@@ -8,6 +8,7 @@ session does not admit, without letting any of it latch or change the SSRC.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import socket
 import time
@@ -115,6 +116,19 @@ async def test_rtp_from_a_source_not_admitted_is_dropped_and_never_latches() -> 
     receiver.close()
     peer.close()
     intruder.close()
+
+
+def test_each_refused_host_is_logged_once_per_call(caplog: pytest.LogCaptureFixture) -> None:
+    sources = MediaSources("call-4", "192.0.2.10", [])
+    with caplog.at_level(logging.WARNING, logger="media_server.ingest.siprec.sources"):
+        for port in range(4000, 4100):  # a sender that changes its source port with every packet
+            assert not sources.admits("1", ("203.0.113.9", port))
+        assert not sources.admits("2", ("203.0.113.10", 4000))
+    assert [r.getMessage() for r in caplog.records] == [
+        "SIPREC call call-4, stream 1: RTP from 203.0.113.9:4000 dropped: neither offered in the SDP nor on sip.allow",
+        "SIPREC call call-4, stream 2: RTP from 203.0.113.10:4000 dropped: neither offered in the SDP nor on sip.allow",
+    ]
+    assert sources.refused == 101
 
 
 def test_admitted_sources_are_the_offered_the_signalling_and_the_allowed_ones() -> None:

@@ -11,7 +11,7 @@ An empty ``sip.allow`` adds nothing (it admits every SIP source, not every media
 compared: a sender's source port need not be the one its m-line advertises (sipp's is not). Host names in
 ``c=`` are not resolved: such SBCs' media addresses belong in ``sip.allow``. Datagrams from elsewhere are
 counted and dropped by the receiver before they can latch or change an SSRC; each refused source is logged
-once per call (its address and the stream, nothing of what it sent).
+once per call (its address, the first port seen and the stream; nothing of what it sent).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from media_server.ingest.allowlist import AllowList
 
 log = logging.getLogger(__name__)
 
-MAX_LOGGED = 32  # refused sources logged one by one per call; past that, only counted
+MAX_LOGGED = 32  # refused hosts logged one by one per call; past that, only counted
 _MAX_VERDICTS = 256  # hosts whose verdict is remembered (every datagram asks; parsing each address costs)
 
 
@@ -48,7 +48,7 @@ class MediaSources:
         self.signalling = host_key(signalling)
         self.offered: frozenset[str] = frozenset()
         self.refused = 0  # datagrams refused, all streams together
-        self._logged: set[tuple[str, int]] = set()
+        self._logged: set[str] = set()  # hosts
         self._verdicts: dict[str, bool] = {}
 
     def offer(self, hosts: Iterable[str]) -> None:
@@ -71,8 +71,8 @@ class MediaSources:
         if self.allows(source[0]):
             return True
         self.refused += 1
-        if source not in self._logged and len(self._logged) < MAX_LOGGED:
-            self._logged.add(source)
+        if source[0] not in self._logged and len(self._logged) < MAX_LOGGED:
+            self._logged.add(source[0])
             log.warning(
                 "SIPREC call %s, stream %s: RTP from %s:%d dropped: neither offered in the SDP nor on sip.allow",
                 self.call_id,
