@@ -18,7 +18,7 @@ import pylibsrtp
 import pytest
 
 from media_server.codecs.g711 import ulaw_decode
-from media_server.ingest.siprec.sources import MediaSources
+from media_server.ingest.siprec.sources import MediaSources, resolve
 from media_server.rtp.receiver import RtpReceiver
 from media_server.rtp.srtp import SUITES, SdesCrypto, SrtpDecrypter, SrtpError
 from tests.test_rtp_receiver import HOST, PCMU, Peer, Sink, pcmu_frames, rtp, wait_for
@@ -140,3 +140,9 @@ def test_admitted_sources_are_the_offered_the_signalling_and_the_allowed_ones() 
     sources.offer(["198.51.100.8"])  # a re-INVITE moved the media to another node
     assert not sources.allows("198.51.100.7") and sources.allows("198.51.100.8")
     assert not MediaSources("call-3", "192.0.2.10", []).allows("203.0.113.9"), "an empty allow adds nobody"
+
+
+async def test_a_host_name_in_the_sdp_is_resolved_and_one_that_does_not_resolve_adds_nothing() -> None:
+    hosts = await resolve(["localhost", "198.51.100.7", "198.51.100.7", "", "no-such-sbc.invalid"])
+    assert "127.0.0.1" in hosts and hosts.count("198.51.100.7") == 1
+    assert not any("invalid" in h for h in hosts)

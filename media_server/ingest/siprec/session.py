@@ -42,7 +42,7 @@ from media_server.ingest.siprec.offer import (
     parse_offer,
 )
 from media_server.ingest.siprec.participants import RoleRule, assign
-from media_server.ingest.siprec.sources import MediaSources
+from media_server.ingest.siprec.sources import MediaSources, resolve
 from media_server.rtp.formats import RtpFormat
 from media_server.rtp.ports import PortAllocator, PortsExhausted
 from media_server.rtp.receiver import RtpReceiver
@@ -137,7 +137,7 @@ class RecordingSession:
             names = sorted({codec_name(c) for s in offer.streams for c in s.codecs}) or ["none we know"]
             raise SetupFailed(488, f"No supported codec offered ({', '.join(names)})")
         self.streams = plan
-        self.sources.offer(s.offered.address for s in plan)
+        self.sources.offer(await resolve(s.offered.address for s in plan))
         await self._bind_streams()  # before the call exists: no empty call is stored for a 503
         if not self.cancelled:
             await self._open_call()
@@ -151,7 +151,7 @@ class RecordingSession:
                 raise SetupFailed(488, "An offer must keep every m-line of the session (RFC 3264 §8)")
             keys = {s.label: s.crypto for s in self.streams}
             self.streams = self._plan(offer.streams)
-            self.sources.offer(s.offered.address for s in self.streams)
+            self.sources.offer(await resolve(s.offered.address for s in self.streams))
             for stream in self.streams:
                 if stream.codec is None and stream.receiver is not None:
                     self._close_stream(stream)  # port 0: the stream was removed

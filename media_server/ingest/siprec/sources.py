@@ -8,16 +8,19 @@ still speak into a live call with a new SSRC. A session's RTP is taken only from
 - the networks listed in ``sip.allow`` (SBC clusters send media from relay addresses that neither names).
 
 An empty ``sip.allow`` adds nothing (it admits every SIP source, not every media source). Ports are not
-compared: a sender's source port need not be the one its m-line advertises (sipp's is not). Host names in
-``c=`` are not resolved: such SBCs' media addresses belong in ``sip.allow``. Datagrams from elsewhere are
-counted and dropped by the receiver before they can latch or change an SSRC; each refused source is logged
-once per call (its address, the first port seen and the stream; nothing of what it sent).
+compared: a sender's source port need not be the one its m-line advertises (sipp's is not). A host name in
+``c=`` (RFC 4566 allows one) is resolved when the offer comes (``resolve``); one that does not resolve within
+``RESOLVE_TIMEOUT_S`` adds nothing, so such an SBC's media addresses belong in ``sip.allow``. Datagrams from
+elsewhere are counted and dropped by the receiver before they can latch or change an SSRC; each refused host is
+logged once per call (its address, the first port seen and the stream; nothing of what it sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 
 from media_server.ingest.allowlist import AllowList
@@ -25,6 +28,7 @@ from media_server.ingest.allowlist import AllowList
 log = logging.getLogger(__name__)
 
 MAX_LOGGED = 32  # refused hosts logged one by one per call; past that, only counted
+RESOLVE_TIMEOUT_S = 2.0
 _MAX_VERDICTS = 256  # hosts whose verdict is remembered (every datagram asks; parsing each address costs)
 
 
@@ -37,6 +41,36 @@ def host_key(host: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+async def resolve(hosts: Iterable[str]) -> list[str]:
+    """The offer's ``c=`` addresses as IP addresses: host names resolved (those that fail are left out, logged)."""
+    loop = asyncio.get_running_loop()
+    out = []
+    for host in dict.fromkeys(h for h in hosts if h):
+        if _is_address(host):
+            out.append(host)
+            continue
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "SIPREC: the SDP's c= host %s did not resolve (%s): RTP only from the SIP source or sip.allow",
+                host,
+                exc,
+            )
+            continue
+        out += [str(info[4][0]) for info in infos]
+    return out
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 class MediaSources:
