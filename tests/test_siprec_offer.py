@@ -85,13 +85,15 @@ def test_srtp_is_keyed_by_the_first_usable_crypto_line_and_answered_with_our_own
         ([f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} KDR=24"], "KDR=24 not supported"),
         ([f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31|1:1;inline:{KEY}|2^31|2:1"], "several keys"),
         (["1 AES_CM_128_HMAC_SHA1_80 inline:!!notbase64!!"], "not base64"),
+        ([f"one AES_CM_128_HMAC_SHA1_80 inline:{KEY}"], "malformed crypto attribute"),
     ],
 )
 def test_unusable_srtp_keys_are_refused_with_the_reason(lines: list[str], reason: str) -> None:
     crypto = "".join(f"a=crypto:{line}\r\n" for line in lines)
     offer = sdp_offer().replace("RTP/AVP", "RTP/SAVP").replace("a=sendonly\r\n", "a=sendonly\r\n" + crypto)
-    with pytest.raises(CryptoError, match=re.escape(reason)):
+    with pytest.raises(CryptoError, match=re.escape(reason)) as refused:
         parse_offer(offer).streams[0].stream_crypto()
+    assert KEY not in str(refused.value), "the reason goes into a SIP response and the log: never the key"
 
 
 def test_crypto_on_plain_rtp_is_best_effort_srtp_answered_plain() -> None:

@@ -23,7 +23,7 @@ import base64
 import binascii
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pylibsrtp
 
@@ -68,7 +68,7 @@ class SdesCrypto:
 
     tag: int
     suite: str
-    key: bytes
+    key: bytes = field(repr=False)  # a secret: in no repr, log or reason
     mki: bytes = b""  # the MKI value every packet carries (big-endian, its declared length), or none
     window: int = 0  # WSH: the replay window to use, 0: libsrtp's default
     echoed: tuple[str, ...] = ()  # session parameters the answer repeats
@@ -78,7 +78,7 @@ class SdesCrypto:
         """An ``a=crypto`` attribute's value (after ``crypto:``); :class:`CryptoError` if it cannot be used."""
         match = _LINE.match(value.strip())
         if match is None:
-            raise CryptoError(f"malformed crypto attribute {value.strip()[:60]!r}")
+            raise CryptoError("malformed crypto attribute")  # never its text: it holds the key
         tag, name, key_params, params = int(match[1]), match[2], match[3], match[4].split()
         suite = SUITES.get(name.upper())
         if suite is None:
@@ -112,7 +112,7 @@ class SdesCrypto:
                 window = max(64, min(int(setting), 0x7FFF))
             if upper in _ECHOED:
                 echoed.append(upper)
-            # FEC_ORDER and unknown parameters (RFC 4568 §6.3.7 allows extensions) change nothing here
+            # FEC_ORDER (no FEC here) and parameters of later extensions change nothing
         return cls(tag, suite.name, key, mki, window, tuple(echoed))
 
     @property
