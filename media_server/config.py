@@ -96,6 +96,12 @@ class PacingSettings(BaseModel):
         description="a call further ahead of real time than its burst and this is ended (too_fast); 0: "
         "ended as soon as its burst is spent, rather than paced",
     )
+    max_held_s: float = Field(
+        15.0,
+        ge=0,
+        description="a call held back to real time at every read for this long without a break is ended (too_fast: "
+        "its sender keeps sending faster); 0: never. Keep it under the websockets' keepalive (20 s)",
+    )
 
 
 class CallsSettings(BaseModel):

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 BURST_S = 2.0
 MAX_AHEAD_S = 3.0
+MAX_HELD_S = 30.0  # (held back for longer than any stream here; tested on its own below)
 GRANTED = {"repConsent": "granted", "customerConsent": "granted"}
 
 
@@ -38,6 +39,7 @@ def paced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "MEDIA_SERVER_CALLS__PACING__ENABLED": "true",
         "MEDIA_SERVER_CALLS__PACING__BURST_S": str(BURST_S),
         "MEDIA_SERVER_CALLS__PACING__MAX_AHEAD_S": str(MAX_AHEAD_S),
+        "MEDIA_SERVER_CALLS__PACING__MAX_HELD_S": str(MAX_HELD_S),
     }
     srv = start_server(tmp_path_factory.mktemp("paced"), env)
     yield srv
@@ -117,6 +119,26 @@ async def test_a_stream_too_far_ahead_of_real_time_is_ended_as_too_fast(paced: S
     assert_victim_heard(paced, await victim)
 
 
+def test_riva_recognize_of_a_whole_recording_is_batch_work_not_refused(paced: Server) -> None:
+    """Riva ``Recognize`` sends 14 s of audio at once, far past ``max_ahead_s``: work meant to run faster than real
+    time is a batch-class call, neither paced nor refused, and every utterance of it is recognised."""
+    import grpc
+
+    from media_server.riva import riva_asr_pb2 as rasr
+    from media_server.riva import riva_asr_pb2_grpc as rasr_grpc
+    from media_server.riva.riva_audio_pb2 import LINEAR_PCM
+
+    audio = program(tel8k()[2:4], gap_s=1.2, lead_s=0.3)
+    config = rasr.RecognitionConfig(encoding=LINEAR_PCM, sample_rate_hertz=audio.sample_rate, language_code="en-US")
+    request = rasr.RecognizeRequest(config=config, audio=audio.pcm.astype("<i2").tobytes())
+    with grpc.insecure_channel(paced.grpc_target) as channel:
+        stub = rasr_grpc.RivaSpeechRecognitionStub(channel)  # type: ignore[no-untyped-call]
+        auth = (("authorization", f"Bearer {paced.keys['ingest']}"),)
+        response = stub.Recognize(request, metadata=auth, timeout=120)
+    assert len(response.results) >= 2, response
+    assert all(r.alternatives[0].transcript for r in response.results)
+
+
 def test_the_pace_of_a_stream_is_a_burst_then_real_time() -> None:
     """The budget itself, on a clock the test moves: a full burst at once, then as much as time has passed."""
     from media_server.calls.pacing import CallPace
@@ -133,12 +155,25 @@ def test_the_pace_of_a_stream_is_a_burst_then_real_time() -> None:
     pace.took(1, 0.5)  # another channel has a budget of its own
     assert pace.wait_s() == 0.0 and not pace.too_fast
     pace.took(0, 3.5)
-    assert pace.too_fast  # 3.5 s ahead, past max_ahead_s
+    assert pace.too_fast and "more than 3 s ahead" in pace.refusal()  # 3.5 s ahead, past max_ahead_s
     now[0] += 60.0  # a stall: the budget refills to the burst, no further
     fresh = CallPace(PacingSettings(burst_s=2.0), clock=lambda: now[0])
     now[0] += 60.0
     fresh.took(0, 3.0)
     assert fresh.wait_s() == pytest.approx(1.0)
+    held = CallPace(PacingSettings(burst_s=2.0, max_held_s=15.0), clock=lambda: now[0])
+    held.took(0, 2.5)
+    for _ in range(40):  # a sender that keeps the reads waiting: each read waits, then takes as much again
+        wait = held.hold()
+        assert wait > 0
+        now[0] += wait
+        held.took(0, wait)
+    assert held.too_fast and "held back to real time for more than 15 s" in held.refusal()
+    steady = CallPace(PacingSettings(burst_s=2.0, max_held_s=15.0), clock=lambda: now[0])
+    for _ in range(100):  # real time, with a jitter burst now and then: never held for long
+        steady.took(0, 0.5)
+        now[0] += steady.hold() + 0.5
+    assert not steady.too_fast
     off = CallPace(PacingSettings(enabled=False), clock=lambda: now[0])
     off.took(0, 600.0)  # pacing turned off (and batch work): never waits, never refused
     assert off.wait_s() == 0.0 and not off.too_fast

@@ -248,16 +248,22 @@ class LiveCall:
                 f"audio at {audio.sample_rate} Hz for channel {audio.channel}, which is {channel.spec.sample_rate} Hz"
             )
         self.call.push(audio)
-        if self.call.pace.too_fast and self._ended is None and not self.call.ending.is_set():
-            why = self.call.pace.refusal()
-            log.warning("call %s (%s, team %s) ended: %s", self.call.id, self.call.source, self.call.team, why)
-            asyncio.get_running_loop().create_task(self.call.error(CallEnd.TOO_FAST.value, why))
-            self.end(CallEnd.TOO_FAST)  # its adapter's watch tells the peer (calls/watch.py)
+        self._too_fast()
 
     def pace_s(self) -> float:
         """How long the adapter should wait before it reads the peer's next message: the seconds its audio is ahead
         of real time beyond the burst allowance (``calls/pacing.py``); 0 for batch work and unpaced calls."""
-        return self.call.pace.wait_s()
+        wait = self.call.pace.hold()
+        self._too_fast()
+        return wait
+
+    def _too_fast(self) -> None:
+        """End the call (``too_fast``) once its pace says so; its adapter's watch tells the peer (calls/watch.py)."""
+        if self.call.pace.too_fast and self._ended is None and not self.call.ending.is_set():
+            why = self.call.pace.refusal()
+            log.warning("call %s (%s, team %s) ended: %s", self.call.id, self.call.source, self.call.team, why)
+            asyncio.get_running_loop().create_task(self.call.error(CallEnd.TOO_FAST.value, why))
+            self.end(CallEnd.TOO_FAST)
 
     def finalize(self, channel: int | None = None) -> None:
         """Finalise what each channel (or one) has heard so far, now, without waiting for a pause (Deepgram's

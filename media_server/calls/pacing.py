@@ -4,9 +4,12 @@ A stream sent faster than real time would take more of the recogniser than its s
 late. Each channel of a live call has a budget of audio it may send ahead of real time (``burst_s``: jitter, a
 catch-up after a stall); the budget refills at real time, up to ``burst_s``. A channel that has spent it is ahead
 of real time: its adapter waits that long before it reads the peer's next message (``calls/watch.py``), so the
-peer's sends slow down to real time (TCP's flow control on a websocket or a gRPC stream). A call further ahead than
-``max_ahead_s`` (a message too big to wait for, or a source that cannot be slowed down, such as RTP) is ended as
-``too_fast``; with ``max_ahead_s`` 0 every call that spends its burst is ended rather than paced.
+peer's sends slow down to real time (TCP's flow control on a websocket or a gRPC stream). The call is ended as
+``too_fast`` when it gets further ahead than ``max_ahead_s`` (a message too big to wait for, or a source that cannot
+be slowed down, such as RTP; with ``max_ahead_s`` 0 every call that spends its burst is ended rather than paced), or
+when it has been held back at every read for ``max_held_s`` without a break: its sender keeps sending faster than real
+time, and what it sent waits in the network's buffers, where the server cannot see it (that is also where the pongs
+to the server's keepalive pings wait: a held websocket would soon be closed as a keepalive timeout, saying nothing).
 
 Work meant to run faster than real time (Riva ``Recognize``, ``media-server transcribe``) is not paced: it is a
 batch-class call, decoded only when no live work waits (``models/asr/fair_queue.py``).
@@ -52,7 +55,9 @@ class CallPace:
         self.settings = settings if settings is not None and settings.enabled else None
         self._clock = clock
         self._streams: dict[int, StreamPace] = {}
-        self.too_fast = False  # a channel went past ``max_ahead_s``: the call is ended
+        self._held_since: float | None = None  # when the adapter's reads began to wait, each of them since
+        self.too_fast = False  # past ``max_ahead_s`` or ``max_held_s``: the call is ended
+        self._why = ""
 
     def took(self, channel: int, seconds: float) -> None:
         """Audio of ``channel`` arrived; past ``max_ahead_s`` ahead of real time the call is ``too_fast``."""
@@ -62,17 +67,35 @@ class CallPace:
         if stream is None:
             stream = self._streams[channel] = StreamPace(self.settings.burst_s, self._clock)
         stream.took(seconds)
-        if stream.ahead_s() > self.settings.max_ahead_s:
+        if not self.too_fast and stream.ahead_s() > self.settings.max_ahead_s:
             self.too_fast = True
+            self._why = (
+                f"more than {self.settings.max_ahead_s:g} s ahead of real time after a burst allowance of "
+                f"{self.settings.burst_s:g} s (calls.pacing.max_ahead_s)"
+            )
 
     def wait_s(self) -> float:
         """How long the adapter should wait before it reads more: the furthest ahead of the call's channels."""
         return max((s.ahead_s() for s in self._streams.values()), default=0.0)
 
+    def hold(self) -> float:
+        """The adapter is about to read the peer's next message: how long it should wait first (:meth:`wait_s`).
+        A call held back at every read for ``max_held_s`` without a break is ``too_fast``."""
+        wait = self.wait_s()
+        if wait <= 0 or self.settings is None:
+            self._held_since = None
+            return 0.0
+        now = self._clock()
+        if self._held_since is None:
+            self._held_since = now
+        elif self.settings.max_held_s and now - self._held_since > self.settings.max_held_s and not self.too_fast:
+            self.too_fast = True
+            self._why = (
+                f"held back to real time for more than {self.settings.max_held_s:g} s without a break "
+                "(calls.pacing.max_held_s)"
+            )
+        return wait
+
     def refusal(self) -> str:
         """Why a ``too_fast`` call was ended, in words for its peer and its subscribers."""
-        limit = self.settings.max_ahead_s if self.settings is not None else 0.0
-        return (
-            f"audio arrives faster than real time: more than {limit:g} s ahead after a burst allowance of "
-            f"{self.settings.burst_s if self.settings is not None else 0:g} s (calls.pacing)"
-        )
+        return f"audio arrives faster than real time: {self._why}"

@@ -1,0 +1,223 @@
+"""Does one client slow everyone? A victim call's final latency alone, and with another team streaming 40x faster.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/fairness.py --duration 30 --rounds 2 --compare-unpaced
+
+It starts its own server (temp data dir; team ``bench`` is the victim's, team ``neighbour`` the fast stream's) and
+plays the victim, a two-party stereo call of real speech (``tel8k_sim``, as ``call_load.py`` builds them), through
+the Twilio ingest in real time, subscribed to its events: alone, then while the neighbour streams speech over L16 at
+``--speed`` (40) times real time for as long as the victim's call lasts, ``--rounds`` times alternately (the same
+call each time). It reports the victim's final latency (p50/p95/max over the rounds, as ``call_load.py`` measures it:
+a final's arrival minus the wall time at which the end of its utterance had been sent) alone and with the neighbour,
+the ratio of the p95s (the target is 1.2 at most), and what became of the neighbour: the audio its client handed to
+the socket, the audio the server read of it (its last final's end) and how fast, how it ended.
+``--compare-unpaced`` runs the pair again on a second server with pacing off (``calls.pacing.enabled=false``):
+what the recogniser's fair share alone does.
+
+The load generator shares the machine with the server; on a busy machine run it more than once. One JSON document
+goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import subprocess
+import sys
+import time
+import urllib.error
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.call_load import (  # noqa: E402
+    BIN,
+    DEFAULT_SPEECH,
+    SAMPLE_RATE,
+    CallOutcome,
+    OwnServer,
+    Utterance,
+    free_port,
+    http_json,
+    load_tel8k,
+    log,
+    machine_info,
+    plan_calls,
+    run_call,
+    score,
+    start_server,
+    track,
+    wait_idle,
+    warm_up,
+)
+from media_server.client.stream import FRAME_S  # noqa: E402
+
+P95_TARGET = 1.2
+CONSENT = {"repConsent": "granted", "customerConsent": "granted"}
+
+
+def neighbour_key(server: OwnServer) -> str:
+    """A key of another team, made on the running server's data dir."""
+    created = subprocess.run(
+        [str(BIN), "keys", "create", "--team", "neighbour", "--role", "admin", "--data-dir", str(server.data_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return created.stdout.strip().splitlines()[-1]
+
+
+async def neighbour(pcm: np.ndarray, url: str, token: str, speed: float, stop: asyncio.Event) -> dict[str, Any]:
+    """Stream ``pcm`` (8 kHz mono) over L16 in 20 ms frames at ``speed`` x real time until ``stop`` is set (or the
+    server ends the stream), then stop. No keepalive pings: a paced sender's ping waits behind the audio it has
+    buffered, and the client would give up on the connection."""
+    call_id = "CAneighbour" + uuid.uuid4().hex[:12]
+    step = int(FRAME_S * SAMPLE_RATE)
+    sent = 0
+    outcome: dict[str, Any] = {"call_id": call_id, "speed_asked": speed}
+    started = time.monotonic()
+    try:
+        async with connect(f"{url.replace('http', 'ws', 1)}/v1/ingest/l16", ping_interval=None) as ws:
+            start = {"callSid": call_id, "sampleRate": SAMPLE_RATE, "mixType": "mono", "speaker": "customer"}
+            await ws.send(json.dumps({**start, "token": token, **CONSENT}))
+            try:
+                for i, offset in enumerate(range(0, pcm.size, step)):
+                    if stop.is_set():
+                        break
+                    delay = started + i * FRAME_S / speed - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await ws.send(pcm[offset : offset + step].astype("<i2").tobytes())
+                    sent += 1
+                await ws.send(json.dumps({"event": "stop"}))
+                await asyncio.wait_for(ws.wait_closed(), 60)
+            except (ConnectionClosed, TimeoutError):
+                pass
+            outcome.update(close_code=ws.close_code, close_reason=ws.close_reason)
+    except (ConnectionClosed, InvalidHandshake, OSError) as exc:
+        outcome["error"] = repr(exc)
+    wall = time.monotonic() - started
+    outcome.update(
+        audio_sent_s=round(sent * FRAME_S, 1),  # handed to the client's socket (kernel buffers hold a lot of it)
+        wall_s=round(wall, 1),
+    )
+    return outcome
+
+
+def heard(url: str, token: str, call_id: str) -> float | None:
+    """How far into its audio the server transcribed a stored call (its last final's end): what it read of it."""
+    with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+        call = http_json(f"{url}/v1/calls/{call_id}", token)
+        ends = [float(s.get("end", 0.0)) for s in call.get("transcript", [])]
+        return max(ends) if ends else 0.0
+    return None
+
+
+async def victim_run(
+    utterances: list[Utterance],
+    args: argparse.Namespace,
+    url: str,
+    token: str,
+    tag: str,
+    fast: tuple[np.ndarray, str] | None,
+) -> tuple[CallOutcome, dict[str, Any] | None]:
+    """The victim's call (the same one each time: same seed), alone or with the fast neighbour alongside."""
+    ws = "ws" + url[4:]
+    plan = plan_calls(utterances, 1, args.duration, 1.2, 0.0, random.Random(args.seed), tag)[0]
+    stop = asyncio.Event()
+    pusher = None
+    if fast is not None:
+        pcm, key = fast
+        pusher = asyncio.create_task(neighbour(pcm, url, key, args.speed, stop))
+        await asyncio.sleep(0.5)  # the neighbour's burst is under way when the victim starts
+    log(f"victim call {plan.call_id} ({plan.recording.duration:.0f} s){' with the neighbour' if fast else ' alone'}")
+    outcome = await run_call(plan, url, ws, token, time.monotonic(), args.duration + 120)
+    stop.set()
+    fast_outcome = None
+    if pusher is not None and fast is not None:
+        fast_outcome = await pusher
+        await wait_idle(url, token, 120)
+        read = await asyncio.to_thread(heard, url, fast[1], fast_outcome["call_id"])
+        fast_outcome["audio_heard_s"] = read  # (its last final's end) what the server read of it
+        if read is not None and fast_outcome["wall_s"]:
+            fast_outcome["speed_read"] = round(read / fast_outcome["wall_s"], 2)
+    await wait_idle(url, token, 120)
+    return outcome, fast_outcome
+
+
+async def pair(
+    utterances: list[Utterance], args: argparse.Namespace, env: dict[str, str | None], label: str
+) -> dict[str, Any]:
+    """The victim alone, then with the fast neighbour, on a server of its own started with ``env``."""
+    server, url, token = start_server(free_port(), 120, env)
+    try:
+        log(f"{label}: server pid {server.process.pid}")
+        key = neighbour_key(server)
+        await warm_up(utterances, url, token)
+        # The neighbour's speech: the utterances over and over, long enough for the victim's call at --speed.
+        _, pcm = track(utterances, 0.3, 0.8, (args.duration + 30) * args.speed)
+        alone: list[CallOutcome] = []
+        crowded: list[CallOutcome] = []
+        neighbours: list[dict[str, Any]] = []
+        for r in range(args.rounds):  # alternately, so that the machine's other load falls on both alike
+            alone.append((await victim_run(utterances, args, url, token, f"{label}{r}a", None))[0])
+            outcome, fast = await victim_run(utterances, args, url, token, f"{label}{r}b", (pcm, key))
+            crowded.append(outcome)
+            if fast is not None:
+                neighbours.append(fast)
+    finally:
+        server.stop()
+    result: dict[str, Any] = {"alone": score(alone), "with_neighbour": {**score(crowded), "neighbour": neighbours}}
+    p95 = result["alone"].get("final_latency_p95"), result["with_neighbour"].get("final_latency_p95")
+    result["p95_ratio"] = round(p95[1] / p95[0], 3) if p95[0] and p95[1] else None
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    utterances = load_tel8k(args.speech_dir)
+    out: dict[str, Any] = {
+        "benchmark": "fairness",
+        "machine": machine_info(),
+        "victim_duration_s": args.duration,
+        "rounds": args.rounds,
+        "neighbour_speed": args.speed,
+        "p95_ratio_target": P95_TARGET,
+    }
+    out["paced"] = await pair(utterances, args, {"MEDIA_SERVER_CALLS__PACING__ENABLED": "true"}, "paced")
+    out["p95_ratio"] = out["paced"]["p95_ratio"]
+    out["meets_target"] = out["p95_ratio"] is not None and out["p95_ratio"] <= P95_TARGET
+    if args.compare_unpaced:
+        out["unpaced"] = await pair(utterances, args, {"MEDIA_SERVER_CALLS__PACING__ENABLED": "false"}, "unpaced")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=40.0, help="the victim call's length (s)")
+    p.add_argument("--speed", type=float, default=40.0, help="the neighbour's speed (x real time)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=2, help="victim calls alone and with the neighbour, alternately")
+    p.add_argument("--speech-dir", type=Path, default=DEFAULT_SPEECH)
+    p.add_argument("--compare-unpaced", action="store_true", help="also on a server with pacing off")
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
