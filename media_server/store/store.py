@@ -190,8 +190,8 @@ class Store:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
-        for task in list(self._using.values()):
-            task.cancel()
+        if self._using:  # (writes of keys' last use: a moment each; cancelled mid-way they would hold a connection)
+            await asyncio.wait(list(self._using.values()), timeout=5.0)
         await self.engine.dispose()
         if self._writer_engine is not None and self._writer is not None:  # (once: close may be called again)
             writer, engine = self._writer, self._writer_engine
