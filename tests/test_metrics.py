@@ -44,6 +44,20 @@ def test_questions_are_counted_with_or_without_question_marks() -> None:
     assert questions_in("what we do is simple and we have been looking at options") == 0
 
 
+def test_a_punctuated_statement_that_opens_like_a_question_is_none() -> None:
+    """Whisper punctuates: its "?" are the questions. The dashboard's "Questions: Customer 1" on a call with no
+    question was the unpunctuated-text heuristic reading "Had he" (and "is your", "was that"...) in statements."""
+    from media_server.insights.metrics import questions_in
+
+    said = "Had he married a more amiable woman, he might have been made still more respectable than he was."
+    assert questions_in(said) == 0
+    assert questions_in("Here is your order. It was that one.") == 0
+    assert questions_in("The total is $4,111 today, is it?") == 1
+    assert questions_in("had he married a more amiable woman") == 1  # unpunctuated: the heuristic still reads it
+    m = compute([Said("customer", 0.0, 6.0, said), Said("rep", 6.5, 8.0, "Indeed, a fine story.")], duration=8.0)
+    assert m.questions == {"customer": 0, "rep": 0}
+
+
 def test_edge_cases() -> None:
     empty = compute([], duration=0.0)
     assert (empty.talk_ratio, empty.patience, empty.interactivity) == (None, None, 0.0)

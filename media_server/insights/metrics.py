@@ -5,8 +5,8 @@ Turns: the segments in order of start time, consecutive ones of the same speaker
 *monologue* goes on while the customer only interjects (a segment shorter than ``interjection_s``); a
 customer's *story* likewise. *Interactivity* is speaker switches per minute of call; *patience* the mean
 pause between the customer's last word and the rep's answer (overlaps count as no pause); a *question* is
-a segment sentence ending in "?" (the recogniser punctuates); an *interruption* a turn that starts more
-than ``overlap_s`` before the other speaker's turn ended.
+a segment sentence ending in "?" (where the recogniser punctuates: :func:`questions_in`); an *interruption* a
+turn that starts more than ``overlap_s`` before the other speaker's turn ended.
 """
 
 from __future__ import annotations
@@ -92,12 +92,16 @@ _QUESTION = re.compile(
 _DOES = re.compile(r"\b(?:[Dd]oes|[Dd]id)\s+(?:[A-Z]\w+|the|that|this)\b")  # "does Tuesday work for you"
 
 
+_PUNCTUATED = re.compile(r"[.!?;:]|,(?!\d)")  # (not the comma of "4,111")
+
+
 def questions_in(text: str) -> int:
-    """Questions in a segment: its question marks, or, where the recogniser left out punctuation (live
-    transcripts often do), the clauses that open like a question ("how is", "can you", "does that")."""
-    marks = text.count("?")
-    if marks:
-        return marks
+    """Questions in a segment: its question marks where the recogniser punctuates (Whisper does: a statement
+    that opens like a question, "Had he married a more amiable woman, he might...", ends in a full stop and is
+    none), else, where it left punctuation out (some live transcripts do), the clauses that open like a question
+    ("how is", "can you", "does that")."""
+    if _PUNCTUATED.search(text):
+        return text.count("?")
     return len(_QUESTION.findall(text)) + len(_DOES.findall(text))
 
 
