@@ -5,6 +5,7 @@ deleted or purged."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -146,3 +147,52 @@ def test_a_call_counts_for_the_day_it_started_in_the_team_s_time_zone() -> None:
     assert day_of(late_evening) == "2026-11-20"
     assert day_of(late_evening, "America/Los_Angeles") == "2026-11-19"
     assert day_of(late_evening, "Asia/Tokyo") == "2026-11-20"
+
+
+async def test_days_and_weeks_for_charts_and_a_rep_key_sees_only_its_own_rep(tmp_path: Path, store_url: str) -> None:
+    async with local_http(tmp_path, [calls_api.router, calls_api.reps_router], store_url) as local:
+        store = local.services.store
+        _, manager = await store.create_key("acme", Role.MANAGER, "lead")
+        _, dana_key = await store.create_key("acme", Role.REP, "dana")  # a rep key's label names its rep
+        _, nameless = await store.create_key("acme", Role.REP)
+        records = [
+            call("dana", 10, DANA, "meeting_booked"),
+            call("sam", 5, {**DANA, "talkRatio": 0.8, "cues": {"monologue": 1}}, "no_decision"),
+        ]
+        later = call("dana", 20, {**DANA, "talkRatio": 0.4, "cues": {"talk_ratio": 2}}, "meeting_booked")
+        later.id, later.started_at = "c-dana-later", datetime(2026, 11, 24, 9, tzinfo=UTC)  # the next week (Tuesday)
+        later.ended_at = later.started_at + timedelta(minutes=20)
+        for record in [*records, later]:
+            await store.save_call(record)
+        window = "from=2026-11-19&to=2026-11-25"
+        base = local.ws_url.replace("ws://", "http://")
+        async with httpx.AsyncClient(base_url=base) as http:
+
+            async def get(key: str) -> dict:  # type: ignore[type-arg]
+                answer = await http.get(f"/v1/reps/activity?{window}", headers={"Authorization": f"Bearer {key}"})
+                assert answer.status_code == 200, answer.text
+                result: dict = answer.json()  # type: ignore[type-arg]
+                return result
+
+            team = await get(manager)
+            assert team["scope"] == "team" and [r["rep"] for r in team["reps"]] == ["dana", "sam"]
+            days = {d["day"]: d for d in team["days"]}
+            assert list(days) == [f"2026-11-{n}" for n in range(19, 26)]  # every day, the empty ones too
+            assert {d: v["calls"] for d, v in days.items() if v["calls"]} == {"2026-11-20": 2, "2026-11-24": 1}
+            assert days["2026-11-20"]["dispositions"] == {"meeting_booked": 1, "no_decision": 1}
+            assert days["2026-11-24"]["cues"] == {"talk_ratio": 2} and days["2026-11-24"]["trackerHits"] == {
+                "Zorvexa": 2
+            }
+            assert [w["week"] for w in team["weeks"]] == ["2026-11-16", "2026-11-23"]  # Mondays
+            ratios = [{r["rep"]: r["averageTalkRatio"] for r in w["reps"]} for w in team["weeks"]]
+            assert ratios == [{"dana": 0.6, "sam": 0.8}, {"dana": 0.4}]
+
+            # A rep key: its own rep's figures only, the team's totals included; nothing of another rep.
+            own = await get(dana_key)
+            assert (own["scope"], own["rep"], [r["rep"] for r in own["reps"]]) == ("rep", "dana", ["dana"])
+            assert own["team"]["calls"] == 2 and own["team"]["dispositions"] == {"meeting_booked": 2}
+            assert sum(d["calls"] for d in own["days"]) == 2
+            assert all(r["rep"] == "dana" for w in own["weeks"] for r in w["reps"])
+            assert "sam" not in json.dumps(own) and "no_decision" not in json.dumps(own)
+            none = await get(nameless)
+            assert none["scope"] == "rep" and none["reps"] == [] and none["team"]["calls"] == 0

@@ -16,10 +16,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
+from media_server.auth.keys import Role
 from media_server.calls.consent_update import ConsentUpdateError, update_consent
 from media_server.calls.metadata import Consent
 from media_server.cluster.forward import FORWARDED, forward
 from media_server.insights.activity import RepActivity, activity
+from media_server.store.aggregates import DayFigures
 from media_server.store.people import person_named
 from media_server.store.store import CallFilter
 
@@ -35,8 +37,14 @@ async def rep_activity(
     until: Annotated[date | None, Query(alias="to", description="last day, included; default today")] = None,
 ) -> dict[str, Any]:
     """Per rep and for the team over the window (days in the team's time zone): calls, call and talk time,
-    averages of talk ratio, longest monologue and patience, questions asked, tracker hits and dispositions. Read
-    from the anonymised daily aggregates: calls deleted, erased or purged since still count."""
+    averages of talk ratio, longest monologue and patience, questions asked, tracker hits, cues and dispositions;
+    ``days`` the team's figures day by day (every day of the window, empty ones too) and ``weeks`` each rep's
+    week by week (weeks start on Monday), for charts. Read from the anonymised daily aggregates: calls deleted,
+    erased or purged since still count.
+
+    Admin and manager keys see the team. A rep key sees only its own rep's figures (``scope: "rep"``): the rep
+    whose id (else e-mail, else name) in call metadata is the key's label (``keys create --role rep --label
+    u-17``); a rep key without a label sees none."""
     key = await require_key(request)
     await audit_request(request, key, "read_activity")
     services = services_of(request)
@@ -45,19 +53,54 @@ async def rep_activity(
     first = since or last - timedelta(days=30)
     if first > last:
         raise HTTPException(400, "from must not be after to")
+    if (last - first).days > MAX_ACTIVITY_DAYS:
+        raise HTTPException(400, f"at most {MAX_ACTIVITY_DAYS} days at a time")
     rows = await services.store.daily_figures(key.team, first.isoformat(), last.isoformat())
+    own = key.role == Role.REP
+    if own:
+        rows = [r for r in rows if key.label and r[1] == key.label]
     reps = activity((rep, figures) for _, rep, figures in rows)
     team = RepActivity("")
     for a in reps:
         team.figures.add(a.figures)
-    total = {k: v for k, v in team.to_json().items() if k != "rep"}
+    by_day: dict[str, DayFigures] = {}
+    by_week: dict[str, dict[str, DayFigures]] = {}
+    for day, rep, figures in rows:
+        by_day.setdefault(day, DayFigures()).add(figures)
+        monday = _monday(date.fromisoformat(day)).isoformat()
+        by_week.setdefault(monday, {}).setdefault(rep, DayFigures()).add(figures)
+    days = []
+    for n in range((last - first).days + 1):
+        day = (first + timedelta(days=n)).isoformat()
+        days.append({"day": day, **_without_rep(RepActivity("", by_day.get(day, DayFigures())))})
+    weeks = []
+    week = _monday(first)
+    while week <= last:
+        per_rep = activity(by_week.get(week.isoformat(), {}).items())
+        weeks.append({"week": week.isoformat(), "reps": [a.to_json() for a in per_rep]})
+        week += timedelta(days=7)
     return {
         "from": first.isoformat(),
         "to": last.isoformat(),
         "timeZone": zone,
+        "scope": "rep" if own else "team",
+        **({"rep": key.label} if own else {}),
         "reps": [a.to_json() for a in reps],
-        "team": total,
+        "team": _without_rep(team),
+        "days": days,
+        "weeks": weeks,
     }
+
+
+MAX_ACTIVITY_DAYS = 366
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _without_rep(a: RepActivity) -> dict[str, Any]:
+    return {k: v for k, v in a.to_json().items() if k != "rep"}
 
 
 @router.get("")
