@@ -7,11 +7,12 @@ Run from the repository root::
 It starts its own server (temp data dir; team ``bench`` is the victim's, team ``neighbour`` the fast stream's) and
 plays the victim, a two-party stereo call of real speech (``tel8k_sim``, as ``call_load.py`` builds them), through
 the Twilio ingest in real time, subscribed to its events: alone, then while the neighbour streams speech over L16 at
-``--speed`` (40) times real time for as long as the victim's call lasts, ``--rounds`` times alternately (the same
-call each time). It reports the victim's final latency (p50/p95/max over the rounds, as ``call_load.py`` measures it:
-a final's arrival minus the wall time at which the end of its utterance had been sent) alone and with the neighbour,
-the ratio of the p95s (the target is 1.2 at most), and what became of the neighbour: the audio its client handed to
-the socket, the audio the server read of it (its last final's end) and how fast, how it ended.
+``--speed`` (40) times real time for as long as the victim's call lasts (calling again at once whenever the server
+ends its call), ``--rounds`` times alternately (the same victim call each time). It reports the victim's final
+latency (p50/p95/max over the rounds, as ``call_load.py`` measures it: a final's arrival minus the wall time at which
+the end of its utterance had been sent) alone and with the neighbour, the ratio of the p95s (the target is 1.2 at
+most), and what became of the neighbour: its calls and how they ended, the audio its client handed to the socket,
+the audio the server read of it (each call's last final's end) and how fast.
 ``--compare-unpaced`` runs the pair again on a second server with pacing off (``calls.pacing.enabled=false``):
 what the recogniser's fair share alone does.
 
@@ -80,7 +81,18 @@ def neighbour_key(server: OwnServer) -> str:
     return created.stdout.strip().splitlines()[-1]
 
 
-async def neighbour(pcm: np.ndarray, url: str, token: str, speed: float, stop: asyncio.Event) -> dict[str, Any]:
+async def neighbour(pcm: np.ndarray, url: str, token: str, speed: float, stop: asyncio.Event) -> list[dict[str, Any]]:
+    """The neighbour's calls until ``stop`` is set: one after another, as a client that the server ended (too_fast)
+    would call again at once."""
+    calls: list[dict[str, Any]] = []
+    while not stop.is_set():
+        calls.append(await neighbour_call(pcm, url, token, speed, stop))
+        if "error" in calls[-1]:
+            await asyncio.sleep(0.5)
+    return calls
+
+
+async def neighbour_call(pcm: np.ndarray, url: str, token: str, speed: float, stop: asyncio.Event) -> dict[str, Any]:
     """Stream ``pcm`` (8 kHz mono) over L16 in 20 ms frames at ``speed`` x real time until ``stop`` is set (or the
     server ends the stream), then stop. No keepalive pings: a paced sender's ping waits behind the audio it has
     buffered, and the client would give up on the connection."""
@@ -148,12 +160,20 @@ async def victim_run(
     stop.set()
     fast_outcome = None
     if pusher is not None and fast is not None:
-        fast_outcome = await pusher
+        calls = await pusher
         await wait_idle(url, token, 120)
-        read = await asyncio.to_thread(heard, url, fast[1], fast_outcome["call_id"])
-        fast_outcome["audio_heard_s"] = read  # (its last final's end) what the server read of it
-        if read is not None and fast_outcome["wall_s"]:
-            fast_outcome["speed_read"] = round(read / fast_outcome["wall_s"], 2)
+        for call in calls:
+            call["audio_heard_s"] = await asyncio.to_thread(heard, url, fast[1], call["call_id"])
+        wall = sum(c["wall_s"] for c in calls)
+        read = sum(c["audio_heard_s"] or 0.0 for c in calls)
+        fast_outcome = {
+            "calls": len(calls),
+            "ends": sorted({f"{c.get('close_code')} {c.get('close_reason') or c.get('error', '')}" for c in calls}),
+            "audio_sent_s": round(sum(c["audio_sent_s"] for c in calls), 1),  # (kernel buffers hold much of it)
+            "audio_heard_s": round(read, 1),  # what the server read of it (each call's last final's end)
+            "wall_s": round(wall, 1),
+            "speed_read": round(read / wall, 2) if wall else None,
+        }
     await wait_idle(url, token, 120)
     return outcome, fast_outcome
 

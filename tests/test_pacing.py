@@ -169,6 +169,15 @@ def test_the_pace_of_a_stream_is_a_burst_then_real_time() -> None:
         now[0] += wait
         held.took(0, wait)
     assert held.too_fast and "held back to real time for more than 15 s" in held.refusal()
+    caught_up = CallPace(PacingSettings(burst_s=2.0, max_held_s=15.0), clock=lambda: now[0])
+    for _ in range(3):  # catching up after a stall (11 s held back), then real time: its budget comes back
+        caught_up.took(0, 8.0)
+        for _ in range(10):
+            now[0] += caught_up.hold()
+            caught_up.took(0, 0.5)
+        now[0] += 10.0
+        assert caught_up.hold() == 0.0
+    assert not caught_up.too_fast
     steady = CallPace(PacingSettings(burst_s=2.0, max_held_s=15.0), clock=lambda: now[0])
     for _ in range(100):  # real time, with a jitter burst now and then: never held for long
         steady.took(0, 0.5)

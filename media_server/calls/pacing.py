@@ -47,6 +47,10 @@ class StreamPace:
         """Seconds of audio received beyond the budget: how long the stream should wait to be back at real time."""
         return max(0.0, -self._refill())
 
+    def budget_s(self) -> float:
+        """What is left of the budget now (negative: ahead of real time)."""
+        return self._refill()
+
 
 class CallPace:
     """The pace of a call's channels; ``None`` settings (or disabled ones): never paced."""
@@ -55,7 +59,7 @@ class CallPace:
         self.settings = settings if settings is not None and settings.enabled else None
         self._clock = clock
         self._streams: dict[int, StreamPace] = {}
-        self._held_since: float | None = None  # when the adapter's reads began to wait, each of them since
+        self._held_since: float | None = None  # when the adapter's reads began to wait, with no break since
         self.too_fast = False  # past ``max_ahead_s`` or ``max_held_s``: the call is ended
         self._why = ""
 
@@ -80,21 +84,30 @@ class CallPace:
 
     def hold(self) -> float:
         """The adapter is about to read the peer's next message: how long it should wait first (:meth:`wait_s`).
-        A call held back at every read for ``max_held_s`` without a break is ``too_fast``."""
-        wait = self.wait_s()
-        if wait <= 0 or self.settings is None:
-            self._held_since = None
+        A call held back for ``max_held_s`` without a break is ``too_fast``. A break is a channel's budget back at
+        half the burst at least: its sender had nothing more to send (one at real time keeps its budget full); a
+        sender that keeps it near nothing (the server reads as soon as the budget allows) is still sending faster."""
+        if self.settings is None or not self._streams:
             return 0.0
+        lowest = min(s.budget_s() for s in self._streams.values())
         now = self._clock()
-        if self._held_since is None:
+        if lowest >= self.settings.burst_s / 2:
+            self._held_since = None
+        elif lowest < 0 and self._held_since is None:
             self._held_since = now
-        elif self.settings.max_held_s and now - self._held_since > self.settings.max_held_s and not self.too_fast:
+        held = self._held_since
+        if (
+            held is not None
+            and self.settings.max_held_s
+            and now - held > self.settings.max_held_s
+            and not self.too_fast
+        ):
             self.too_fast = True
             self._why = (
                 f"held back to real time for more than {self.settings.max_held_s:g} s without a break "
                 "(calls.pacing.max_held_s)"
             )
-        return wait
+        return max(0.0, -lowest)
 
     def refusal(self) -> str:
         """Why a ``too_fast`` call was ended, in words for its peer and its subscribers."""
