@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
@@ -19,8 +19,12 @@ from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
 from media_server.api.openapi import declare_key_scheme
 from media_server.config import Settings
+from media_server.health import StoreWritable
+from media_server.health import live as health_live
+from media_server.health import ready as health_ready
 from media_server.ingest.listeners import close_listeners, start_listeners
 from media_server.ingest.registry import PROTOCOLS
+from media_server.metrics import ServerMetrics
 from media_server.services import Services
 from media_server.workers.remote import RemoteScheduler
 
@@ -34,6 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings)
         app.state.services = services
+        app.state.store_writable = StoreWritable(services.store)
+        metrics.attach(services, getattr(app.state, "connection_limits", None))
         log.info(
             "media server ready: model %s on %s, database %s",
             services.scheduler.engine.name,
@@ -48,9 +54,12 @@ def create_app(settings: Settings) -> FastAPI:
             finally:
                 await close_listeners(listeners)
         finally:
+            metrics.detach()
             await services.stop()
 
     app = FastAPI(title="media-server", version=__version__, lifespan=lifespan)
+    metrics = ServerMetrics(settings.metrics)
+    app.state.metrics = metrics
     for protocol in PROTOCOLS:
         if protocol.router is not None:
             app.include_router(protocol.router)
@@ -68,32 +77,30 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.dashboard.enabled:
         _mount_dashboard(app, settings.dashboard.directory or DASHBOARD_DIR)
 
+    @app.get("/health/live", tags=["status"])
+    async def health_live_() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return health_live()
+
     @app.get("/health", tags=["status"])
     async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+        """Liveness (as ``/health/live``)."""
+        return health_live()
 
     @app.get("/health/ready", tags=["status"])
     async def ready(request: Request) -> JSONResponse:
-        """Readiness: new calls are taken and can be stored. 503 while the store fails (disk full, database
-        gone), while a shared database (PostgreSQL) or the event bus (Redis) does not answer, while no
-        recognition worker answers (workers.urls), or while the server is shutting down."""
-        services = getattr(request.app.state, "services", None)
-        if services is None:
-            return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
-        journal = services.journal
-        if not journal.healthy:
-            reason = f"storage failing: {journal.failure}"
-            return JSONResponse({"ready": False, "reason": reason, "pendingEvents": journal.pending}, 503)
-        if services.calls.closing:
-            return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)
-        if not await services.store.reachable():
-            return JSONResponse({"ready": False, "reason": "database unreachable"}, status_code=503)
-        if not await services.bus.reachable():
-            return JSONResponse({"ready": False, "reason": "event bus (Redis) unreachable"}, status_code=503)
-        if isinstance(services.scheduler, RemoteScheduler) and not services.scheduler.reachable:
-            return JSONResponse({"ready": False, "reason": "no recognition worker reachable"}, status_code=503)
-        return JSONResponse({"ready": True, "liveCalls": len(services.calls.live)})
+        """Readiness: new calls are taken and can be stored. 503 while the model loads, while the store fails or
+        cannot be written (disk full, database gone, read-only), while a shared database (PostgreSQL) or the event
+        bus (Redis) does not answer, while no recognition worker answers (workers.urls), or while the server is
+        shutting down (``media_server/health.py``)."""
+        state = request.app.state
+        return await health_ready(getattr(state, "services", None), getattr(state, "store_writable", None))
+
+    @app.get("/metrics", tags=["status"], response_class=PlainTextResponse)
+    async def metrics_(request: Request) -> Response:
+        """Prometheus text format; ``Authorization: Bearer`` with an admin API key or ``metrics.token`` (none with
+        ``metrics.public``). ``media_server/metrics.py`` lists the series."""
+        return await metrics.scrape(request)
 
     @app.get("/v1/status", tags=["status"])
     async def status(request: Request) -> dict[str, Any]:

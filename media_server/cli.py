@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from media_server.config import Settings, load_settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir"):
+    for name in ("host", "port", "data_dir", "log_format"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -32,8 +31,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from media_server.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -41,12 +42,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from media_server.app import create_app
     from media_server.connections import ConnectionLimits, uvicorn_limits
-    from media_server.logs import keep_queries_out_of_logs
+    from media_server.logs import keep_queries_out_of_logs, uvicorn_log_config
     from media_server.serving import GracefulServer
     from media_server.store.lock import DataDirLock, DataDirLocked, private_dir
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     if settings.tls.client_ca is not None and not settings.tls.enabled:
         print("error: tls.client_ca needs the server's own certificate: --tls-cert and --tls-key", file=sys.stderr)
         return 2
@@ -59,23 +60,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     app = create_app(settings)
+    limits = ConnectionLimits(
+        settings.http.header_timeout_s, settings.http.max_connections, settings.calls.retry_after_s
+    )
+    app.state.connection_limits = limits  # (/metrics counts what they refused)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_format),
         ws_max_size=settings.ingest.max_frame_bytes * 2,
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
         ssl_certfile=settings.tls.cert,  # HTTPS and WSS (gRPC takes the same pair: rpc/server.py)
         ssl_keyfile=settings.tls.key,
-        **uvicorn_limits(
-            ConnectionLimits(
-                settings.http.header_timeout_s, settings.http.max_connections, settings.calls.retry_after_s
-            ),
-            settings.http.keepalive_timeout_s,
-        ),
+        **uvicorn_limits(limits, settings.http.keepalive_timeout_s),
     )
     keep_queries_out_of_logs()  # (uvicorn.Config configured its loggers just now)
     server = GracefulServer(config, app)
@@ -101,7 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve_worker(settings))
     except (ValueError, OSError) as exc:
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, help="the gRPC API's port (default 50051; 0: any free port)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain: HTTPS, WSS and gRPC over TLS (tls.cert)")
     serve.add_argument("--tls-key", type=Path, help="its PEM private key (tls.key)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per line (log_format)")
     common(serve)
     serve.set_defaults(func=cmd_serve)
 

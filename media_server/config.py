@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
@@ -296,6 +296,15 @@ class HttpSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """``GET /metrics`` (Prometheus text format, ``media_server/metrics.py``)."""
+
+    token: SecretStr | None = Field(
+        None, description="a bearer token for scrapers (Authorization: Bearer ...), besides any admin API key"
+    )
+    public: bool = Field(False, description="answer without a token (a scraper on a private network)")
+
+
 class DashboardSettings(BaseModel):
     """The web dashboard, served at ``/``."""
 
@@ -558,6 +567,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     consent_policy: ConsentPolicy = ConsentPolicy.ALL_PARTY
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line (logs.py)")
+    metrics: MetricsSettings = MetricsSettings()
     asr: AsrSettings = AsrSettings()
     streaming: StreamingSettings = StreamingSettings()
     vad: VadSettings = VadSettings()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from media_server.insights.cues import Cue
 from media_server.insights.live import CallInsights
 from media_server.insights.nlp import Nlp
 from media_server.insights.redaction import RedactionPolicy, Redactor
+from media_server.latency import ArrivalClock
 from media_server.store.journal import Journal, StorageFailed
 from media_server.store.records import CallRecord, ConsentChangeRecord, SegmentRecord
 from media_server.store.writes import CallChanged, CallOpened, CallProgress, SegmentsKept, Write
@@ -70,6 +72,7 @@ class CallServices:
     nlp: Nlp | None = None  # trackers and entities; None: keyterm hits only
     diarization: Diarization | None = None  # speakers of mixed channels; None: they stay "mixed"
     pacing: PacingSettings | None = None  # live audio no faster than real time (calls/pacing.py); None: unpaced
+    final_latency: Callable[[float], None] | None = None  # observes each final's latency (/metrics)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class CallChannel:
     on_hold: bool = False
     speakers: ChannelSpeakers | None = None  # a mixed channel's diarization
     withdrawn: bool = False  # a voice on it denied consent mid-call: its pending results are dropped
+    arrivals: ArrivalClock = field(default_factory=ArrivalClock)  # when its audio came (a final's latency)
 
     @property
     def index(self) -> int:
@@ -317,6 +321,7 @@ class Call:
 
     def _feed(self, channel: CallChannel, pcm: npt.NDArray[np.int16]) -> None:
         channel.samples += pcm.size
+        channel.arrivals.note(channel.position)
         if channel.recognizer is not None:
             channel.recognizer.push(pcm)
             if channel.speakers is not None:
@@ -409,6 +414,9 @@ class Call:
             self.transcript.withdraw(index)
             return
         writes: list[Write] = []
+        if heard.final and self.services.final_latency is not None:
+            if (latency := channel.arrivals.since(event.end)) is not None:
+                self.services.final_latency(latency)
         if heard.final:
             new = self.transcript.segments(index)[kept:]
             if new:

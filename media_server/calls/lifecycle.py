@@ -26,6 +26,7 @@ import contextlib
 import enum
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 from google.protobuf import json_format
@@ -38,6 +39,7 @@ from media_server.calls.call import Call, CallServices, ChannelSpec
 from media_server.calls.metadata import CallMetadata, Consent
 from media_server.events import new_event
 from media_server.insights.metrics import CallMetrics, Said, compute
+from media_server.logs import about_call
 from media_server.store.journal import CallIdTaken, StorageFailed
 from media_server.store.records import CallRecord
 from media_server.store.store import CallKey, Store
@@ -96,6 +98,11 @@ class CallRefused(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def reason(self) -> str:
+        """What ``/metrics`` counts it as (``media_server_call_refusals_total{reason}``)."""
+        return self.code
+
 
 class Unauthorized(CallRefused):
     code = "unauthorized"
@@ -129,6 +136,12 @@ class CallsFull(CallRefused):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class SourceFull(CallsFull):
+    """Over ``calls.max_by_source`` for the call's protocol (told like :class:`CallsFull`)."""
+
+    reason = "source_limit"
 
 
 class Unavailable(CallsFull):
@@ -346,6 +359,8 @@ class CallLifecycle:
         self.live = LiveCalls()
         self._ending: dict[CallKey, asyncio.Task[CallRecord]] = {}
         self._closing = False
+        self.refusals: Counter[str] = Counter()  # calls refused, by reason (/metrics)
+        self.endings: Counter[str] = Counter()  # calls ended, by reason (/metrics)
 
     @property
     def closing(self) -> bool:
@@ -362,12 +377,44 @@ class CallLifecycle:
         """The ingest key a protocol presented; ``team``: the team the stream says it belongs to, if it says."""
         key = await self.store.find_key(secret) if secret else None
         if key is None or not key.can("ingest"):
+            self.refusals[Unauthorized.code] += 1
             raise Unauthorized("invalid API key" if secret else "missing API key")
         if team and team != key.team:
+            self.refusals[Forbidden.code] += 1
             raise Forbidden(f"this key belongs to team {key.team!r}, not {team!r}")
         return key
 
     async def open(
+        self,
+        call_id: str,
+        team: str,
+        source: str,
+        metadata: CallMetadata,
+        channels: Sequence[ChannelSpec],
+        *,
+        consent_default: Consent | None = None,
+        subscribe: bool = False,
+        epoch: float | None = None,
+        batch: bool = False,
+    ) -> LiveCall:
+        """:meth:`_open`, with what it refuses counted by reason (every protocol's calls open here)."""
+        try:
+            return await self._open(
+                call_id,
+                team,
+                source,
+                metadata,
+                channels,
+                consent_default=consent_default,
+                subscribe=subscribe,
+                epoch=epoch,
+                batch=batch,
+            )
+        except CallRefused as refused:
+            self.refusals[refused.reason] += 1
+            raise
+
+    async def _open(
         self,
         call_id: str,
         team: str,
@@ -405,7 +452,7 @@ class CallLifecycle:
             raise CallsFull(f"the server holds {self.max_live} calls, its limit (calls.max_live)", self.retry_after_s)
         limit = self.max_by_source.get(source)
         if limit is not None and self.live.count(source) >= limit:
-            raise CallsFull(
+            raise SourceFull(
                 f"the server holds {limit} {source} calls, its limit (calls.max_by_source.{source})", self.retry_after_s
             )
         if consent_default is not None:
@@ -419,6 +466,7 @@ class CallLifecycle:
         call = Call(call_id, team, source, metadata, list(channels), self.services, team_config, batch=batch)
         if epoch is not None:
             call.epoch = call.last_audio = epoch
+        about_call(call_id, team)  # (the lines of this task and of the call's tasks say which call they are about)
         self.live.add(call)  # claim the id on this server before any await
         subscription = journal.subscribe(team, call_id) if subscribe else None
         try:
@@ -450,6 +498,8 @@ class CallLifecycle:
         return call.end_task
 
     async def _end(self, call: Call, reason: CallEnd) -> CallRecord:
+        about_call(call.id, call.team)
+        self.endings[reason.value] += 1
         try:
             drain = self.drain_timeout_s if reason is CallEnd.SERVER_SHUTDOWN else None
             record = await call.finish(reason.status, reason, drain)

@@ -96,6 +96,7 @@ class Journal:
     max_pending: int = 200_000  # events waiting at most, while the store fails
     replay_max: int = 10_000  # events a resuming subscriber is sent from the store at most
     on_failure: Callable[[set[CallKey], str], None] | None = None  # calls whose events cannot be stored, and why
+    on_commit: Callable[[float], None] | None = None  # observes each group commit's seconds (/metrics)
     healthy: bool = True
     failure: str = ""  # why the store fails, while it does
     _pending: deque[Logged] = field(default_factory=deque)
@@ -255,7 +256,10 @@ class Journal:
                 self.batches += 1
                 self.committed_events += len(batch)
                 self.stored_events += sum(1 for e in batch if e.durable)
-                self.commit_seconds += time.perf_counter() - started
+                took = time.perf_counter() - started
+                self.commit_seconds += took
+                if self.on_commit is not None:
+                    self.on_commit(took)
             for _ in batch:
                 self._pending.popleft()
             if not self.healthy:
