@@ -17,7 +17,8 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	# silero-vad's metadata pulls torch; we only need its ONNX file, so no dependencies.
+	# The server's models ship in the package (Silero VAD's ONNX file, the speaker encoder's weights). resemblyzer is
+	# only the tests' reference for the encoder; its metadata pulls torch, hence no dependencies.
 	$(PY) -m pip install -q --no-deps -r requirements-extra.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)

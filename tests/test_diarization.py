@@ -25,9 +25,10 @@ from models.audio import int16_to_float32, resample
 from models.diarization import DiarizationConfig, OnlineDiarizer, VoiceEncoder, locate_resemblyzer_weights
 from models.diarization.batcher import EmbeddingBatcher, LaneStopped
 from models.diarization.clustering import OnlineClusterer, match_labels, spectral_clustering
+from models.diarization.convert import convert
 from models.diarization.mel import mel_filters, mel_spectrogram
 from models.diarization.torch_checkpoint import CheckpointFormatError, read_torch_checkpoint
-from models.diarization.voice_encoder import partial_slices
+from models.diarization.voice_encoder import BUNDLED_WEIGHTS, partial_slices, read_encoder_state
 from models.vad import SileroVAD
 from tests.synth import SCRIPT, require_flite, speak
 
@@ -37,13 +38,16 @@ MAX_DER_CLEAR_PAIR = 0.12
 MAX_DER_SIMILAR_PAIR = 0.18
 
 
-def _weights() -> Path:
-    try:
-        return locate_resemblyzer_weights()
-    except FileNotFoundError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("resemblyzer is not installed: pip install --no-deps resemblyzer")
+def _resemblyzer_checkpoint() -> Path:
+    """resemblyzer's own ``pretrained.pt``: the reference the bundled weights were converted from. The server does
+    not need resemblyzer; the Makefile installs it (``--no-deps``: it requires torch) for these comparisons only."""
+    spec = importlib.util.find_spec("resemblyzer")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "pretrained.pt").is_file():
+            return Path(location) / "pretrained.pt"
+    if os.environ.get("CI") == "true":
+        pytest.fail("resemblyzer is not installed (the reference checkpoint): `make install` installs it")
+    pytest.skip("resemblyzer is not installed (the reference checkpoint): `make install` installs it")
 
 
 def _require(module: str, why: str) -> Any:
@@ -58,7 +62,7 @@ def _require(module: str, why: str) -> Any:
 
 @pytest.fixture(scope="module")
 def encoder() -> VoiceEncoder:
-    return VoiceEncoder(_weights())
+    return VoiceEncoder()  # the weights bundled with the package
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +137,7 @@ class _Touch:
 
 def test_checkpoint_reader_matches_torch(tmp_path: Path) -> None:
     torch = _require("torch", "it writes the reference checkpoints")
-    weights = _weights()
+    weights = _resemblyzer_checkpoint()
     # resemblyzer's file is torch's legacy layout; everything in it, optimizer state included, must match.
     ours = read_torch_checkpoint(weights)
     theirs = torch.load(weights, map_location="cpu", weights_only=False)
@@ -161,6 +165,25 @@ def test_checkpoint_reader_matches_torch(tmp_path: Path) -> None:
     assert VoiceEncoder(tmp_path / "encoder.pt").path == tmp_path / "encoder.pt"
 
 
+def test_bundled_weights_are_resemblyzers(tmp_path: Path) -> None:
+    # The package runs the encoder from the .npz it ships, found without any configuration...
+    assert locate_resemblyzer_weights() == BUNDLED_WEIGHTS and BUNDLED_WEIGHTS.is_file()
+    assert (BUNDLED_WEIGHTS.parent / "LICENSE").read_text().count("Apache License") >= 1
+    assert VoiceEncoder().path == BUNDLED_WEIGHTS
+    # ... and that file is resemblyzer's network, tensor for tensor, rebuilt the same by the converter.
+    reference = _resemblyzer_checkpoint()
+    original = read_torch_checkpoint(reference)["model_state"]
+    bundled = read_encoder_state(BUNDLED_WEIGHTS)
+    assert sorted(bundled) == sorted(n for n in original if n.startswith(("lstm.", "linear.")))
+    for name, array in bundled.items():
+        assert np.array_equal(array, original[name]), name
+    assert convert(reference, tmp_path / "again.npz") == sorted(bundled)
+    assert (tmp_path / "again.npz").read_bytes() == BUNDLED_WEIGHTS.read_bytes()
+    # A configured checkpoint in resemblyzer's own format still loads and embeds the same.
+    audio = (np.random.default_rng(3).standard_normal(24000) * 0.1).astype(np.float32)
+    assert np.allclose(VoiceEncoder(reference).embed_windows([audio]), VoiceEncoder().embed_windows([audio]))
+
+
 def test_encoder_rejects_other_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         VoiceEncoder(tmp_path / "missing.pt")
@@ -175,7 +198,7 @@ def test_encoder_rejects_other_files(tmp_path: Path) -> None:
 
 def test_lstm_matches_torch(encoder: VoiceEncoder) -> None:
     torch = _require("torch", "it runs the reference network")
-    state = torch.load(encoder.path, map_location="cpu", weights_only=False)["model_state"]
+    state = {name: torch.from_numpy(np.array(value)) for name, value in read_encoder_state(encoder.path).items()}
     lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
     linear = torch.nn.Linear(256, 256)
     lstm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("lstm.")})

@@ -6,15 +6,15 @@ L2-normalised. An utterance is cut into partials of 160 frames (1.6 s) and the p
 averaged (``embed_utterance``); a diarization window is embedded whole (``embed_windows``, which runs windows
 of any lengths, of any number of calls, as one batch).
 
-The weights are resemblyzer's ``pretrained.pt`` (17 MB, Apache-2.0), shipped in its wheel. The package
-is installed with ``pip install --no-deps resemblyzer`` (its dependencies pull torch, librosa and
-webrtcvad, none of which run here) and located without importing it, because its ``__init__`` imports
-torch. A configured path to the same file (or a ``torch.save`` of the same state dict) works too.
+The weights are resemblyzer's ``pretrained.pt`` (Apache-2.0), converted once to ``weights/resemblyzer_encoder.npz``
+(the network's tensors only, 5.7 MB; ``python -m models.diarization.convert``) and shipped in this package, so
+neither resemblyzer nor torch is installed to run it. A configured path (``diarization.weights_path``) to a
+``torch.save`` checkpoint of the same network (resemblyzer's own file, read without torch) or to such an ``.npz``
+works too.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,23 +34,31 @@ HIDDEN = 256
 LAYERS = 3
 
 
+BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "resemblyzer_encoder.npz"
+"""resemblyzer 0.1.4's ``pretrained.pt``, its network's tensors as float32 arrays (Apache-2.0: ``weights/LICENSE``)."""
+
+
 def locate_resemblyzer_weights(configured: str | Path | None = None) -> Path:
-    """Find the encoder's weights: a configured path, else ``pretrained.pt`` in the resemblyzer wheel."""
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise FileNotFoundError(f"voice encoder weights not found at {path}")
-        return path
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "pretrained.pt"
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        "voice encoder weights not found: run `pip install --no-deps resemblyzer` (its wheel ships "
-        "pretrained.pt) or set the diarization model path"
-    )
+    """Find the encoder's weights: a configured path, else the converted copy bundled with this package."""
+    path = Path(configured) if configured else BUNDLED_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"voice encoder weights not found at {path}")
+    return path
+
+
+def read_encoder_state(path: str | Path) -> Mapping[str, Any]:
+    """The network's tensors by name (``lstm.weight_ih_l0``...): from an ``.npz`` of arrays, or from a PyTorch
+    checkpoint (a state dict, or resemblyzer's ``{"model_state": ...}``), read without torch and without running
+    code (neither format can)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    checkpoint = read_torch_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        return {}
+    state = checkpoint.get("model_state", checkpoint)
+    return state if isinstance(state, Mapping) else {}
 
 
 def _sigmoid_tanh_scale() -> Float32Array:
@@ -69,8 +77,7 @@ class VoiceEncoder:
 
     def __init__(self, weights_path: str | Path | None = None) -> None:
         self.path = locate_resemblyzer_weights(weights_path)
-        checkpoint = read_torch_checkpoint(self.path)
-        state: Mapping[str, Any] = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else {}
+        state = read_encoder_state(self.path)
         try:
             self._load(state)
         except KeyError as exc:

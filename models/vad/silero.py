@@ -7,7 +7,6 @@ resampled to 16 kHz first. One ``SileroVAD`` holds the ONNX session and is share
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from dataclasses import dataclass
@@ -23,27 +22,16 @@ log = logging.getLogger(__name__)
 NATIVE_RATES = (8000, 16000)
 
 
-def locate_silero_onnx(configured: str | Path | None = None) -> Path:
-    """Find the Silero ONNX file: a configured path, else the copy in the ``silero-vad`` wheel.
+BUNDLED_MODEL = Path(__file__).parent / "weights" / "silero_vad.onnx"
+"""Silero VAD v6 (``silero_vad.onnx`` of silero-vad 6.2.3, MIT: ``weights/LICENSE``), shipped in this package."""
 
-    ``silero-vad`` is installed with ``--no-deps`` (its metadata pulls torch): the package is located
-    without importing it, because its ``__init__`` imports torch.
-    """
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise FileNotFoundError(f"Silero VAD model not found at {path}")
-        return path
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "data" / "silero_vad.onnx"
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        "Silero VAD ONNX model not found: run `pip install --no-deps silero-vad` (the Makefile does) "
-        "or set vad.model_path"
-    )
+
+def locate_silero_onnx(configured: str | Path | None = None) -> Path:
+    """Find the Silero ONNX file: a configured path (``vad.model_path``), else the copy bundled with this package."""
+    path = Path(configured) if configured else BUNDLED_MODEL
+    if not path.is_file():
+        raise FileNotFoundError(f"Silero VAD model not found at {path}")
+    return path
 
 
 @dataclass(frozen=True)
