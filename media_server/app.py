@@ -30,7 +30,16 @@ from media_server.workers.remote import RemoteScheduler
 
 log = logging.getLogger(__name__)
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "dashboard"
+
+def _dashboard_dir() -> Path:
+    """Installed from the wheel, the dashboard is the package data of ``media_server.dashboard`` (setup.py); in a
+    source checkout it is ``dashboard/`` beside ``media_server/``."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "dashboard"
+    return packaged if (packaged / "index.html").is_file() else here.parent / "dashboard"
+
+
+DASHBOARD_DIR = _dashboard_dir()
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -273,7 +273,9 @@ class DiarizationSettings(BaseModel):
     enabled: bool = True
     max_speakers: int = Field(2, ge=1, le=8, description="sales calls: the rep and the customer")
     weights_path: str | None = Field(
-        None, description="a resemblyzer-format speaker-encoder checkpoint; unset: the one in resemblyzer's wheel"
+        None,
+        description="a speaker-encoder checkpoint (resemblyzer's pretrained.pt, or an .npz of its tensors); unset: the"
+        " converted copy bundled with the package",
     )
 
 
