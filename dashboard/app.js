@@ -1,6 +1,6 @@
 // The media-server dashboard: plain JavaScript, no build step, nothing fetched but the server's own API.
 // Pages (hash routes): #/ the wall of live calls, #/calls/ID a live call, #/history (filters in the hash
-// query), #/history/ID a stored call. Server data only ever reaches the page as text nodes (textContent).
+// query), #/history/ID a stored call, #/team the team's figures over time (charts in hand-written SVG). Server data only ever reaches the page as text nodes (textContent).
 "use strict";
 
 const KEY_STORE = "ms.key";
@@ -54,6 +54,36 @@ function consentOf(value) {
 
 function person(p) {
   return p ? p.name || p.phone || p.email || p.id || "" : "";
+}
+
+/** What to call the rep of a call: their name, else their id or e-mail, else "Rep". */
+function repName(p) {
+  return (p && (p.name || p.id || p.email)) || "Rep";
+}
+
+/** What to call the customer of a call: their name, else their phone number, else "Customer". */
+function customerName(p) {
+  return (p && (p.name || p.phone)) || "Customer";
+}
+
+/** One line on what each figure means (README, "Conversation intelligence"): shown beside it and as its title. */
+const HELP = {
+  talkRatio: "The rep's share of the talking: rep ÷ (rep + customer) speaking time, silence left out. Won B2B calls sit near 43 %; over 65 % is a warning.",
+  longestMonologue: "The longest time the rep held the floor without a break (a customer's \"mm-hm\" under a second does not break it).",
+  longestCustomerStory: "The longest time the customer talked, short rep interjections included: longer usually means a better call.",
+  patience: "The mean pause between the customer's last word and the rep's answer (talking over counts as 0 s): longer means the rep lets the customer finish.",
+  interactivity: "How often the conversation changes hands: speaker switches per minute of call.",
+  questions: "Questions asked by each side: sentences ending in \"?\" (or opening like one, \"how is\", \"can you\", where the transcript has no punctuation).",
+  interruptions: "Turns that started while the other side was still talking, by who cut in.",
+  disposition: "The call's outcome: set by hand (PUT /v1/calls/{id}/disposition) or by the team's disposition rules.",
+  questionsPerCall: "Questions the rep asked, per call.",
+  cues: "Live coaching prompts the rep was given (talk ratio, monologue, pace, silence, no question, competitor, filler words), by kind.",
+  trackers: "Times the team's trackers (phrases of competitors, pricing, next steps...) were said.",
+};
+
+/** A figure's name with its explanation as a tooltip. */
+function termOf(label, key) {
+  return h("span", { class: "term", title: HELP[key] || null }, label);
 }
 
 function roleLabel(role) {
@@ -171,11 +201,23 @@ function wsProtocols() {
   return ["token", state.key];
 }
 
-/** The #conn pill: "live" (open), "down" (reconnecting) or "off" (no stream on this page). */
+/**
+ * The #conn pill shows the state of the page's event stream (a websocket): "connecting…" (opening), "live"
+ * (open: updates arrive as they happen), "reconnecting…" (dropped, trying again). Pages without one (history, a
+ * stored call, the team page) show no pill: nothing there is live, and nothing is wrong.
+ */
 function setConn(mode) {
   const el = $("#conn");
-  el.textContent = mode === "live" ? "live" : mode === "down" ? "reconnecting…" : "offline";
-  el.className = "conn" + (mode === "off" ? "" : " " + mode);
+  const text = { live: "live", connecting: "connecting…", down: "reconnecting…" };
+  const title = {
+    live: "Live updates: connected to the server's event stream",
+    connecting: "Connecting to the server's event stream…",
+    down: "The event stream dropped: reconnecting, nothing will be missed",
+  };
+  el.hidden = !text[mode];
+  el.textContent = text[mode] || "";
+  el.title = title[mode] || "";
+  el.className = "conn" + (text[mode] ? " " + mode : "");
 }
 
 /** Whether a `GET /v1/calls/{id}` answer is a call that has ended (a live call is stored too, with status `live`). */
@@ -199,7 +241,7 @@ class EventStream {
     this.delay = 500;
     this.closed = false;
     this.timer = null;
-    setConn("down");
+    setConn("connecting");
     this.open();
   }
 
@@ -255,7 +297,14 @@ class EventStream {
   stop() {
     this.closed = true;
     clearTimeout(this.timer);
-    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.CONNECTING) {
+      // (close() now would log "closed before the connection is established": close it once it opens)
+      ws.onopen = () => ws.close(1000);
+      ws.onmessage = null;
+    } else if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.close(1000);
+    }
     setConn("off");
   }
 }
@@ -361,7 +410,7 @@ async function route() {
   }
   $("#signout").hidden = false;
   const { parts, params } = parseHash();
-  navHighlight(parts[0] === "history" ? "history" : "wall");
+  navHighlight(parts[0] === "history" || parts[0] === "team" ? parts[0] : "wall");
   if (!state.me.can || !state.me.can.read) {
     $("#view").replaceChildren(h("p", { class: "empty" }, `This key (role ${state.me.role}) may not read calls.`));
     return;
@@ -370,6 +419,7 @@ async function route() {
     if (parts[0] === "calls" && parts[1]) state.page = liveCallPage(parts[1]);
     else if (parts[0] === "history" && parts[1]) state.page = detailPage(parts[1], seq);
     else if (parts[0] === "history") state.page = historyPage(params, seq);
+    else if (parts[0] === "team") state.page = teamPage(params, seq);
     else state.page = wallPage();
   } catch (err) {
     fail(err);
@@ -588,7 +638,7 @@ function wallPage() {
   const calls = new Map(); // id -> call state (below)
   const tbody = h("tbody");
   const table = h("table", { id: "wall", class: "grid wall", hidden: true },
-    h("thead", {}, h("tr", {}, ["Rep", "Customer", "Source", "Duration", "Talk ratio", "Latest cue", "Consent"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Rep", "Customer", "Source", "Duration", "Talk ratio", "Latest cue", "Consent"].map((t) => h("th", { scope: "col", title: t === "Talk ratio" ? HELP.talkRatio : null }, t)))),
     tbody);
   const empty = h("p", { id: "wall-empty", class: "empty", hidden: true }, "No live calls");
   const count = h("span", { class: "count muted" });
@@ -627,8 +677,8 @@ function wallPage() {
     const open = () => go(`#/calls/${encodeURIComponent(c.id)}`);
     const row = h("tr", { "data-call-id": c.id, tabindex: 0, title: `Open call ${c.id}`, onclick: open,
       onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), open()) },
-      h("td", { class: "rep" }, person(rep) || "—"),
-      h("td", { class: "customer" }, (customer && (customer.name || customer.phone || customer.email || customer.id)) || "—"),
+      h("td", { class: "rep" }, repName(rep)),
+      h("td", { class: "customer" }, customerName(customer)),
       h("td", { class: "source" }, h("span", { class: "source-tag" }, c.source || "—")),
       h("td", { class: "duration num" }, clock(elapsed(c))),
       h("td", { class: "talk" }, ratioBar(c.talkRatio)),
@@ -754,8 +804,13 @@ function wallPage() {
 function liveCallPage(id) {
   const can = (state.me && state.me.can) || {};
   const transcript = new Transcript();
-  const cues = h("ul", { id: "cues", class: "cues" }); // empty: "No cues yet" (CSS)
+  const cues = h("ul", { id: "cues", class: "cues" });
   const hits = h("ul", { id: "hits", class: "hits" });
+  // Until something comes: what would, and where it is set up (the team configuration, on the team page).
+  const cuesEmpty = h("p", { id: "cues-empty", class: "panel-help" }, "No cues yet. Coaching cues pop up here when the rep talks too much (",
+    termOf("talk ratio", "talkRatio"), "), runs a long monologue, speaks fast, leaves a silence, asks no question or a competitor is named: thresholds and trackers are the ",
+    h("a", { href: "#/team?section=config" }, "team's configuration"), ".");
+  const hitsEmpty = h("p", { id: "hits-empty", class: "panel-help" }, "Nothing tracked said yet.");
   const keypad = h("p", { id: "dtmf", class: "dtmf muted", hidden: true });
   const people = h("div", { class: "people" }, participantChips([]));
   const duration = h("span", { id: "call-duration", class: "num" }, "0:00");
@@ -779,12 +834,24 @@ function liveCallPage(id) {
       people,
       h("dl", { class: "facts inline" },
         h("dt", {}, "Duration"), h("dd", {}, duration),
-        h("dt", {}, "Talk ratio"), h("dd", {}, ratio))),
+        h("dt", {}, termOf("Talk ratio", "talkRatio")), h("dd", {}, ratio))),
     h("div", { class: "status-row" }, status, statusLink),
     h("div", { class: "listen" }, listenButton, h("label", { class: "sr-only", for: "listen-channel" }, "Channel"), channel, meter, listenNote, audio),
     h("div", { class: "columns" },
       h("div", { class: "main" }, h("h2", {}, "Transcript"), transcript.el),
-      h("aside", {}, h("h2", {}, "Cues"), cues, h("h2", {}, "Keywords"), hits, keypad))));
+      h("aside", {}, h("h2", {}, "Cues"), cuesEmpty, cues, h("h2", {}, "Keywords"), hitsEmpty, hits, keypad))));
+
+  // What the keyword panel waits for: the team's trackers (and the call's keyterms), or how to set them up.
+  guard((async () => {
+    const response = await api("/v1/team/config");
+    if (left || !response.ok) return;
+    const trackers = ((await response.json()).config || {}).trackers || [];
+    hitsEmpty.replaceChildren(...(trackers.length
+      ? ["Nothing tracked said yet. Tracking ", trackers.length === 1 ? "1 tracker: " : `${trackers.length} trackers: `,
+        trackers.slice(0, 6).map((t) => t.name).join(", "), trackers.length > 6 ? "…" : "", ", and the call's keyterms."]
+      : ["No trackers are set up for this team, so only the call's own keyterms are spotted. An admin adds trackers (competitors, pricing, next steps…) in the ",
+        h("a", { href: "#/team?section=config" }, "team's configuration"), " (PUT /v1/team/config)."]));
+  })());
 
   window.msListen = idleListen();
   const info = { participants: [], channels: [], talk: {}, baseDuration: 0, baseAt: Date.now(), known: false, ended: false };
@@ -843,6 +910,7 @@ function liveCallPage(id) {
       h("span", { class: "cue-kind" }, c.kind || "cue"), " ",
       h("span", { class: "cue-message" }, c.message || ""));
     cues.prepend(li);
+    cuesEmpty.hidden = true;
     setTimeout(() => li.classList.remove("new"), 2500);
     const seg = transcript.cue(c);
     if (seg) li.addEventListener("click", () => seg.scrollIntoView({ block: "center", behavior: "smooth" }));
@@ -850,6 +918,7 @@ function liveCallPage(id) {
 
   function addHit(k) {
     transcript.hit(k);
+    hitsEmpty.hidden = true;
     hits.prepend(h("li", { class: speakerClass(k.speaker), onclick: () => transcript.reveal(k.channel, k.segment) },
       h("span", { class: "time" }, clock(k.start)), " ",
       h("mark", { class: `kw kw-${k.category || "keyterm"}` }, k.keyword),
@@ -868,7 +937,7 @@ function liveCallPage(id) {
     const reason = [c.status, c.reason].filter(Boolean).join(", ");
     statusLink.replaceChildren(reason ? h("span", { class: "muted" }, ` (${reason}) · `) : " · ",
       h("a", { href: `#/history/${encodeURIComponent(id)}` }, "View the stored call"));
-    stopListening();
+    stopListening({ ended: true }); // (the server ended the listen-in with the call: nothing to DELETE)
     listenButton.disabled = true;
     // Nothing follows call_ended but a late event or two: keep the stream a moment, then close it.
     setTimeout(() => stream && stream.stop(), 3000);
@@ -1020,7 +1089,7 @@ function liveCallPage(id) {
     if (!session) return;
     listening = null;
     clearInterval(session.timer);
-    deleteSession(session.location, options.keepalive);
+    if (!options.ended) deleteSession(session.location, options.keepalive);
     if (session.pc) session.pc.close();
     if (session.context) session.context.close().catch(() => {});
     audio.srcObject = null;
@@ -1044,13 +1113,14 @@ function liveCallPage(id) {
   // A call that has ended: show it from the store (a live one is stored too, as `live`). A live one: its
   // duration from the snapshot.
   guard((async () => {
-    const response = await api(callPath(id));
-    if (left) return;
-    if (await hasEnded(response)) return go(`#/history/${encodeURIComponent(id)}`);
     const snapshot = await getJson("/v1/live");
     const call = (snapshot.calls || []).find((c) => c.id === id);
     if (left || info.ended) return;
     if (!call) {
+      // Not live: a stored call (ended) shows from the store; else it may be starting (its events will say).
+      const response = await api(callPath(id));
+      if (left) return;
+      if (await hasEnded(response)) return go(`#/history/${encodeURIComponent(id)}`);
       if (!info.known) status.textContent = "Waiting for the call…";
       return;
     }
@@ -1133,8 +1203,8 @@ function historyPage(params, seq) {
     return h("tr", { "data-call-id": c.id, tabindex: 0, title: `Open call ${c.id}`, onclick: open,
       onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), open()) },
       h("td", { class: "started nowrap", title: c.startedAt || "" }, localDateTime(c.startedAt)),
-      h("td", { class: "rep" }, person(rep) || "—"),
-      h("td", { class: "customer" }, person(customer) || "—"),
+      h("td", { class: "rep" }, repName(rep)),
+      h("td", { class: "customer" }, customerName(customer)),
       h("td", { class: "duration num" }, clock(c.duration)),
       h("td", { class: "status" }, h("span", { class: `status-tag status-${c.status || "unknown"}`, title: c.endReason || "" }, c.status || "—")),
       h("td", { class: "keywords" }, (c.keywords || []).length ? c.keywords.map((k) => h("span", { class: "tag" }, k)) : h("span", { class: "muted" }, "—")),
@@ -1232,17 +1302,20 @@ function facts(call) {
     ["Duration", clock(call.duration)],
     ["Status", h("span", {}, h("span", { class: `status-tag status-${call.status || "unknown"}` }, call.status || "—"), call.endReason ? ` ${call.endReason}` : "")],
     ["Source", call.source || "—"],
-    m.talkRatio !== undefined && m.talkRatio !== null ? ["Talk ratio", ratioBar(m.talkRatio)] : null,
-    m.longestMonologue ? ["Longest monologue", clock(m.longestMonologue)] : null,
-    m.longestCustomerStory ? ["Longest customer story", clock(m.longestCustomerStory)] : null,
-    m.patience !== undefined && m.patience !== null ? ["Patience", `${Number(m.patience).toFixed(1)} s`] : null,
-    m.interactivity ? ["Interactivity", `${Number(m.interactivity).toFixed(1)} switches / min`] : null,
-    perSpeaker(m.questions) ? ["Questions", perSpeaker(m.questions)] : null,
-    perSpeaker(m.interruptions) ? ["Interruptions", perSpeaker(m.interruptions)] : null,
+    m.talkRatio !== undefined && m.talkRatio !== null ? ["Talk ratio", ratioBar(m.talkRatio), "talkRatio"] : null,
+    m.longestMonologue ? ["Longest monologue", clock(m.longestMonologue), "longestMonologue"] : null,
+    m.longestCustomerStory ? ["Longest customer story", clock(m.longestCustomerStory), "longestCustomerStory"] : null,
+    m.patience !== undefined && m.patience !== null ? ["Patience", `${Number(m.patience).toFixed(1)} s`, "patience"] : null,
+    m.interactivity ? ["Interactivity", `${Number(m.interactivity).toFixed(1)} switches / min`, "interactivity"] : null,
+    m.questions ? ["Questions", perSpeaker(m.questions) || "None asked", "questions"] : null,
+    perSpeaker(m.interruptions) ? ["Interruptions", perSpeaker(m.interruptions), "interruptions"] : null,
     (call.keywords || []).length ? ["Keywords", call.keywords.map((k) => h("span", { class: "tag" }, k))] : null,
-    call.disposition || m.disposition ? ["Disposition", call.disposition || m.disposition] : null,
+    call.disposition || m.disposition ? ["Disposition", call.disposition || m.disposition, "disposition"] : null,
   ].filter(Boolean);
-  return h("dl", { class: "facts" }, rows.map(([dt, dd]) => [h("dt", {}, dt), h("dd", {}, dd)]));
+  // Each metric with its one-line explanation under the value (and as the term's tooltip).
+  return h("dl", { class: "facts" }, rows.map(([dt, dd, help]) => [
+    h("dt", { "data-metric": help || null }, help ? termOf(dt, help) : dt),
+    h("dd", {}, dd, help ? h("span", { class: "help" }, HELP[help]) : null)]));
 }
 
 function perSpeaker(counts) {
@@ -1298,6 +1371,309 @@ async function deleteCall(id) {
   const response = await api(callPath(id), { method: "DELETE" });
   if (response.ok) return go("#/history");
   banner(response.status === 403 ? "Your role may not delete calls" : `Could not delete the call: ${await detailOf(response)}`);
+}
+
+// -- the team's figures over time ---------------------------------------------------------------------------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PALETTE = ["#1f6feb", "#1a7f37", "#bf3989", "#bc4c00", "#8250df", "#cf222e", "#0a7ea4", "#6e7781"];
+const TEAM_WEEKS = [4, 8, 12, 26];
+
+/** An SVG element (attributes as h's; text children as text nodes). */
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    el.setAttribute(name, String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** "2026-11-20" as "Nov 20" (the day as the server counted it: no time zone shift). */
+function shortDay(day) {
+  const d = new Date(`${day}T00:00:00Z`);
+  return Number.isNaN(d.getTime()) ? day : d.toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" });
+}
+
+/** The Monday of a "YYYY-MM-DD" day, as "YYYY-MM-DD". */
+function mondayOf(day) {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+  return d.toISOString().slice(0, 10);
+}
+
+/** A round number at or above `max` for an axis whose middle line is round too (1, 2, 4, 6, 8 x 10^n; counts: 2 at least). */
+function niceMax(max, counts = true) {
+  if (!(max > 0)) return counts ? 2 : 1;
+  const step = 10 ** Math.floor(Math.log10(max));
+  for (const m of [1, 2, 4, 6, 8, 10]) if (m * step >= max && (!counts || m * step >= 2)) return m * step;
+  return 10 * step;
+}
+
+function hours(seconds) {
+  const s = Number(seconds) || 0;
+  return s >= 3600 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 60)} min`;
+}
+
+const CHART = { width: 640, height: 200, left: 40, right: 12, top: 12, bottom: 26 };
+
+/** The frame of a chart: horizontal grid lines with their values, x labels (every `every`-th). */
+function chartFrame(labels, top, format, every) {
+  const c = CHART;
+  const plotH = c.height - c.top - c.bottom;
+  const plotW = c.width - c.left - c.right;
+  const grid = [0, 0.5, 1].map((f) => {
+    const y = c.top + plotH * (1 - f);
+    return svg("g", { class: "grid-line" },
+      svg("line", { x1: c.left, x2: c.width - c.right, y1: y, y2: y }),
+      svg("text", { x: c.left - 6, y: y + 4, "text-anchor": "end" }, format(top * f)));
+  });
+  const slot = plotW / Math.max(labels.length, 1);
+  const xs = labels.map((label, i) => (i % every === 0
+    ? svg("text", { class: "x-label", x: (c.left + slot * (i + 0.5)).toFixed(1), y: c.height - 8, "text-anchor": "middle" }, label) : null));
+  return { grid, xs, slot, plotH, plotW };
+}
+
+/** A legend of series names in their colours. */
+function legend(series) {
+  if (series.length < 2 && !(series[0] && series[0].always)) return null;
+  return h("ul", { class: "legend" }, series.map((s) => h("li", { "data-series": s.name },
+    h("span", { class: "swatch", style: `background:${s.color}` }), s.name)));
+}
+
+/**
+ * Bars (stacked when there are several series): `labels` along x, each series' `values` (one per label).
+ * Each bar is a <rect class="column"> with data-label, data-series, data-value and a <title>.
+ */
+function barChart(id, title, labels, series, options = {}) {
+  const format = options.format || ((v) => String(Math.round(v)));
+  const totals = labels.map((_, i) => series.reduce((sum, s) => sum + (Number(s.values[i]) || 0), 0));
+  const top = niceMax(Math.max(0, ...totals));
+  const f = chartFrame(options.xLabels || labels, top, format, options.every || 1);
+  const barW = Math.max(2, Math.min(36, f.slot * 0.7));
+  const bars = [];
+  labels.forEach((label, i) => {
+    let base = 0;
+    for (const s of series) {
+      const v = Number(s.values[i]) || 0;
+      if (v <= 0) continue;
+      const y0 = CHART.top + f.plotH * (1 - base / top);
+      const y1 = CHART.top + f.plotH * (1 - (base + v) / top);
+      bars.push(svg("rect", { class: "column", x: (CHART.left + f.slot * (i + 0.5) - barW / 2).toFixed(1), y: y1.toFixed(1),
+        width: barW.toFixed(1), height: Math.max(0.5, y0 - y1).toFixed(1), fill: s.color, rx: 2,
+        "data-label": label, "data-series": s.name, "data-value": v },
+      svg("title", {}, `${(options.xLabels || labels)[i]} · ${s.name}: ${format(v)}`)));
+      base += v;
+    }
+  });
+  return chartCard(id, title, options, svg("svg", { class: "chart", viewBox: `0 0 ${CHART.width} ${CHART.height}`, role: "img", "aria-label": title },
+    f.grid, f.xs, bars), legend(series));
+}
+
+/** Lines, one per series, over `labels`; a value of null leaves a gap. `guide`: a dashed line at a value. */
+function lineChart(id, title, labels, series, options = {}) {
+  const format = options.format || ((v) => String(v));
+  const top = options.top || niceMax(Math.max(0, ...series.flatMap((s) => s.values.filter((v) => v !== null))), false);
+  const f = chartFrame(options.xLabels || labels, top, format, options.every || 1);
+  const yOf = (v) => CHART.top + f.plotH * (1 - v / top);
+  const xOf = (i) => CHART.left + f.slot * (i + 0.5);
+  const drawn = series.map((s) => {
+    const runs = [];
+    let run = [];
+    s.values.forEach((v, i) => {
+      if (v === null || v === undefined) {
+        if (run.length) runs.push(run);
+        run = [];
+      } else run.push([xOf(i), yOf(v)]);
+    });
+    if (run.length) runs.push(run);
+    return svg("g", { class: "series", "data-series": s.name },
+      runs.filter((r) => r.length > 1).map((r) => svg("polyline", { points: r.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "), stroke: s.color })),
+      s.values.map((v, i) => (v === null || v === undefined ? null : svg("circle", { class: "point", cx: xOf(i).toFixed(1), cy: yOf(v).toFixed(1), r: 3.5, fill: s.color,
+        "data-label": labels[i], "data-series": s.name, "data-value": v }, svg("title", {}, `${(options.xLabels || labels)[i]} · ${s.name}: ${format(v)}`)))));
+  });
+  const guide = options.guide
+    ? svg("g", { class: "guide" }, svg("line", { x1: CHART.left, x2: CHART.width - CHART.right, y1: yOf(options.guide.value), y2: yOf(options.guide.value) }),
+      svg("text", { x: CHART.width - CHART.right - 4, y: yOf(options.guide.value) - 5, "text-anchor": "end" }, options.guide.label))
+    : null;
+  return chartCard(id, title, options, svg("svg", { class: "chart", viewBox: `0 0 ${CHART.width} ${CHART.height}`, role: "img", "aria-label": title },
+    f.grid, f.xs, guide, drawn), legend(series.map((s) => ({ ...s, always: true }))));
+}
+
+function chartCard(id, title, options, chart, key) {
+  const empty = options.empty ? h("p", { class: "chart-empty muted" }, options.empty) : null;
+  return h("figure", { id, class: "chart-card card" },
+    h("figcaption", {}, h("h2", {}, title), options.help ? h("p", { class: "help" }, options.help) : null),
+    empty || chart, empty ? null : key);
+}
+
+/** Series by name from per-bucket maps ({name: n}), the biggest totals first, at most `limit` (the rest "other"). */
+function seriesOf(buckets, limit = 7) {
+  const totals = new Map();
+  for (const b of buckets) for (const [name, n] of Object.entries(b || {})) totals.set(name, (totals.get(name) || 0) + n);
+  const names = [...totals.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([name]) => name);
+  const kept = names.slice(0, limit);
+  const series = kept.map((name, i) => ({ name, color: PALETTE[i % PALETTE.length], values: buckets.map((b) => (b || {})[name] || 0) }));
+  if (names.length > limit) {
+    const rest = names.slice(limit);
+    series.push({ name: "other", color: "#afb8c1", values: buckets.map((b) => rest.reduce((sum, n) => sum + ((b || {})[n] || 0), 0)) });
+  }
+  return series;
+}
+
+function teamPage(params, seq) {
+  const weeks = TEAM_WEEKS.includes(Number(params.get("weeks"))) ? Number(params.get("weeks")) : 8;
+  const picker = h("label", { class: "weeks" }, "Show ",
+    h("select", { id: "team-weeks", onchange: (e) => go(`#/team?weeks=${e.target.value}`) },
+      TEAM_WEEKS.map((n) => h("option", { value: n, selected: n === weeks }, `the last ${n} weeks`))));
+  const heading = h("h1", {}, "Team");
+  const body = h("div", { id: "team" }, h("p", { class: "muted loading" }, "Loading…"));
+  $("#view").replaceChildren(h("section", { class: "page team-page" }, h("div", { class: "page-head" }, heading, picker), body));
+
+  guard((async () => {
+    const today = new Date(Date.now() - state.skew);
+    const from = new Date(today.getTime() - (7 * weeks - 1) * 86400000);
+    const local = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+    const [activity, config] = await Promise.all([
+      getJson(`/v1/reps/activity?from=${local(from)}&to=${local(today)}`),
+      getJson("/v1/team/config").then((c) => c.config || {}).catch((err) => {
+        if (err instanceof Unauthorized) throw err;
+        return null;
+      }),
+    ]);
+    if (!current(seq)) return;
+    renderTeam(body, heading, activity, config, weeks);
+    if (params.get("section") === "config") $("#team-config").scrollIntoView({ block: "start" });
+  })());
+  return null;
+}
+
+function renderTeam(body, heading, a, config, weeks) {
+  const own = a.scope === "rep";
+  heading.replaceChildren(own ? "My figures" : "Team", " ", h("span", { class: "count muted" }, `${shortDay(a.from)} – ${shortDay(a.to)}`));
+  const parts = [];
+  if (own) {
+    parts.push(h("p", { id: "team-scope", class: "scope-note" }, a.rep
+      ? ["Your own calls as rep ", h("code", {}, a.rep), ": a rep's key shows only that rep's figures (managers and admins see the whole team)."]
+      : ["This rep key names no rep, so it shows no figures. Ask an admin for a key labelled with your rep id or e-mail as calls carry it (",
+        h("code", {}, "media-server keys create --role rep --label u-17"), ")."]));
+  }
+  const t = a.team || {};
+  const days = a.days || [];
+  const dayLabels = days.map((d) => d.day);
+  const every = Math.max(1, Math.ceil(days.length / 10));
+  const weekList = a.weeks || [];
+  const weekLabels = weekList.map((w) => w.week);
+  const weekShort = weekLabels.map((w) => shortDay(w));
+  // Team figures per week (summed from the days) for the trends.
+  const perWeek = (field) => weekLabels.map((w) => {
+    const out = {};
+    for (const d of days) if (mondayOf(d.day) === w) for (const [k, n] of Object.entries(d[field] || {})) out[k] = (out[k] || 0) + n;
+    return out;
+  });
+
+  parts.push(h("div", { class: "tiles" },
+    tile("Calls", String(t.calls || 0), null),
+    tile("On the phone", hours(t.callTime), null),
+    tile("Talk ratio", t.averageTalkRatio === null || t.averageTalkRatio === undefined ? "—" : percent(t.averageTalkRatio), "talkRatio"),
+    tile("Patience", t.averagePatience === null || t.averagePatience === undefined ? "—" : `${Number(t.averagePatience).toFixed(1)} s`, "patience"),
+    tile("Questions per call", t.questionsPerCall === null || t.questionsPerCall === undefined ? "—" : String(t.questionsPerCall), "questionsPerCall")));
+
+  const noCalls = (t.calls || 0) === 0 ? "No calls in these weeks." : null;
+  parts.push(h("div", { class: "charts" },
+    barChart("chart-calls", "Calls per day", dayLabels, [{ name: "calls", color: PALETTE[0], values: days.map((d) => d.calls) }],
+      { xLabels: dayLabels.map(shortDay), every, empty: noCalls, help: `${t.calls || 0} calls, ${hours(t.callTime)} in all; days in the team's time zone (${a.timeZone}).` }),
+    talkRatioChart(a, weekLabels, weekShort, config, noCalls),
+    barChart("chart-cues", "Coaching cues per week", weekLabels, seriesOf(perWeek("cues")),
+      { xLabels: weekShort, empty: noCalls || (Object.keys(t.cues || {}).length ? null : "No cues were given."), help: HELP.cues, format: (v) => String(Math.round(v)) }),
+    barChart("chart-trackers", "Tracker hits per week", weekLabels, seriesOf(perWeek("trackerHits")),
+      { xLabels: weekShort, empty: noCalls || (Object.keys(t.trackerHits || {}).length ? null : trackersMissing(config)), help: HELP.trackers }),
+    barChart("chart-dispositions", "Dispositions per week", weekLabels, seriesOf(perWeek("dispositions")),
+      { xLabels: weekShort, empty: noCalls || (Object.keys(t.dispositions || {}).length ? null : "No call has a disposition yet."), help: HELP.disposition })));
+
+  parts.push(h("h2", {}, own ? "My averages" : "Reps"), repTable(a.reps || []));
+  parts.push(configSection(config));
+  parts.push(h("p", { class: "help" }, "From the anonymised daily aggregates (GET /v1/reps/activity): sums per day and rep, kept when calls are deleted or purged, with no customer data."));
+  body.replaceChildren(...parts);
+}
+
+function tile(label, value, help) {
+  return h("div", { class: "tile card", title: help ? HELP[help] : null }, h("span", { class: "tile-value" }, value), h("span", { class: "tile-label" }, label));
+}
+
+function talkRatioChart(a, weekLabels, weekShort, config, noCalls) {
+  const reps = (a.reps || []).slice(0, 8).map((r) => r.rep);
+  const series = reps.map((rep, i) => ({
+    name: rep || "(no rep)",
+    color: PALETTE[i % PALETTE.length],
+    values: (a.weeks || []).map((w) => {
+      const r = (w.reps || []).find((x) => x.rep === rep);
+      return r && r.averageTalkRatio !== null && r.averageTalkRatio !== undefined ? r.averageTalkRatio : null;
+    }),
+  }));
+  const threshold = Number(((config || {}).thresholds || {}).talk_ratio) || 0.65;
+  const measured = series.some((s) => s.values.some((v) => v !== null));
+  const title = a.scope === "rep" ? "My talk ratio, week by week" : "Talk ratio per rep, week by week";
+  return lineChart("chart-talk", title, weekLabels, series, {
+    xLabels: weekShort, top: 1, format: (v) => percent(v), guide: { value: threshold, label: `cue at ${percent(threshold)}` },
+    empty: noCalls || (measured ? null : "No call had both sides heard on channels of their own."), help: HELP.talkRatio,
+  });
+}
+
+function trackersMissing(config) {
+  return config && (config.trackers || []).length
+    ? "No tracker was said."
+    : h("span", {}, "No trackers are set up: see ", h("a", { href: "#/team?section=config" }, "the team configuration"), " below.");
+}
+
+function repTable(reps) {
+  const cols = [["Rep"], ["Calls"], ["Avg duration"], ["Talk ratio", "talkRatio"], ["Longest monologue", "longestMonologue"],
+    ["Patience", "patience"], ["Questions per call", "questionsPerCall"]];
+  const fmt = (v, f) => (v === null || v === undefined ? "—" : f(v));
+  return h("div", { class: "table-wrap" }, h("table", { id: "team-reps", class: "grid reps" },
+    h("thead", {}, h("tr", {}, cols.map(([t, help]) => h("th", { scope: "col", title: help ? HELP[help] : null }, t)))),
+    h("tbody", {}, reps.length ? reps.map((r) => h("tr", { "data-rep": r.rep },
+      h("td", { class: "rep" }, r.rep || "(no rep)"),
+      h("td", { class: "num" }, r.calls),
+      h("td", { class: "num" }, fmt(r.averageDuration, clock)),
+      h("td", {}, fmt(r.averageTalkRatio, ratioBar)),
+      h("td", { class: "num" }, fmt(r.averageLongestMonologue, clock)),
+      h("td", { class: "num" }, fmt(r.averagePatience, (v) => `${Number(v).toFixed(1)} s`)),
+      h("td", { class: "num" }, fmt(r.questionsPerCall, String))))
+      : h("tr", {}, h("td", { colspan: cols.length, class: "muted" }, "No calls in these weeks.")))));
+}
+
+/** The team's configuration as it bears on the figures: trackers and thresholds, and how to change them. */
+function configSection(config) {
+  const section = h("section", { id: "team-config", class: "card team-config" }, h("h2", {}, "Team configuration"));
+  if (!config) {
+    section.append(h("p", { class: "muted" }, "The team configuration could not be read."));
+    return section;
+  }
+  const trackers = config.trackers || [];
+  const th = config.thresholds || {};
+  section.append(
+    h("p", { class: "help" }, "What is tracked and when a cue fires. An admin changes it with PUT /v1/team/config (a whole JSON document; README, \"Conversation intelligence\"); calls that start afterwards use it."),
+    h("h3", {}, "Trackers"),
+    trackers.length
+      ? h("ul", { id: "config-trackers", class: "trackers" }, trackers.map((t) => h("li", {},
+        h("mark", { class: `kw kw-${t.category || "keyterm"}` }, t.name), t.category ? h("span", { class: "muted" }, ` ${t.category}`) : null,
+        ": ", (t.phrases || []).join(", "))))
+      : h("p", { id: "config-trackers-none", class: "panel-help" }, "None yet: nothing is tracked but each call's own keyterms. Example: ",
+        h("code", {}, '{"trackers": [{"name": "Zorvexa", "category": "competitors", "phrases": ["Zorvexa"]}]}')),
+    h("h3", {}, "Cue thresholds"),
+    h("p", { class: "thresholds" }, [
+      th.talk_ratio !== undefined ? `talk ratio over ${percent(th.talk_ratio)}` : null,
+      th.monologue_s !== undefined ? `monologue over ${th.monologue_s} s` : null,
+      th.words_per_minute !== undefined ? `pace over ${th.words_per_minute} words/min` : null,
+      th.silence_s !== undefined ? `silence over ${th.silence_s} s` : null,
+      th.no_question_s !== undefined ? `no question for ${th.no_question_s} s` : null,
+    ].filter(Boolean).join(" · ") || "defaults"));
+  return section;
 }
 
 // -- start ----------------------------------------------------------------------------------------------------

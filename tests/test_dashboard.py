@@ -18,6 +18,7 @@ import os
 import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from playwright.async_api import Browser, Page, async_playwright
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from media_server.store.records import CallRecord, ParticipantRecord
+from media_server.store.store import Store
 from tests.conftest import ROOT
 from tests.inprocess import CHROMIUM_FLAGS, InProcessServer, inprocess_server, loopback_ice, require_chromium
 from tests.speech import Program, normalise, program, tel8k
@@ -316,3 +319,233 @@ async def test_a_wrong_key_is_refused_everywhere_and_a_rep_cannot_listen(
         assert await page.locator("#listen").is_disabled()
         await context.close()
         await ingest.send(json.dumps({"event": "stop"}))
+
+
+# -- the team page, names, explanations, a quiet console ----------------------------------------------------
+
+
+async def stored_history(srv: InProcessServer, reps: dict[str, str]) -> None:
+    """Calls of the last five weeks, stored as an import would (their daily aggregates with them): the second
+    store on the server's database is this test's own (the server's runs on the server's event loop)."""
+    store = Store(srv.app.state.services.store.url)
+    await store.open()
+    try:
+        now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        plan = [  # (days ago, rep id, talk ratio, minutes, disposition, cues, tracker hits)
+            (33, "u-dana", 0.72, 9, "no_decision", {"talk_ratio": 2, "monologue": 1}, {"Zorvexa": 1}),
+            (30, "u-sam", 0.58, 6, "meeting_booked", {"no_question": 1}, {"pricing": 2}),
+            (26, "u-dana", 0.66, 12, "follow_up", {"talk_ratio": 1}, {"Zorvexa": 2, "pricing": 1}),
+            (23, "u-sam", 0.51, 8, "meeting_booked", {}, {"pricing": 1}),
+            (19, "u-dana", 0.61, 7, "meeting_booked", {"monologue": 1}, {}),
+            (16, "u-sam", 0.47, 11, "no_decision", {"filler": 1}, {"next steps": 1}),
+            (12, "u-dana", 0.55, 10, "meeting_booked", {"talk_ratio": 1}, {"Zorvexa": 1, "next steps": 1}),
+            (9, "u-sam", 0.44, 5, "follow_up", {}, {"pricing": 1}),
+            (5, "u-dana", 0.49, 14, "meeting_booked", {}, {"next steps": 2}),
+            (2, "u-sam", 0.42, 9, "meeting_booked", {"silence": 1}, {"Zorvexa": 1}),
+            (2, "u-dana", 0.45, 6, "follow_up", {}, {"pricing": 1}),
+        ]
+        for n, (ago, rep, ratio, minutes, disposition, cues, hits) in enumerate(plan):
+            start = now - timedelta(days=ago)
+            metrics = {
+                "talkTime": {"rep": ratio * minutes * 50, "customer": (1 - ratio) * minutes * 50},
+                "talkRatio": ratio,
+                "longestMonologue": 40 + 5 * n,
+                "patience": 0.6 + 0.1 * n,
+                "questions": {"rep": 3 + n % 4, "customer": 1},
+                "trackerHits": hits,
+                "cues": cues,
+            }
+            customer = ParticipantRecord("customer", "granted", True, phone=f"+1415555{n:04d}")
+            await store.save_call(
+                CallRecord(
+                    id=f"past-{uuid.uuid4().hex[:8]}",
+                    team="acme",
+                    source="twilio",
+                    status="completed",
+                    end_reason="stop",
+                    started_at=start,
+                    ended_at=start + timedelta(minutes=minutes),
+                    participants=[ParticipantRecord("rep", "granted", True, id=rep, name=reps[rep]), customer],
+                    metrics=metrics,
+                    disposition=disposition,
+                )
+            )
+    finally:
+        await store.close()
+
+
+async def stream_stereo_call(srv: InProcessServer, call_id: str, metadata: dict[str, Any]) -> None:
+    """A stereo L16 call at real-time pace: the rep says a statement, the customer a long one that opens like a
+    question ("Had he married a more amiable woman, he might..."), the rep answers. Nobody asks anything."""
+    utterances = tel8k()
+    rate = utterances[0].sample_rate
+    turns = [("rep", 0.5, utterances[1]), ("customer", 4.0, utterances[3]), ("rep", 10.6, utterances[4])]
+    length = int(rate * (max(at + u.duration for _, at, u in turns) + 1.5))
+    stereo = np.zeros((length, 2), dtype="<i2")
+    for who, at, u in turns:
+        start = int(at * rate)
+        stereo[start : start + len(u.pcm), 0 if who == "rep" else 1] = u.pcm
+    async with connect(f"{srv.ws_url}/v1/ingest/l16") as ingest:
+        hello = {"callSid": call_id, "sampleRate": rate, "mixType": "stereo", "metadata": metadata}
+        await ingest.send(json.dumps({**hello, "metadata": {**metadata, "token": srv.keys["ingest"]}}))
+        step = rate // 10  # 100 ms
+        for at in range(0, length, step):
+            await ingest.send(stereo[at : at + step].tobytes())
+            await asyncio.sleep(0.1)
+        await ingest.send(json.dumps({"event": "stop"}))
+
+
+class Console:
+    """Everything a page says is wrong: console errors and warnings, uncaught exceptions, HTTP answers >= 400."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def watch(self, page: Page) -> Page:
+        page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"exception: {e}"))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+        return page
+
+
+async def test_team_page_charts_names_explanations_and_a_quiet_console(srv: InProcessServer, browser: Browser) -> None:
+    admin = {"Authorization": f"Bearer {srv.keys['admin']}"}
+    async with httpx.AsyncClient(base_url=srv.url, timeout=20, headers=admin) as http:
+        made = await http.post("/v1/keys", json={"role": "rep", "label": "u-dana"})  # a rep key names its rep
+        assert made.status_code == 201, made.text
+        dana_key = made.json()["key"]
+    await stored_history(srv, {"u-dana": "Dana Reyes", "u-sam": ""})
+    console = Console()
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        dash = console.watch(await context.new_page())
+        await sign_in(dash, srv.url, srv.keys["manager"])
+        await dash.wait_for_selector("#wall-empty, #wall:not([hidden])", timeout=10_000)
+        # The wall has no stream pill trouble: "live" once its event stream is open; History has no pill at all.
+        await dash.wait_for_function("document.querySelector('#conn').classList.contains('live')", timeout=10_000)
+
+        # A live call whose metadata names nobody: the rep by id, the customer by phone number, never "—".
+        call_id = f"names-{uuid.uuid4().hex[:10]}"
+        metadata = {
+            "repId": "u-dana",
+            "customerPhone": "+14155550199",
+            "repConsent": "granted",
+            "customerConsent": "granted",
+        }
+        streaming = asyncio.create_task(stream_stereo_call(srv, call_id, metadata))
+        row = dash.locator(f'#wall tr[data-call-id="{call_id}"]')
+        await row.wait_for(timeout=15_000)
+        assert (await row.locator("td.rep").inner_text(), await row.locator("td.customer").inner_text()) == (
+            "u-dana",
+            "+14155550199",
+        )
+        assert await dash.locator("#wall th[title]", has_text="Talk ratio").count() == 1
+        # Its page: empty Cues and Keywords panels say what comes there and where trackers are set up.
+        await row.click()
+        await dash.wait_for_selector("#transcript li.final", timeout=30_000)
+        cues_help = await dash.locator("#cues-empty").inner_text()
+        hits_help = await dash.locator("#hits-empty").inner_text()
+        assert "team's configuration" in cues_help and "No trackers are set up" in hits_help, (cues_help, hits_help)
+        assert await dash.locator('#hits-empty a[href="#/team?section=config"]').count() == 1
+        await shot(dash, "call-panels")
+        await asyncio.wait_for(streaming, 60)
+        await dash.wait_for_selector("text=Call ended", timeout=30_000)
+
+        # The stored call: every metric explained, and no question counted where none was asked.
+        call = await stored(srv, call_id)
+        assert not any("?" in s["text"] for s in call["transcript"]), call["transcript"]
+        await dash.goto(f"{srv.url}/#/history/{call_id}")
+        await dash.wait_for_selector("#stats", timeout=10_000)
+        explained = await dash.eval_on_selector_all(
+            ".facts dt[data-metric]",
+            "dts => dts.map(dt => [dt.dataset.metric, dt.querySelector('[title]').title,"
+            " dt.nextElementSibling.innerText])",
+        )
+        metrics = {name: (title, shown) for name, title, shown in explained}
+        assert {"talkRatio", "longestMonologue", "patience", "interactivity", "questions"} <= set(metrics), metrics
+        for name, (title, shown) in metrics.items():
+            assert len(title) > 30 and title in shown, (name, title, shown)  # the tooltip, and the line under it
+        assert metrics["questions"][1].startswith("None asked"), metrics["questions"]
+        assert "switches" in metrics["interactivity"][1] and "pause" in metrics["patience"][0]
+        await shot(dash, "detail-explained")
+
+        # History: names or numbers for everyone, and no pill that reads like an outage.
+        await dash.goto(f"{srv.url}/#/history")
+        await dash.wait_for_selector(f'#history tr[data-call-id="{call_id}"]', timeout=10_000)
+        assert await dash.locator("#conn").is_hidden()
+        cells = await dash.locator("#history td.rep, #history td.customer").all_inner_texts()
+        assert cells and "—" not in cells and "" not in cells, cells
+        assert {"Dana Reyes", "u-sam", "+14155550199"} <= set(cells), cells
+
+        # The team page: charts of the stored calls' daily aggregates, as the API gives them.
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20, headers=admin) as http:
+            today = datetime.now(UTC).date()
+            window = {"from": (today - timedelta(days=55)).isoformat(), "to": today.isoformat()}
+            team = (await http.get("/v1/reps/activity", params=window)).json()
+        trackers = [
+            {"name": "Zorvexa", "category": "competitors", "phrases": ["Zorvexa"]},
+            {"name": "pricing", "category": "pricing", "phrases": ["price", "discount"]},
+            {"name": "next steps", "category": "next_steps", "phrases": ["next steps"]},
+        ]
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20, headers=admin) as http:
+            assert (await http.put("/v1/team/config", json={"trackers": trackers})).status_code == 200
+        await dash.goto(f"{srv.url}/#/team")
+        await dash.wait_for_selector("#chart-calls svg rect.column", timeout=10_000)
+        bars = await dash.eval_on_selector_all(
+            "#chart-calls rect.column", "rs => rs.map(r => [r.dataset.label, Number(r.dataset.value)])"
+        )
+        assert dict(bars) == {d["day"]: d["calls"] for d in team["days"] if d["calls"]}
+        assert sum(n for _, n in bars) == team["team"]["calls"] >= 12
+        points = await dash.eval_on_selector_all(
+            "#chart-talk circle.point",
+            "cs => cs.map(c => [c.dataset.series, c.dataset.label, Number(c.dataset.value)])",
+        )
+        expected = {
+            (r["rep"] or "(no rep)", w["week"], r["averageTalkRatio"])
+            for w in team["weeks"]
+            for r in w["reps"]
+            if r["averageTalkRatio"] is not None
+        }
+        assert set(map(tuple, points)) == expected and len(expected) >= 8, (points, expected)
+        assert set(await dash.locator("#chart-talk .legend li").all_inner_texts()) >= {"u-dana", "u-sam"}
+        for chart, field in (("cues", "cues"), ("trackers", "trackerHits"), ("dispositions", "dispositions")):
+            shown = await dash.eval_on_selector_all(
+                f"#chart-{chart} rect.column", "rs => rs.map(r => [r.dataset.series, Number(r.dataset.value)])"
+            )
+            totals: dict[str, int] = {}
+            for series, n in shown:
+                totals[series] = totals.get(series, 0) + n
+            assert totals == team["team"][field], (chart, totals, team["team"][field])
+        assert await dash.locator("#team-reps tr[data-rep]").count() == len(team["reps"])
+        assert await dash.locator("#config-trackers li").count() == 3  # the configuration the charts follow
+        await shot(dash, "team")
+
+        # A rep's key: their own figures only (the server gives no other), named as theirs.
+        rep_page = console.watch(await context.new_page())
+        await rep_page.goto(f"{srv.url}/")
+        await rep_page.evaluate("localStorage.clear()")
+        await sign_in(rep_page, srv.url, dana_key)
+        await rep_page.wait_for_selector("#wall-empty, #wall:not([hidden])", timeout=10_000)
+        await rep_page.goto(f"{srv.url}/#/team")
+        await rep_page.wait_for_selector("#team-scope", timeout=10_000)
+        assert "u-dana" in await rep_page.locator("#team-scope").inner_text()
+        assert await rep_page.locator("#team-reps tr[data-rep]").evaluate_all("rs => rs.map(r => r.dataset.rep)") == [
+            "u-dana"
+        ]
+        series = await rep_page.eval_on_selector_all("#chart-talk circle.point", "cs => cs.map(c => c.dataset.series)")
+        assert series and set(series) == {"u-dana"}, series
+        own_calls = sum(
+            int(v)
+            for v in await rep_page.eval_on_selector_all(
+                "#chart-calls rect.column", "rs => rs.map(r => r.dataset.value)"
+            )
+        )
+        dana = next(r for r in team["reps"] if r["rep"] == "u-dana")
+        assert own_calls == dana["calls"] < team["team"]["calls"]
+        await shot(rep_page, "team-rep")
+        await context.close()
+    finally:
+        with contextlib.suppress(Exception):
+            await context.close()
+    # Normal use said nothing wrong: no console error or warning, no failed request (no routine 404 or 409).
+    assert console.problems == [], console.problems
