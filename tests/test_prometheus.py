@@ -84,9 +84,10 @@ async def test_a_call_shows_live_then_its_finals_latency_and_events(scraped: Ser
     )
     assert latency >= 3, "a final's latency for each utterance"
     assert after["media_server_final_latency_seconds_sum", ()] > 0
-    assert after["media_server_final_latency_seconds_bucket", (("le", "+Inf"),)] == after[
-        "media_server_final_latency_seconds_count", ()
-    ]
+    assert (
+        after["media_server_final_latency_seconds_bucket", (("le", "+Inf"),)]
+        == after["media_server_final_latency_seconds_count", ()]
+    )
     assert after["media_server_events_total", ()] > before["media_server_events_total", ()]
     assert after["media_server_store_write_seconds_count", ()] > before["media_server_store_write_seconds_count", ()]
     assert after["media_server_decode_batch_size_count", ()] > 0
@@ -102,7 +103,10 @@ async def test_a_call_shows_live_then_its_finals_latency_and_events(scraped: Ser
 async def test_refusals_are_counted_by_reason(scraped: Server) -> None:
     speech = program(tel8k()[:1], gap_s=0.3, lead_s=0.1)
     recording = Recording([speech.pcm], speech.sample_rate)
-    for protocol, key in (("twilio", "msk_" + "x" * 40), ("l16", scraped.keys["ingest"])):  # a wrong key; l16: 0 allowed
+    for protocol, key in (
+        ("twilio", "msk_" + "x" * 40),
+        ("l16", scraped.keys["ingest"]),
+    ):  # a wrong key; l16: 0 allowed
         try:
             await asyncio.wait_for(stream_call(recording, scraped.ws_url, protocol, key, metadata=GRANTED), 30)
         except Exception:  # (refused: how each protocol closes is its own tests' business)
