@@ -414,7 +414,7 @@ class Call:
             self.transcript.withdraw(index)
             return
         writes: list[Write] = []
-        if heard.final and self.services.final_latency is not None:
+        if heard.final and self.services.final_latency is not None and not self.batch:  # (live audio's finals)
             if (latency := channel.arrivals.since(event.end)) is not None:
                 self.services.final_latency(latency)
         if heard.final:
