@@ -70,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         log_config=uvicorn_log_config(settings.log_format),
+        ws="websockets-sansio",  # websockets' current API (uvicorn's default implementation uses its deprecated one)
         ws_max_size=settings.ingest.max_frame_bytes * 2,
         ws_ping_interval=20,
         ws_ping_timeout=20,

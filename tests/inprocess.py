@@ -57,7 +57,9 @@ def inprocess_server(
     port = free_port()
     # gRPC on any free port: test servers must not clash on the default 50051.
     app = create_app(Settings.model_validate({"port": port, "data_dir": data_dir, "grpc": {"port": 0}, **settings}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+    )
     thread = threading.Thread(target=server.run, name="inprocess-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

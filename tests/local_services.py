@@ -104,7 +104,11 @@ async def local_http(
             app.include_router(router)
         app.state.services = local.services
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="websockets-sansio"
+            )
+        )
         serving = asyncio.create_task(server.serve())
         async with asyncio.timeout(10):
             while not server.started:

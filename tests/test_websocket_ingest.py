@@ -67,7 +67,9 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
         app.include_router(protocol.router)
     app.state.services = services
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="websockets-sansio")
+    )
     serving = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
         while not server.started:
