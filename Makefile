@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py requirements-extra.txt 2>/dev/null | cksum | cut -d' ' -f1)
 TORCH_STAMP := $(VENV)/.installed-torch
 HOST ?= 127.0.0.1
 PORT ?= 8080

@@ -52,3 +52,12 @@ def test_streams_are_independent_and_chunking_does_not_matter(vad: SileroVAD) ->
 def test_missing_model_file_is_a_clear_error() -> None:
     with pytest.raises(FileNotFoundError, match="Silero VAD model not found"):
         SileroVAD("/nonexistent/silero.onnx")
+
+
+def test_the_package_ships_silero_with_its_licence() -> None:
+    # Found with no configuration and no silero-vad package: the ONNX file and its MIT licence are in ours.
+    from models.vad.silero import BUNDLED_MODEL, locate_silero_onnx
+
+    assert locate_silero_onnx() == BUNDLED_MODEL and SileroVAD().path == BUNDLED_MODEL
+    licence = (BUNDLED_MODEL.parent / "LICENSE").read_text()
+    assert "MIT License" in licence and "Silero Team" in licence
