@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import audit, calls, events, keys, listen, live, people, team, webhooks
+from media_server.api import audit, calls, events, keys, listen, live, models, people, team, webhooks
 from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
 from media_server.api.openapi import declare_key_scheme
@@ -86,17 +86,22 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.dashboard.enabled:
         _mount_dashboard(app, settings.dashboard.directory or DASHBOARD_DIR)
 
-    @app.get("/health/live", tags=["status"])
+    @app.get("/health/live", tags=["status"], response_model=models.Alive)
     async def health_live_() -> dict[str, str]:
         """Liveness: the process answers."""
         return health_live()
 
-    @app.get("/health", tags=["status"])
+    @app.get("/health", tags=["status"], response_model=models.Alive)
     async def health() -> dict[str, str]:
         """Liveness (as ``/health/live``)."""
         return health_live()
 
-    @app.get("/health/ready", tags=["status"])
+    @app.get(
+        "/health/ready",
+        tags=["status"],
+        response_model=models.Ready,
+        responses={503: {"model": models.NotReady, "description": "not ready: `reason` says why"}},
+    )
     async def ready(request: Request) -> JSONResponse:
         """Readiness: new calls are taken and can be stored. 503 while the model loads, while the store fails or
         cannot be written (disk full, database gone, read-only), while a shared database (PostgreSQL) or the event
@@ -111,7 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``metrics.public``). ``media_server/metrics.py`` lists the series."""
         return await metrics.scrape(request)
 
-    @app.get("/v1/status", tags=["status"])
+    @app.get("/v1/status", tags=["status"], response_model=models.Status, responses=models.AUTH)
     async def status(request: Request) -> dict[str, Any]:
         key = await require_key(request)
         services = services_of(request)

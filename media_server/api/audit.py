@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.requests import HTTPConnection
 
+from media_server.api import models
 from media_server.api.auth import require_key, services_of
 from media_server.auth.keys import ApiKey
 from media_server.services import Services
 from media_server.store.records import AccessRecord
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=models.AUTH)
 
 
 def remote_of(conn: HTTPConnection) -> str:
@@ -43,7 +44,7 @@ async def audit_request(request: Request, key: ApiKey, action: str, call_id: str
     await audited(services_of(request), key, action, call_id=call_id, target=target, remote=remote_of(request))
 
 
-@router.get("/v1/audit")
+@router.get("/v1/audit", response_model=models.AccessLog)
 async def access_audit(
     request: Request,
     since: Annotated[date | None, Query(alias="from", description="on or after this day (UTC)")] = None,

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from media_server.api import models
 from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.auth.keys import Role
@@ -25,7 +26,7 @@ from media_server.store.aggregates import DayFigures
 from media_server.store.people import person_named
 from media_server.store.store import CallFilter
 
-router = APIRouter(prefix="/v1/calls", tags=["calls"])
+router = APIRouter(prefix="/v1/calls", tags=["calls"], responses=models.AUTH)
 reps_router = APIRouter(prefix="/v1/reps", tags=["calls"])
 MAX_DISPOSITION = 64
 
@@ -103,7 +104,7 @@ def _without_rep(a: RepActivity) -> dict[str, Any]:
     return {k: v for k, v in a.to_json().items() if k != "rep"}
 
 
-@router.get("")
+@router.get("", response_model=models.CallList, response_model_exclude_unset=True, responses=models.errors(400))
 async def list_calls(
     request: Request,
     limit: int = Query(50, ge=1, le=500),
@@ -136,7 +137,9 @@ async def list_calls(
     return {"calls": [c.summary() for c in calls], "next": next_cursor}
 
 
-@router.get("/{call_id}")
+@router.get(
+    "/{call_id}", response_model=models.CallDetail, response_model_exclude_unset=True, responses=models.errors(404)
+)
 async def get_call(request: Request, call_id: str) -> dict[str, Any]:
     key = await require_key(request)
     await audit_request(request, key, "read_call", call_id)
@@ -146,7 +149,12 @@ async def get_call(request: Request, call_id: str) -> dict[str, Any]:
     return record.detail()
 
 
-@router.put("/{call_id}/disposition", response_model=None)
+@router.put(
+    "/{call_id}/disposition",
+    response_model=models.DispositionSet,
+    responses=models.errors(400, 404),
+    openapi_extra=models.body(models.DispositionBody),
+)
 async def set_disposition(request: Request, call_id: str) -> dict[str, Any] | Response:
     """``{"disposition": "meeting_booked"}``: on a live call it is stored when the call ends."""
     key = await require_key(request)
@@ -172,7 +180,12 @@ async def set_disposition(request: Request, call_id: str) -> dict[str, Any] | Re
     return {"id": call_id, "disposition": value.strip(), "live": False}
 
 
-@router.put("/{call_id}/consent", response_model=None)
+@router.put(
+    "/{call_id}/consent",
+    response_model=models.ConsentSet,
+    responses=models.errors(400, 403, 404, 409),
+    openapi_extra=models.body(models.ConsentBody),
+)
 async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Response:
     """``{"role": "customer", "consent": "denied"}``. Live: applied at once (a channel that lost consent stops
     being transcribed and heard, and what it said is dropped); any key may withdraw, granting takes a role of the
@@ -211,8 +224,8 @@ async def set_consent(request: Request, call_id: str) -> dict[str, Any] | Respon
     }
 
 
-@router.put("/{call_id}/legal-hold")
-async def set_legal_hold(request: Request, call_id: str) -> dict[str, Any]:
+@router.put("/{call_id}/legal-hold", responses=models.errors(400, 404), openapi_extra=models.body(models.LegalHoldBody))
+async def set_legal_hold(request: Request, call_id: str) -> models.LegalHoldSet:
     """``{"hold": true}``: the call is kept from the team's retention (admin keys; recorded in the audit)."""
     key = await require_key(request, "configure")
     try:
@@ -225,10 +238,10 @@ async def set_legal_hold(request: Request, call_id: str) -> dict[str, Any]:
     await audit_request(request, key, "legal_hold", call_id, "on" if hold else "off")
     if not await services_of(request).store.set_legal_hold(key.team, call_id, hold):
         raise HTTPException(404, "no such call")
-    return {"id": call_id, "legalHold": hold}
+    return models.LegalHoldSet(id=call_id, legal_hold=hold)
 
 
-@router.delete("/{call_id}", status_code=204)
+@router.delete("/{call_id}", status_code=204, responses=models.errors(404, 409))
 async def delete_call(request: Request, call_id: str) -> Response:
     key = await require_key(request, "delete")
     await audit_request(request, key, "delete_call", call_id)

@@ -15,12 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from media_server.api import models
 from media_server.api.audit import remote_of
 from media_server.api.auth import require_key, services_of
 from media_server.auth.keys import ApiKey, Role, parse_duration
 from media_server.store.store import Actor
 
-router = APIRouter(tags=["keys"])
+router = APIRouter(tags=["keys"], responses=models.AUTH)
 
 Duration = Annotated[str | int | None, Field(description="e.g. 90d, 12h, 30m, or seconds")]
 
@@ -69,7 +70,7 @@ def _actor(request: Request, key: ApiKey) -> Actor:
     return Actor(key.id, key.label, key.role.value, "rest", remote_of(request))
 
 
-@router.get("/v1/keys")
+@router.get("/v1/keys", response_model=models.KeyList)
 async def list_keys(request: Request) -> dict[str, Any]:
     """The team's keys, oldest first (never their secrets): revoked and expired ones too."""
     key = await require_key(request, "manage_keys")
@@ -77,7 +78,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
     return {"keys": [k.to_json() for k in keys]}
 
 
-@router.post("/v1/keys", status_code=201)
+@router.post("/v1/keys", status_code=201, response_model=models.KeyCreated)
 async def create_key(request: Request, body: NewKey) -> dict[str, Any]:
     """A new key of the team; ``key`` in the answer is its secret, shown only this once."""
     key = await require_key(request, "manage_keys")
@@ -88,7 +89,7 @@ async def create_key(request: Request, body: NewKey) -> dict[str, Any]:
     return {**created.to_json(), "key": secret}
 
 
-@router.post("/v1/keys/{key_id}/revoke")
+@router.post("/v1/keys/{key_id}/revoke", response_model=models.KeyInfo, responses=models.errors(404))
 async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
     """Revoke a key of the team now: it is refused from now on and its open connections are closed."""
     key = await require_key(request, "manage_keys")
@@ -100,13 +101,15 @@ async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
     return revoked.to_json()
 
 
-@router.delete("/v1/keys/{key_id}")
+@router.delete("/v1/keys/{key_id}", response_model=models.KeyInfo, responses=models.errors(404))
 async def delete_key(request: Request, key_id: str) -> dict[str, Any]:
     """The same as ``POST /v1/keys/{id}/revoke`` (the key stays listed, revoked)."""
     return await revoke_key(request, key_id)
 
 
-@router.post("/v1/keys/{key_id}/rotate", status_code=201)
+@router.post(
+    "/v1/keys/{key_id}/rotate", status_code=201, response_model=models.KeyRotated, responses=models.errors(404)
+)
 async def rotate_key(request: Request, key_id: str, body: Rotation | None = None) -> dict[str, Any]:
     """A new secret for a key: a new key of the same role and label (``key``: its secret, shown this once); the old
     one is revoked now, or expires after ``grace``. ``previous`` is the old key."""

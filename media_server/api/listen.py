@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 
+from media_server.api import models
 from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.cluster.forward import redirect
@@ -41,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await manager.close()
 
 
-router = APIRouter(tags=["listen"], lifespan=lifespan)
+router = APIRouter(tags=["listen"], lifespan=lifespan, responses=models.AUTH)
 
 
 def manager_of(request: Request) -> ListenManager:
@@ -49,7 +50,16 @@ def manager_of(request: Request) -> ListenManager:
     return manager
 
 
-@router.post("/v1/calls/{call_id}/listen", status_code=201)
+@router.post(
+    "/v1/calls/{call_id}/listen",
+    status_code=201,
+    response_class=models.SdpAnswer,
+    response_description="the SDP answer; `Location`: the session URL (DELETE it to stop)",
+    responses=models.errors(
+        400, 404, 409, 503, _404="no such live call", _409="the call has ended: only live calls can be listened to"
+    ),
+    openapi_extra=models.SDP_OFFER,
+)
 async def listen(request: Request, call_id: str, channel: str = Query("mixed", max_length=16)) -> Response:
     key = await require_key(request, "listen")
     await audit_request(request, key, "listen", call_id, channel)
@@ -84,7 +94,12 @@ async def listen(request: Request, call_id: str, channel: str = Query("mixed", m
     )
 
 
-@router.delete("/v1/calls/{call_id}/listen/{session_id}")
+@router.delete(
+    "/v1/calls/{call_id}/listen/{session_id}",
+    response_class=Response,
+    response_description="stopped (no body)",
+    responses=models.errors(404, _404="no such listen-in session"),
+)
 async def stop_listening(request: Request, call_id: str, session_id: str) -> Response:
     key = await require_key(request, "listen")
     manager = manager_of(request)
@@ -95,7 +110,7 @@ async def stop_listening(request: Request, call_id: str, session_id: str) -> Res
     return Response(status_code=200)
 
 
-@router.get("/v1/audit/listens")
+@router.get("/v1/audit/listens", response_model=models.ListenLog)
 async def listen_audit(
     request: Request,
     call_id: str | None = Query(None, alias="callId", max_length=128),

@@ -6,15 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from media_server.api import models
 from media_server.api.auth import require_key, services_of
 from media_server.auth.keys import ApiKey
 
-router = APIRouter(tags=["live"])
+router = APIRouter(tags=["live"], responses=models.AUTH)
 
 ACTIONS = ("ingest", "read", "delete", "listen", "audit", "audit_access", "erase", "configure")
 
 
-@router.get("/v1/me")
+@router.get("/v1/me", response_model=models.Me)
 async def me(request: Request) -> dict[str, Any]:
     """The key's team and role, and what it may do: the dashboard signs in with it."""
     key = await require_key(request, "ingest")  # any valid key may ask what it is
@@ -31,7 +32,7 @@ def describe(key: ApiKey) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/live")
+@router.get("/v1/live", response_model=models.LiveCalls, response_model_exclude_unset=True)
 async def live_calls(request: Request) -> dict[str, Any]:
     """The team's live calls, newest first, and ``lastEventId``: subscribe to ``/v1/events?after=lastEventId``
     to keep the list current without missing or repeating an event."""

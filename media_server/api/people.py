@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from media_server.api import models
 from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.calls.consent import ConsentActor
@@ -15,7 +16,7 @@ from media_server.calls.erasure import erase_live
 from media_server.cluster.forward import FORWARDED, ask
 from media_server.store.people import NotAPerson, Person
 
-router = APIRouter(tags=["people"])
+router = APIRouter(tags=["people"], responses=models.AUTH)
 
 _FIELDS = {"phone": "phone", "email": "email", "customerId": "customer_id", "rep": "rep"}
 
@@ -31,7 +32,14 @@ def _person(fields: dict[str, Any], region: str) -> Person:
         raise HTTPException(400, str(exc)) from None
 
 
-@router.post("/v1/erasures", status_code=201)
+@router.post(
+    "/v1/erasures",
+    status_code=201,
+    response_model=models.ErasureReceipt,
+    response_model_exclude_unset=True,
+    responses=models.errors(400),
+    openapi_extra=models.body(models.PersonBody, "the person, by exactly one of phone, email, customerId, rep"),
+)
 async def erase(request: Request) -> dict[str, Any]:
     """``{"phone": "+1 555 123 0000"}`` (or ``email``, ``customerId``, ``rep``): every call of the team where that
     person is a participant loses their transcript, identity and free-form metadata; live calls too (their channel
@@ -83,7 +91,7 @@ def _bearer(request: Request) -> str:
     return header.partition(" ")[2].strip() or request.query_params.get("token", "")
 
 
-@router.get("/v1/people/export")
+@router.get("/v1/people/export", response_model=models.PersonExport, responses=models.errors(400))
 async def export_person(
     request: Request,
     phone: str | None = Query(None, max_length=256),

@@ -12,22 +12,28 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
+from media_server.api import models
 from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.teams.config import TeamConfig
 from media_server.teams.validation import describe
 
-router = APIRouter(prefix="/v1/team", tags=["team"])
+router = APIRouter(prefix="/v1/team", tags=["team"], responses=models.AUTH)
 
 
-@router.get("/config")
+@router.get("/config", response_model=models.TeamConfigAnswer)
 async def get_config(request: Request) -> dict[str, Any]:
     key = await require_key(request)
     config = await services_of(request).teams.config(key.team)
     return {"team": key.team, "config": config.model_dump(mode="json")}
 
 
-@router.put("/config")
+@router.put(
+    "/config",
+    response_model=models.TeamConfigAnswer,
+    responses={400: {"model": models.InvalidConfig, "description": "the configuration does not validate"}},
+    openapi_extra=models.body(TeamConfig, "the team's whole configuration (what it leaves out: defaults)"),
+)
 async def put_config(request: Request) -> dict[str, Any]:
     key = await require_key(request, "configure")
     try:

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from media_server.api import models
 from media_server.api.audit import audit_request
 from media_server.api.auth import require_key, services_of
 from media_server.store.outbox import EVENTS, Outbox
@@ -34,12 +35,18 @@ from media_server.store.store import CallFilter, Store
 from media_server.webhooks.destinations import RefusedDestination, resolve
 from media_server.webhooks.payload import CSV_COLUMNS, call_log, csv_row
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=models.AUTH)
 EXPORT_PAGE = 200
 MAX_WEBHOOKS = 20  # per team
 
 
-@router.post("/v1/webhooks", status_code=201)
+@router.post(
+    "/v1/webhooks",
+    status_code=201,
+    response_model=models.WebhookCreated,
+    responses=models.errors(400, 409),
+    openapi_extra=models.body(models.WebhookBody),
+)
 async def create_webhook(request: Request) -> dict[str, Any]:
     key = await require_key(request, "configure")
     try:
@@ -73,14 +80,14 @@ async def create_webhook(request: Request) -> dict[str, Any]:
     return {**hook.to_json(), "secret": hook.secret}
 
 
-@router.get("/v1/webhooks")
+@router.get("/v1/webhooks", response_model=models.WebhookList)
 async def list_webhooks(request: Request) -> dict[str, Any]:
     key = await require_key(request, "configure")
     hooks = await Outbox(services_of(request).store).webhooks(key.team)
     return {"webhooks": [h.to_json() for h in hooks]}
 
 
-@router.delete("/v1/webhooks/{webhook_id}", status_code=204)
+@router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses=models.errors(404))
 async def delete_webhook(request: Request, webhook_id: str) -> Response:
     key = await require_key(request, "configure")
     await audit_request(request, key, "webhook_delete", target=webhook_id)
@@ -89,7 +96,7 @@ async def delete_webhook(request: Request, webhook_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/webhooks/{webhook_id}/deliveries")
+@router.get("/v1/webhooks/{webhook_id}/deliveries", response_model=models.Deliveries, responses=models.errors(404))
 async def webhook_deliveries(
     request: Request,
     webhook_id: str,
@@ -105,7 +112,20 @@ async def webhook_deliveries(
     return {"deliveries": [d.to_json() for d in found], "next": found[-1].id if more and found else None}
 
 
-@router.get("/v1/calls/export")
+@router.get(
+    "/v1/calls/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "the call logs: JSON lines (one `call_ended` webhook body each, without transcript) or CSV",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **models.errors(400),
+    },
+)
 async def export_calls(
     request: Request,
     format: Literal["csv", "jsonl"] = Query("jsonl"),

@@ -76,6 +76,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(tags=["ingest"], lifespan=lifespan)
 
 
+class _SdpAnswer(Response):
+    media_type = "application/sdp"  # (what /openapi.json says a POST answers)
+
+
+def _errors(**described: str) -> dict[int | str, dict[str, object]]:
+    """WHIP's errors are a line of text (``_401="..."``)."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return {int(code[1:]): {"description": why, "content": text} for code, why in described.items()}
+
+
 def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
@@ -110,7 +120,7 @@ def request_metadata(request: Request) -> dict[str, str]:
     return values
 
 
-@router.options(ENDPOINT)
+@router.options(ENDPOINT, response_class=Response, response_description="CORS headers, `Link`: ICE servers")
 async def preflight(request: Request) -> Response:
     """CORS preflight (no key: browsers send none), and what the endpoint accepts."""
     response = Response(
@@ -129,7 +139,20 @@ async def preflight(request: Request) -> Response:
     return response
 
 
-@router.post(ENDPOINT, status_code=201)
+@router.post(
+    ENDPOINT,
+    status_code=201,
+    response_class=_SdpAnswer,
+    response_description="the SDP answer; `Location`: the session URL, `ETag`, `X-Call-Id`",
+    responses=_errors(
+        _400="invalid offer, call id, role or metadata",
+        _401="missing or invalid API key",
+        _403="the metadata names another team",
+        _415="not application/sdp",
+        _503="at capacity: try again after `Retry-After`",
+    ),
+    openapi_extra={"requestBody": {"required": True, "content": {"application/sdp": {"schema": {"type": "string"}}}}},
+)
 async def publish(request: Request) -> Response:
     try:
         key = await _key(request)
@@ -179,7 +202,12 @@ async def publish(request: Request) -> Response:
     return response
 
 
-@router.delete(ENDPOINT + "/{session_id}")
+@router.delete(
+    ENDPOINT + "/{session_id}",
+    response_class=Response,
+    response_description="the leg ended (no body)",
+    responses=_errors(_401="missing or invalid API key", _404="no such WHIP session"),
+)
 async def delete(request: Request, session_id: str) -> Response:
     try:
         key = await _key(request)
@@ -193,7 +221,13 @@ async def delete(request: Request, session_id: str) -> Response:
     return Response(status_code=200, headers=_CORS)
 
 
-@router.patch(ENDPOINT + "/{session_id}")
+@router.patch(
+    ENDPOINT + "/{session_id}",
+    status_code=501,
+    response_class=Response,
+    response_description="trickle ICE and ICE restarts are not supported (RFC 9725 §4.3)",
+    responses=_errors(_401="missing or invalid API key", _404="no such WHIP session"),
+)
 async def patch(request: Request, session_id: str) -> Response:
     try:
         key = await _key(request)
