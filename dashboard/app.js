@@ -460,7 +460,7 @@ function consentBadges(participants) {
 /** A small bar of the rep's share of talk time and "58% rep" (or "—" when nobody has spoken). */
 function ratioBar(ratio) {
   if (ratio === null || ratio === undefined || Number.isNaN(Number(ratio))) {
-    return h("span", { class: "ratio muted", title: "No talk ratio yet" }, "—");
+    return h("span", { class: "ratio muted", title: "No talk ratio (yet): it needs both sides said something, each heard on a channel of their own" }, "—");
   }
   const pct = Math.round(Number(ratio) * 100);
   const fill = h("span", { class: "fill" });
@@ -668,7 +668,7 @@ function wallPage() {
       return h("span", { class: "kw-latest", title: k.category || "" }, h("mark", { class: `kw kw-${k.category || "keyterm"}` }, k.keyword),
         k.category ? h("span", { class: "muted" }, ` ${k.category}`) : null);
     }
-    return h("span", { class: "muted" }, "—");
+    return h("span", { class: "muted" }, "none yet");
   }
 
   function render(c) {

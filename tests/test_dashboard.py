@@ -232,6 +232,10 @@ async def test_manager_watches_listens_and_finds_a_browser_call(
 
         # Nothing was lost to the drop: the page has every final segment the server stored, once.
         call = await stored(srv, call_id)
+        # The questions counted are the question marks Whisper wrote: "Had he married a more amiable woman he
+        # might..." (a final cut at a pause, without its full stop) is no question.
+        asked = sum(s["text"].count("?") for s in call["transcript"])
+        assert sum(call["metrics"]["questions"].values()) == asked, (call["metrics"], call["transcript"])
         page_finals = await dash.locator("#transcript li.final").all_inner_texts()
         assert len(page_finals) == len(call["transcript"]), (page_finals, call["transcript"])
         for segment, shown in zip(call["transcript"], page_finals, strict=True):

@@ -56,6 +56,15 @@ def test_a_punctuated_statement_that_opens_like_a_question_is_none() -> None:
     assert questions_in("had he married a more amiable woman") == 1  # unpunctuated: the heuristic still reads it
     m = compute([Said("customer", 0.0, 6.0, said), Said("rep", 6.5, 8.0, "Indeed, a fine story.")], duration=8.0)
     assert m.questions == {"customer": 0, "rep": 0}
+    # A final Whisper cut at a pause has no full stop of its own: the call's other finals say it punctuates.
+    cut = [
+        Said("rep", 0.0, 3.0, "He was not an ill-disposed young man."),
+        Said(
+            "customer", 3.5, 9.0, "Had he married a more amiable woman he might have been made still more respectable"
+        ),
+    ]
+    assert compute(cut, duration=9.0).questions == {"rep": 0, "customer": 0}
+    assert questions_in(cut[1].text, punctuates=True) == 0 and questions_in(cut[1].text) == 1
 
 
 def test_edge_cases() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from media_server.insights.metrics import CUSTOMER, REP, Said, count_fillers, questions_in, words_of
+from media_server.insights.metrics import CUSTOMER, REP, Said, count_fillers, punctuated, questions_in, words_of
 from media_server.teams.config import TeamConfig
 
 
@@ -35,6 +35,7 @@ class CueEngine:
         self._monologue_start: float | None = None
         self._last_speech_end = 0.0
         self._last_question = 0.0
+        self._punctuates = False  # the recogniser punctuated a final of this call: its "?" are the questions
         self._rep_recent: deque[tuple[float, int]] = deque(maxlen=4)  # (duration, words) of the rep's last finals
         self._rep_words: deque[tuple[int, int]] = deque(maxlen=50)  # (words, fillers) of the rep's last finals
         self._interruptions: set[float] = set()  # the rep segments (by start) already counted
@@ -51,8 +52,9 @@ class CueEngine:
         while self._segments and self._segments[0].end < s.end - self.t.talk_ratio_window_s:
             self._segments.popleft()
         out += self._interruption(s)
+        self._punctuates = self._punctuates or punctuated(s.text)
         if s.speaker == REP:
-            if questions_in(s.text):
+            if questions_in(s.text, self._punctuates):
                 self._last_question = s.end
             if self._monologue_start is None:
                 self._monologue_start = s.start

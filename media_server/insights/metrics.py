@@ -95,12 +95,20 @@ _DOES = re.compile(r"\b(?:[Dd]oes|[Dd]id)\s+(?:[A-Z]\w+|the|that|this)\b")  # "d
 _PUNCTUATED = re.compile(r"[.!?;:]|,(?!\d)")  # (not the comma of "4,111")
 
 
-def questions_in(text: str) -> int:
-    """Questions in a segment: its question marks where the recogniser punctuates (Whisper does: a statement
-    that opens like a question, "Had he married a more amiable woman, he might...", ends in a full stop and is
-    none), else, where it left punctuation out (some live transcripts do), the clauses that open like a question
-    ("how is", "can you", "does that")."""
-    if _PUNCTUATED.search(text):
+def punctuated(text: str) -> bool:
+    """Whether a recogniser punctuated this text (a full stop, comma, question mark...)."""
+    return bool(_PUNCTUATED.search(text))
+
+
+def questions_in(text: str, punctuates: bool | None = None) -> int:
+    """Questions in a segment. Where the recogniser punctuates (``punctuates``: it did in this call; None: judged
+    from ``text`` alone), its question marks: Whisper does, and a statement that opens like a question ("Had he
+    married a more amiable woman, he might...") is none, even in a final it left without its full stop (cut at a
+    pause). Where it leaves punctuation out, the clauses that open like a question ("how is", "can you", "does
+    that")."""
+    if punctuates is None:
+        punctuates = punctuated(text)
+    if punctuates:
         return text.count("?")
     return len(_QUESTION.findall(text)) + len(_DOES.findall(text))
 
@@ -134,9 +142,10 @@ def compute(
     fillers = list(fillers)
     words: dict[str, int] = {}
     filler_words: dict[str, int] = {}
+    punctuates = any(punctuated(s.text) for s in ordered)  # (the call's recogniser: one final may lack it)
     for s in ordered:
         m.talk_time[s.speaker] = m.talk_time.get(s.speaker, 0.0) + max(0.0, s.end - s.start)
-        m.questions[s.speaker] = m.questions.get(s.speaker, 0) + questions_in(s.text)
+        m.questions[s.speaker] = m.questions.get(s.speaker, 0) + questions_in(s.text, punctuates)
         words[s.speaker] = words.get(s.speaker, 0) + len(words_of(s.text))
         filler_words[s.speaker] = filler_words.get(s.speaker, 0) + count_fillers(s.text, fillers)
     spoken = m.talk_time.get(REP, 0.0) + m.talk_time.get(CUSTOMER, 0.0)
