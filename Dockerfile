@@ -26,7 +26,8 @@ RUN sh /usr/local/lib/media-server/install.sh /tmp/dist/media_server-*.whl /opt/
     && rm -rf /tmp/dist \
     && groupadd --system --gid 10001 media-server \
     && useradd --system --uid 10001 --gid media-server --home-dir /var/lib/media-server --create-home \
-        --shell /usr/sbin/nologin media-server
+        --shell /usr/sbin/nologin media-server \
+    && chmod 0700 /var/lib/media-server
 
 ENV PATH=/opt/media-server/bin:$PATH \
     PYTHONUNBUFFERED=1 \
