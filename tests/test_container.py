@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from sqlalchemy import make_url
 
 from tests.conftest import free_port
 from tests.test_wheel import Built, built  # noqa: F401  (the session's wheel, built once)
@@ -113,31 +115,40 @@ def test_the_image_runs_as_a_user_and_checks_its_health() -> None:
     assert "*" in ignored and "!media_server/" in ignored and "!dashboard/" in ignored
 
 
-def test_compose_starts_the_server_with_postgres_and_redis() -> None:
+def _compose_defaults(value: str) -> str:
+    """``${NAME:-default}`` as compose substitutes it when NAME is unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_compose_starts_the_server_with_postgres_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
     assert set(services) == {"media-server", "postgres", "redis"}
     server = services["media-server"]
-    env = server["environment"]
-    assert (
-        env["MEDIA_SERVER_DATABASE_URL"].startswith("postgresql+asyncpg://")
-        and "@postgres:5432/" in env["MEDIA_SERVER_DATABASE_URL"]
-    )
-    assert env["MEDIA_SERVER_EVENTS__BUS"] == "redis" and env["MEDIA_SERVER_EVENTS__REDIS_URL"].startswith(
-        "redis://redis:6379"
-    )
-    assert server["depends_on"] == {
+    assert server["build"] == "." and server["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
     }
     assert all("healthcheck" in services[name] for name in ("postgres", "redis"))
-    # The settings named in it are the server's (an unknown MEDIA_SERVER_ variable would be refused at start).
+    assert any(volume.endswith(":/var/lib/media-server") for volume in server["volumes"])  # the image's data dir
+    # The server's environment is read as the server reads it: PostgreSQL as the store, Redis as the bus, each
+    # reached by its service name with the credentials the postgres service is given.
+    for name in [n for n in os.environ if n.startswith("MEDIA_SERVER_")]:
+        monkeypatch.delenv(name)
+    for name, value in server["environment"].items():
+        monkeypatch.setenv(name, _compose_defaults(str(value)))
     from media_server.config import Settings
 
-    settings = Settings.model_validate(
-        {"database_url": env["MEDIA_SERVER_DATABASE_URL"], "events": {"bus": "redis", "redis_url": "redis://x:6379/0"}}
+    settings = Settings()
+    postgres = services["postgres"]["environment"]
+    url = make_url(settings.database_url or "")
+    assert (url.drivername, url.host, url.port) == ("postgresql+asyncpg", "postgres", 5432)
+    assert (url.username, url.password, url.database) == (
+        postgres["POSTGRES_USER"],
+        _compose_defaults(postgres["POSTGRES_PASSWORD"]),
+        postgres["POSTGRES_DB"],
     )
-    assert settings.events.bus == "redis"
+    assert settings.events.bus == "redis" and settings.events.redis_url == "redis://redis:6379/0"
 
 
 @dataclass
