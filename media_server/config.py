@@ -123,6 +123,9 @@ class IngestSettings(BaseModel):
     idle_timeout_s: float = Field(30.0, gt=0, description="a call with no audio for this long is ended")
     start_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first (start) message")
     reorder_window: int = Field(16, ge=0, description="Telnyx media frames held back to restore order")
+    max_file_mb: int = Field(
+        500, ge=1, description="the largest recording a request may carry or fetch (POST /v1/listen, POST /v1/calls)"
+    )
 
 
 _TRANSPORTS: tuple[Literal["udp", "tcp"], ...] = ("udp", "tcp")
@@ -362,6 +365,24 @@ class CompatSettings(BaseModel):
         description="consent assumed for the speakers of a Deepgram- or Riva-compatible stream when the stream says "
         "nothing (these clients ask for a transcript of audio they hold); unknown: the consent policy decides",
     )
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="the hosts a pre-recorded request's {\"url\"} may be fetched from: host names "
+        "(media.example.com) or CIDRs (203.0.113.0/24); empty: no fetching. A listed name or CIDR may be private "
+        "or loopback; nothing else is fetched",
+    )
+    fetch_timeout_s: float = Field(60.0, gt=0, le=3600, description="the longest a url's fetch may take")
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _fetch_allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"compat.fetch_allow: {entry!r} is not a CIDR") from None
+        return [e.strip().lower() for e in value if e.strip()]
     speaker: Literal["mixed", "rep", "customer"] = Field(
         "mixed",
         description="the role of a mono stream that neither declares its speaker nor asks for diarization: one "

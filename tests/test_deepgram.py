@@ -46,8 +46,9 @@ from media_server.ingest.deepgram.messages import ModelInfo, metadata_message, p
 from media_server.ingest.deepgram.options import ListenError, parse_listen_query, redaction_types
 from media_server.v1 import events_pb2 as pb
 from tests.conftest import Server
+from tests.encoded import encode
 from tests.local_services import local_http
-from tests.speech import program, tel8k, wer
+from tests.speech import program, stereo, tel8k, wer
 
 pytestmark = pytest.mark.e2e
 
@@ -539,6 +540,147 @@ async def test_bad_input_gets_clear_errors(server: Server) -> None:
         errors = [m for m in replies if m["type"] == "Error"]
         assert errors and "after CloseStream" in errors[0]["description"]
         assert replies[-1]["type"] == "Metadata" and ws.close_code == 1000
+
+
+# -- pre-recorded: POST /v1/listen ------------------------------------------------------------------------
+
+
+def _recorded(channels: int = 1) -> tuple[list[Any], int]:
+    """Programs of test speech (one per channel) and their rate."""
+    utts = tel8k()
+    if channels == 1:
+        return [program(utts[:3])], 8000
+    return [program([utts[3], utts[5]], lead_s=0.4), program([utts[4], utts[6]], lead_s=2.5)], 8000
+
+
+def _text(response: Any, channel: int = 0) -> str:
+    return str(response.results.channels[channel].alternatives[0].transcript)
+
+
+async def test_prerecorded_file_with_the_sdk_gets_deepgram_results_and_a_stored_call(server: Server) -> None:
+    """``transcribe_file``, unmodified: a WAV body gives Deepgram's ``ListenV1Response`` (words, confidences, times,
+    the request id that is the call id), and the recording is a stored call like a live one."""
+    from deepgram.types.listen_v1response import ListenV1Response
+
+    (prog,), rate = _recorded()
+    body = encode([prog.pcm], rate, "wav")
+    call_id = new_id()
+    client = deepgram(server, server.keys["ingest"])
+    started = time.monotonic()
+    response = await client.listen.v1.media.transcribe_file(
+        request=body,
+        model="nova-3",
+        punctuate=True,
+        request_options={"additional_query_parameters": {"call_id": call_id}},
+    )
+    took = time.monotonic() - started
+    assert isinstance(response, ListenV1Response)
+    assert took < prog.duration, f"{took:.1f} s for {prog.duration:.1f} s of audio: not faster than real time"
+    assert response.metadata.request_id == call_id
+    assert response.metadata.channels == 1
+    assert abs(response.metadata.duration - prog.duration) < 0.1
+    assert response.metadata.sha256 == hashlib.sha256(body).hexdigest()
+    assert wer([u.ref for _, _, u in prog.spans], [_text(response)]) <= 0.15
+    words = response.results.channels[0].alternatives[0].words
+    assert words and all(0 <= w.start <= w.end <= prog.duration + 0.5 and 0 < w.confidence <= 1 for w in words)
+    assert any(w.punctuated_word != w.word for w in words)  # punctuate=true: "Hello," beside "hello"
+    assert response.results.utterances is None  # only when asked
+    stored = await stored_call(server, call_id)
+    assert (stored["source"], stored["status"]) == ("deepgram", "completed")
+    assert wer([u.ref for _, _, u in prog.spans], [s["text"] for s in stored["transcript"]]) <= 0.15
+
+
+async def test_prerecorded_multichannel_mp3_with_utterances_and_consent(server: Server) -> None:
+    """A stereo MP3 (``audio/mpeg``, decoded with PyAV), ``multichannel`` and ``utterances``: one result per
+    channel and the utterances in time order; a party that did not consent gets no words, and the answer says why."""
+    (rep, customer), rate = _recorded(2)
+    body = encode(stereo(rep, customer).channels, rate, "mp3")
+    client = deepgram(server, server.keys["ingest"])
+    call_id = new_id()
+    response = await client.listen.v1.media.transcribe_file(
+        request=body,
+        multichannel=True,
+        utterances=True,
+        request_options={
+            "additional_query_parameters": {"call_id": call_id},
+            "additional_headers": {"content-type": "audio/mpeg"},
+        },
+    )
+    assert response.metadata.channels == 2 and len(response.results.channels) == 2
+    assert wer([u.ref for _, _, u in rep.spans], [_text(response, 0)]) <= 0.2
+    assert wer([u.ref for _, _, u in customer.spans], [_text(response, 1)]) <= 0.2
+    utterances = response.results.utterances
+    assert utterances and {u.channel for u in utterances} == {0, 1}
+    assert [u.start for u in utterances] == sorted(u.start for u in utterances)
+
+    denied = await client.listen.v1.media.transcribe_file(
+        request=body,
+        multichannel=True,
+        request_options={"additional_query_parameters": {"call_id": new_id(), "customer_consent": "denied"}},
+    )
+    assert _text(denied, 0) and not _text(denied, 1)
+    assert "consented" in json.dumps(denied.metadata.model_extra or {})
+    stored = await stored_call(server, call_id)
+    assert {s["speaker"] for s in stored["transcript"]} == {"rep", "customer"}
+
+
+async def test_prerecorded_refuses_what_it_cannot_use(server: Server) -> None:
+    """Not audio, nothing, or a url while the server fetches from no host: 400/403 with Deepgram's error body,
+    which says why."""
+    client = deepgram(server, server.keys["ingest"])
+    with pytest.raises(ApiError) as refused:
+        await client.listen.v1.media.transcribe_file(request=b"this is a text file, not audio" * 10)
+    assert refused.value.status_code == 400 and "not an audio file" in json.dumps(refused.value.body)
+    with pytest.raises(ApiError) as refused:
+        await client.listen.v1.media.transcribe_url(url="https://example.com/call.wav")
+    assert refused.value.status_code == 403 and "fetch_allow" in json.dumps(refused.value.body)
+    with pytest.raises(ApiError) as refused:
+        await deepgram(server, "msk_nope").listen.v1.media.transcribe_file(request=b"x")
+    assert refused.value.status_code == 401
+
+
+async def test_prerecorded_url_only_from_allowed_hosts(tmp_path: Path) -> None:
+    """``transcribe_url``: fetched from a host ``compat.fetch_allow`` lists (here 127.0.0.1, which as a loopback
+    address is refused unless listed); another loopback address, a private one or a public host not listed is refused
+    with the reason."""
+    import http.server
+    import threading
+
+    from tests.conftest import start_server, stop_server
+
+    (prog,), rate = _recorded()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "call.flac").write_bytes(encode([prog.pcm], rate, "flac"))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(tmp_path / "files"), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    port = files.server_address[1]
+    srv = await asyncio.to_thread(
+        start_server, tmp_path / "server", {"MEDIA_SERVER_COMPAT__FETCH_ALLOW": '["127.0.0.1/32"]'}
+    )
+    try:
+        client = deepgram(srv, srv.keys["ingest"])
+        response = await client.listen.v1.media.transcribe_url(url=f"http://127.0.0.1:{port}/call.flac")
+        assert wer([u.ref for _, _, u in prog.spans], [_text(response)]) <= 0.15
+        assert abs(response.metadata.duration - prog.duration) < 0.1
+        for url in (f"http://127.0.0.2:{port}/call.flac", "http://10.1.2.3/call.wav", "http://example.com/a.wav"):
+            with pytest.raises(ApiError) as refused:
+                await client.listen.v1.media.transcribe_url(url=url)
+            assert refused.value.status_code == 403, url
+            assert "refused" in json.dumps(refused.value.body)
+        with pytest.raises(ApiError) as missing:
+            await client.listen.v1.media.transcribe_url(url=f"http://127.0.0.1:{port}/nothing.wav")
+        assert missing.value.status_code == 400 and "404" in json.dumps(missing.value.body)
+    finally:
+        files.shutdown()
+        await asyncio.to_thread(stop_server, srv)
 
 
 # -- the protocol's pure parts -----------------------------------------------------------------------------

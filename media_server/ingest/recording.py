@@ -1,0 +1,113 @@
+"""A whole recording through the live pipeline, as batch work: the shared part of Deepgram's pre-recorded
+``POST /v1/listen`` (``ingest/deepgram/prerecorded.py``) and the upload of a call recording (``POST /v1/calls``,
+``api/upload.py``).
+
+The call was opened with ``batch=True`` (not paced to real time; its decodes wait for no live call's). The audio is
+fed a chunk at a time and no further ahead of the decoder than :data:`MAX_QUEUED` decodes, so a long recording is
+neither held whole in memory nor queued whole for decoding. The request's body is spooled to a temporary file
+(:func:`spool`), at most ``limit`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import IO
+
+from starlette.requests import ClientDisconnect, Request
+
+from media_server.audio import Audio, Int16Array
+from media_server.calls.lifecycle import CallEnd, LiveCall
+from media_server.store.records import CallRecord
+from media_server.v1 import events_pb2 as pb
+from models.asr.scheduler import DecodeScheduler
+
+#: Decodes waiting in the scheduler's queue beyond which the feed waits (bounded memory, live calls first).
+MAX_QUEUED = 16
+SPOOL_IN_MEMORY = 4 << 20  # bodies up to this stay in memory; larger ones go to a temporary file
+
+
+class TooLarge(ValueError):
+    """A body over the size limit."""
+
+
+@dataclass
+class Played:
+    finals: list[pb.Transcript]
+    record: CallRecord
+    duration: float  # seconds of audio fed (the longest channel)
+
+
+async def spool(chunks: AsyncIterator[bytes], limit: int) -> IO[bytes]:
+    """A body, streamed into a temporary file (in memory while small); ``TooLarge`` past ``limit`` bytes."""
+    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    size = 0
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"the audio is larger than {limit >> 20} MiB, this server's limit (ingest.max_file_mb)")
+            out.write(chunk)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out
+
+
+async def spool_request(request: Request, limit: int) -> IO[bytes]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the audio is larger than {limit >> 20} MiB, this server's limit (ingest.max_file_mb)")
+    try:
+        return await spool(request.stream(), limit)
+    except ClientDisconnect:
+        raise TooLarge("the client went away before the whole body arrived") from None
+
+
+async def play(
+    call: LiveCall, blocks: Iterable[Int16Array], rate: int, scheduler: DecodeScheduler | None = None
+) -> Played:
+    """Feed ``blocks`` (int16, shape (channels, n), at ``rate``) into ``call``, end it and wait until it is stored.
+    Its finals come back in call order (the call was opened with ``subscribe=True``). Whatever goes wrong, the
+    call ends (``interrupted``) and is stored."""
+    finals = asyncio.create_task(_finals(call), name=f"finals-{call.id}")
+    fed = 0
+    try:
+        for block in blocks:
+            for channel in range(block.shape[0]):
+                call.push(Audio(channel, block[channel], rate))
+            fed += block.shape[1]
+            await asyncio.sleep(0)  # decoding overlaps with the VAD; other requests go on
+            await _backlog(scheduler, call)
+            if not call.live:
+                break  # ended by the server (shutdown, storage failure, revoked key)
+        record = await asyncio.shield(call.end(CallEnd.STOP))
+        heard = await asyncio.wait_for(finals, 60)
+    except BaseException:
+        finals.cancel()
+        await call.close(CallEnd.INTERNAL_ERROR)
+        raise
+    await call.close()
+    heard.sort(key=lambda t: (t.start, t.channel))
+    return Played(heard, record, fed / rate)
+
+
+async def _backlog(scheduler: DecodeScheduler | None, call: LiveCall) -> None:
+    """Wait while the decoder has more than :data:`MAX_QUEUED` requests waiting (polled: the queue is a thread's)."""
+    for _ in range(3000):  # (at most a minute: a stuck decoder does not hold the request forever)
+        if scheduler is None or scheduler.stats().queue_depth <= MAX_QUEUED or not call.live:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _finals(call: LiveCall) -> list[pb.Transcript]:
+    out: list[pb.Transcript] = []
+    with contextlib.suppress(Exception):
+        async for event in call.events():
+            if event.type == "transcript" and event.transcript.is_final and event.transcript.text.strip():
+                out.append(event.transcript)
+    return out
