@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from media_server import __version__
-from media_server.api import audit, calls, events, keys, listen, live, models, people, team, webhooks
+from media_server.api import audit, calls, events, keys, listen, live, models, people, team, upload, webhooks
 from media_server.api import grpc as grpc_api
 from media_server.api.auth import require_key, services_of
 from media_server.api.openapi import declare_key_scheme
@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(webhooks.router)  # (before calls: /v1/calls/export is not a call id)
     app.include_router(calls.router)
+    app.include_router(upload.router)  # POST /v1/calls: a recording
     app.include_router(calls.reps_router)
     app.include_router(live.router)
     app.include_router(listen.router)

@@ -26,6 +26,8 @@ def encode(channels: list[npt.NDArray[np.int16]], rate: int, kind: str) -> bytes
     out = io.BytesIO()
     with av.open(out, "w", format=container) as file:
         stream = file.add_stream(codec, rate=rate, layout=layout)
+        if codec != "pcm_s16le" and codec != "flac":
+            stream.bit_rate = 64000 * len(channels)  # (LAME's default at 8 kHz is 8 kbit/s: telephone at its worst)
         step = 960
         for offset in range(0, len(interleaved), step):
             block = np.ascontiguousarray(interleaved[offset : offset + step].reshape(1, -1))

@@ -35,8 +35,10 @@ from typing import IO, Any
 import httpx
 import numpy as np
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+from media_server.api import models
 from media_server.api.auth import services_of
 from media_server.audio import Int16Array, call_rate
 from media_server.audio_files import AudioFile, AudioFileError, open_audio
@@ -59,6 +61,62 @@ router = APIRouter(tags=["deepgram"])
 RAW_BLOCK_S = 2.0
 
 
+class DeepgramWord(BaseModel):
+    word: str = Field(description="the word, lower case, without punctuation")
+    start: float = Field(description="seconds from the start of the audio")
+    end: float
+    confidence: float
+    punctuated_word: str = Field(description="as written, with punctuation and case when punctuate=true")
+    speaker: int | None = Field(None, description="diarize=true: the speaker, from 0")
+
+
+class DeepgramAlternative(BaseModel):
+    transcript: str
+    confidence: float
+    words: list[DeepgramWord]
+
+
+class DeepgramChannel(BaseModel):
+    alternatives: list[DeepgramAlternative]
+
+
+class DeepgramUtterance(BaseModel):
+    start: float
+    end: float
+    confidence: float
+    channel: int
+    transcript: str
+    words: list[DeepgramWord]
+    speaker: int | None = None
+    id: str
+
+
+class DeepgramResults(BaseModel):
+    channels: list[DeepgramChannel] = Field(description="one per channel with multichannel=true, else one")
+    utterances: list[DeepgramUtterance] | None = Field(None, description="utterances=true: each utterance, in order")
+
+
+class DeepgramMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    transaction_key: str
+    request_id: str = Field(description="the call's id (call_id= names it)")
+    sha256: str = Field(description="of the request's audio")
+    created: str
+    duration: float = Field(description="seconds of audio")
+    channels: int
+    models: list[str]
+    model_info: dict[str, dict[str, str]]
+    warnings: list[dict[str, str]] | None = Field(None, description="e.g. a channel not transcribed without consent")
+
+
+class DeepgramTranscription(BaseModel):
+    """Deepgram's pre-recorded answer (``ListenV1Response`` of deepgram-sdk)."""
+
+    metadata: DeepgramMetadata
+    results: DeepgramResults
+
+
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -67,6 +125,9 @@ class _Refused(Exception):
 
 @router.post(
     "/v1/listen",
+    response_model=DeepgramTranscription,
+    response_model_exclude_none=True,
+    responses=models.errors(400, 401, 403, 409, 503, _400="audio or a parameter it cannot use (err_msg says which)"),
     summary='Deepgram\'s pre-recorded transcription: the audio as the body, or {"url"} from an allowed host',
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
 )
@@ -76,7 +137,7 @@ async def transcribe(request: Request) -> JSONResponse:
         return await _Transcription(request, services_of(request), request_id).run()
     except _Refused as exc:
         log.warning("deepgram pre-recorded request refused: %d %s", exc.status, exc.message)
-        body = {"err_code": exc.code, "err_msg": exc.message, "request_id": request_id}
+        body = {"err_code": exc.code, "err_msg": exc.message, "request_id": request_id, "detail": exc.message}
         header = exc.message.encode("ascii", "replace").decode()[:500]
         headers = {"dg-error": header, "dg-request-id": request_id, **exc.headers}
         return JSONResponse(body, exc.status, headers=headers)
