@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py requirements-ext
 TORCH_STAMP := $(VENV)/.installed-torch
 HOST ?= 127.0.0.1
 PORT ?= 8080
+GRPC_PORT ?=  # the gRPC API's port (empty: the server's setting, 50051 by default; 0: any free port)
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 
@@ -32,7 +33,7 @@ $(TORCH_STAMP): $(STAMP)
 	touch $(TORCH_STAMP)
 
 run: install
-	$(VENV)/bin/media-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(VENV)/bin/media-server serve --host $(HOST) --port $(PORT) $(if $(strip $(GRPC_PORT)),--grpc-port $(strip $(GRPC_PORT))) --data-dir $(DATA_DIR)
 
 test: install system-deps lint typecheck pytest
 

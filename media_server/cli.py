@@ -207,21 +207,31 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from media_server.client.wav import read_wav
+    from media_server.audio_files import AudioFileError, open_audio
     from media_server.services import build_scheduler, streaming_config
-    from media_server.transcribe import transcribe_recording
+    from media_server.transcribe import ProgressBar, transcribe_audio
     from models.vad import SileroVAD
 
     settings = _settings(args)
     _configure_logging("warning")
-    recording = read_wav(args.file)
+    try:
+        audio = open_audio(args.file)
+    except AudioFileError as exc:
+        print(f"media-server transcribe: {exc}", file=sys.stderr)
+        return 1
+    bar = ProgressBar(args.file.name, audio.duration)
     scheduler = build_scheduler(settings)
     try:
-        segments = asyncio.run(
-            transcribe_recording(recording, SileroVAD(settings.vad.model_path), scheduler, streaming_config(settings))
-        )
+        vad = SileroVAD(settings.vad.model_path)
+        segments = asyncio.run(transcribe_audio(audio, vad, scheduler, streaming_config(settings), bar))
+    except AudioFileError as exc:
+        bar.done()
+        print(f"media-server transcribe: {exc}", file=sys.stderr)
+        return 1
     finally:
         scheduler.close()
+        audio.close()
+    bar.done()
     if args.json:
         print(json.dumps([s.__dict__ for s in segments], indent=2))
     else:
@@ -297,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--quiet", action="store_true", help="do not print the call's transcript")
     stream.set_defaults(func=cmd_stream)
 
-    transcribe = sub.add_parser("transcribe", help="transcribe a WAV file with the live pipeline")
+    transcribe = sub.add_parser(
+        "transcribe",
+        help="transcribe an audio file (WAV, MP3, FLAC, OGG, Opus, M4A) with the live pipeline; stereo: rep left, "
+        "customer right; a progress bar on a terminal",
+    )
     transcribe.add_argument("file", type=Path)
     transcribe.add_argument("--json", action="store_true")
     common(transcribe)

@@ -57,6 +57,68 @@ def test_transcribe_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     assert out.returncode != 0
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("missing.wav", None, "no such file"),
+        ("notes.wav", b"these are my meeting notes, not a recording\n" * 50, "not an audio file"),
+        ("empty.mp3", b"", "empty"),
+        ("folder", "dir", "directory"),
+    ],
+)
+def test_transcribe_says_in_one_line_what_is_wrong_with_the_file(
+    tmp_path: Path, name: str, content: bytes | str | None, says: str
+) -> None:
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    out = run("transcribe", str(path))
+    assert out.returncode == 1, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("media-server transcribe: ") and name in lines[0] and says in lines[0], lines[0]
+
+
+def test_transcribe_reads_an_mp3_and_is_quiet_when_piped(tmp_path: Path) -> None:
+    """MP3 (and FLAC, OGG: PyAV reads them); stderr is not a terminal here, so no progress bar is drawn."""
+    from tests.encoded import encode
+
+    mono = program(tel8k()[:3])
+    (tmp_path / "call.mp3").write_bytes(encode([mono.pcm], 8000, "mp3"))
+    out = run("transcribe", str(tmp_path / "call.mp3"))
+    assert out.returncode == 0, out.stderr
+    assert "transcribing" not in out.stderr and "\r" not in out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert wer([u.ref for _, _, u in mono.spans], [line.split("]", 1)[1] for line in lines]) <= 0.15
+
+
+def test_the_progress_bar_draws_on_a_terminal_only() -> None:
+    import io
+
+    from media_server.transcribe import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    bar = ProgressBar("call.mp3", 300.0, terminal)
+    bar(150.0)
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rtranscribing call.mp3 [") and " 50% " in drawn and "2:30 / 5:00" in drawn
+    bar.done()
+    assert terminal.getvalue().endswith("\r\033[K")
+    piped = io.StringIO()
+    quiet = ProgressBar("call.mp3", 300.0, piped)
+    quiet(150.0)
+    quiet.done()
+    assert piped.getvalue() == ""
+    assert not ProgressBar("short.wav", 4.0, Terminal()).enabled  # a short file needs no bar
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("protocol", ["twilio", "l16"])
 def test_stream_plays_a_file_and_prints_the_live_transcript(server: Server, tmp_path: Path, protocol: str) -> None:
