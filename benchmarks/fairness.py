@@ -177,7 +177,8 @@ async def victim_run(
     fast_outcome = None
     if pusher is not None and key is not None:
         out, _ = await pusher.communicate()
-        calls: list[dict[str, Any]] = json.loads(out or b"[]")
+        sent: dict[str, Any] = json.loads(out or b'{"calls": []}')
+        calls: list[dict[str, Any]] = sent["calls"]
         await wait_idle(url, token, 120)
         for call in calls:
             call["audio_heard_s"] = await asyncio.to_thread(heard, url, key, call["call_id"])
@@ -190,6 +191,7 @@ async def victim_run(
             "audio_heard_s": round(read, 1),  # what the server read of it (each call's last final's end)
             "wall_s": round(wall, 1),
             "speed_read": round(read / wall, 2) if wall else None,
+            "client_cpu_s": sent.get("cpu_s"),  # the neighbour's own CPU (this machine's: it competes with the server)
         }
     await wait_idle(url, token, 120)
     return outcome, fast_outcome
@@ -274,7 +276,8 @@ def main() -> int:
     args = p.parse_args()
     if args.neighbour_of:  # (the neighbour's process: its calls as JSON on stdout)
         url, key, seconds = args.neighbour_of
-        json.dump(asyncio.run(neighbour_for(args, url, key, float(seconds))), sys.stdout)
+        calls = asyncio.run(neighbour_for(args, url, key, float(seconds)))
+        json.dump({"calls": calls, "cpu_s": round(time.process_time(), 1)}, sys.stdout)
         return 0
     result = asyncio.run(run(args))
     json.dump(result, sys.stdout, indent=2)
