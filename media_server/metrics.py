@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 SOURCES = ("twilio", "telnyx", "l16", "deepgram", "riva", "grpc", "siprec", "whip", "audiosocket")
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+_BATCH_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -57,6 +59,18 @@ class ServerMetrics:
             buckets=_COMMIT_BUCKETS,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "media_server_decode_batch_size",
+            "Decodes per batch of the in-process recogniser (utterances of different calls in one model call)",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_time = Histogram(
+            "media_server_decode_batch_seconds",
+            "Compute time of one batch of the in-process recogniser",
+            buckets=_BATCH_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self.collector = _ServerCollector()
         self.registry.register(self.collector)
 
@@ -65,6 +79,11 @@ class ServerMetrics:
         self.collector.services, self.collector.limits = services, limits
         services.calls.services.final_latency = self.final_latency.observe
         services.journal.on_commit = self.store_write.observe
+        services.scheduler.on_batch = self._batch  # (recognition workers report theirs in their own Status)
+
+    def _batch(self, decodes: int, seconds: float) -> None:
+        self.batch_size.observe(decodes)
+        self.batch_time.observe(seconds)
 
     def detach(self) -> None:
         self.collector.services = None
@@ -173,18 +192,6 @@ def _calls(services: Services) -> Iterator[Metric]:
 def _decoding(services: Services) -> Iterator[Metric]:
     stats = services.scheduler.stats()
     yield GaugeMetricFamily("media_server_decode_queue_depth", "Decodes waiting for the device", stats.queue_depth)
-    yield SummaryMetricFamily(
-        "media_server_decode_batch_size",
-        "Decodes per batch (count: batches; sum: decodes)",
-        count_value=stats.batches,
-        sum_value=stats.requests,
-    )
-    yield SummaryMetricFamily(
-        "media_server_decode_batch_seconds",
-        "Compute time per batch",
-        count_value=stats.batches,
-        sum_value=stats.mean_batch_seconds * stats.batches,
-    )
     yield GaugeMetricFamily(
         "media_server_decode_real_time_factor",
         "Compute seconds per second of audio decoded, since the start",

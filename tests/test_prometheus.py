@@ -93,6 +93,9 @@ async def test_a_call_shows_live_then_its_finals_latency_and_events(scraped: Ser
     assert after["media_server_decode_batch_size_count", ()] > 0
     assert after["media_server_decode_batch_size_sum", ()] >= after["media_server_decode_batch_size_count", ()]
     assert after["media_server_decode_batch_seconds_sum", ()] > 0
+    batches = after["media_server_decode_batch_size_count", ()]  # (histograms: one observation per batch)
+    assert after["media_server_decode_batch_size_bucket", (("le", "+Inf"),)] == batches
+    assert after["media_server_decode_batch_seconds_bucket", (("le", "+Inf"),)] == batches
     assert after["media_server_decode_real_time_factor", ()] > 0
     assert after["media_server_decode_queue_depth", ()] >= 0
     assert after["media_server_calls_ended_total", (("reason", "stop"),)] >= 1

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from models.asr.engine import DecodeRequest, Hypothesis, SpeechEngine
@@ -68,6 +68,10 @@ class SchedulerStats:
 
 
 class DecodeScheduler:
+    #: Told of every batch decoded here, from the decode thread: (decodes in it, compute seconds). Must be
+    #: thread-safe and quick (a metrics histogram).
+    on_batch: Callable[[int, float], None] | None = None
+
     def __init__(
         self,
         engine: SpeechEngine,
@@ -212,6 +216,8 @@ class DecodeScheduler:
             self._compute_s += elapsed
             self._audio_s += audio_s
             self._recent.append((time.monotonic(), elapsed))
+        if self.on_batch is not None:
+            self.on_batch(len(jobs), elapsed)
 
 
 def _resolve(job: _Job, hypothesis: Hypothesis) -> None:
@@ -254,6 +260,14 @@ class SplitScheduler(DecodeScheduler):
 
     async def decode(self, request: DecodeRequest) -> Hypothesis:
         return await (self.finals if request.final else self.interims).decode(request)
+
+    @property
+    def on_batch(self) -> Callable[[int, float], None] | None:
+        return self.interims.on_batch
+
+    @on_batch.setter
+    def on_batch(self, listener: Callable[[int, float], None] | None) -> None:
+        self.interims.on_batch = self.finals.on_batch = listener
 
     def stream_opened(self) -> None:
         self.interims.stream_opened()
