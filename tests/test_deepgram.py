@@ -588,6 +588,13 @@ async def test_prerecorded_file_with_the_sdk_gets_deepgram_results_and_a_stored_
     stored = await stored_call(server, call_id)
     assert (stored["source"], stored["status"]) == ("deepgram", "completed")
     assert wer([u.ref for _, _, u in prog.spans], [s["text"] for s in stored["transcript"]]) <= 0.15
+    # Raw samples, described by the query as on the streaming API (and a WAV sent with encoding= is read as a file).
+    for raw in (pcm_bytes(prog.pcm), body):
+        again = await client.listen.v1.media.transcribe_file(
+            request=raw, encoding="linear16", request_options={"additional_query_parameters": {"sample_rate": 8000}}
+        )
+        assert wer([u.ref for _, _, u in prog.spans], [_text(again)]) <= 0.15
+        assert abs(again.metadata.duration - prog.duration) < 0.1
 
 
 async def test_prerecorded_multichannel_mp3_with_utterances_and_consent(server: Server) -> None:

@@ -180,7 +180,7 @@ class _Transcription:
         body = await self._body(limit)
         try:
             digest(body, self.sha256)
-            if container:
+            if container or _is_container(body):  # (a file sent with encoding=: the file says, as Deepgram reads it)
                 audio = _open(body)
                 rate = call_rate(audio.sample_rate)
                 channels = 2 if options.multichannel and audio.channels >= 2 else 1
@@ -398,6 +398,16 @@ def _raw_blocks(body: IO[bytes], options: ListenOptions) -> Iterator[Int16Array]
     tail = decoder.flush()
     if tail and tail[0].size:
         yield np.stack(tail)
+
+
+_MAGIC = (b"RIFF", b"ID3", b"fLaC", b"OggS", b"\x1aE\xdf\xa3")
+
+
+def _is_container(body: IO[bytes]) -> bool:
+    """Whether the body starts as an audio file does (WAV, MP3 with ID3, FLAC, OGG, WebM/Matroska, MP4/M4A)."""
+    head = body.read(12)
+    body.seek(0)
+    return head.startswith(_MAGIC) or head[4:8] == b"ftyp"
 
 
 def digest(body: IO[bytes], sha: Any) -> None:
