@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from media_server import __version__
-from media_server.auth.commands import add_commands as add_key_commands
-from media_server.auth.commands import expiry
 from media_server.auth.keys import Role
 from media_server.config import Settings, load_settings
+from media_server.keys_cli import add_commands as add_key_commands
+from media_server.keys_cli import expiry
 
 
 def _settings(args: argparse.Namespace) -> Settings:
