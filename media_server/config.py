@@ -365,9 +365,15 @@ class CompatSettings(BaseModel):
         description="consent assumed for the speakers of a Deepgram- or Riva-compatible stream when the stream says "
         "nothing (these clients ask for a transcript of audio they hold); unknown: the consent policy decides",
     )
+    speaker: Literal["mixed", "rep", "customer"] = Field(
+        "mixed",
+        description="the role of a mono stream that neither declares its speaker nor asks for diarization: one "
+        "voice, never diarized (mixed: it may be either party, so both must consent; rep or customer: that party's "
+        "consent is enough). A stream that asks for diarization or declares speaker=mixed is diarized",
+    )
     fetch_allow: list[str] = Field(
         default_factory=list,
-        description="the hosts a pre-recorded request's {\"url\"} may be fetched from: host names "
+        description='the hosts a pre-recorded request\'s {"url"} may be fetched from: host names '
         "(media.example.com) or CIDRs (203.0.113.0/24); empty: no fetching. A listed name or CIDR may be private "
         "or loopback; nothing else is fetched",
     )
@@ -383,12 +389,6 @@ class CompatSettings(BaseModel):
                 except ValueError:
                     raise ValueError(f"compat.fetch_allow: {entry!r} is not a CIDR") from None
         return [e.strip().lower() for e in value if e.strip()]
-    speaker: Literal["mixed", "rep", "customer"] = Field(
-        "mixed",
-        description="the role of a mono stream that neither declares its speaker nor asks for diarization: one "
-        "voice, never diarized (mixed: it may be either party, so both must consent; rep or customer: that party's "
-        "consent is enough). A stream that asks for diarization or declares speaker=mixed is diarized",
-    )
 
 
 class EventSettings(BaseModel):
