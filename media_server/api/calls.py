@@ -27,11 +27,16 @@ from media_server.store.people import person_named
 from media_server.store.store import CallFilter
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"], responses=models.AUTH)
-reps_router = APIRouter(prefix="/v1/reps", tags=["calls"])
+reps_router = APIRouter(prefix="/v1/reps", tags=["calls"], responses=models.AUTH)
 MAX_DISPOSITION = 64
 
 
-@reps_router.get("/activity")
+@reps_router.get(
+    "/activity",
+    response_model=models.RepActivityReport,
+    response_model_exclude_unset=True,
+    responses=models.errors(400),
+)
 async def rep_activity(
     request: Request,
     since: Annotated[date | None, Query(alias="from", description="first day; default 30 days before to")] = None,
