@@ -208,17 +208,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from media_server.audio_files import AudioFileError, open_audio
-    from media_server.services import build_scheduler, streaming_config
-    from media_server.transcribe import ProgressBar, transcribe_audio
-    from models.vad import SileroVAD
 
     settings = _settings(args)
     _configure_logging("warning")
     try:
-        audio = open_audio(args.file)
+        audio = open_audio(args.file)  # (before the pipeline's imports: a wrong file is told at once)
     except AudioFileError as exc:
         print(f"media-server transcribe: {exc}", file=sys.stderr)
         return 1
+    from media_server.services import build_scheduler, streaming_config
+    from media_server.transcribe import ProgressBar, transcribe_audio
+    from models.vad import SileroVAD
+
     bar = ProgressBar(args.file.name, audio.duration)
     scheduler = build_scheduler(settings)
     try:

@@ -41,7 +41,7 @@ class Played:
     duration: float  # seconds of audio fed (the longest channel)
 
 
-async def spool(chunks: AsyncIterator[bytes], limit: int) -> IO[bytes]:
+async def spool(chunks: AsyncIterator[bytes], limit: int, what: str = "the audio") -> IO[bytes]:
     """A body, streamed into a temporary file (in memory while small); ``TooLarge`` past ``limit`` bytes."""
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
     size = 0
@@ -49,7 +49,7 @@ async def spool(chunks: AsyncIterator[bytes], limit: int) -> IO[bytes]:
         async for chunk in chunks:
             size += len(chunk)
             if size > limit:
-                raise TooLarge(f"the audio is larger than {limit >> 20} MiB, this server's limit (ingest.max_file_mb)")
+                raise TooLarge(_too_large(what, limit))
             out.write(chunk)
     except BaseException:
         out.close()
@@ -61,11 +61,17 @@ async def spool(chunks: AsyncIterator[bytes], limit: int) -> IO[bytes]:
 async def spool_request(request: Request, limit: int) -> IO[bytes]:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the audio is larger than {limit >> 20} MiB, this server's limit (ingest.max_file_mb)")
+        raise TooLarge(_too_large("the audio", limit))
     try:
         return await spool(request.stream(), limit)
     except ClientDisconnect:
         raise TooLarge("the client went away before the whole body arrived") from None
+
+
+def _too_large(what: str, limit: int) -> str:
+    if limit >= 1 << 20:
+        return f"{what} is larger than {limit >> 20} MiB, this server's limit (ingest.max_file_mb)"
+    return f"{what} is larger than {limit >> 10} KiB"
 
 
 async def play(

@@ -201,7 +201,9 @@ class _Transcription:
         content_type = self.request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if content_type == "application/json" or content_type.endswith("+json"):
-                return await self._fetch(await self.request.body(), limit)
+                request = await spool(self.request.stream(), 64 << 10, 'the JSON body ({"url"})')
+                with request:
+                    return await self._fetch(request.read(), limit)
             body = await spool_request(self.request, limit)
         except TooLarge as exc:
             raise _Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
