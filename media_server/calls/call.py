@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -458,5 +458,12 @@ class Call:
         return CallProgress(self.team, self.id, record.speakers, record.metrics, record.keywords)
 
     def record(self, status: str, reason: str) -> CallRecord:
-        """The call as the store keeps it."""
-        return views.record(self, status, reason)
+        """The call as the store keeps it. A batch call (a recording fed faster than real time) lasts as long as its
+        audio, not as long as its processing took: its end and its per-minute metrics are the audio's."""
+        record = views.record(self, status, reason)
+        if self.batch and status != "live":
+            duration = max((c.position for c in self.channels.values()), default=0.0)
+            metrics = self.insights.metrics(duration)
+            record.ended_at = record.started_at + timedelta(seconds=duration)
+            record.metrics, record.disposition = metrics.to_json(), metrics.disposition
+        return record
