@@ -38,8 +38,6 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from media_server.api import models
-from media_server.api.auth import services_of
 from media_server.audio import Int16Array, call_rate
 from media_server.audio_files import AudioFile, AudioFileError, open_audio
 from media_server.auth.http import presented_key
@@ -117,6 +115,24 @@ class DeepgramTranscription(BaseModel):
     results: DeepgramResults
 
 
+def _error(description: str) -> dict[str, Any]:
+    """Deepgram's error body, which also carries ``detail`` (the REST API's ``Problem``)."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("audio or a parameter it cannot use: {err_code, err_msg, request_id, detail}"),
+    401: _error("missing or invalid API key (Authorization: Token KEY or Bearer KEY)"),
+    403: _error("the key may not ingest, or the url's host is not in compat.fetch_allow"),
+    409: _error("the call id is in use"),
+    413: _error("the audio is larger than ingest.max_file_mb"),
+    503: _error("the server holds all the calls it may: try again after Retry-After"),
+}
+
+
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -127,14 +143,14 @@ class _Refused(Exception):
     "/v1/listen",
     response_model=DeepgramTranscription,
     response_model_exclude_none=True,
-    responses=models.errors(400, 401, 403, 409, 503, _400="audio or a parameter it cannot use (err_msg says which)"),
+    responses=_ERRORS,
     summary='Deepgram\'s pre-recorded transcription: the audio as the body, or {"url"} from an allowed host',
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
 )
 async def transcribe(request: Request) -> JSONResponse:
     request_id = new_call_id("dg")
     try:
-        return await _Transcription(request, services_of(request), request_id).run()
+        return await _Transcription(request, request.app.state.services, request_id).run()
     except _Refused as exc:
         log.warning("deepgram pre-recorded request refused: %d %s", exc.status, exc.message)
         body = {"err_code": exc.code, "err_msg": exc.message, "request_id": request_id, "detail": exc.message}
