@@ -70,6 +70,9 @@ def test_a_stereo_wav_upload_is_a_stored_analysed_searchable_call(server: Server
         assert call_id in [c["id"] for c in found], word
         again = http.get("/v1/calls", params={"rep": "alice"}).json()["calls"]
         assert call_id in [c["id"] for c in again]
+        # The team's aggregates count it as a call of the rep's, as long as its audio.
+        alice = next(r for r in http.get("/v1/reps/activity").json()["reps"] if r["rep"] == "alice")
+        assert alice["calls"] >= 1 and alice["callTime"] >= duration - 0.5
     assert _upload(server, encode([rep.pcm], 8000, "wav"), call_id=call_id).status_code == 409
 
 
