@@ -54,6 +54,11 @@ def test_a_punctuated_statement_that_opens_like_a_question_is_none() -> None:
     assert questions_in("Here is your order. It was that one.") == 0
     assert questions_in("The total is $4,111 today, is it?") == 1
     assert questions_in("had he married a more amiable woman") == 1  # unpunctuated: the heuristic still reads it
+    # A question Whisper left without its question mark still opens as one; a condition does not.
+    assert questions_in("Thank you. I will follow up by email. Does Tuesday work for you.") == 1
+    assert questions_in("How is your dialer working out. Great.") == 1
+    assert questions_in("Thank you, I will follow up with the next steps by email does Tuesday work for you") == 1
+    assert questions_in("Were it cheaper, we would buy it. Should you need more, call us.") == 0
     m = compute([Said("customer", 0.0, 6.0, said), Said("rep", 6.5, 8.0, "Indeed, a fine story.")], duration=8.0)
     assert m.questions == {"customer": 0, "rep": 0}
     # A final Whisper cut at a pause has no full stop of its own: the call's other finals say it punctuates.

@@ -93,6 +93,9 @@ _DOES = re.compile(r"\b(?:[Dd]oes|[Dd]id)\s+(?:[A-Z]\w+|the|that|this)\b")  # "d
 
 
 _PUNCTUATED = re.compile(r"[.!?;:]|,(?!\d)")  # (not the comma of "4,111")
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+# "Had he married ..., he might": an inverted condition, not a question (as "were it", "should you need").
+_CONDITION = re.compile(r"(?:had|were|should)\b", re.IGNORECASE)
 
 
 def punctuated(text: str) -> bool:
@@ -102,15 +105,28 @@ def punctuated(text: str) -> bool:
 
 def questions_in(text: str, punctuates: bool | None = None) -> int:
     """Questions in a segment. Where the recogniser punctuates (``punctuates``: it did in this call; None: judged
-    from ``text`` alone), its question marks: Whisper does, and a statement that opens like a question ("Had he
-    married a more amiable woman, he might...") is none, even in a final it left without its full stop (cut at a
-    pause). Where it leaves punctuation out, the clauses that open like a question ("how is", "can you", "does
+    from ``text`` alone), its sentences that end in a question mark, those ending in a full stop that open as a
+    question does ("Does Tuesday work for you.": Whisper leaves out a question mark now and then), and those it left
+    unfinished (a final cut at a pause) with a question clause in them ("..., by email does Tuesday work for you"),
+    unless they open as an inverted condition ("Had he married a more amiable woman, he might...": none, also
+    unfinished). Where it leaves punctuation out, the clauses that open like a question ("how is", "can you", "does
     that")."""
     if punctuates is None:
         punctuates = punctuated(text)
-    if punctuates:
-        return text.count("?")
-    return len(_QUESTION.findall(text)) + len(_DOES.findall(text))
+    if not punctuates:
+        return len(_QUESTION.findall(text)) + len(_DOES.findall(text))
+    count = 0
+    for sentence in _SENTENCE.findall(text):
+        said = sentence.strip()
+        if not said or (_CONDITION.match(said) and not said.endswith("?")):
+            continue
+        if said.endswith("?"):
+            count += 1
+        elif said[-1] in ".!":  # a statement, unless it opens as a question
+            count += bool(_QUESTION.match(said) or _DOES.match(said))
+        else:  # left unfinished (a final cut at a pause): "..., by email does Tuesday work for you"
+            count += bool(_QUESTION.search(said) or _DOES.search(said))
+    return count
 
 
 def longest_stretch(segments: Sequence[Said], speaker: str, interjection_s: float = 1.0) -> float:
