@@ -84,6 +84,7 @@ async def upload_call(request: Request) -> JSONResponse:
         body = await spool_request(request, services.settings.ingest.max_file_mb << 20)
     except TooLarge as exc:
         raise HTTPException(413, str(exc)) from None
+    audio: AudioFile | None = None
     try:
         audio = _open(body)
         rate = call_rate(audio.sample_rate)
@@ -105,6 +106,8 @@ async def upload_call(request: Request) -> JSONResponse:
         except AudioFileError as exc:
             raise HTTPException(400, str(exc)) from None
     finally:
+        if audio is not None:
+            audio.close()  # (FFmpeg's decoder and its buffers, now rather than at garbage collection)
         body.close()
     log.info("call %s uploaded: %.1f s of audio, %d finals", call_id, played.duration, len(played.finals))
     return JSONResponse(

@@ -217,7 +217,10 @@ class DecodeScheduler:
             self._audio_s += audio_s
             self._recent.append((time.monotonic(), elapsed))
         if self.on_batch is not None:
-            self.on_batch(len(jobs), elapsed)
+            try:  # (a listener's failure must not end the decode thread with the batch's futures unresolved)
+                self.on_batch(len(jobs), elapsed)
+            except Exception:
+                log.exception("the batch listener failed")
 
 
 def _resolve(job: _Job, hypothesis: Hypothesis) -> None:

@@ -22,6 +22,7 @@ when the server holds all the calls it may.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import ipaddress
@@ -154,7 +155,7 @@ async def transcribe(request: Request) -> JSONResponse:
     except _Refused as exc:
         log.warning("deepgram pre-recorded request refused: %d %s", exc.status, exc.message)
         body = {"err_code": exc.code, "err_msg": exc.message, "request_id": request_id, "detail": exc.message}
-        header = exc.message.encode("ascii", "replace").decode()[:500]
+        header = "".join(c if " " <= c < "\x7f" else "?" for c in exc.message)[:500]  # (no CR/LF from a query)
         headers = {"dg-error": header, "dg-request-id": request_id, **exc.headers}
         return JSONResponse(body, exc.status, headers=headers)
 
@@ -194,10 +195,11 @@ class _Transcription:
             self.request_id = options.call_id
         limit = self.services.settings.ingest.max_file_mb << 20
         body = await self._body(limit)
+        opened: AudioFile | None = None  # (closed with the body: FFmpeg's decoder and its buffers)
         try:
             digest(body, self.sha256)
             if container or _is_container(body):  # (a file sent with encoding=: the file says, as Deepgram reads it)
-                audio = _open(body)
+                audio = opened = _open(body)
                 rate = call_rate(audio.sample_rate)
                 channels = 2 if options.multichannel and audio.channels >= 2 else 1
                 options = replace(options, sample_rate=rate, channels=channels)
@@ -210,6 +212,8 @@ class _Transcription:
             except (AudioFileError, AudioError) as exc:
                 raise _Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
         finally:
+            if opened is not None:
+                opened.close()
             body.close()
         return JSONResponse(self._response(options, played, utterances))
 
@@ -243,13 +247,18 @@ class _Transcription:
         extensions = {"sni_hostname": destination.url.host} if destination.url.scheme == "https" else {}
         headers = {"Host": destination.url.netloc.decode()}
         try:
+            # trust_env=False: no proxy from the environment (it would connect by the name, not the checked
+            # address) and no .netrc; the whole fetch within fetch_timeout_s (httpx's timeout is per step).
             async with (
-                httpx.AsyncClient(timeout=compat.fetch_timeout_s, follow_redirects=False) as client,
+                asyncio.timeout(compat.fetch_timeout_s),
+                httpx.AsyncClient(timeout=compat.fetch_timeout_s, follow_redirects=False, trust_env=False) as client,
                 client.stream("GET", destination.pinned, headers=headers, extensions=extensions) as response,
             ):
                 if response.status_code != 200:
                     raise _Refused(400, "Bad Request", f"the url answered HTTP {response.status_code}, not the audio")
                 body = await spool(response.aiter_bytes(), limit)
+        except TimeoutError:
+            raise _Refused(400, "Bad Request", f"the url was not fetched within {compat.fetch_timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise _Refused(400, "Bad Request", f"the url could not be fetched ({exc.__class__.__name__})") from None
         except TooLarge as exc:

@@ -47,7 +47,7 @@ class OfferedStream:
     codecs: list[Codec] = field(default_factory=list)
     dtmf: Codec | None = None
     first_format: str = "0"
-    crypto: list[str] = field(default_factory=list)  # the a=crypto values, in the SRC's order of preference
+    crypto: list[str] = field(default_factory=list, repr=False)  # the a=crypto values (master keys: no repr)
 
     @property
     def active(self) -> bool:
