@@ -126,6 +126,9 @@ class IngestSettings(BaseModel):
     max_file_mb: int = Field(
         500, ge=1, description="the largest recording a request may carry or fetch (POST /v1/listen, POST /v1/calls)"
     )
+    max_file_minutes: float = Field(
+        240.0, gt=0, description="the longest recording they take, decoded (a small file can hold hours of audio)"
+    )
 
 
 _TRANSPORTS: tuple[Literal["udp", "tcp"], ...] = ("udp", "tcp")

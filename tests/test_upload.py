@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 from tests.encoded import encode
 from tests.speech import Program, program, stereo, tel8k, wer
 
@@ -121,3 +122,14 @@ def test_what_cannot_be_uploaded_is_refused_with_the_reason(server: Server) -> N
     assert _upload(server, b"x", key="msk_not_a_key").status_code == 401
     other_team = _upload(server, encode([tel8k()[0].pcm], 8000, "wav"), key=server.keys["other"], team="acme")
     assert other_team.status_code == 403 and "globex" in other_team.json()["detail"]
+
+
+def test_a_recording_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
+    """``ingest.max_file_minutes`` bounds the decoded length (a small compressed file can hold hours of audio)."""
+    limited = start_server(tmp_path / "short", {"MEDIA_SERVER_INGEST__MAX_FILE_MINUTES": "0.05"})  # 3 s
+    try:
+        utts = tel8k()
+        long = _upload(limited, encode([program(utts[:3], lead_s=0.2).pcm], 8000, "mp3"), call_id=_call_id())
+        assert long.status_code == 413 and "ingest.max_file_minutes" in long.json()["detail"], long.text
+    finally:
+        stop_server(limited)

@@ -87,6 +87,13 @@ async def upload_call(request: Request) -> JSONResponse:
     audio: AudioFile | None = None
     try:
         audio = _open(body)
+        limit_s = services.settings.ingest.max_file_minutes * 60
+        if audio.duration > limit_s:
+            raise HTTPException(
+                413,
+                f"the recording lasts {audio.duration / 60:.0f} minutes; at most "
+                f"{limit_s / 60:g} (ingest.max_file_minutes)",
+            )
         rate = call_rate(audio.sample_rate)
         channels = 2 if audio.channels >= 2 else 1
         if channels == 2:
@@ -102,7 +109,7 @@ async def upload_call(request: Request) -> JSONResponse:
         except CallRefused as exc:
             raise HTTPException(403, exc.message) from None
         try:
-            played = await play(call, audio.chunks(rate, channels), rate, services.scheduler)
+            played = await play(call, audio.chunks(rate, channels), rate, services.scheduler, limit_s)
         except AudioFileError as exc:
             raise HTTPException(400, str(exc)) from None
     finally:

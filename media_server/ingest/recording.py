@@ -20,6 +20,7 @@ from typing import IO
 from starlette.requests import ClientDisconnect, Request
 
 from media_server.audio import Audio, Int16Array
+from media_server.audio_files import AudioFileError
 from media_server.calls.lifecycle import CallEnd, LiveCall
 from media_server.store.records import CallRecord
 from media_server.v1 import events_pb2 as pb
@@ -75,11 +76,16 @@ def _too_large(what: str, limit: int) -> str:
 
 
 async def play(
-    call: LiveCall, blocks: Iterable[Int16Array], rate: int, scheduler: DecodeScheduler | None = None
+    call: LiveCall,
+    blocks: Iterable[Int16Array],
+    rate: int,
+    scheduler: DecodeScheduler | None = None,
+    max_s: float | None = None,
 ) -> Played:
     """Feed ``blocks`` (int16, shape (channels, n), at ``rate``) into ``call``, end it and wait until it is stored.
     Its finals come back in call order (the call was opened with ``subscribe=True``). Whatever goes wrong, the
-    call ends (``interrupted``) and is stored."""
+    call ends (``interrupted``) and is stored. ``max_s``: audio beyond it is refused (:class:`AudioFileError`; a
+    container may say less than it holds)."""
     finals = asyncio.create_task(_finals(call), name=f"finals-{call.id}")
     fed = 0
     try:
@@ -87,6 +93,8 @@ async def play(
             for channel in range(block.shape[0]):
                 call.push(Audio(channel, block[channel], rate))
             fed += block.shape[1]
+            if max_s is not None and fed > max_s * rate:
+                raise AudioFileError(f"the recording runs longer than {max_s / 60:g} minutes (ingest.max_file_minutes)")
             await asyncio.sleep(0)  # decoding overlaps with the VAD; other requests go on
             await _backlog(scheduler, call)
             if not call.live:

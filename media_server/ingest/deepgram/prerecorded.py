@@ -196,10 +196,18 @@ class _Transcription:
         limit = self.services.settings.ingest.max_file_mb << 20
         body = await self._body(limit)
         opened: AudioFile | None = None  # (closed with the body: FFmpeg's decoder and its buffers)
+        limit_s = self.services.settings.ingest.max_file_minutes * 60
         try:
             digest(body, self.sha256)
             if container or _is_container(body):  # (a file sent with encoding=: the file says, as Deepgram reads it)
                 audio = opened = _open(body)
+                if audio.duration > limit_s:
+                    raise _Refused(
+                        413,
+                        "PAYLOAD_TOO_LARGE",
+                        f"the recording lasts {audio.duration / 60:.0f} "
+                        f"minutes; at most {limit_s / 60:g} (ingest.max_file_minutes)",
+                    )
                 rate = call_rate(audio.sample_rate)
                 channels = 2 if options.multichannel and audio.channels >= 2 else 1
                 options = replace(options, sample_rate=rate, channels=channels)
@@ -208,7 +216,7 @@ class _Transcription:
                 blocks = _raw_blocks(body, options)
             call = await self._open(key.team, options, metadata)
             try:
-                played = await play(call, blocks, options.call_rate, self.services.scheduler)
+                played = await play(call, blocks, options.call_rate, self.services.scheduler, limit_s)
             except (AudioFileError, AudioError) as exc:
                 raise _Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
         finally:
