@@ -110,8 +110,9 @@ async def upload_call(request: Request) -> JSONResponse:
             raise HTTPException(403, exc.message) from None
         try:
             played = await play(call, audio.chunks(rate, channels), rate, services.scheduler, limit_s)
-        except AudioFileError as exc:
-            raise HTTPException(400, str(exc)) from None
+        except AudioFileError as exc:  # (what was fed is stored, interrupted: say so, and how to upload again)
+            why = f"{exc}; what came before is stored as call {call_id!r} (interrupted): DELETE it to upload again"
+            raise HTTPException(400, why) from None
     finally:
         if audio is not None:
             audio.close()  # (FFmpeg's decoder and its buffers, now rather than at garbage collection)
