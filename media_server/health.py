@@ -9,12 +9,15 @@ that fails: a full disk or database, a read-only file), while a shared database 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse
 
 from media_server.workers.remote import RemoteScheduler
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from media_server.services import Services
@@ -48,8 +51,12 @@ class StoreWritable:
         try:
             await self.store.probe()
             self._failure = None
-        except Exception as exc:
-            self._failure = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
+        except Exception as exc:  # (readiness answers anyone: a category there, the database's own words in the log)
+            detail = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
+            failure = "full (the database or its disk)" if "full" in detail.lower() else "the write failed"
+            if failure != self._failure:
+                log.warning("the store's probe write failed: %s", detail)
+            self._failure = failure
         finally:
             self._at = time.monotonic()
             self._task = None
