@@ -115,7 +115,10 @@ async def test_a_siprec_call_is_transcribed_per_participant_and_stored(srs: tupl
     rep_wer = wer([u.ref for u in utterances[:2]], [" ".join(finals(log, "rep"))])
     customer_wer = wer([u.ref for u in utterances[2:4]], [" ".join(finals(log, "customer"))])
     print(f"SIPREC over G.711 RTP: WER rep {rep_wer:.3f}, customer {customer_wer:.3f}")
-    assert rep_wer < 0.2 and customer_wer < 0.2
+    # Each participant's words are its own (not the other's, not mixed): two utterances each (~30 words), so one
+    # utterance cut in two by the endpointer costs tiny.en ~4 words more (0.12 -> 0.24 seen once in CI).
+    crossed = wer([u.ref for u in utterances[2:4]], [" ".join(finals(log, "rep"))])
+    assert rep_wer < 0.3 and customer_wer < 0.3 and crossed > 0.8
 
     with server.http(server.keys["admin"]) as http:
         stored = http.get(f"/v1/calls/{call_id}").json()

@@ -25,7 +25,7 @@ from media_server.workers.remote import RemoteScheduler
 from models.asr.engine import DecodeRequest
 from models.asr.scheduler import InterimDropped
 from models.audio import int16_to_float32, resample
-from tests.conftest import EventLog, collect_events, start_server, stop_server
+from tests.conftest import EventLog, collect_events, free_port, start_server, stop_server
 from tests.speech import Utterance, program, stereo, tel8k, wer
 from tests.workers import KEY, Worker, start_workers, stop_workers
 
@@ -124,6 +124,32 @@ async def test_the_worker_batches_the_jobs_of_two_nodes_together(two_workers: li
         assert wer([u.ref for u in utterances], node_texts) <= 0.15
 
 
+async def test_the_node_shares_work_between_equal_workers_and_weighs_only_a_much_slower_one() -> None:
+    """Which worker a job goes to, from the loads the workers reported (set here by hand: no worker is reached)."""
+    closed = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    scheduler = RemoteScheduler(WorkersSettings(urls=closed, key=KEY))
+    scheduler._ensure_started()
+    a, b = scheduler.links
+    try:
+        for link in scheduler.links:
+            link.healthy = True
+
+        def picks(rtf_a: float, rtf_b: float, queued_a: int = 0, n: int = 8) -> list[str]:
+            a.load = pb.WorkerLoad(real_time_factor=rtf_a, queue_depth=queued_a)
+            b.load = pb.WorkerLoad(real_time_factor=rtf_b)
+            return ["a" if scheduler._pick() is a else "b" for _ in range(n)]
+
+        # Two CPU workers, one measured on a cold first job (3x): they take turns (this kept one call on one worker).
+        assert picks(0.06, 0.18).count("a") == 4
+        assert picks(0.06, 0.0).count("a") == 4  # one not measured yet counts as fast
+        assert picks(0.06, 0.06, queued_a=2) == ["b"] * 8  # least work ahead wins
+        # A GPU worker (0.01) beside a CPU one (0.2): the CPU worker takes a job once the GPU has 20x the work ahead.
+        assert picks(0.01, 0.2) == ["a"] * 8
+        assert picks(0.01, 0.2, queued_a=19, n=1) == ["a"] and picks(0.01, 0.2, queued_a=20, n=1) == ["b"]
+    finally:
+        await scheduler.aclose()
+
+
 async def test_finals_in_flight_on_a_killed_worker_are_decoded_by_another(tmp_path: Path) -> None:
     workers = start_workers(tmp_path, 2)
     scheduler = remote(workers)
@@ -199,8 +225,9 @@ async def test_a_call_loses_no_final_when_a_worker_is_killed_mid_call(tmp_path: 
             stream_call(stereo(rep, customer), server.ws_url, "twilio", key, call_id=call_id, metadata=metadata)
         )
 
-        # Kill worker 0 while it holds a final of the call: after the first final, at the next moment it has work.
-        killed_at = await _kill_when_busy(server.url, key, workers[0], after_s=11.0)
+        # Kill a worker while it holds a final of the call: after the first finals, at the next moment one has one.
+        killed_at, killed = await _kill_when_busy(server.url, key, workers, after_s=11.0)
+        survivor = next(w for w in workers if w is not killed)
         result = await call
         log: EventLog = await collector
         status = (await http.get("/v1/status")).json()
@@ -229,11 +256,11 @@ async def test_a_call_loses_no_final_when_a_worker_is_killed_mid_call(tmp_path: 
         )
         assert max(after) < statistics.median(before) + 3.0  # the bump is bounded: a retry, not a timeout
         described = {w["address"]: w for w in status["workers"]}
-        assert not described[workers[0].address]["healthy"] and described[workers[1].address]["healthy"]
-        assert described[workers[0].address]["failedOver"] >= 1
+        assert not described[killed.address]["healthy"] and described[survivor.address]["healthy"]
+        assert described[killed.address]["failedOver"] >= 1
         assert (await http.get("/health/ready")).status_code == 200  # one worker left: still ready
 
-        workers[1].kill()
+        survivor.kill()
         deadline = time.monotonic() + 10
         while (ready := await http.get("/health/ready")).status_code != 503:
             assert time.monotonic() < deadline, "readiness did not notice that no worker is left"
@@ -245,15 +272,17 @@ async def test_a_call_loses_no_final_when_a_worker_is_killed_mid_call(tmp_path: 
         stop_workers(workers)
 
 
-async def _kill_when_busy(url: str, key: str, worker: Worker, after_s: float) -> float:
-    """SIGKILL ``worker`` at the first moment after ``after_s`` that the node has a final in flight on it."""
+async def _kill_when_busy(url: str, key: str, workers: list[Worker], after_s: float) -> tuple[float, Worker]:
+    """SIGKILL the worker on which the node has a final in flight, at the first such moment after ``after_s``
+    (which worker the node picks is its own choice); the time of the kill and the worker killed."""
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
         while True:
             status = (await http.get("/v1/status")).json()
-            mine = next(w for w in status["workers"] if w["address"] == worker.address)
-            if time.monotonic() - started > after_s and mine["finalsInFlight"] > 0:
-                worker.kill()
-                return time.time()
-            assert time.monotonic() - started < after_s + 15, "the worker never held a final of the call"
+            busy = {w["address"] for w in status["workers"] if w["finalsInFlight"] > 0}
+            holding = [worker for worker in workers if worker.address in busy]
+            if time.monotonic() - started > after_s and holding:
+                holding[0].kill()
+                return time.time(), holding[0]
+            assert time.monotonic() - started < after_s + 15, "no worker held a final of the call"
             await asyncio.sleep(0.02)

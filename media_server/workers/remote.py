@@ -4,8 +4,10 @@
 ``stream_closed``, ``stats``, ``close``). It keeps one channel and one Decode stream to each worker of
 ``workers.urls`` (one stream per node and worker: the jobs are multiplexed on it by id, so a job costs one message
 each way, not an RPC set-up), and sends each job to the healthy worker with the least work ahead of it: (jobs queued
-there + this node's jobs in flight there + 1) x its real-time factor (rounded to a power of two: workers of about the
-same speed take turns), from the load each answer and each status poll reports.
+there + this node's jobs in flight there + 1), from the load each answer and each status poll reports; equal ones take
+turns. A worker's real-time factor weighs in only where it is much slower than the fastest (``SLOWER``: a CPU worker
+beside a GPU one): a real-time factor is a noisy measure (one cold first job, short interims that cost as much as long
+finals), and weighing small differences locked one call's work onto one of two equal workers.
 
 A worker that dies (its stream breaks: connection reset, keepalive timeout), refuses the key, or does not answer a
 job within ``request_timeout_s``, is marked down until a status poll reaches it again, and the jobs it held are sent
@@ -20,7 +22,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import statistics
 import time
 from collections import deque
@@ -40,6 +41,8 @@ from models.asr.engine import DecodeRequest, EngineCapabilities, Hypothesis
 from models.asr.scheduler import DecodeScheduler, InterimDropped, SchedulerStats
 
 log = logging.getLogger(__name__)
+
+SLOWER = 4.0  # a worker this many times slower than the fastest (by real-time factor) takes work in proportion
 
 # Find a dead worker within seconds even when its machine vanished without a reset, and reconnect quickly.
 CHANNEL_OPTIONS = [
@@ -112,12 +115,14 @@ class WorkerLink:
         self._outbox: asyncio.Queue[pb.DecodeStreamRequest | None] | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    @property
-    def score(self) -> float:
-        """Work ahead of a new job here: jobs ahead x compute per second of audio, the latter rounded to a power of
-        two, so that workers of about the same speed take turns and a much faster one (a GPU) takes more."""
+    def score(self, fastest: float) -> float:
+        """Work ahead of a new job here: jobs ahead, times how much slower than ``fastest`` (the lowest real-time
+        factor of the healthy workers) this worker is, where that is ``SLOWER`` times or more; one not measured yet
+        counts as fast."""
         ahead = self.load.queue_depth + len(self.pending) + 1
-        return ahead * 2.0 ** round(math.log2(max(self.load.real_time_factor, 0.01)))
+        rtf = self.load.real_time_factor
+        slower = rtf / fastest if rtf > 0 and fastest > 0 else 1.0
+        return ahead * (slower if slower >= SLOWER else 1.0)
 
     def down(self, reason: str) -> None:
         if self.healthy:
@@ -312,8 +317,10 @@ class RemoteScheduler(DecodeScheduler):
         healthy = [link for link in self.links if link.healthy]
         if not healthy:
             return None
+        measured = [link.load.real_time_factor for link in healthy if link.load.real_time_factor > 0]
+        fastest = min(measured, default=0.0)
         turn = next(self._turn)  # equal scores: take turns
-        return min(healthy, key=lambda link: (link.score, (self.links.index(link) - turn) % len(self.links)))
+        return min(healthy, key=lambda link: (link.score(fastest), (self.links.index(link) - turn) % len(self.links)))
 
     async def decode(self, request: DecodeRequest) -> Hypothesis:
         if self._closed:
