@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import jiwer
+import numpy as np
 from num2words import num2words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -581,6 +582,13 @@ def collapsed(segment: Segment, ref: Sequence[RefToken], min_s: float = 3.0, sha
     return segment.end - segment.start >= min_s and spoken >= 5 and len(normalise(segment.text)) < share * spoken
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars (jiwer 4 and numpy reductions give them) as plain numbers for JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def row(job: Job, streamed: Scored, offline: Scored) -> dict[str, Any]:
     s, o = streamed.as_dict(), offline.as_dict()
     digits = []
@@ -680,7 +688,7 @@ def write_details(
                 "offline": [[s.start, s.end, s.text] for s in offline[job.key]],
                 "reference": [[t.speaker, t.start, t.end, t.text] for t in job.channel.turns],
             }
-            f.write(json.dumps(detail) + "\n")
+            f.write(json.dumps(detail, default=_plain) + "\n")
 
 
 # -- main ------------------------------------------------------------------------------------------------
@@ -794,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s, o = score(reference, streamed.get(job.key, [])), score(reference, offline_segments[job.key])
         rows.append(row(job, s, o))
         scores.append((job, s, o))
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps(rows[-1], default=_plain), flush=True)
     pools = {
         kind: {
             "streaming": pooled([s for j, s, _ in scores if j.channel.name == kind and j.call.name in names]),
@@ -821,9 +829,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         **info,
     }
-    print(json.dumps(report), flush=True)
+    print(json.dumps(report, default=_plain), flush=True)
     log("\n" + table(rows))
-    log(json.dumps({"pooled": pools, "targets": report["targets"]}, indent=1))
+    log(json.dumps({"pooled": pools, "targets": report["targets"]}, indent=1, default=_plain))
     return 0
 
 

@@ -53,13 +53,19 @@ class StoreWritable:
             self._failure = None
         except Exception as exc:  # (readiness answers anyone: a category there, the database's own words in the log)
             detail = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
-            failure = "full (the database or its disk)" if "full" in detail.lower() else "the write failed"
+            failure = failure_category(detail)
             if failure != self._failure:
                 log.warning("the store's probe write failed: %s", detail)
             self._failure = failure
         finally:
             self._at = time.monotonic()
             self._task = None
+
+
+def failure_category(detail: str) -> str:
+    """What readiness (which answers anyone) says of a store failure; the database's own words (a PostgreSQL error
+    can name a user, host or table) go to the log only."""
+    return "full (the database or its disk)" if "full" in detail.lower() else "the write failed"
 
 
 def live() -> dict[str, str]:
@@ -71,7 +77,7 @@ async def ready(services: Services | None, writable: StoreWritable | None) -> JS
         return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
     journal = services.journal
     if not journal.healthy:
-        reason = f"storage failing: {journal.failure}"
+        reason = f"storage failing: {failure_category(journal.failure)}"
         return JSONResponse({"ready": False, "reason": reason, "pendingEvents": journal.pending}, 503)
     if services.calls.closing:
         return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)

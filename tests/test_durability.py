@@ -177,6 +177,8 @@ async def test_a_store_that_fills_mid_call_is_loud_and_loses_nothing_stored(tmp_
             assert http.get("/health").status_code == 200, "the server stays up"
             ready = http.get("/health/ready")
             assert ready.status_code == 503 and "storage" in ready.json()["reason"]
+            # Readiness answers anyone: a category, not the database's own words (those are in the log above).
+            assert ready.json()["reason"] == "storage failing: full (the database or its disk)", ready.json()
             assert http.get(f"/v1/calls/{big}").json()["transcript"] == before["transcript"], "nothing stored is lost"
             # Space comes back: an admin deletes an old call.
             assert http.delete(f"/v1/calls/{big}").status_code == 204
