@@ -24,6 +24,7 @@ MAX_GUESSES = 3  # homophones read as digits in one number, at most
 
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
 _DIGITS = re.compile(r"^\d+(?:[-./]\d+)*$")
+_GAP = re.compile(r"[\W_]*")  # what may lie between two words in a text: spaces, punctuation
 
 
 def luhn(digits: str) -> bool:
@@ -99,18 +100,27 @@ def _card_in(digits: Sequence[str | None], i: int, j: int, must: set[int] | None
 
 
 def mend_hypothesis(hypothesis: Hypothesis) -> Hypothesis:
-    """``mend`` applied to a hypothesis' words and its text alike (only where the text's tokens are its words, so
-    that the two always spell the same)."""
+    """``mend`` applied to a hypothesis' words and its text alike, so that the two always spell the same. Whisper's
+    words may split a text token ("539-1488-0343-6467." as "539", "-1488", ...): each word is found in the text in
+    order, with only spaces and punctuation between it and the one before; where one is not, nothing is changed."""
     said = [w.word for w in hypothesis.words]
     if not any(_core(word) in SOUNDS_LIKE for word in said):
         return hypothesis
     mended = mend(said)
-    pieces = re.split(r"(\s+)", hypothesis.text.strip())
-    if mended == said or pieces[0::2] != said:
+    if mended == said:
         return hypothesis
+    text, spans, pos = hypothesis.text, [], 0
+    for word in said:
+        found = text.find(word, pos)
+        if found < 0 or not _GAP.fullmatch(text, pos, found):
+            return hypothesis
+        spans.append((found, found + len(word)))
+        pos = found + len(word)
+    for (a, b), old, new in reversed(list(zip(spans, said, mended, strict=True))):
+        if old != new:
+            text = text[:a] + new + text[b:]
     words = tuple(w if w.word == m else replace(w, word=m) for w, m in zip(hypothesis.words, mended, strict=True))
-    pieces[0::2] = mended
-    return replace(hypothesis, text="".join(pieces), words=words)
+    return replace(hypothesis, text=text, words=words)
 
 
 def _core(token: str) -> str:
