@@ -3,14 +3,17 @@ becomes a stored call like a live one: transcript per party, speakers, metrics, 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+from media_server.ingest import recording
 from tests.conftest import Server, start_server, stop_server
 from tests.encoded import encode
 from tests.speech import Program, program, stereo, tel8k, wer
@@ -133,3 +136,30 @@ def test_a_recording_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
         assert long.status_code == 413 and "ingest.max_file_minutes" in long.json()["detail"], long.text
     finally:
         stop_server(limited)
+
+
+async def test_a_recording_waits_for_a_busy_recogniser_and_fails_on_a_stuck_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The feed of a recording waits while the decode queue is long, however long live calls keep the recogniser
+    busy, as long as decodes finish; one that finishes none for ``STUCK_S`` fails the upload (503, the call stored as
+    interrupted). A stand-in scheduler and call: a real decoder cannot be made to stall on demand."""
+    monkeypatch.setattr(recording, "STUCK_S", 0.5)
+
+    class Busy:
+        def __init__(self, progressing_for: int) -> None:
+            self.polls, self.progressing_for = 0, progressing_for
+
+        def stats(self) -> Any:
+            self.polls += 1
+            batches = min(self.polls, self.progressing_for)  # a batch finishes per poll, then none
+            return SimpleNamespace(queue_depth=recording.MAX_QUEUED + 5, batches=batches)
+
+    call = SimpleNamespace(live=True)
+    busy = Busy(progressing_for=60)  # 60 polls (1.2 s, past STUCK_S) of progress, then stuck
+    started = time.monotonic()
+    with pytest.raises(recording.RecogniserStuck):
+        await recording._backlog(busy, call)  # type: ignore[arg-type]
+    assert time.monotonic() - started >= 1.2 + 0.5  # it waited through the busy stretch
+    call.live = False  # a call ended meanwhile (revoked key, shutdown): no waiting
+    await asyncio.wait_for(recording._backlog(Busy(0), call), 0.5)  # type: ignore[arg-type]

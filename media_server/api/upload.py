@@ -33,7 +33,7 @@ from media_server.audio_files import AudioFile, AudioFileError, open_audio
 from media_server.calls.call import ChannelSpec
 from media_server.calls.lifecycle import CallConflict, CallRefused, CallsFull, new_call_id
 from media_server.calls.metadata import MetadataError, parse_metadata
-from media_server.ingest.recording import TooLarge, play, spool_request
+from media_server.ingest.recording import RecogniserStuck, TooLarge, play, spool_request
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ async def upload_call(request: Request) -> JSONResponse:
         except AudioFileError as exc:  # (what was fed is stored, interrupted: say so, and how to upload again)
             why = f"{exc}; what came before is stored as call {call_id!r} (interrupted): DELETE it to upload again"
             raise HTTPException(400, why) from None
+        except RecogniserStuck as exc:
+            why = f"{exc}; what came before is stored as call {call_id!r} (interrupted): DELETE it to upload again"
+            raise HTTPException(503, why, headers={"Retry-After": "60"}) from None
     finally:
         if audio is not None:
             audio.close()  # (FFmpeg's decoder and its buffers, now rather than at garbage collection)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import IO
@@ -28,6 +29,7 @@ from models.asr.scheduler import DecodeScheduler
 
 #: Decodes waiting in the scheduler's queue beyond which the feed waits (bounded memory, live calls first).
 MAX_QUEUED = 16
+STUCK_S = 60.0  # a decoder that finishes no batch for this long while requests wait is stuck
 SPOOL_IN_MEMORY = 4 << 20  # bodies up to this stay in memory; larger ones go to a temporary file
 
 
@@ -75,6 +77,10 @@ def _too_large(what: str, limit: int) -> str:
     return f"{what} is larger than {limit >> 10} KiB"
 
 
+class RecogniserStuck(Exception):
+    """Decodes wait and none has finished for :data:`STUCK_S`: the recording is not fed on."""
+
+
 async def play(
     call: LiveCall,
     blocks: Iterable[Int16Array],
@@ -111,11 +117,20 @@ async def play(
 
 
 async def _backlog(scheduler: DecodeScheduler | None, call: LiveCall) -> None:
-    """Wait while the decoder has more than :data:`MAX_QUEUED` requests waiting (polled: the queue is a thread's)."""
-    for _ in range(3000):  # (at most a minute: a stuck decoder does not hold the request forever)
-        if scheduler is None or scheduler.stats().queue_depth <= MAX_QUEUED or not call.live:
-            return
+    """Wait while the decoder has more than :data:`MAX_QUEUED` requests waiting (polled: the queue is a thread's),
+    however long live calls keep it busy (a recording's decodes yield to theirs, and feeding on would only grow the
+    queue); a decoder that finishes no batch for :data:`STUCK_S` fails the recording instead of holding it."""
+    if scheduler is None:
+        return
+    stats = scheduler.stats()
+    progress, since = stats.batches, time.monotonic()
+    while stats.queue_depth > MAX_QUEUED and call.live:
+        if stats.batches != progress:
+            progress, since = stats.batches, time.monotonic()
+        elif time.monotonic() - since > STUCK_S:
+            raise RecogniserStuck(f"the recogniser finished no decode for {STUCK_S:g} s")
         await asyncio.sleep(0.02)
+        stats = scheduler.stats()
 
 
 async def _finals(call: LiveCall) -> list[pb.Transcript]:

@@ -17,7 +17,7 @@ paced, decoded when no live call's work waits. The answer is Deepgram's ``Listen
 
 Errors are Deepgram's: 400 ``{"err_code", "err_msg", "request_id"}`` for audio or parameters it cannot use, 401/403
 for the key, 403 for a URL whose host is not allowed, 409 for a call id in use, 413 over ``ingest.max_file_mb``, 503
-when the server holds all the calls it may.
+when the server holds all the calls it may or its recogniser finished nothing for a minute.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from media_server.config import CompatSettings, WebhookSettings
 from media_server.ingest.deepgram.audio import AudioDecoder, AudioError
 from media_server.ingest.deepgram.messages import ModelInfo, plain, results_message, speaker_number
 from media_server.ingest.deepgram.options import ListenError, ListenOptions, parse_listen_query
-from media_server.ingest.recording import Played, TooLarge, play, spool, spool_request
+from media_server.ingest.recording import Played, RecogniserStuck, TooLarge, play, spool, spool_request
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
 from media_server.webhooks.destinations import RefusedDestination, resolve
@@ -130,7 +130,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: _error("the key may not ingest, or the url's host is not in compat.fetch_allow"),
     409: _error("the call id is in use"),
     413: _error("the audio is larger than ingest.max_file_mb"),
-    503: _error("the server holds all the calls it may: try again after Retry-After"),
+    503: _error("the server holds all the calls it may, or its recogniser is stuck: try again after Retry-After"),
 }
 
 
@@ -219,6 +219,8 @@ class _Transcription:
                 played = await play(call, blocks, options.call_rate, self.services.scheduler, limit_s)
             except (AudioFileError, AudioError) as exc:
                 raise _Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
+            except RecogniserStuck as exc:
+                raise _Refused(503, "SERVICE_UNAVAILABLE", f"try again later: {exc}", {"Retry-After": "60"}) from None
         finally:
             if opened is not None:
                 opened.close()
