@@ -65,6 +65,9 @@ class StreamingSettings(BaseModel):
         14.0, ge=2.0, le=15.0, description="a final at least this often in a turn without a pause (cut at a word)"
     )
     prompt_previous: bool = Field(False, description="prompt the decoder with the channel's previous final")
+    prompt_continuation: bool = Field(
+        True, description="prompt a long turn's continuation, after a cut, with the turn's words before the cut"
+    )
 
 
 class VadSettings(BaseModel):

@@ -53,6 +53,7 @@ def streaming_config(settings: Settings) -> StreamingConfig:
         interim_interval_s=s.interim_interval_ms / 1000,
         max_utterance_s=s.max_utterance_s,
         prompt_previous=s.prompt_previous,
+        prompt_continuation=s.prompt_continuation,
         speech_threshold=settings.vad.threshold,
         silence_threshold=max(0.05, settings.vad.threshold - 0.15),
     )

@@ -22,7 +22,9 @@ final of such a cut is decoded as offline decoding does (timestamps, Whisper's 3
 audio so far, and the turn is cut where Whisper's last segment starts within the last ``cut_search_s``:
 the final keeps the segments before it, and the next utterance starts there (``CUT_MARGIN_MS`` early),
 as an offline decode seeks on from a segment boundary. Until that final is decoded the continuation holds
-the audio from the earliest possible cut and asks for no interim. Where Whisper gives no such boundary (or
+the audio from the earliest possible cut and asks for no interim; then it is prompted with the last words
+of that final (``prompt_continuation``): a sentence cut in the middle goes on knowing how it began
+(Whisper's segments end at line length too, not only at sentences). Where Whisper gives no such boundary (or
 the engine cannot say), the cut is the word boundary of the latest interim where the voice dips lowest (a
 sentence end where there is one), both sides decoded over ``carry_overlap_ms`` across it; each word goes to
 the side of the cut its middle lies on, except that the continuation keeps what the final left out (Whisper
@@ -64,6 +66,7 @@ class StreamingConfig:
     carry_overlap_ms: int = 1000  # without a segment boundary: audio before the cut the continuation decodes again
     cut_overlap_ms: int = 1000  # a word-boundary cut leaves at least this much audio after it
     prompt_previous: bool = False  # prompt the decoder with what was said before (measured: it hurts tiny.en)
+    prompt_continuation: bool = True  # a cut turn's continuation: prompt with the turn's text before the cut
     speech_threshold: float = 0.5
     silence_threshold: float = 0.35
     min_speech_ms: int = 200  # shorter bursts are noise, not an utterance
@@ -141,6 +144,7 @@ class _Decode:
     cut_from: int | None = None  # a long turn's cut: the earliest sample a segment boundary may move it to
 
 
+CONTINUATION_PROMPT_WORDS = 40  # of a cut turn's text, the last words a continuation is prompted with
 CUT_MARGIN_MS = 300  # a continuation cut at a segment boundary starts this much before it
 
 _PUNCT = re.compile(r"[^\w']+")
@@ -485,10 +489,13 @@ class StreamingRecognizer:
         cfg = self.config
         forced = bool(utt.stable) and cfg.stable_interims and (not final or cfg.final_keeps_stable)
         audio16 = resample(utt.audio(upto), self.sample_rate, MODEL_SAMPLE_RATE)
+        prompt = self.prompt
+        if cfg.prompt_continuation and utt.keep_from is not None and not prompt:
+            prompt = " ".join(self._previous_text.split()[-CONTINUATION_PROMPT_WORDS:])
         request = DecodeRequest(
             audio=audio16,
             final=final,
-            prompt=self.prompt or None,
+            prompt=prompt or None,
             hotwords=cfg.hotwords,
             prefix=utt.stable if forced else None,
             segmented=cut_from is not None,

@@ -296,3 +296,9 @@ async def test_a_long_turn_is_cut_where_a_sentence_starts(cut_decode_s: float) -
         assert before.text.endswith("."), "cut where a sentence starts"
         assert before.words[-1].end <= after.words[0].start
     assert sum(r.segmented for r in engine.requests) == len(finals) - 1, "each cut's final decoded as offline"
+    # A continuation is decoded knowing how its turn began: prompted with the last words of the final before the cut
+    # (the first utterance of the turn has no prompt; nor has one asked for before that final is back, as here when
+    # the cut's decode is slow and the turn ends first).
+    prompts = [r.prompt for r in engine.requests if r.prompt]
+    assert bool(prompts) is (not cut_decode_s) and engine.requests[0].prompt is None
+    assert all(any(f.text.endswith(prompt) for f in finals[:-1]) for prompt in prompts), prompts
