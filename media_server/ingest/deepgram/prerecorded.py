@@ -42,12 +42,13 @@ from starlette.responses import JSONResponse
 from media_server.audio import Int16Array, call_rate
 from media_server.audio_files import AudioFile, AudioFileError, open_audio
 from media_server.auth.http import presented_key
-from media_server.calls.lifecycle import CallConflict, CallRefused, CallsFull, LiveCall, new_call_id
+from media_server.calls.lifecycle import CallRefused, LiveCall, new_call_id
 from media_server.calls.metadata import Consent, MetadataError, parse_metadata
 from media_server.config import CompatSettings, WebhookSettings
 from media_server.ingest.deepgram.audio import AudioDecoder, AudioError
 from media_server.ingest.deepgram.messages import ModelInfo, plain, results_message, speaker_number
 from media_server.ingest.deepgram.options import ListenError, ListenOptions, parse_listen_query
+from media_server.ingest.deepgram.refusals import Refused, refusal
 from media_server.ingest.recording import Played, RecogniserStuck, TooLarge, play, spool, spool_request
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
@@ -134,12 +135,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
 @router.post(
     "/v1/listen",
     response_model=DeepgramTranscription,
@@ -152,12 +147,10 @@ async def transcribe(request: Request) -> JSONResponse:
     request_id = new_call_id("dg")
     try:
         return await _Transcription(request, request.app.state.services, request_id).run()
-    except _Refused as exc:
+    except Refused as exc:
         log.warning("deepgram pre-recorded request refused: %d %s", exc.status, exc.message)
-        body = {"err_code": exc.code, "err_msg": exc.message, "request_id": request_id, "detail": exc.message}
-        header = "".join(c if " " <= c < "\x7f" else "?" for c in exc.message)[:500]  # (no CR/LF from a query)
-        headers = {"dg-error": header, "dg-request-id": request_id, **exc.headers}
-        return JSONResponse(body, exc.status, headers=headers)
+        body = {**exc.body(request_id), "detail": exc.message}
+        return JSONResponse(body, exc.status, headers=exc.response_headers(request_id))
 
 
 class _Transcription:
@@ -172,9 +165,9 @@ class _Transcription:
     async def run(self) -> JSONResponse:
         key = await self.services.authenticate(presented_key(self.request))
         if key is None:
-            raise _Refused(401, "INVALID_AUTH", "missing or invalid API key: send Authorization: Token KEY")
+            raise Refused(401, "INVALID_AUTH", "missing or invalid API key: send Authorization: Token KEY")
         if not key.can("ingest"):
-            raise _Refused(403, "INSUFFICIENT_PERMISSIONS", f"a {key.role.value} key may not transcribe audio")
+            raise Refused(403, "INSUFFICIENT_PERMISSIONS", f"a {key.role.value} key may not transcribe audio")
         items = self.request.query_params.multi_items()
         utterances = _flag(next((v for k, v in reversed(items) if k == "utterances"), None))
         items = [(k, v) for k, v in items if k not in ("utterances", "utt_split")]
@@ -185,10 +178,10 @@ class _Transcription:
             options = parse_listen_query(items)
             metadata = parse_metadata(options.metadata)
         except (ListenError, MetadataError) as exc:
-            raise _Refused(400, "Bad Request", str(exc)) from None
+            raise Refused(400, "Bad Request", str(exc)) from None
         metadata.token = None
         if metadata.team and metadata.team != key.team:
-            raise _Refused(
+            raise Refused(
                 403, "INSUFFICIENT_PERMISSIONS", f"this key belongs to team {key.team!r}, not {metadata.team!r}"
             )
         if options.call_id:
@@ -202,7 +195,7 @@ class _Transcription:
             if container or _is_container(body):  # (a file sent with encoding=: the file says, as Deepgram reads it)
                 audio = opened = _open(body)
                 if audio.duration > limit_s:
-                    raise _Refused(
+                    raise Refused(
                         413,
                         "PAYLOAD_TOO_LARGE",
                         f"the recording lasts {audio.duration / 60:.0f} "
@@ -218,9 +211,9 @@ class _Transcription:
             try:
                 played = await play(call, blocks, options.call_rate, self.services.scheduler, limit_s)
             except (AudioFileError, AudioError) as exc:
-                raise _Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
+                raise Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
             except RecogniserStuck as exc:
-                raise _Refused(503, "SERVICE_UNAVAILABLE", f"try again later: {exc}", {"Retry-After": "60"}) from None
+                raise Refused(503, "SERVICE_UNAVAILABLE", f"try again later: {exc}", {"Retry-After": "60"}) from None
         finally:
             if opened is not None:
                 opened.close()
@@ -236,24 +229,24 @@ class _Transcription:
                     return await self._fetch(request.read(), limit)
             body = await spool_request(self.request, limit)
         except TooLarge as exc:
-            raise _Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
+            raise Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
         if not _size(body):
-            raise _Refused(400, "Bad Request", 'the request has no audio: send the file as the body, or {"url"}')
+            raise Refused(400, "Bad Request", 'the request has no audio: send the file as the body, or {"url"}')
         return body
 
     async def _fetch(self, raw: bytes, limit: int) -> IO[bytes]:
         try:
             request = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Refused(400, "Bad Request", 'the JSON body must be {"url": "..."}') from None
+            raise Refused(400, "Bad Request", 'the JSON body must be {"url": "..."}') from None
         url = request.get("url") if isinstance(request, dict) else None
         if not isinstance(url, str) or not url:
-            raise _Refused(400, "Bad Request", 'the JSON body must be {"url": "..."}')
+            raise Refused(400, "Bad Request", 'the JSON body must be {"url": "..."}')
         compat = self.services.settings.compat
         try:
             destination = await fetchable(url, compat)
         except RefusedDestination as exc:
-            raise _Refused(403, "INSUFFICIENT_PERMISSIONS", f"url refused: {exc}") from None
+            raise Refused(403, "INSUFFICIENT_PERMISSIONS", f"url refused: {exc}") from None
         extensions = {"sni_hostname": destination.url.host} if destination.url.scheme == "https" else {}
         headers = {"Host": destination.url.netloc.decode()}
         try:
@@ -265,16 +258,16 @@ class _Transcription:
                 client.stream("GET", destination.pinned, headers=headers, extensions=extensions) as response,
             ):
                 if response.status_code != 200:
-                    raise _Refused(400, "Bad Request", f"the url answered HTTP {response.status_code}, not the audio")
+                    raise Refused(400, "Bad Request", f"the url answered HTTP {response.status_code}, not the audio")
                 body = await spool(response.aiter_bytes(), limit)
         except TimeoutError:
-            raise _Refused(400, "Bad Request", f"the url was not fetched within {compat.fetch_timeout_s:g} s") from None
+            raise Refused(400, "Bad Request", f"the url was not fetched within {compat.fetch_timeout_s:g} s") from None
         except httpx.HTTPError as exc:
-            raise _Refused(400, "Bad Request", f"the url could not be fetched ({exc.__class__.__name__})") from None
+            raise Refused(400, "Bad Request", f"the url could not be fetched ({exc.__class__.__name__})") from None
         except TooLarge as exc:
-            raise _Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
+            raise Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
         if not _size(body):
-            raise _Refused(400, "Bad Request", "the url gave an empty body")
+            raise Refused(400, "Bad Request", "the url gave an empty body")
         return body
 
     async def _open(self, team: str, options: ListenOptions, metadata: Any) -> LiveCall:
@@ -290,17 +283,8 @@ class _Transcription:
                 subscribe=True,
                 batch=True,
             )
-        except CallConflict as exc:
-            raise _Refused(409, "Conflict", exc.message) from None
-        except CallsFull as exc:
-            raise _Refused(
-                503,
-                "SERVICE_UNAVAILABLE",
-                f"try again later (in {exc.retry_after_s} s): {exc.message}",
-                {"Retry-After": str(exc.retry_after_s)},
-            ) from None
         except CallRefused as exc:
-            raise _Refused(403, "INSUFFICIENT_PERMISSIONS", exc.message) from None
+            raise refusal(exc) from None
         for index, spec in call.channels.items():
             if not call.transcribing(index):
                 self.warnings.append(
@@ -418,7 +402,7 @@ def _open(body: IO[bytes]) -> AudioFile:
     try:
         return open_audio(body, "the audio")
     except AudioFileError as exc:
-        raise _Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
+        raise Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
 
 
 def _raw_blocks(body: IO[bytes], options: ListenOptions) -> Iterator[Int16Array]:
@@ -430,7 +414,7 @@ def _raw_blocks(body: IO[bytes], options: ListenOptions) -> Iterator[Int16Array]
         try:
             channels = decoder.decode(data)
         except AudioError as exc:
-            raise _Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
+            raise Refused(400, "Bad Request", f"DATA-0000: {exc}") from None
         yield np.stack(channels)
     tail = decoder.flush()
     if tail and tail[0].size:

@@ -34,7 +34,7 @@ from media_server.auth.http import presented_key
 from media_server.auth.keys import ApiKey
 from media_server.auth.sessions import Held
 from media_server.bus import SubscriberTooSlow
-from media_server.calls.lifecycle import CallConflict, CallEnd, CallsFull, LiveCall, new_call_id
+from media_server.calls.lifecycle import CallEnd, CallRefused, LiveCall, new_call_id
 from media_server.calls.metadata import CallMetadata, Consent, MetadataError, parse_metadata
 from media_server.ingest.deepgram.audio import AudioDecoder, AudioError
 from media_server.ingest.deepgram.messages import (
@@ -48,8 +48,9 @@ from media_server.ingest.deepgram.messages import (
     utterance_end_message,
 )
 from media_server.ingest.deepgram.options import ListenError, ListenOptions, parse_listen_query
+from media_server.ingest.deepgram.refusals import Refused, refusal
 from media_server.ingest.farewell import EndWatch, ServerEnded
-from media_server.ingest.messages import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN
+from media_server.ingest.messages import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
 from media_server.ingest.websocket import services_of
 from media_server.services import Services
 from media_server.v1 import events_pb2 as pb
@@ -79,25 +80,6 @@ class _Outcome:
     flush: bool = False
 
 
-class _Refused(Exception):
-    """The handshake refused with an HTTP status; ``close_code``: the close frame where HTTP cannot be answered."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        close_code: int = CLOSE_POLICY,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-        self.close_code = close_code
-
-
 class ListenSession:
     def __init__(self, ws: WebSocket, services: Services) -> None:
         self.ws = ws
@@ -123,7 +105,7 @@ class ListenSession:
     async def run(self) -> None:
         try:
             call = await self._open()
-        except _Refused as exc:
+        except Refused as exc:
             await self._refuse(exc)
             return
         try:
@@ -153,20 +135,20 @@ class ListenSession:
         offered = self._subprotocol_key()  # also picks the subprotocol to answer with
         secret = presented_key(self.ws) or offered
         if secret is None:
-            raise _Refused(401, "INVALID_AUTH", "missing API key: send Authorization: Token KEY")
+            raise Refused(401, "INVALID_AUTH", "missing API key: send Authorization: Token KEY")
         key = await self.services.authenticate(secret)
         if key is None:
-            raise _Refused(401, "INVALID_AUTH", "invalid API key")
+            raise Refused(401, "INVALID_AUTH", "invalid API key")
         if not key.can("ingest"):
-            raise _Refused(403, "INSUFFICIENT_PERMISSIONS", f"a {key.role.value} key may not stream audio")
+            raise Refused(403, "INSUFFICIENT_PERMISSIONS", f"a {key.role.value} key may not stream audio")
         try:
             options = parse_listen_query(self.ws.query_params.multi_items())
             metadata = parse_metadata(options.metadata)
         except (ListenError, MetadataError) as exc:
-            raise _Refused(400, "Bad Request", str(exc)) from None
+            raise Refused(400, "Bad Request", str(exc)) from None
         metadata.token = None
         if metadata.team and metadata.team != key.team:
-            raise _Refused(
+            raise Refused(
                 403, "INSUFFICIENT_PERMISSIONS", f"this key belongs to team {key.team!r}, not {metadata.team!r}"
             )
         self.options = options
@@ -190,16 +172,8 @@ class ListenSession:
                 consent_default=Consent(compat.consent),  # these clients never say; the server's setting does
                 subscribe=True,
             )
-        except CallConflict as exc:
-            raise _Refused(409, "Conflict", exc.message) from None
-        except CallsFull as exc:
-            raise _Refused(
-                503,
-                "SERVICE_UNAVAILABLE",
-                f"try again later (in {exc.retry_after_s} s): {exc.message}",
-                {"Retry-After": str(exc.retry_after_s)},
-                CLOSE_TRY_AGAIN,
-            ) from None
+        except CallRefused as exc:
+            raise refusal(exc) from None
         self._held = self.services.sessions.hold(key.id, lambda: call.end(CallEnd.KEY_REVOKED))
         for index, spec in call.channels.items():
             if not call.transcribing(index):
@@ -222,14 +196,12 @@ class ListenSession:
                 return offered[i + 1]
         return None
 
-    async def _refuse(self, refused: _Refused) -> None:
+    async def _refuse(self, refused: Refused) -> None:
         """Refuse the handshake with an HTTP status, as Deepgram does (the SDK raises it as ``ApiError``); where the
         server cannot answer a websocket request with HTTP, accept and close with 1008 and the reason."""
         log.warning("deepgram stream from %s refused: %d %s", self.peer, refused.status, refused.message)
         if "websocket.http.response" in self.ws.scope.get("extensions", {}):
-            body = {"err_code": refused.code, "err_msg": refused.message, "request_id": self.request_id}
-            header = refused.message.encode("ascii", "replace").decode()[:500]
-            headers = {"dg-error": header, "dg-request-id": self.request_id, **refused.headers}
+            body, headers = refused.body(self.request_id), refused.response_headers(self.request_id)
             with contextlib.suppress(Exception):
                 await self.ws.send_denial_response(JSONResponse(body, refused.status, headers=headers))
             return
