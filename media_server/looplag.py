@@ -5,21 +5,22 @@ benchmark watches that it stays flat."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from typing import Any
 
 import numpy as np
+
+from media_server.background import Background
 
 
 class LoopLag:
     def __init__(self, interval_s: float = 0.25, window: int = 240) -> None:
         self.interval_s = interval_s
         self._lags: deque[float] = deque(maxlen=window)  # seconds; the last minute at the defaults
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("loop-lag", self._run)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+        self._task.start()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -41,8 +42,4 @@ class LoopLag:
         }
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

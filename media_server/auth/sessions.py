@@ -17,11 +17,12 @@ listen-ins                                  the peer connection is closed, the a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable
 from typing import Protocol
+
+from media_server.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +97,13 @@ class KeyWatcher:
         self.store = store
         self.sessions = sessions
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("key-watcher", self._run)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="key-watcher")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def check(self) -> int:
         """One look: end the connections of held keys that are revoked, expired or gone; how many."""

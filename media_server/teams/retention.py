@@ -8,7 +8,6 @@ never days, so nothing there outlives a retention. Several servers on one databa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from media_server.background import Background
 from media_server.store.store import Store
 from media_server.teams.config import TeamConfig
 
@@ -33,7 +33,10 @@ class Purger:
     clock: Callable[[], datetime] = _now
     last: dict[str, dict[str, int]] = field(default_factory=dict)  # what the last purge removed, per team
     last_at: datetime | None = None
-    _task: asyncio.Task[None] | None = None
+    _task: Background = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._task = Background("retention", self._run)
 
     async def run_once(self) -> dict[str, dict[str, int]]:
         """Purge every team with a retention now; what went, per team."""
@@ -57,13 +60,10 @@ class Purger:
         return removed
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from media_server import __version__
+from media_server.background import Background
 from media_server.config import WebhookSettings
 from media_server.store.outbox import Claimed, Outbox
 from media_server.store.store import Store
@@ -48,7 +49,7 @@ class WebhookSender:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.timeout_s), follow_redirects=False, trust_env=False
         )
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("webhooks", self._run)
         self._wake = asyncio.Event()
 
     def backoff(self, attempts: int) -> float:
@@ -69,14 +70,10 @@ class WebhookSender:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="webhooks")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self._client.aclose()
 
     async def _run(self) -> None:
