@@ -51,6 +51,39 @@ def create_key(data_dir: Path, team: str, role: str, env: dict[str, str] | None 
     return out.stdout.strip().splitlines()[-1]
 
 
+# `media-server keys create` once per key, all in one interpreter (a process start and the CLI's imports take about
+# a second: a server's four keys would take four).
+_CREATE_KEYS = """
+import json, sys
+from media_server.cli import main
+for argv in json.loads(sys.argv[1]):
+    code = main(argv)
+    if code:
+        sys.exit(code)
+    print("\\n--key--", flush=True)
+"""
+
+
+def create_keys(
+    data_dir: Path, wanted: dict[str, tuple[str, str]], env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Keys named as in ``wanted`` (name -> (team, role)), each made by `media-server keys create`'s own code."""
+    argvs = [
+        ["keys", "create", "--team", team, "--role", role, "--data-dir", str(data_dir)]
+        for team, role in wanted.values()
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", _CREATE_KEYS, json.dumps(argvs)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    secrets = [part.strip().splitlines()[-1] for part in out.stdout.split("\n--key--")[: len(argvs)]]
+    assert len(secrets) == len(argvs) and all(s.startswith("msk_") for s in secrets), out.stdout
+    return dict(zip(wanted, secrets, strict=True))
+
+
 @dataclass
 class Server:
     url: str
@@ -82,12 +115,13 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
         "MEDIA_SERVER_GRPC__PORT": str(free_port()),
         **(extra_env or {}),
     }
-    keys = {
-        "admin": create_key(data_dir, "acme", "admin", env),
-        "rep": create_key(data_dir, "acme", "rep", env),
-        "ingest": create_key(data_dir, "acme", "ingest", env),
-        "other": create_key(data_dir, "globex", "admin", env),
+    wanted = {
+        "admin": ("acme", "admin"),
+        "rep": ("acme", "rep"),
+        "ingest": ("acme", "ingest"),
+        "other": ("globex", "admin"),
     }
+    keys = create_keys(data_dir, wanted, env)
     port = free_port()
     log_path = data_dir / "server.log"
     log = log_path.open("wb")

@@ -23,7 +23,7 @@ import uvicorn
 
 from media_server.app import create_app
 from media_server.config import Settings
-from tests.conftest import create_key, free_port
+from tests.conftest import create_keys, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -52,8 +52,7 @@ def inprocess_server(
     data_dir: Path, settings: dict[str, Any], roles: tuple[str, ...] = ("admin", "manager", "rep", "ingest")
 ) -> Iterator[InProcessServer]:
     """Keys ``roles`` of team acme (named by role) and ``other`` (an admin of team globex)."""
-    keys = {role: create_key(data_dir, "acme", role) for role in roles}
-    keys["other"] = create_key(data_dir, "globex", "admin")
+    keys = create_keys(data_dir, {**{role: ("acme", role) for role in roles}, "other": ("globex", "admin")})
     port = free_port()
     # gRPC on any free port: test servers must not clash on the default 50051.
     app = create_app(Settings.model_validate({"port": port, "data_dir": data_dir, "grpc": {"port": 0}, **settings}))
