@@ -156,10 +156,10 @@ async def test_a_recording_waits_for_a_busy_recogniser_and_fails_on_a_stuck_one(
             return SimpleNamespace(queue_depth=recording.MAX_QUEUED + 5, batches=batches)
 
     call = SimpleNamespace(live=True)
-    busy = Busy(progressing_for=60)  # 60 polls (1.2 s, past STUCK_S) of progress, then stuck
+    busy = Busy(progressing_for=60)  # 60 polls (1.18 s, past STUCK_S) of progress, then stuck
     started = time.monotonic()
     with pytest.raises(recording.RecogniserStuck):
         await recording._backlog(busy, call)  # type: ignore[arg-type]
-    assert time.monotonic() - started >= 1.2 + 0.5  # it waited through the busy stretch
+    assert time.monotonic() - started >= 59 * 0.02 + 0.5  # it waited through the busy stretch (59 sleeps), then 0.5 s
     call.live = False  # a call ended meanwhile (revoked key, shutdown): no waiting
     await asyncio.wait_for(recording._backlog(Busy(0), call), 0.5)  # type: ignore[arg-type]
