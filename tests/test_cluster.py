@@ -7,6 +7,7 @@ taken over by the other when its lease runs out; Redis restarted mid-call loses 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 import uuid
@@ -63,12 +64,17 @@ def cluster(
         "MEDIA_SERVER_WORKERS__URLS": json.dumps([w.address for w in workers]),
         "MEDIA_SERVER_WORKERS__KEY": WORKER_KEY,
     }
-    a = start_server(tmp_path / "a", env)
-    try:
-        b = start_server(tmp_path / "b", env)
-    except BaseException:
-        stop_server(a)
-        raise
+    # Both at once (one PostgreSQL database takes two servers starting together: test_store tests it); ~10 s less.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        starting = [pool.submit(start_server, tmp_path / name, env) for name in ("a", "b")]
+        concurrent.futures.wait(starting)
+    failed = [f.exception() for f in starting if f.exception() is not None]
+    if failed:
+        for f in starting:
+            if f.exception() is None:
+                stop_server(f.result())
+        raise failed[0]  # type: ignore[misc]
+    a, b = (f.result() for f in starting)
     try:
         yield a, b
     finally:
