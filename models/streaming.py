@@ -490,7 +490,8 @@ class StreamingRecognizer:
         forced = bool(utt.stable) and cfg.stable_interims and (not final or cfg.final_keeps_stable)
         audio16 = resample(utt.audio(upto), self.sample_rate, MODEL_SAMPLE_RATE)
         prompt = self.prompt
-        if cfg.prompt_continuation and utt.keep_from is not None and not prompt:
+        if cfg.prompt_continuation and utt.keep_from is not None and utt.settled is None and not prompt:
+            # (only once the final before the cut is decoded: before that, the last final is an earlier turn's)
             prompt = " ".join(self._previous_text.split()[-CONTINUATION_PROMPT_WORDS:])
         request = DecodeRequest(
             audio=audio16,
