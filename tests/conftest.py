@@ -4,6 +4,7 @@ databases (``store_url``: SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
@@ -147,6 +148,21 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
             raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
         time.sleep(0.2)
     return Server(url, f"ws://127.0.0.1:{port}", data_dir, log_path, keys, process, int(env["MEDIA_SERVER_GRPC__PORT"]))
+
+
+def start_servers(*specs: tuple[Path, dict[str, str]]) -> list[Server]:
+    """Servers (data dir, extra environment) started at once: a start is mostly waiting (keys, the model load,
+    the health poll). All start or none is left running."""
+    with concurrent.futures.ThreadPoolExecutor(len(specs)) as pool:
+        starting = [pool.submit(start_server, data_dir, env) for data_dir, env in specs]
+        concurrent.futures.wait(starting)
+    errors = [error for future in starting if (error := future.exception()) is not None]
+    if errors:
+        for future in starting:
+            if future.exception() is None:
+                stop_server(future.result())
+        raise errors[0]
+    return [future.result() for future in starting]
 
 
 def stop_server(server: Server) -> None:

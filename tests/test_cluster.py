@@ -7,7 +7,6 @@ taken over by the other when its lease runs out; Redis restarted mid-call loses 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import time
 import uuid
@@ -30,7 +29,7 @@ from tests.conftest import (
     ThrowawayRedis,
     _asyncpg_dsn,
     collect_events,
-    start_server,
+    start_servers,
     stop_server,
 )
 from tests.speech import Program, program, tel8k
@@ -65,16 +64,7 @@ def cluster(
         "MEDIA_SERVER_WORKERS__KEY": WORKER_KEY,
     }
     # Both at once (one PostgreSQL database takes two servers starting together: test_store tests it); ~10 s less.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        starting = [pool.submit(start_server, tmp_path / name, env) for name in ("a", "b")]
-        concurrent.futures.wait(starting)
-    failed = [f.exception() for f in starting if f.exception() is not None]
-    if failed:
-        for f in starting:
-            if f.exception() is None:
-                stop_server(f.result())
-        raise failed[0]  # type: ignore[misc]
-    a, b = (f.result() for f in starting)
+    a, b = start_servers((tmp_path / "a", env), (tmp_path / "b", env))
     try:
         yield a, b
     finally:

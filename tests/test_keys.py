@@ -47,7 +47,7 @@ from media_server.client.stream import StreamResult, stream_call
 from media_server.client.wav import Recording
 from media_server.store.store import Store
 from media_server.v1 import api_pb2, api_pb2_grpc
-from tests.conftest import BIN, ROOT, Server, free_port, start_server, stop_server
+from tests.conftest import BIN, ROOT, Server, free_port, start_servers, stop_server
 from tests.inprocess import CHROMIUM_FLAGS, InProcessServer, inprocess_server, loopback_ice, require_chromium
 
 
@@ -633,14 +633,11 @@ def test_the_first_start_writes_its_admin_key_to_a_private_file_never_to_the_log
 @pytest.fixture
 def two_servers(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Server, Server]]:
     env = {"MEDIA_SERVER_DATABASE_URL": postgres_url}
-    a = start_server(tmp_path / "a", env)
+    a, b = start_servers((tmp_path / "a", env), (tmp_path / "b", env))
     try:
-        b = start_server(tmp_path / "b", env)
-        try:
-            yield a, b
-        finally:
-            stop_server(b)
+        yield a, b
     finally:
+        stop_server(b)
         stop_server(a)
 
 
