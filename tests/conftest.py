@@ -42,14 +42,8 @@ def free_port() -> int:
 
 
 def create_key(data_dir: Path, team: str, role: str, env: dict[str, str] | None = None) -> str:
-    out = subprocess.run(
-        [str(BIN), "keys", "create", "--team", team, "--role", role, "--data-dir", str(data_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    """One key (the console script itself is tested in test_cli)."""
+    return create_keys(data_dir, {"key": (team, role)}, env)["key"]
 
 
 # `media-server keys create` once per key, all in one interpreter (a process start and the CLI's imports take about
