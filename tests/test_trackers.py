@@ -64,3 +64,24 @@ def test_names_the_recogniser_misspells_are_found_fuzzily(nlp: Language) -> None
 
 def test_nothing_tracked_is_nothing_found(nlp: Language) -> None:
     assert TrackerMatcher(nlp, CONFIG).find("We talked about the weather.", [], 0.0, 2.0) == []
+
+
+def test_the_pipeline_runs_without_loading_torch_where_torch_is_installed() -> None:
+    """spaCy's thinc imports torch whenever it can (~250 MB of a server's memory, never used by the pipeline):
+    the server imports spaCy with torch hidden, and torch stays importable for whoever needs it (this virtual
+    environment has torch, as the Makefile's does)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import media_server.app\n"
+        "from media_server.insights.nlp import load_pipeline\n"
+        "doc = load_pipeline(None)('Zorvexa offered a discount on Tuesday.')\n"
+        "assert [e.text for e in doc.ents], 'the pipeline works'\n"
+        "assert 'torch' not in sys.modules, 'torch was loaded'\n"
+        "import torch\n"
+        "print(torch.__version__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
