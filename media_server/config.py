@@ -43,6 +43,9 @@ class AsrSettings(BaseModel):
     )
     device: str = "cpu"
     compute_type: str = "int8"
+    final_beam_size: int = Field(
+        5, ge=1, le=10, description="beam search for finals (1: greedy, as interims); CTranslate2 backend"
+    )
     workers: int = Field(
         0, ge=0, description="decode threads sharing the model; 0: one per core (up to 4) on a CPU, 1 on CUDA"
     )

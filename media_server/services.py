@@ -84,6 +84,7 @@ def build_scheduler(settings: Settings) -> DecodeScheduler:
             cpu_threads=a.cpu_threads or max(1, cores // workers),
             download_root=a.download_root,
             workers=workers,
+            final_beam_size=a.final_beam_size,
         )
     return DecodeScheduler(
         engine,
