@@ -67,7 +67,7 @@ def test_nothing_tracked_is_nothing_found(nlp: Language) -> None:
 
 
 def test_the_pipeline_runs_without_loading_torch_where_torch_is_installed() -> None:
-    """spaCy's thinc imports torch whenever it can (~250 MB of a server's memory, never used by the pipeline):
+    """spaCy's thinc imports torch whenever it can (~180 MB of a server's memory, never used by the pipeline):
     the server imports spaCy with torch hidden, and torch stays importable for whoever needs it (this virtual
     environment has torch, as the Makefile's does)."""
     import subprocess

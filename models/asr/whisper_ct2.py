@@ -178,8 +178,8 @@ class WhisperCT2Engine:
             items.append(_Item(i, request, features, self._window(int(features.shape[-1]))))
         results: list[Hypothesis | None] = [None] * len(items)
         retry: list[_Item] = []
-        items.sort(key=lambda item: (item.window, item.request.final))
-        for (window, _final), group in groupby(items, key=lambda item: (item.window, item.request.final)):
+        items.sort(key=_batch_key)
+        for (window, _final), group in groupby(items, key=_batch_key):
             members = list(group)
             for item, (hypothesis, suspicious) in zip(members, self._decode(members, window), strict=True):
                 if suspicious and window < 3000:
@@ -214,6 +214,7 @@ class WhisperCT2Engine:
             encoded,
             prompts,
             beam_size=self.final_beam_size if items[0].request.final else 1,
+            length_penalty=0.0,  # no length normalisation: with it the beam cut twelve spoken "one"s to seven
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
@@ -289,6 +290,11 @@ class WhisperCT2Engine:
             prompt += [*tok.sot_sequence, tok.no_timestamps, *self._prefix_tokens(item.request)]
             prompts.append(prompt)
         return prompts
+
+
+def _batch_key(item: _Item) -> tuple[int, bool]:
+    """Items decoded together: one window, and finals (beam search) apart from interims (greedy)."""
+    return item.window, item.request.final
 
 
 def _fit(features: np.ndarray, window: int) -> np.ndarray:
