@@ -189,8 +189,10 @@ async def test_mulaw_stereo_call_with_dtmf_and_finalize(
     while_open = events[marks["finalize"] : marks["end"]]
     for ch in (0, 1):
         assert finals(while_open, ch), f"Finalize gave channel {ch} its final while the stream was open"
-    assert wer([utterances[0].ref], finals(events, 0)) < 0.25
-    assert wer([utterances[1].ref], finals(events, 1)) < 0.25
+    # At most two words in eight: the finals' beam hears "ill disposed" as "old-sposed" on this mu-law clip, as
+    # offline decoding with beam 5 does (greedy gets it); what this test checks is the transport, not the model.
+    assert wer([utterances[0].ref], finals(events, 0)) <= 0.25
+    assert wer([utterances[1].ref], finals(events, 1)) <= 0.25
     ended = events[-1].call_ended
     assert ended.status == "completed", "the end of the request stream ends the call normally"
 
