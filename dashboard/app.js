@@ -1089,8 +1089,11 @@ function liveCallPage(id) {
     if (!session) return;
     listening = null;
     clearInterval(session.timer);
-    if (!options.ended) deleteSession(session.location, options.keepalive);
-    if (session.pc) session.pc.close();
+    // The DELETE first, the peer connection closed once it is answered: closed at once, the server sees the
+    // connection go, ends the session itself, and the DELETE arriving after finds none (a 404 in the console).
+    const close = () => session.pc && session.pc.close();
+    if (options.ended) close();
+    else deleteSession(session.location, options.keepalive).finally(close);
     if (session.context) session.context.close().catch(() => {});
     audio.srcObject = null;
     showLevel(0);
@@ -1103,7 +1106,7 @@ function liveCallPage(id) {
   }
 
   function deleteSession(url, keepalive = false) {
-    if (url) api(url, { method: "DELETE", keepalive }).catch(() => {});
+    return url ? api(url, { method: "DELETE", keepalive }).catch(() => {}) : Promise.resolve();
   }
 
   listenButton.addEventListener("click", () => (listening ? stopListening() : startListening()));
