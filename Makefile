@@ -12,7 +12,7 @@ GRPC_PORT ?=  # the gRPC API's port (empty: the server's setting, 50051 by defau
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps run test lint typecheck pytest proto bench key clean
+.PHONY: install system-deps run test lint typecheck pytest screenshots proto bench key clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -60,8 +60,25 @@ lint: install
 typecheck: install $(TORCH_STAMP)  # the torch backend is type-checked against torch
 	$(VENV)/bin/mypy media_server models
 
+# A test run leaves the tree clean: what `git status` lists after the suite and did not list before fails the run,
+# with the list (in a git work tree only; screenshots and other outputs belong in ignored folders, as artifacts/).
 pytest: install $(TORCH_STAMP)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		dir=$$(mktemp -d); git status --porcelain --untracked-files=all | sort > $$dir/before; \
+		echo "$(VENV)/bin/pytest $(PYTEST_ARGS)"; $(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+		git status --porcelain --untracked-files=all | sort > $$dir/after; \
+		new=$$(comm -13 $$dir/before $$dir/after); rm -rf $$dir; \
+		if [ -n "$$new" ]; then echo "the test run changed the tree (ignore or remove what it writes):"; echo "$$new"; exit 1; fi; \
+		exit $$rc; \
+	else $(VENV)/bin/pytest $(PYTEST_ARGS); fi
+
+# The README's screenshots (docs/images/) refreshed from the Chromium tests' (artifacts/screenshots/, ignored; the
+# README's detail.png is the test's detail-explained.png).
+SHOTS := $(or $(ARTIFACTS_DIR),artifacts)/screenshots
+screenshots: install
+	$(VENV)/bin/pytest -q tests/test_dashboard.py
+	cp $(SHOTS)/wall.png $(SHOTS)/call.png $(SHOTS)/history.png $(SHOTS)/team.png docs/images/
+	cp $(SHOTS)/detail-explained.png docs/images/detail.png
 
 # Regenerate the Python code of proto/ (committed; tests check it is current).
 proto: install
