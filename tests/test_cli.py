@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,27 @@ def test_transcribe_says_in_one_line_what_is_wrong_with_the_file(
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert lines[0].startswith("media-server transcribe: ") and name in lines[0] and says in lines[0], lines[0]
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="runs as root: root reads a file whatever its permissions, so chmod 000 cannot make one unreadable",
+)
+def test_transcribe_says_in_one_line_that_a_file_cannot_be_read(tmp_path: Path) -> None:
+    """A good recording that the user may not read (chmod 000): one line that says so, exit status 1."""
+    path = tmp_path / "locked.wav"
+    write_wav(path, Recording([program(tel8k()[:1]).pcm], 8000))
+    path.chmod(0)
+    try:
+        out = run("transcribe", str(path))
+    finally:
+        path.chmod(0o600)
+    assert out.returncode == 1, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("media-server transcribe: ") and "locked.wav" in lines[0], lines[0]
+    assert "permission denied" in lines[0].lower(), lines[0]
 
 
 def test_transcribe_reads_an_mp3_and_is_quiet_when_piped(tmp_path: Path) -> None:
