@@ -284,3 +284,35 @@ def test_the_image_starts_healthy_and_serves_the_dashboard(image: str) -> None:
         assert page.status_code == 200 and "<html" in page.text.lower()
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_compose_up_gives_a_ready_server_on_postgres_and_redis() -> None:
+    """``docker compose up --build`` as the README says, where docker and its compose plugin run (not here, not in CI:
+    skipped with the reason): the server is ready (store written, Redis reached) and serves the dashboard."""
+    why = _docker_daemon()
+    if why is None and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        why = "no docker compose plugin"
+    if why is not None:
+        ci = os.environ.get("CI", "")
+        pytest.skip(f"{why}: compose is not started here (CI={ci}); its settings are tested above")
+    project = f"media-server-test-{uuid.uuid4().hex[:8]}"
+    http, grpc_port = free_port(), free_port()
+    env = {**os.environ, "MEDIA_SERVER_HTTP_PORT": str(http), "MEDIA_SERVER_GRPC_PORT": str(grpc_port)}
+    compose = ["docker", "compose", "-p", project, "-f", str(ROOT / "compose.yaml")]
+    try:
+        subprocess.run([*compose, "up", "-d", "--build"], cwd=ROOT, env=env, check=True, timeout=1800)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{http}/health/ready", timeout=5)
+                if ready.status_code == 200 and ready.json().get("ready") is True:
+                    break
+            except httpx.HTTPError:
+                pass
+            logs = subprocess.run([*compose, "logs", "--tail", "50"], cwd=ROOT, env=env, capture_output=True, text=True)
+            assert time.monotonic() < deadline, logs.stdout
+            time.sleep(3)
+        page = httpx.get(f"http://127.0.0.1:{http}/", timeout=10)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    finally:
+        subprocess.run([*compose, "down", "-v"], cwd=ROOT, env=env, capture_output=True, timeout=300)
