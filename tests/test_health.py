@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import ThrowawayRedis, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -54,5 +54,25 @@ def test_ready_is_false_while_the_store_cannot_be_written_and_live_stays_true(tm
 
             _free(server.data_dir / "media_server.db")
             _until(lambda: http.get("/health/ready").status_code == 200, "ready again once there is room")
+    finally:
+        stop_server(server)
+
+
+def test_ready_is_false_while_redis_is_down_and_true_once_it_is_back(
+    tmp_path: Path, redis_server: ThrowawayRedis
+) -> None:
+    """A server on the Redis event bus: Redis gone, not ready (it says why) but alive; Redis back, ready again."""
+    env = {"MEDIA_SERVER_EVENTS__BUS": "redis", "MEDIA_SERVER_EVENTS__REDIS_URL": redis_server.url}
+    server = start_server(tmp_path / "data", env)
+    try:
+        with server.http() as http:
+            _until(lambda: http.get("/health/ready").status_code == 200, "ready on Redis")
+            redis_server.kill()
+            _until(lambda: http.get("/health/ready").status_code == 503, "not ready without Redis")
+            answer = http.get("/health/ready").json()
+            assert answer["ready"] is False and "Redis" in answer["reason"], answer
+            assert http.get("/health/live").status_code == 200, "alive without Redis"
+            redis_server.resume()
+            _until(lambda: http.get("/health/ready").status_code == 200, "ready again once Redis is back", 60)
     finally:
         stop_server(server)
