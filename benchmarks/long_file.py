@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from call_load import log  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
+
 from media_server.client.wav import read_wav  # noqa: E402
 from tests.conftest import BIN, start_server, stop_server  # noqa: E402
 from tests.encoded import encode  # noqa: E402
@@ -61,10 +63,6 @@ OFFLINE_OPTIONS = {  # benchmarks/conversation_wer.py's, without word timestamps
     "condition_on_previous_text": False,
     "vad_filter": False,
 }
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
