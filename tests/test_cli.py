@@ -117,6 +117,51 @@ def test_transcribe_reads_an_mp3_and_is_quiet_when_piped(tmp_path: Path) -> None
     assert wer([u.ref for _, _, u in mono.spans], [line.split("]", 1)[1] for line in lines]) <= 0.15
 
 
+def test_transcribe_draws_its_progress_bar_on_a_real_terminal(tmp_path: Path) -> None:
+    """stderr on a pseudo-terminal (as in a shell), stdout piped: the bar is drawn on the terminal and wiped at
+    the end; the transcript goes to stdout alone."""
+    import pty
+    import threading
+
+    mono = program(tel8k()[:8])  # long enough for a bar (10 s or more)
+    assert mono.pcm.size / 8000 >= 10
+    write_wav(tmp_path / "call.wav", Recording([mono.pcm], 8000))
+    master, slave = pty.openpty()
+    drawn = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last writer has gone
+                return
+            if not chunk:
+                return
+            drawn.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        out = subprocess.run(
+            [str(BIN), "transcribe", str(tmp_path / "call.wav")],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    terminal = drawn.decode(errors="replace")
+    assert out.returncode == 0, terminal
+    assert "transcribing call.wav [" in terminal and "x" in terminal, terminal
+    assert terminal.endswith("\r\033[K"), terminal  # the bar is wiped: the shell's prompt starts clean
+    assert "transcribing" not in out.stdout and "\r" not in out.stdout
+    lines = out.stdout.strip().splitlines()
+    assert wer([u.ref for _, _, u in mono.spans], [line.split("]", 1)[1] for line in lines]) <= 0.15
+
+
 def test_the_progress_bar_draws_on_a_terminal_only() -> None:
     import io
 
