@@ -71,6 +71,16 @@ class StreamingSettings(BaseModel):
     prompt_continuation: bool = Field(
         True, description="prompt a long turn's continuation, after a cut, with the turn's words before the cut"
     )
+    batch_join_ms: int = Field(
+        2000,
+        ge=0,
+        le=10000,
+        description="recordings (files, uploads): shorter pauses are decoded with the speech around them; "
+        "0 decodes each utterance alone, as a live call",
+    )
+    batch_max_utterance_s: float = Field(
+        28.0, ge=2.0, le=28.0, description="recordings: a cut at least this often (Whisper's 30 s window)"
+    )
 
 
 class VadSettings(BaseModel):

@@ -54,6 +54,8 @@ def streaming_config(settings: Settings) -> StreamingConfig:
         max_utterance_s=s.max_utterance_s,
         prompt_previous=s.prompt_previous,
         prompt_continuation=s.prompt_continuation,
+        batch_join_ms=s.batch_join_ms,
+        batch_max_utterance_s=s.batch_max_utterance_s,
         speech_threshold=settings.vad.threshold,
         silence_threshold=max(0.05, settings.vad.threshold - 0.15),
     )

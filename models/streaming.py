@@ -30,6 +30,14 @@ sentence end where there is one), both sides decoded over ``carry_overlap_ms`` a
 the side of the cut its middle lies on, except that the continuation keeps what the final left out (Whisper
 drops an unfinished sentence at the end of its audio): it drops only its words up to the last one the final
 also said. Finals never change once sent; only the carried tail is decoded again.
+
+A recording (``batch``: fed faster than real time, nobody waiting for a final) is decoded as offline decoding
+decodes it, and reported as a live call is. Pauses shorter than ``batch_join_ms`` do not end an utterance
+(faster-whisper's own VAD option joins speech the same way: ``min_silence_duration_ms`` 2000), and an utterance
+runs to ``batch_max_utterance_s`` (Whisper's 30 s window) before it is cut: the decoder hears whole exchanges,
+not sentences one by one. No interims. Each such final is then split at the pauses of at least
+``endpointing_ms`` that the VAD heard inside it (each word to the side its middle lies on), so that a
+recording's finals, their ``speech_final`` and their segment numbers come out as a live call's do.
 """
 
 from __future__ import annotations
@@ -76,6 +84,8 @@ class StreamingConfig:
     final_keeps_stable: bool = False  # force it on the final too (no revision ever; costs ~2 WER points)
     fairness_key: str = ""  # whose decode work this is (opaque; the server passes the team): keys share the device
     batch: bool = False  # fed faster than real time (a whole recording): decoded only when no live work waits
+    batch_join_ms: int = 2000  # a recording: shorter pauses are decoded with the speech around them (0: none)
+    batch_max_utterance_s: float = 28.0  # a recording: a cut at least this often (Whisper's 30 s, less padding)
 
 
 class SpeechEventType(enum.Enum):
@@ -176,6 +186,15 @@ class StreamingRecognizer:
         self._preroll_limit = pad
         self._pad = pad
         self._endpoint = self.config.endpointing_ms * sample_rate // 1000
+        self._max_utterance = int(self.config.max_utterance_s * sample_rate)
+        self._interims = self.config.interim_results and not self.config.batch
+        self._split = 0  # a recording: pauses at least this long split a final (samples; 0: no split)
+        if self.config.batch:
+            self._split = self._endpoint
+            self._endpoint = max(self._endpoint, self.config.batch_join_ms * sample_rate // 1000)
+            self._max_utterance = max(self._max_utterance, int(self.config.batch_max_utterance_s * sample_rate))
+        self._pauses: deque[tuple[int, int]] = deque()  # a recording: (speech end, speech again) inside utterances
+        self._batch_segments = 0  # a recording: finals given out (their segment numbers)
         self._utterance_end = self.config.utterance_end_ms * sample_rate // 1000
         self._min_speech = self.config.min_speech_ms * sample_rate // 1000
         self._utt: _Utterance | None = None
@@ -306,6 +325,8 @@ class StreamingRecognizer:
             self._utt = utt
             self._silence = 0
         if probability >= cfg.speech_threshold or (probability >= cfg.silence_threshold and self._silence == 0):
+            if self._split and self._silence >= self._split and utt.speech_samples:
+                self._pauses.append((utt.last_speech_end, start))
             utt.speech_samples += end - start
             utt.last_speech_end = end
             self._silence = 0
@@ -322,10 +343,10 @@ class StreamingRecognizer:
             if utt.speech_samples >= self._min_speech:
                 self._finalize(utt, utt.last_speech_end + self._pad, at_pause=True)
             self._close_utterance(utt, keep_from=utt.last_speech_end + self._pad)
-        elif length >= cfg.max_utterance_s * self.sample_rate:
+        elif length >= self._max_utterance:
             self._cut(utt, end)
         elif (
-            cfg.interim_results
+            self._interims
             and utt.inflight is None
             and utt.settled is None  # a continuation starts where the cut's final says
             and utt.speech_samples >= self._min_speech
@@ -640,7 +661,56 @@ class StreamingRecognizer:
                     continue
                 self._finals_emitted.add(event.segment)
                 self._finals_emitted.discard(event.segment - 8)  # bounded: older segments cannot recur
-            self._out.put_nowait(event)
+            if not self.config.batch:
+                self._out.put_nowait(event)
+                continue
+            for piece in self._at_pauses(event) if event.type is SpeechEventType.FINAL else (event,):
+                self._out.put_nowait(self._numbered(piece))
+
+    def _at_pauses(self, event: SpeechEvent) -> list[SpeechEvent]:
+        """A recording's final split at the pauses the VAD heard inside it (each word to the side its middle lies
+        on; a stretch without words gives no final)."""
+        pad = self._pad / self.sample_rate
+        pauses = []
+        while self._pauses and self._t(self._pauses[0][1]) <= event.end:
+            quiet_from, speech_again = (self._t(x) for x in self._pauses.popleft())
+            if quiet_from >= event.start:
+                pauses.append((quiet_from, speech_again))
+        if not pauses or not event.words:
+            return [event]
+        spans = []
+        lo = event.start
+        for quiet_from, speech_again in pauses:
+            middle = (quiet_from + speech_again) / 2
+            spans.append((lo, min(middle, quiet_from + pad), middle))
+            lo = max(middle, speech_again - pad)
+        spans.append((lo, event.end, float("inf")))
+        pieces, head = [], 0
+        words = event.words
+        for i, (start, end, upto) in enumerate(spans):
+            tail = head
+            while tail < len(words) and _middle(words[tail]) < upto:
+                tail += 1
+            if tail > head:
+                text, _ = _slice(event.text, "", words, head, tail)
+                last = i == len(spans) - 1
+                speech_final = event.speech_final if last else True
+                piece_words = words[head:tail]
+                start, end = min(start, piece_words[0].start), max(end, piece_words[-1].end)
+                pieces.append(replace(event, start=start, end=end, text=text, words=piece_words, stable_text=text))
+                pieces[-1] = replace(pieces[-1], speech_final=speech_final)
+            head = tail
+        return pieces or [event]
+
+    def _numbered(self, event: SpeechEvent) -> SpeechEvent:
+        """A recording's events numbered by the finals given out (a split final's pieces are finals of their own):
+        a final gets the next number, the start of speech the number its final will have, an utterance end its
+        final's."""
+        if event.type is SpeechEventType.FINAL:
+            self._batch_segments += 1
+            return replace(event, segment=self._batch_segments)
+        after = 0 if event.type is SpeechEventType.UTTERANCE_END else 1
+        return replace(event, segment=self._batch_segments + after)
 
 
 def _middle(word: Word) -> float:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from models.asr.engine import DecodeRequest, Hypothesis
 from models.asr.scheduler import DecodeScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.audio import resample
@@ -102,6 +103,43 @@ async def test_time_offset_and_endpointing(vad: SileroVAD, scheduler: DecodeSche
     config = StreamingConfig(endpointing_ms=1200, interim_results=False, utterance_end_ms=0)
     events = await run(StreamingRecognizer(8000, vad, scheduler, config), pcm)
     assert [e.type for e in events] == kinds[:2]
+
+
+async def test_a_recording_is_decoded_in_whole_exchanges_and_reported_utterance_by_utterance(
+    vad: SileroVAD, scheduler: DecodeScheduler
+) -> None:
+    """A recording (``batch``, fed as fast as it decodes): pauses under ``batch_join_ms`` are decoded with the speech
+    around them, up to Whisper's 30 s window (fewer, longer decodes: offline decoding's context), and each final is
+    split back at the pauses: one final per utterance, numbered in order, every word in its own utterance's final,
+    finals apart in time, no interims. ``batch_join_ms = 0`` decodes each utterance alone, as a live call."""
+    prog = program(tel8k(), gap_s=1.0)
+    refs = [u.ref for _, _, u in prog.spans]
+    decoded: list[float] = []
+    decode = scheduler.decode
+
+    async def counted(request: DecodeRequest) -> Hypothesis:
+        decoded.append(request.audio.size / 16000)
+        return await decode(request)
+
+    scheduler.decode = counted  # type: ignore[method-assign]
+    results = {}
+    for join in (2000, 0):
+        decoded.clear()
+        config = StreamingConfig(batch=True, batch_join_ms=join)
+        events = await run(StreamingRecognizer(8000, vad, scheduler, config), prog.pcm, realtime_factor=50)
+        assert not [e for e in events if e.type is SpeechEventType.INTERIM]
+        finals = [e for e in events if e.type is SpeechEventType.FINAL]
+        assert len(finals) == len(prog.spans), [f.text for f in finals]
+        assert [f.segment for f in finals] == list(range(1, len(finals) + 1))
+        for (start, end, _u), final in zip(prog.spans, finals, strict=True):
+            assert start - 0.45 <= final.words[0].start and final.words[-1].end <= end + 0.45  # its own words
+            assert final.start <= final.words[0].start and final.words[-1].end <= final.end
+        assert all(a.end <= b.start for a, b in itertools.pairwise(finals))
+        results[join] = (wer(refs, [f.text for f in finals]), len(decoded), max(decoded))
+    (joined_wer, joined_decodes, longest), (alone_wer, alone_decodes, _) = results[2000], results[0]
+    assert alone_decodes == len(prog.spans) and joined_decodes <= len(prog.spans) / 3
+    assert 15 < longest <= 30, "whole exchanges in one window, never over Whisper's 30 s"
+    assert joined_wer <= max(0.1, alone_wer + 0.02), results
 
 
 async def test_state_stays_bounded_on_a_long_call(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
