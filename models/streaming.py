@@ -693,12 +693,18 @@ class StreamingRecognizer:
                 tail += 1
             if tail > head:
                 text, _ = _slice(event.text, "", words, head, tail)
-                last = i == len(spans) - 1
-                speech_final = event.speech_final if last else True
-                piece_words = words[head:tail]
-                start, end = min(start, piece_words[0].start), max(end, piece_words[-1].end)
-                pieces.append(replace(event, start=start, end=end, text=text, words=piece_words, stable_text=text))
-                pieces[-1] = replace(pieces[-1], speech_final=speech_final)
+                said = words[head:tail]
+                pieces.append(
+                    replace(
+                        event,
+                        start=min(start, said[0].start),
+                        end=max(end, said[-1].end),
+                        text=text,
+                        words=said,
+                        stable_text=text,
+                        speech_final=event.speech_final if i == len(spans) - 1 else True,  # the others end at pauses
+                    )
+                )
             head = tail
         return pieces or [event]
 
