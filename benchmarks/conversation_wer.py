@@ -1,14 +1,14 @@
 """Word error rate of the streaming recogniser on whole two-party calls, against an offline decode of the same audio.
 
     .venv/bin/python benchmarks/conversation_wer.py --mode inprocess [--speed 0] [--set max_utterance_s=10 ...]
-    .venv/bin/python benchmarks/conversation_wer.py --mode server [--concurrency 4]
+    .venv/bin/python benchmarks/conversation_wer.py --mode server|upload [--concurrency 4]
         [--calls NAME,...] [--channels rep,customer,mixed] [--no-real-call] [--cache-dir DIR] [--details FILE]
 
 Calls: the scripted sales calls of ``benchmarks/conversations.py`` (8 kHz; rep, customer and the mixed mono of
 each; pauses, interruptions, backchannels, one 30-45 s turn without a pause per call, card and phone numbers), and
 the real 30 s phone call that pyannote.audio's wheel ships (16 kHz mixed mono, with its STM transcript).
 
-Streaming, two ways:
+Streaming, two ways (and recordings, a third):
 
 - ``--mode inprocess``: every channel fed straight into ``models.streaming.StreamingRecognizer`` (the server's
   StreamingConfig, VAD and decode scheduler, built from the default Settings as ``media-server serve`` builds them;
@@ -21,6 +21,9 @@ Streaming, two ways:
   emptied so that finals keep card numbers), each call streamed in real time over the L16 websocket twice, stereo
   (channel 0 = rep, 1 = customer) and mixed mono, ``--concurrency`` streams at once; finals read from each call's
   events websocket.
+- ``--mode upload``: the same server, each call uploaded as a recording (``POST /v1/calls``, WAV: the stereo file,
+  then the mixed mono, which the server diarizes), decoded as batch work as fast as it goes; finals read from the
+  stored call's transcript. ``--set batch=true`` in ``--mode inprocess`` is the same recogniser in-process.
 
 Offline reference: faster-whisper on the bundled tiny.en (int8; beam_size=1, condition_on_previous_text=False,
 vad_filter=False, word_timestamps=True), each channel's whole audio at once; cached per audio hash.
@@ -109,6 +112,8 @@ SERVER_SETTINGS = {
     "interim_results": ("INTERIM_RESULTS", 1),
     "interim_interval_s": ("INTERIM_INTERVAL_MS", 1000),
     "max_utterance_s": ("MAX_UTTERANCE_S", 1),
+    "batch_join_ms": ("BATCH_JOIN_MS", 1),
+    "batch_max_utterance_s": ("BATCH_MAX_UTTERANCE_S", 1),
 }
 
 
@@ -419,8 +424,42 @@ def finals_of(stream: ServerStream) -> dict[tuple[str, str], list[Segment]]:
     return out
 
 
+async def upload_to_server(stream: ServerStream, url: str, token: str, tag: str) -> None:
+    """The call as a recording: ``POST /v1/calls`` with the WAV; its finals are the stored call's transcript."""
+    import httpx
+
+    from tests.encoded import encode
+
+    rec = stream.recording
+    call_id = f"CAup{tag}{stream.call.name.replace('_', '')}{len(stream.names)}"
+    body = encode(list(rec.channels), rec.sample_rate, "wav")
+    query = {"call_id": call_id, "rep_id": "bench", "rep_consent": "granted", "customer_consent": "granted"}
+    answer = await asyncio.to_thread(
+        httpx.post,
+        f"{url}/v1/calls",
+        params=query,
+        content=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "audio/wav"},
+        timeout=600,
+    )
+    if answer.status_code != 201:
+        log(f"{call_id}: upload refused: {answer.status_code} {answer.text[:200]}")
+        stream.status = f"http {answer.status_code}"
+        return
+    call = answer.json()
+    stream.status = "completed" if call.get("status") in (None, "completed") else str(call.get("status"))
+    stream.events = [
+        {"type": "transcript", "transcript": {**segment, "isFinal": True, "speechFinal": True}}
+        for segment in call.get("transcript", [])
+    ]
+
+
 async def run_server(
-    calls: Sequence[Conversation], channels: Sequence[str], concurrency: int, env: dict[str, str]
+    calls: Sequence[Conversation],
+    channels: Sequence[str],
+    concurrency: int,
+    env: dict[str, str],
+    upload: bool = False,
 ) -> tuple[dict[tuple[str, str], list[Segment]], dict[str, Any]]:
     from benchmarks.call_load import free_port, start_server, wait_idle
 
@@ -444,8 +483,9 @@ async def run_server(
 
         async def one(stream: ServerStream) -> None:
             async with limit:
-                log(f"streaming {stream.call.name} {'+'.join(stream.names)} ({stream.recording.duration:.0f} s)")
-                await stream_to_server(stream, url, token, tag)
+                verb = "uploading" if upload else "streaming"
+                log(f"{verb} {stream.call.name} {'+'.join(stream.names)} ({stream.recording.duration:.0f} s)")
+                await (upload_to_server if upload else stream_to_server)(stream, url, token, tag)
                 log(f"done {stream.call.name} {'+'.join(stream.names)}: {stream.status}")
 
         await asyncio.gather(*(one(s) for s in streams))
@@ -742,7 +782,7 @@ def server_env(overrides: dict[str, Any]) -> dict[str, str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=("inprocess", "server"), default="inprocess")
+    p.add_argument("--mode", choices=("inprocess", "server", "upload"), default="inprocess")
     p.add_argument("--speed", type=float, default=0.0, help="inprocess: 0 = lockstep (default), N = N x real time")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a StreamingConfig override")
     p.add_argument("--concurrency", type=int, help="streams at once (server: 4 calls; inprocess: every channel)")
@@ -756,7 +796,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown := set(args.channels) - set(CHANNELS):
         p.error(f"unknown channels {sorted(unknown)}")
     if args.concurrency is None:
-        args.concurrency = 4 if args.mode == "server" else 0
+        args.concurrency = {"server": 4, "upload": 2}.get(args.mode, 0)
     return args
 
 
@@ -777,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the server mode
     source = source_state()
     overrides = parse_overrides(args.set)
-    env = server_env(overrides) if args.mode == "server" else {}
+    env = server_env(overrides) if args.mode != "inprocess" else {}
     calls = select_calls(args)
     scripted = [c for c in calls if "rep" in c.channels]
     names = {c.name for c in scripted}
@@ -794,7 +834,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         streamed, info = asyncio.run(run_inprocess(jobs, config, args.speed, args.concurrency))
         info = {"scheduler": info}
     else:
-        streamed, info = asyncio.run(run_server(calls, args.channels, args.concurrency, env))
+        streamed, info = asyncio.run(
+            run_server(calls, args.channels, args.concurrency, env, upload=args.mode == "upload")
+        )
     wall = time.monotonic() - t0
     rows, scores = [], []
     for job in jobs:
