@@ -128,20 +128,30 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    try:
+        wait_until_serving(f"{url}/health", process, log_path, 60)
+    except RuntimeError:
+        process.kill()
+        raise
+    return Server(url, f"ws://127.0.0.1:{port}", data_dir, log_path, keys, process, int(env["MEDIA_SERVER_GRPC__PORT"]))
+
+
+def wait_until_serving(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float, poll_s: float = 0.2
+) -> None:
+    """Poll ``url`` until it answers 200; ``RuntimeError`` with the process's log if it exits or times out first."""
+    deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            process.kill()
             raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    return Server(url, f"ws://127.0.0.1:{port}", data_dir, log_path, keys, process, int(env["MEDIA_SERVER_GRPC__PORT"]))
+        time.sleep(poll_s)
 
 
 def start_servers(*specs: tuple[Path, dict[str, str]]) -> list[Server]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
 import httpx
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_until_serving
 
 
 def test_make_run_serves_on_the_ports_it_is_given_and_creates_the_first_admin_key(tmp_path: Path) -> None:
@@ -33,16 +32,7 @@ def test_make_run_serves_on_the_ports_it_is_given_and_creates_the_first_admin_ke
             start_new_session=True,  # make and the server it starts are stopped together
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert make.poll() is None, f"make run exited:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"make run did not get ready:\n{log_path.read_text()}"
-            time.sleep(0.3)
+        wait_until_serving(f"http://127.0.0.1:{port}/health/ready", make, log_path, 120)
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=10)  # the gRPC API listens where it was told
         key = (data_dir / "first-admin-key").read_text().strip()

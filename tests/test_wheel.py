@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 
 from media_server.client.wav import Recording, write_wav
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_serving
 from tests.synth import SCRIPT, require_flite, speak
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,16 +167,7 @@ def served(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the server did not start:\n{log.read_text()}"
-            time.sleep(0.2)
+        wait_until_serving(f"{url}/health", process, log, 90)
         yield Running(url, f"ws://127.0.0.1:{port}", key.stdout.strip().splitlines()[-1], log)
     finally:
         process.terminate()
