@@ -140,14 +140,16 @@ class WhisperCT2Engine:
                     "a final of %.1f s has too few words: decoding it with timestamps",
                     request.audio.size / MODEL_SAMPLE_RATE,
                 )
-                results[i] = self._transcribe(request)
+                results[i] = self._transcribe(request, speech_only=not hypothesis.words)
         return results
 
-    def _transcribe(self, request: DecodeRequest) -> Hypothesis:
+    def _transcribe(self, request: DecodeRequest, speech_only: bool = False) -> Hypothesis:
         """Decoded as offline decoding does it, with timestamps, going on from where each segment ends
         (faster-whisper's own loop, 30 s window): a ``segmented`` request (a long turn's cut: the segments say
         where a sentence starts), and a final whose transcript holds a fraction of the words its voiced audio
-        must have (the decoder ended early and its word times are no guide where)."""
+        must have (the decoder ended early and its word times are no guide where). ``speech_only``: a final
+        decoded as nothing, where only segments that Whisper holds to be speech count (a burst of noise comes out
+        as "You", no-speech probability 0.8)."""
         segments, _info = self.whisper.transcribe(
             request.audio,
             language=self.language if self.model.is_multilingual else None,
@@ -162,6 +164,8 @@ class WhisperCT2Engine:
         texts: list[str] = []
         starts: list[float] = []
         for segment in segments:
+            if speech_only and segment.no_speech_prob > NO_SPEECH_PROB:
+                continue
             texts.append(segment.text.strip())
             said = [w for w in segment.words or () if w.word.strip()]
             first = min([segment.start, *(w.start for w in said[:1])])  # its timestamp may come late
@@ -235,7 +239,7 @@ class WhisperCT2Engine:
             text = self.tokenizer.decode(tokens)
             too_long = len(tokens) > _token_budget(item.duration)
             suspicious.append(too_long or _compression_ratio(text) > 2.4)
-            silent.append(output.no_speech_prob > 0.6 and avg_logprob < -1.0)
+            silent.append(output.no_speech_prob > NO_SPEECH_PROB and avg_logprob < -1.0)
             texts.append(tokens[: _token_budget(item.duration)])
         alignments = self.whisper.find_alignment(
             self.tokenizer, texts, encoded, [min(item.frames, window) for item in items]
@@ -316,20 +320,34 @@ EARLY_END_VOICED_S = 0.8  # of which this much voiced: there was more to say
 
 COLLAPSED_WORDS_PER_VOICED_S = 0.8  # a transcript with fewer words than this per voiced second ended early
 COLLAPSED_MIN_VOICED_S = 3.0
+# A final decoded as nothing over this much voice: "five five" (0.6 s voiced) came out empty in the short window
+# and in the 30 s one (tiny.en int8 on an AMD EPYC; a loop on other CPUs), "5 5" from the offline-style decode.
+EMPTY_VOICED_S = 0.5
+NO_SPEECH_PROB = 0.6  # Whisper's own no_speech_threshold
 SKIPPED_S = 2.0  # a word aligned over longer than this (with voice in it) stands for speech the decoder skipped
+# Or several words stretched over more voice than this in all: the beam skipped a sentence ("Eight account executives
+# and four development reps. We are hiring ..." came out as "We are hiring ...", "We" and "are" over 3.5 s of voice).
+STRETCHED_VOICED_S = 1.5
 
 
 def _collapsed(request: DecodeRequest, hypothesis: Hypothesis) -> bool:
-    """Did the decoder leave out speech: far fewer words than the voiced audio holds, or one word stretched by
-    the alignment over seconds of voice (the decoder skipped what was said there)?"""
+    """Did the decoder leave out speech: far fewer words than the voiced audio holds, or words stretched by the
+    alignment over seconds of voice (the decoder skipped what was said there)?"""
     voiced = _voiced(request.audio)
     voiced_s = float(voiced.sum()) * 0.02
     if voiced_s >= COLLAPSED_MIN_VOICED_S and len(hypothesis.words) < COLLAPSED_WORDS_PER_VOICED_S * voiced_s:
         return True
+    if not hypothesis.words and voiced_s >= EMPTY_VOICED_S:
+        return True
+    stretched = 0.0  # voice under words aligned over longer than anyone takes to say one
     for w in hypothesis.words:
-        if w.end - w.start > SKIPPED_S and float(voiced[int(w.start / 0.02) : int(w.end / 0.02)].sum()) * 0.02 > 1.0:
+        if w.end - w.start <= MAX_WORD_S:
+            continue
+        voice = float(voiced[int(w.start / 0.02) : int(w.end / 0.02)].sum()) * 0.02
+        if w.end - w.start > SKIPPED_S and voice > 1.0:
             return True
-    return False
+        stretched += voice
+    return stretched > STRETCHED_VOICED_S
 
 
 def _stopped_early(request: DecodeRequest, hypothesis: Hypothesis, done: int) -> int | None:
