@@ -140,7 +140,11 @@ class WhisperCT2Engine:
                     "a final of %.1f s has too few words: decoding it with timestamps",
                     request.audio.size / MODEL_SAMPLE_RATE,
                 )
-                results[i] = self._transcribe(request, speech_only=not hypothesis.words)
+                again = self._transcribe(request, speech_only=not hypothesis.words)
+                # Kept where it says more: it is there to bring back what was left out (a card number read out
+                # slowly stretches its digits, and the second decode wrote one digit fewer).
+                if len(_letters(again.text)) > len(_letters(hypothesis.text)):
+                    results[i] = again
         return results
 
     def _transcribe(self, request: DecodeRequest, speech_only: bool = False) -> Hypothesis:
@@ -325,9 +329,10 @@ COLLAPSED_MIN_VOICED_S = 3.0
 EMPTY_VOICED_S = 0.5
 NO_SPEECH_PROB = 0.6  # Whisper's own no_speech_threshold
 SKIPPED_S = 2.0  # a word aligned over longer than this (with voice in it) stands for speech the decoder skipped
-# Or several words stretched over more voice than this in all: the beam skipped a sentence ("Eight account executives
-# and four development reps. We are hiring ..." came out as "We are hiring ...", "We" and "are" over 3.5 s of voice).
-STRETCHED_VOICED_S = 1.5
+# Or words stretched over more voice than this in all: the beam skipped what was said there ("Eight account
+# executives and four development reps. We are hiring ..." came out as "We are hiring ...", "We" and "are" over 3.5 s
+# of voice; "Perfect. How does ..." as "How does ...", "How" over 0.7 s of voice). A word said takes under a second.
+STRETCHED_VOICED_S = 0.6
 
 
 def _collapsed(request: DecodeRequest, hypothesis: Hypothesis) -> bool:
