@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from media_server.client.wav import read_wav
 from models.asr.engine import DecodeRequest
-from models.asr.whisper_ct2 import WhisperCT2Engine
+from models.asr.whisper_ct2 import WhisperCT2Engine, _said
 from models.audio import int16_to_float32, resample
 from tests.speech import SPEECH_DIR, normalise, wer
 
@@ -164,6 +164,18 @@ def test_a_final_whose_beam_skipped_a_sentence_gets_it_back(engine: WhisperCT2En
     audio = resample(int16_to_float32(rec.channels[0]), rec.sample_rate, 16000)
     text = normalise(engine.decode_batch([DecodeRequest(audio=audio, final=True)])[0].text)
     assert "development reps" in text and text.endswith("we are hiring six more by september"), text
+
+
+def test_a_second_decode_that_spells_digits_out_does_not_outweigh_one_that_says_more() -> None:
+    """A final decoded again is kept where it says more, each digit counted as one spoken word. In CI the card
+    turn of tests/sales_call.py was decoded as "great for the" (the beam skipped the rest), decoded again as
+    "great for the seven three seven five eight six eight nine nine eight five five" (the card sentence lost),
+    and kept over a decode that said it all because spelled-out digits hold more letters."""
+    whole = "great for the pilot deposit the card numbers for 556 7375 868 998 555"
+    lost = "great for the seven three seven five eight six eight nine nine eight five five"
+    assert _said(whole) > _said(lost) > _said("great for the")
+    assert _said("4556 7375") == _said("four five five six, seven three seven five") == 8
+    assert _said("I don't know.") == 3
 
 
 def test_base_without_a_network_comes_from_the_two_wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
