@@ -571,6 +571,10 @@ async def test_a_revoked_keys_grpc_stream_call_ends_unauthenticated(srv: InProce
             async for event in call:
                 events.append(event.type)
                 if event.type == "call_started":
+                    # The client stops writing first: grpcio's asyncio client reports a write that fails as the
+                    # server ends the call as INTERNAL "Failed execute_batch", over the server's own status
+                    # (grpc/grpc#36066; open upstream). The server ends the call without more audio coming.
+                    feeder.cancel()
                     assert _cli_revoke(srv, key_id).returncode == 0
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "revoked" in (refused.value.details() or "")
