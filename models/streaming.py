@@ -739,11 +739,20 @@ def _carried_head(words: Sequence[Word], cut: float, before: tuple[Word, ...] | 
         mid = _middle(word)
         if mid >= cut + 0.5:
             break
-        match = next((p for p in unused if _norm(p.word) == _norm(word.word) and abs(_middle(p) - mid) < 0.6), None)
+        match = next((p for p in unused if _said_again(p, word)), None)
         if match is not None:
             unused = unused[unused.index(match) + 1 :]  # in order: what the final said before it is passed
             head = i + 1
     return head
+
+
+def _said_again(said: Word, word: Word) -> bool:
+    """Is a continuation's ``word`` the final's ``said`` again: the same word at about the same time, or a piece
+    of it heard over it (the final before the cut said "conversion", its continuation began "version")?"""
+    a, b = _norm(said.word), _norm(word.word)
+    if a == b:
+        return abs(_middle(said) - _middle(word)) < 0.6
+    return len(b) >= 3 and (a.endswith(b) or a.startswith(b)) and word.start < said.end and word.end > said.start
 
 
 def _slice(text: str, stable: str, words: Sequence[Word], head: int, tail: int) -> tuple[str, str]:

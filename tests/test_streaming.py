@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from models.asr.engine import DecodeRequest, Hypothesis
+from models.asr.engine import DecodeRequest, Hypothesis, Word
 from models.asr.scheduler import DecodeScheduler
 from models.asr.whisper_ct2 import WhisperCT2Engine
 from models.audio import resample
-from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer
+from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer, _carried_head
 from models.vad import SileroVAD
 from tests.fakes import FakeEngine, FakeVAD, Voice, silence
 from tests.speech import program, tel8k, wer
@@ -302,6 +302,18 @@ async def test_a_mixed_two_party_call_streams_as_well_as_offline_decoding(
     assert streamed.collapsed_segments == 0, [s.text for s in segments]
     streamed_wer, offline_wer = streamed.errors / streamed.ref, offline.errors / offline.ref
     assert streamed_wer <= offline_wer + 0.06, (streamed_wer, offline_wer, [s.text for s in segments])
+
+
+def test_a_word_heard_whole_before_a_cut_and_in_part_after_it_is_said_once() -> None:
+    """Words a conversation benchmark's cut gave (startup_quick_discovery, customer): the final before the cut at
+    56.32 s ended "... our conversion", its continuation began "version from first call ..." (the end of the
+    same word, over the same audio). The piece goes; a new word that only looks alike, later, stays."""
+    before = (Word("our", 55.68, 55.92, 0.9), Word("conversion", 55.92, 56.32, 0.9))
+    after = [Word("version", 56.02, 56.44, 0.9), Word("from", 56.44, 56.78, 0.9), Word("first", 56.78, 57.1, 0.9)]
+    assert _carried_head(after, 56.32, before) == 1
+    later = [Word("version", 56.5, 56.9, 0.9), Word("two", 56.9, 57.2, 0.9)]  # said after "conversion" ended
+    assert _carried_head(later, 56.32, before) == 0
+    assert _carried_head([Word("on", 55.95, 56.1, 0.9)], 56.32, before) == 0  # too short to tell
 
 
 def _sentences(count: int) -> list[str]:
