@@ -166,6 +166,30 @@ def test_a_final_whose_beam_skipped_a_sentence_gets_it_back(engine: WhisperCT2En
     assert "development reps" in text and text.endswith("we are hiring six more by september"), text
 
 
+def test_a_card_turn_whose_beam_stopped_after_three_words_gets_its_card_sentence_back(
+    engine: WhisperCT2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card turn of tests/sales_call.py as the stream cut it (flite's slt voice, 16 kHz, the team's tracker
+    phrases as keyterms): "Great. For the pilot deposit, the card number is four five five six, seven three seven
+    five, eight six eight nine, nine eight five five." The beam stops after "great for the" (here; in CI too). It
+    is decoded again the offline way and greedily, and the one that says more is kept: the card sentence is back,
+    also where the offline way loses it as it did in CI (that decode is replaced here by what it said there: the
+    one fake in this test)."""
+    from models.asr.engine import Hypothesis
+
+    rec = read_wav(SPEECH_DIR / "flite16k" / "card_turn.16k.wav")
+    audio = int16_to_float32(rec.channels[0])
+    keyterms = ("Zorvexa", "price", "pricing", "discount", "security team", "security review", "next step", "follow up")
+    request = DecodeRequest(audio=audio, final=True, hotwords=keyterms)
+    text = normalise(engine.decode_batch([request])[0].text)
+    assert "pilot deposit" in text and "card number" in text, text
+
+    ci = "great for the seven three seven five eight six eight nine nine eight five five"
+    monkeypatch.setattr(engine, "_transcribe", lambda *_args, **_kwargs: Hypothesis(text=ci))
+    text = normalise(engine.decode_batch([request])[0].text)
+    assert "pilot deposit" in text and "card number" in text, text
+
+
 def test_a_second_decode_that_spells_digits_out_does_not_outweigh_one_that_says_more() -> None:
     """A final decoded again is kept where it says more, each digit counted as one spoken word. In CI the card
     turn of tests/sales_call.py was decoded as "great for the" (the beam skipped the rest), decoded again as

@@ -15,10 +15,10 @@ A short window can send the decoder into a loop (Whisper was trained on 30 s win
 is too long for its audio or too repetitive, or empty over seconds of voice, is decoded again in the full
 window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go).
 Without timestamps Whisper may also end its transcript early: a decode goes on from its last word when
-voice follows it, and a final with far too few words for its voice is decoded as offline decoding does
-(timestamps, seeking on), as is a ``segmented`` request (a long turn's cut), whose hypothesis says where
-each of Whisper's segments starts. A result always depends only on its own audio, window, prompt and
-prefix, never on what else was in the batch.
+voice follows it, and a final with far too few words for its voice is decoded again as offline decoding does
+(timestamps, seeking on) and greedily, the decode that says most kept; a ``segmented`` request (a long turn's
+cut) is decoded the offline way only, and its hypothesis says where each of Whisper's segments starts. A result
+always depends only on its own audio, window, prompt and prefix, never on what else was in the batch.
 
 faster-whisper is the toolkit (feature extractor, tokenizer, alignment); CTranslate2 runs int8 on the
 CPU and float16 or int8_float16 on CUDA.
@@ -30,7 +30,7 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from typing import Any
 
@@ -135,17 +135,26 @@ class WhisperCT2Engine:
             for (i, start, _rest), more in zip(rests, self._decode_once([r for _, _, r in rests]), strict=True):
                 offsets[i] = start if more.words else len(requests[i].audio)  # nothing more: stop there
                 results[i] = _joined(results[i], more, start / MODEL_SAMPLE_RATE)
-        for i, (request, hypothesis) in enumerate(zip(requests, results, strict=True)):
-            if request.final and not request.prefix and _collapsed(request, hypothesis):
-                log.debug(
-                    "a final of %.1f s has too few words: decoding it with timestamps",
-                    request.audio.size / MODEL_SAMPLE_RATE,
-                )
-                again = self._transcribe(request, speech_only=not hypothesis.words)
-                # Kept where it says more: it is there to bring back what was left out (a card number read out
-                # slowly stretches its digits, and the second decode wrote one digit fewer).
-                if _said(again.text) > _said(hypothesis.text):
-                    results[i] = again
+        collapsed = [
+            i
+            for i, (request, hypothesis) in enumerate(zip(requests, results, strict=True))
+            if request.final and not request.prefix and _collapsed(request, hypothesis)
+        ]
+        if collapsed:
+            log.debug("%d final(s) left speech out: decoding them again", len(collapsed))
+            # Decoded again two ways, the offline way (timestamps, 30 s window) and greedily (as an interim), and
+            # kept where one says more: on one CPU the offline way lost a card number's sentence that the greedy
+            # decode keeps. A final that said nothing is not decoded greedily (over a burst of noise it says "You").
+            spoken = [i for i in collapsed if results[i].words]
+            greedy = self._decode_once([replace(requests[i], final=False) for i in spoken]) if spoken else []
+            seconds = dict(zip(spoken, greedy, strict=True))
+            for i in collapsed:
+                candidates = [self._transcribe(requests[i], speech_only=not results[i].words)]
+                for candidate in candidates + ([seconds[i]] if i in seconds else []):
+                    # Kept where it says more: a card number read out slowly stretches its digits, and a second
+                    # decode wrote one digit fewer.
+                    if _said(candidate.text) > _said(results[i].text):
+                        results[i] = candidate
         return results
 
     def _transcribe(self, request: DecodeRequest, speech_only: bool = False) -> Hypothesis:
