@@ -16,7 +16,7 @@ is too long for its audio or too repetitive, or empty over seconds of voice, is 
 window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go).
 Without timestamps Whisper may also end its transcript early: a decode goes on from its last word when
 voice follows it, and a final with far too few words for its voice is decoded again as offline decoding does
-(timestamps, seeking on) and greedily, the decode that says most kept; a ``segmented`` request (a long turn's
+(timestamps, seeking on) and greedily, kept where it says more; a ``segmented`` request (a long turn's
 cut) is decoded the offline way only, and its hypothesis says where each of Whisper's segments starts. A result
 always depends only on its own audio, window, prompt and prefix, never on what else was in the batch.
 
@@ -149,12 +149,15 @@ class WhisperCT2Engine:
             greedy = self._decode_once([replace(requests[i], final=False) for i in spoken]) if spoken else []
             seconds = dict(zip(spoken, greedy, strict=True))
             for i in collapsed:
-                candidates = [self._transcribe(requests[i], speech_only=not results[i].words)]
-                for candidate in candidates + ([seconds[i]] if i in seconds else []):
-                    # Kept where it says more: a card number read out slowly stretches its digits, and a second
-                    # decode wrote one digit fewer.
-                    if _said(candidate.text) > _said(results[i].text):
-                        results[i] = candidate
+                # Kept where it says more: a card number read out slowly stretches its digits, and a second decode
+                # wrote one digit fewer.
+                again = self._transcribe(requests[i], speech_only=not results[i].words)
+                if _said(again.text) > _said(results[i].text):
+                    results[i] = again
+                # The greedy decode only where it says a good deal more (a sentence): on slow digits it repeats
+                # some ("0343 43", "8005550199" as "80055501919"), and on the conversations it did nothing else.
+                if i in seconds and _said(seconds[i].text) >= _said(results[i].text) + GREEDY_MORE_WORDS:
+                    results[i] = seconds[i]
         return results
 
     def _transcribe(self, request: DecodeRequest, speech_only: bool = False) -> Hypothesis:
@@ -325,6 +328,7 @@ def _token_budget(duration: float) -> int:
     return int(12 + 7 * duration)
 
 
+GREEDY_MORE_WORDS = 3  # a collapsed final's greedy decode is kept where it says this many more words (digits)
 EMPTY_BUT_VOICED_S = 2.0  # an empty decode of this much voiced audio is tried again in the full window
 MAX_CONTINUATIONS = 3
 MAX_WORD_S = 1.0  # no word takes longer to say
