@@ -8,6 +8,7 @@ call's recogniser on the fake engine and VAD of ``tests/fakes.py``)."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tests.fakes import FakeEngine, FakeVAD, Voice
 from tests.local_services import Local, local_http
 
 SECRET_WORDS = "my account number is 7788 and my dog is Rufus"
+NUMBER = re.compile(r"555\D{0,3}123\D{0,3}0000|1230000")  # the erased customer's number, however written
 
 
 def _stored(call_id: str, phone: str, customer_line: str, rep: str = "dana") -> CallRecord:
@@ -112,9 +114,10 @@ async def test_a_customer_on_stored_and_live_calls_is_erased_everywhere_but_a_he
             body = receipt.json()
             assert body["calls"] == ["a", "b", "live"] and body["liveCalls"] == ["live"]
             assert body["heldCalls"] == ["held"] and body["segmentsRemoved"] == 2
-            assert "555" not in receipt.text
+            assert not NUMBER.search(receipt.text)
             entries = (await http.get("/v1/audit")).json()["entries"]
-            assert "erasure" in [e["action"] for e in entries] and "555" not in str(entries)
+            # (any form of the number; not "555" alone: a random key id in the audit, "2591c3a5555c53d9", has it)
+            assert "erasure" in [e["action"] for e in entries] and not NUMBER.search(str(entries))
 
         for call_id in ("a", "b"):
             stored = await store.get_call("acme", call_id)
