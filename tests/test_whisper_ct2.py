@@ -11,7 +11,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from media_server.client.wav import read_wav
-from models.asr.engine import DecodeRequest
+from models.asr.engine import DecodeRequest, Hypothesis
 from models.asr.whisper_ct2 import WhisperCT2Engine, _said
 from models.audio import int16_to_float32, resample
 from tests.speech import SPEECH_DIR, normalise, wer
@@ -171,12 +171,10 @@ def test_a_card_turn_whose_beam_stopped_after_three_words_gets_its_card_sentence
 ) -> None:
     """The card turn of tests/sales_call.py as the stream cut it (flite's slt voice, 16 kHz, the team's tracker
     phrases as keyterms): "Great. For the pilot deposit, the card number is four five five six, seven three seven
-    five, eight six eight nine, nine eight five five." The beam stops after "great for the" (here; in CI too). It
-    is decoded again the offline way and greedily, and the one that says more is kept: the card sentence is back,
-    also where the offline way loses it as it did in CI (that decode is replaced here by what it said there: the
-    one fake in this test)."""
-    from models.asr.engine import Hypothesis
-
+    five, eight six eight nine, nine eight five five." Here the beam stops after "great for the"; in CI the final
+    came out as "great for the seven three seven five ...", the card sentence lost. Decoded again the offline way
+    and greedily (each kept where it says more, the greedy one by 3 words), the card sentence is back, also where
+    the offline way says what CI's final said (that decode replaced by CI's text: the one fake in this test)."""
     rec = read_wav(SPEECH_DIR / "flite16k" / "card_turn.16k.wav")
     audio = int16_to_float32(rec.channels[0])
     keyterms = ("Zorvexa", "price", "pricing", "discount", "security team", "security review", "next step", "follow up")
@@ -191,10 +189,9 @@ def test_a_card_turn_whose_beam_stopped_after_three_words_gets_its_card_sentence
 
 
 def test_a_second_decode_that_spells_digits_out_does_not_outweigh_one_that_says_more() -> None:
-    """A final decoded again is kept where it says more, each digit counted as one spoken word. In CI the card
-    turn of tests/sales_call.py was decoded as "great for the" (the beam skipped the rest), decoded again as
-    "great for the seven three seven five eight six eight nine nine eight five five" (the card sentence lost),
-    and kept over a decode that said it all because spelled-out digits hold more letters."""
+    """A final decoded again is kept where it says more, each digit counted as one spoken word. Counted in letters,
+    CI's final for the card turn of tests/sales_call.py ("great for the seven three seven five ...", the card
+    sentence lost) outweighs a decode of the whole turn with the digits written as digits; counted in words, not."""
     whole = "great for the pilot deposit the card numbers for 556 7375 868 998 555"
     lost = "great for the seven three seven five eight six eight nine nine eight five five"
     assert _said(whole) > _said(lost) > _said("great for the")
