@@ -14,6 +14,14 @@ are built from, resampled 8 kHz -> 16 kHz as the server does, decoded whole by t
 utterance at a time) and scored with call_load's normalisation. A call's WER minus this is what streaming
 (endpointing, interims, load) costs in accuracy.
 
+With ``--baseline REV`` it compares two versions of the code instead (the issue-13 capacity rule)::
+
+    .venv/bin/python benchmarks/asr_capacity.py --calls 4 --duration 40 --baseline a184557 --rounds 3
+
+the same sweep, batching on, against this tree's server and REV's (a temporary ``git worktree``, same virtual
+environment), alternately (this, REV, this, REV...), ``--rounds`` times each; it prints per version the median
+server CPU-seconds per call-second, p95 final latency and WER for each N, every run, and the ratios this / REV.
+
 One JSON document goes to stdout; progress to stderr.
 """
 
@@ -24,6 +32,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -174,8 +183,53 @@ def ratios(on_rows: Sequence[Mapping[str, Any]], off_rows: Sequence[Mapping[str,
     return out
 
 
+def cpu_per_call_s(result: Mapping[str, Any]) -> float | None:
+    """Server CPU-seconds per second of call audio (both tracks of a call are one call)."""
+    cpu = result.get("cpu_percent")
+    return None if cpu is None else round(cpu / 100 / result["calls"], 4)
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """This tree's server against ``args.baseline``'s, alternately, ``args.rounds`` times each."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {"this": [], "baseline": []}
+    with call_load.baseline_tree(args.baseline) as baseline_env:
+        for round_ in range(args.rounds):
+            for version, env in (("this", {}), ("baseline", baseline_env)):
+                if round_ or version != "this":
+                    time.sleep(args.pause)
+                report = run_mode(args, f"round {round_ + 1} {version}", env)
+                runs[version].append([dict(r, cpu_s_per_call_s=cpu_per_call_s(r)) for r in report["results"]])
+
+    def median(version: str, calls: int, key: str) -> float | None:
+        values = [r[key] for rs in runs[version] for r in rs if r["calls"] == calls and r.get(key) is not None]
+        return round(statistics.median(values), 4) if values else None
+
+    keys = ("cpu_s_per_call_s", "final_latency_p95", "wer", "missing_finals")
+    summary = {v: [{"calls": n, **{k: median(v, n, k) for k in keys}} for n in args.calls] for v in runs}
+    ratios = []
+    for this, base in zip(summary["this"], summary["baseline"], strict=True):
+        ratios.append(
+            {
+                "calls": this["calls"],
+                "cpu_s_per_call_s": ratio(this["cpu_s_per_call_s"], base["cpu_s_per_call_s"]),
+                "final_latency_p95": ratio(this["final_latency_p95"], base["final_latency_p95"]),
+            }
+        )
+    return {
+        "machine": call_load.machine_info(),
+        "config": {"calls": args.calls, "duration_s": args.duration, "rounds": args.rounds, "baseline": args.baseline},
+        "median": summary,
+        "ratio_this_over_baseline": ratios,
+        "runs": {
+            v: [[{k: r.get(k) for k in (*ROW_KEYS, "cpu_s_per_call_s")} for r in rs] for rs in runs[v]] for v in runs
+        },
+    }
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = call_load.build_parser(__doc__, running_server=False)
+    p.add_argument("--baseline", help="git revision to compare this tree with (batching on), instead of on/off")
+    p.add_argument("--rounds", type=int, default=3, help="with --baseline: alternating runs of each version")
     p.set_defaults(calls=[4, 8, 12, 16], duration=40.0)
     return call_load.check_args(p, p.parse_args(argv))
 
@@ -184,6 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if MAX_BATCH_ENV in os.environ:
         log(f"note: {MAX_BATCH_ENV} is set here; the batching-on server runs without it (the default)")
+    if args.baseline:
+        with call_load.terminate_as_interrupt():
+            try:
+                print(json.dumps(compare(args), indent=2))
+            except KeyboardInterrupt:
+                log("interrupted")
+                return 130
+        return 0
     reports: dict[str, dict[str, Any]] = {}
     with call_load.terminate_as_interrupt():
         try:

@@ -871,6 +871,22 @@ def sweep_budget(args: argparse.Namespace) -> float:
 
 
 @contextlib.contextmanager
+def baseline_tree(revision: str) -> Iterator[dict[str, str | None]]:
+    """The server environment of another commit: a temporary ``git worktree`` of ``revision`` put first on
+    PYTHONPATH (the same virtual environment runs it); removed afterwards."""
+    worktree = Path(tempfile.mkdtemp(prefix="baseline_"))
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(worktree), revision], cwd=ROOT, check=True, capture_output=True
+    )
+    try:
+        yield {"PYTHONPATH": str(worktree)}
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False, capture_output=True
+        )
+
+
+@contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the finally blocks stop the server."""
 

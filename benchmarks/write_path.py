@@ -25,9 +25,7 @@ import asyncio
 import json
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -114,20 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds (each server runs once per round)")
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the write-at-end server")
     args = call_load.check_args(parser, parser.parse_args(argv))
-    worktree = Path(tempfile.mkdtemp(prefix="write_at_end_"))
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(worktree), args.baseline], cwd=ROOT, check=True, capture_output=True
-    )
     runs: dict[str, list[dict[str, Any]]] = {"write_path": [], "write_at_end": []}
-    try:
+    with call_load.baseline_tree(args.baseline) as baseline_env:
         for round_ in range(args.rounds):
-            for name, env in (("write_path", {}), ("write_at_end", {"PYTHONPATH": str(worktree)})):
+            for name, env in (("write_path", {}), ("write_at_end", baseline_env)):
                 call_load.log(f"round {round_ + 1}: {name}")
                 runs[name].append(_one(args, env))
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False, capture_output=True
-        )
     a, b = _summary(runs["write_path"]), _summary(runs["write_at_end"])
 
     def ratio(key: str) -> float | None:
