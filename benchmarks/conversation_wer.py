@@ -829,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         offline_segments[job.key] = offline.segments(job.channel)
     log(f"offline decode: {offline.decoded_s:.0f} s (the rest cached)")
     config = dataclasses.replace(streaming_config(Settings()), **overrides)  # what the server would use
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     if args.mode == "inprocess":
         streamed, info = asyncio.run(run_inprocess(jobs, config, args.speed, args.concurrency))
         info = {"scheduler": info}
@@ -837,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         streamed, info = asyncio.run(
             run_server(calls, args.channels, args.concurrency, env, upload=args.mode == "upload")
         )
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     rows, scores = [], []
     for job in jobs:
         reference = job.channel.words
@@ -867,6 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": targets(rows, pools),
         "wall_s": {"streaming": round(wall, 1), "offline_decode": round(offline.decoded_s, 1)},
         "audio_s": round(sum(j.channel.duration for j in jobs), 1),
+        # this process's CPU while streaming (in-process: VAD, decodes, everything; a server's is its own)
+        "streaming_cpu_s": round(cpu, 1) if args.mode == "inprocess" else None,
         "source": source,
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         **info,
