@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,23 +123,23 @@ def test_an_interim_that_repeats_itself_is_shown_trimmed_without_a_second_decode
 ) -> None:
     """Interims come every second of a turn and are shown until the next one: a run of repeats at an interim's
     end is kept as far as the audio holds it, and the interim is not decoded again in the 30 s window (on the
-    conversations 46 interims a run were, 8 % of the decode time); a final still is where its text loops."""
-    windows: list[tuple[int, bool]] = []
+    conversations 46 interims a run were, 8 % of the decode time). Twelve spoken "one"s: greedily, tiny.en
+    loops on them in the short window here (13 ones and on), and the trim leaves what was said."""
+    windows: list[int] = []
     real = engine._decode
 
     def spy(items: Any, window: int) -> Any:
-        windows.extend((window, item.request.final) for item in items)
+        windows.append(window)
         return real(items, window)
 
+    def ones(text: str) -> int:  # "1 1 1", "1-1-1", "111 111" or "one, one"
+        return text.count("1") + re.findall(r"\bone\b", text.lower()).count("one")
+
     monkeypatch.setattr(engine, "_decode", spy)
-    ones = _spoken("one one one one one one one one one one one one", "slt")
-    interim = engine.decode_batch([DecodeRequest(audio=ones.audio, final=False)])[0].text
-    assert abs(interim.replace(",", " ").split().count("1") - 12) <= 2, interim
-    assert windows == [(1000, False)]  # one decode, in the short window
-    windows.clear()
-    final = engine.decode_batch([ones])[0].text
-    assert abs(final.replace(",", " ").split().count("1") - 12) <= 2, final
-    assert (1000, True) in windows
+    said = _spoken("one one one one one one one one one one one one", "slt")
+    interim = engine.decode_batch([DecodeRequest(audio=said.audio, final=False)])[0].text
+    assert abs(ones(interim) - 12) <= 2, interim
+    assert windows and 3000 not in windows, windows  # decoded in the short window only
 
 
 def test_a_card_number_of_ones_keeps_its_digits_and_the_words_after_it(engine: WhisperCT2Engine) -> None:
