@@ -11,9 +11,10 @@ few model calls as possible:
   are left-padded with spaces);
 - word times and confidences come from one batched cross-attention ``align``.
 
-A short window can send the decoder into a loop (Whisper was trained on 30 s windows): an output that
-is too long for its audio or too repetitive, or empty over seconds of voice, is decoded again in the full
-window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go).
+A short window can send the decoder into a loop (Whisper was trained on 30 s windows): a final that is
+too long for its audio or too repetitive, or empty over seconds of voice, is decoded again in the full
+window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go). An
+interim is shown trimmed so, and gets the full window only where its trimmed text still repeats itself.
 Without timestamps Whisper may also end its transcript early: a decode goes on from its last word when
 voice follows it, and a final with far too few words for its voice is decoded again as offline decoding does
 (timestamps, seeking on) and greedily, kept where it says more; a ``segmented`` request (a long turn's
@@ -265,7 +266,8 @@ class WhisperCT2Engine:
         for item, tokens, alignment, loop, quiet in zip(items, texts, alignments, suspicious, silent, strict=True):
             if quiet or not tokens or not any(ch.isalnum() for ch in self.tokenizer.decode(tokens)):
                 # Nothing said (a lone "." over a hum is not speech). But seconds of voice decoded as nothing is
-                # a short window's failure like a loop: worth the full window.
+                # a short window's failure like a loop: worth the full window for a final (an interim is redone
+                # a second later anyway).
                 voiced_s = float(_voiced(item.request.audio).sum()) * 0.02
                 out.append((Hypothesis(text=""), item.request.final and voiced_s >= EMPTY_BUT_VOICED_S))
                 continue
