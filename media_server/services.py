@@ -154,7 +154,7 @@ class Services:
             replay_max=e.replay_max,
         )
         await journal.start()
-        vad = SileroVAD(settings.vad.model_path)
+        vad = SileroVAD(settings.vad.model_path, batch_wait_s=settings.vad.batch_wait_ms / 1000)
         scheduler = build_scheduler(settings) if not settings.workers.urls else await _remote_scheduler(settings)
         nlp = await Nlp.load(settings.insights.spacy_model) if settings.insights.enabled else None
         diarization = await load_diarization(settings, vad)

@@ -1,10 +1,11 @@
 """Streaming recognition of one channel: VAD endpointing, stable interims, one final per utterance.
 
 ``StreamingRecognizer`` is fed audio at the channel's native rate (``push``). Silero VAD scores it
-chunk by chunk. While someone speaks, the open utterance is re-decoded every ``interim_interval_s``
-of new audio (one interim in flight per stream at most, so a busy device thins interims out by
-itself). Once ``endpointing_ms`` of silence follows speech the utterance gets its final result, and
-after ``utterance_end_ms`` of silence an utterance-end event (Deepgram's ``UtteranceEnd``).
+chunk by chunk (a live stream's chunks in one run with other streams', where the VAD has a batcher).
+While someone speaks, the open utterance is re-decoded every ``interim_interval_s`` of new audio (one
+interim in flight per stream at most, so a busy device thins interims out by itself). Once ``endpointing_ms``
+of silence follows speech the utterance gets its final result, and after ``utterance_end_ms`` of silence an
+utterance-end event (Deepgram's ``UtteranceEnd``).
 
 Interims do not flicker (LocalAgreement, as in whisper_streaming): the words on which two consecutive
 hypotheses agree are committed, reported as ``stable_text``, and forced as the decoder's prefix for
@@ -57,7 +58,7 @@ from models.asr.checked_numbers import mend_hypothesis
 from models.asr.engine import DecodeRequest, Hypothesis, Word, text_prefix
 from models.asr.scheduler import DecodeScheduler, InterimDropped
 from models.audio import MODEL_SAMPLE_RATE, Float32Array, Int16Array, int16_to_float32, resample
-from models.vad.silero import SileroVAD
+from models.vad.silero import SileroVAD, VADChunk
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,9 @@ class StreamingRecognizer:
         self.config = config or StreamingConfig()
         self.time_offset = time_offset
         self._vad = vad.new_stream(sample_rate)
+        # Live audio is scored together with other streams' (VADBatcher); a recording, fed as fast as it is read,
+        # at once.
+        self._batcher = vad.batcher if not self.config.batch else None
         self._scheduler = scheduler
         self._pos = 0  # samples received
         self._scored = 0  # samples the VAD has scored
@@ -231,7 +235,8 @@ class StreamingRecognizer:
         return held + self._preroll_samples + sum(p.size for p in self._pending_audio)
 
     def push(self, pcm: Int16Array | Float32Array) -> None:
-        """Feed audio at the native rate. Cheap: VAD runs inline, decoding is queued."""
+        """Feed audio at the native rate. Cheap: the VAD scores it now or, batched with other live streams'
+        chunks, within ``VADBatcher.max_wait_s``; decoding is queued."""
         if self._closed:
             raise RuntimeError("stream is closed")
         if pcm.dtype == np.int16:
@@ -242,13 +247,21 @@ class StreamingRecognizer:
             return
         self._pos += audio.size
         self._pending_audio.append(audio)
-        for chunk in self._vad.process(audio):
+        if self._batcher is not None:
+            self._batcher.submit(self._vad, audio, self._scored_chunks)
+        else:
+            self._scored_chunks(self._vad.process(audio))
+
+    def _scored_chunks(self, chunks: list[VADChunk]) -> None:
+        for chunk in chunks:
             self._advance(chunk.end, chunk.probability)
 
     def end(self) -> None:
         """No more audio: finalize the open utterance (if it holds speech) and close ``events()``."""
         if self._closed:
             return
+        if self._batcher is not None:
+            self._batcher.drain(self._vad)  # what the VAD has not scored yet
         self._closed = True
         self._scheduler.stream_closed()
         self._take_pending(self._pos)
@@ -266,6 +279,8 @@ class StreamingRecognizer:
         waiting for a pause. The stream stays open; speech that follows starts a new utterance."""
         if self._closed:
             return
+        if self._batcher is not None:
+            self._batcher.drain(self._vad)
         utt = self._utt
         if utt is None:
             return

@@ -90,6 +90,39 @@ async def test_text_marked_stable_never_changes(vad: SileroVAD, scheduler: Decod
     assert stable_seen >= 2, "long utterances commit words before their final"
 
 
+async def test_live_streams_share_vad_runs_and_lose_nothing_to_the_wait(scheduler: DecodeScheduler) -> None:
+    # Two live channels whose VAD chunks wait up to 20 ms to be scored together (the server's default). One call
+    # ends 100 ms after its last word: what the VAD had not scored yet is scored at the end, so its last
+    # utterance still gets its final. Finals as the one-at-a-time VAD gives them (the other tests).
+    batching = SileroVAD(batch_wait_s=0.02)
+    prog = program(tel8k()[:3], gap_s=1.2)
+    cut = int((prog.spans[-1][1] + 0.1) * prog.sample_rate)
+    a, b = (StreamingRecognizer(8000, batching, scheduler) for _ in range(2))
+    events_a, events_b = await asyncio.gather(run(a, prog.pcm, realtime_factor=4), run(b, prog.pcm[:cut], 4))
+    refs = [u.ref for _, _, u in prog.spans]
+    for events in (events_a, events_b):
+        finals = [e for e in events if e.type is SpeechEventType.FINAL]
+        assert len(finals) == len(prog.spans), [f.text for f in finals]
+        assert wer(refs, [f.text for f in finals]) <= 0.15
+    assert batching.batcher is not None and batching.batcher.mean_batch > 1.2  # shared runs
+    # All of a call pushed before the loop runs again (so before any wait is over), then ended: every chunk is
+    # scored at the end, and every utterance gets its final.
+    c, other = StreamingRecognizer(8000, batching, scheduler), batching.new_stream(8000)
+    batching.batcher.submit(other, np.zeros(0, dtype=np.float32), lambda chunks: None)  # live, sends nothing
+    events: list[SpeechEvent] = []
+    consumer = asyncio.create_task(_collect(c, events))
+    for offset in range(0, cut, 160):
+        c.push(prog.pcm[offset : offset + 160])
+    c.end()
+    await asyncio.wait_for(consumer, 60)
+    assert len([e for e in events if e.type is SpeechEventType.FINAL]) == len(prog.spans)
+
+
+async def _collect(recognizer: StreamingRecognizer, events: list[SpeechEvent]) -> None:
+    async for event in recognizer.events():
+        events.append(event)
+
+
 async def test_time_offset_and_endpointing(vad: SileroVAD, scheduler: DecodeScheduler) -> None:
     utt = tel8k()[5]
     pcm = np.concatenate([np.zeros(8000, dtype=np.int16), utt.pcm, np.zeros(16000, dtype=np.int16)])

@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.audio import Float32Array, StreamResampler
+from models.vad.batcher import VADBatcher
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,10 @@ class VADChunk:
 
 
 class SileroVAD:
-    """The shared model. ``run`` is thread-safe (onnxruntime sessions are)."""
+    """The shared model. ``run`` is thread-safe (onnxruntime sessions are). With ``batch_wait_s`` its
+    ``batcher`` scores live streams' chunks together, each waiting at most that long (``batcher.py``)."""
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, batch_wait_s: float = 0.0) -> None:
         path = locate_silero_onnx(model_path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -54,6 +56,7 @@ class SileroVAD:
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         self.path = path
         self._lock = threading.Lock()
+        self.batcher = VADBatcher(self, batch_wait_s) if batch_wait_s > 0 else None
 
     def new_stream(self, sample_rate: int) -> VADStream:
         return VADStream(self, sample_rate)
@@ -67,7 +70,8 @@ class SileroVAD:
 
 
 class VADStream:
-    """Speech probabilities for one channel, at its native rate."""
+    """Speech probabilities for one channel, at its native rate. ``process`` scores audio at once; a
+    ``VADBatcher`` instead takes ``add``-ed audio and scores the chunks of many streams in one run."""
 
     def __init__(self, model: SileroVAD, sample_rate: int) -> None:
         if sample_rate <= 0:
@@ -79,23 +83,42 @@ class VADStream:
         self.chunk = 256 if self.rate == 8000 else 512
         self._context_size = 32 if self.rate == 8000 else 64
         self._context = np.zeros((1, self._context_size), dtype=np.float32)
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
+        self.state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)  # audio at the VAD rate not yet scored
         self._consumed = 0  # samples at the VAD rate that have been scored
 
     def process(self, audio: Float32Array) -> list[VADChunk]:
         """Score every whole chunk now available; ``end`` is reported in samples of the input rate."""
+        self.add(audio)
+        return self.score_waiting()
+
+    def add(self, audio: Float32Array) -> None:
+        """Take audio to be scored later (``waiting`` says how many whole chunks it holds)."""
         audio = self._resampler.process(audio)
-        if self._pending.size:
-            audio = np.concatenate([self._pending, audio])
-        n = audio.size // self.chunk
-        self._pending = audio[n * self.chunk :].copy()
+        self._pending = np.concatenate([self._pending, audio]) if self._pending.size else audio.copy()
+
+    @property
+    def waiting(self) -> int:
+        """Whole chunks taken and not yet scored."""
+        return self._pending.size // self.chunk
+
+    def score_waiting(self) -> list[VADChunk]:
+        """Score the waiting chunks one by one."""
         results: list[VADChunk] = []
-        for i in range(n):
-            x = audio[i * self.chunk : (i + 1) * self.chunk].reshape(1, -1)
-            prob, self._state = self.model.run(np.concatenate([self._context, x], axis=1), self._state, self.rate)
-            self._context = x[:, -self._context_size :]
-            self._consumed += self.chunk
-            end = self._consumed * self.input_rate // self.rate
-            results.append(VADChunk(end=end, probability=float(prob[0])))
+        while self.waiting:
+            prob, state = self.model.run(self.next_input(), self.state, self.rate)
+            results.append(self.advance(float(prob[0]), state))
         return results
+
+    def next_input(self) -> Float32Array:
+        """The next waiting chunk with its context prepended: the model's input row, shape (1, context + chunk)."""
+        return np.concatenate([self._context, self._pending[None, : self.chunk]], axis=1)
+
+    def advance(self, probability: float, state: Float32Array) -> VADChunk:
+        """The next waiting chunk was scored (``state``: the model's new state for this stream)."""
+        x = self._pending[: self.chunk]
+        self._context = x[None, -self._context_size :].copy()
+        self._pending = self._pending[self.chunk :]
+        self.state = state
+        self._consumed += self.chunk
+        return VADChunk(end=self._consumed * self.input_rate // self.rate, probability=probability)
