@@ -49,6 +49,10 @@ a correctly recognised number scores as correct however Whisper writes it:
 Then lower case, hyphens as spaces, punctuation dropped, and a few spellings unified (ok -> okay, alright -> all
 right, mr -> mister, mhm -> mm hmm). The references are written in words already (as the synthesiser said them).
 
+In-process, interims are scored too (``scheduler.interims`` in the summary): each interim's words against the words
+of its utterance's final that lie in the audio the interim had (by each word's middle), as a WER pooled over all
+interims: what a change that makes interims cheaper costs the rep who reads them.
+
 JSON lines go to stdout, one per call and channel, then one summary object (pooled WER per channel kind over the
 scripted calls, the targets, setup and wall times); progress and a table to stderr.
 """
@@ -67,7 +71,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -94,7 +98,7 @@ from media_server.client.wav import Recording  # noqa: E402
 from media_server.config import Settings  # noqa: E402
 from media_server.services import streaming_config  # noqa: E402
 from models.asr.scheduler import DecodeScheduler  # noqa: E402
-from models.streaming import SpeechEventType, StreamingConfig, StreamingRecognizer  # noqa: E402
+from models.streaming import SpeechEvent, SpeechEventType, StreamingConfig, StreamingRecognizer  # noqa: E402
 
 BOUNDARY_S = 1.0
 CHANNELS = ("rep", "customer", "mixed")
@@ -293,17 +297,27 @@ class _StreamScheduler:
 
 
 async def recognise(
-    channel: Channel, vad: Any, scheduler: DecodeScheduler, config: StreamingConfig, speed: float
+    channel: Channel,
+    vad: Any,
+    scheduler: DecodeScheduler,
+    config: StreamingConfig,
+    speed: float,
+    agreement: InterimAgreement | None = None,
 ) -> list[Segment]:
     """Feed one channel in 20 ms frames; lockstep (``speed`` 0) or paced at ``speed`` x real time."""
     view = _StreamScheduler(scheduler)
     recognizer = StreamingRecognizer(channel.sample_rate, vad, cast(DecodeScheduler, view), config)
     finals: list[Segment] = []
+    interims: list[SpeechEvent] = []
+    final_events: dict[int, SpeechEvent] = {}
 
     async def consume() -> None:
         async for event in recognizer.events():
             if event.type is SpeechEventType.FINAL:  # empty ones too: they mark where a cut turn went on
                 finals.append(Segment(event.start, event.end, event.text, forced=not event.speech_final))
+                final_events[event.segment] = event
+            elif event.type is SpeechEventType.INTERIM:
+                interims.append(event)
 
     consumer = asyncio.create_task(consume())
     loop = asyncio.get_running_loop()
@@ -318,7 +332,37 @@ async def recognise(
             await view.idle()
     recognizer.end()
     await consumer
+    if agreement is not None:
+        agreement.add(interims, final_events)
     return finals
+
+
+@dataclass
+class InterimAgreement:
+    """How far interims stray from their utterance's final: each interim's words against the final's words that
+    lie (by their middle) in the audio the interim had, as a WER, pooled. It measures interims (what a rep
+    sees while speaking), not finals: a change that makes interims cheaper must not make this worse."""
+
+    interims: int = 0
+    errors: int = 0
+    words: int = 0
+
+    def add(self, interims: Sequence[SpeechEvent], finals: Mapping[int, SpeechEvent]) -> None:
+        for interim in interims:
+            final = finals.get(interim.segment)
+            if final is None:
+                continue
+            said = [w.word for w in final.words if (w.start + w.end) / 2 <= interim.end]
+            reference, hypothesis = normalise(" ".join(said)), normalise(interim.text)
+            self.interims += 1
+            self.words += len(reference)
+            if reference or hypothesis:
+                out = jiwer.process_words(" ".join(reference) or "-", " ".join(hypothesis) or "-")
+                self.errors += out.substitutions + out.deletions + out.insertions
+
+    def report(self) -> dict[str, Any]:
+        wer = round(self.errors / self.words, 4) if self.words else None
+        return {"interims": self.interims, "final_words": self.words, "wer_against_final": wer}
 
 
 async def run_inprocess(
@@ -330,24 +374,27 @@ async def run_inprocess(
     from models.vad import SileroVAD
 
     threadpool_limits(1)  # as the server: numpy's BLAS threads would compete with the decode threads
-    vad = SileroVAD()
-    scheduler = build_scheduler(Settings())
+    settings = Settings()
+    # Paced, live streams' VAD chunks wait to be scored together as the server's do; lockstep, each at once.
+    vad = SileroVAD(batch_wait_s=settings.vad.batch_wait_ms / 1000 if speed > 0 else 0.0)
+    scheduler = build_scheduler(settings)
     if speed <= 0:  # lockstep: wall time means nothing, so no interim is too old (the server drops them after 1 s)
         scheduler.interim_max_age_s = float("inf")
     limit = asyncio.Semaphore(concurrency or len(jobs))
     done = 0
+    agreement = InterimAgreement()
 
     async def one(job: Job) -> list[Segment]:
         nonlocal done
         async with limit:
-            finals = await recognise(job.channel, vad, scheduler, config, speed)
+            finals = await recognise(job.channel, vad, scheduler, config, speed, agreement)
         done += 1
         log(f"in-process {done}/{len(jobs)}: {job.call.name} {job.channel.name} ({len(finals)} finals)")
         return finals
 
     try:
         results = await asyncio.gather(*(one(j) for j in jobs))
-        stats = dataclasses.asdict(scheduler.stats())
+        stats = {**dataclasses.asdict(scheduler.stats()), "interims": agreement.report()}
     finally:
         scheduler.close()
     return {j.key: r for j, r in zip(jobs, results, strict=True)}, stats
