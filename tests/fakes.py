@@ -146,6 +146,7 @@ class FakeVAD(SileroVAD):
 
     def __init__(self, threshold: float = 0.02) -> None:  # no super().__init__: there is no ONNX session
         self.threshold = threshold
+        self.batcher = None  # each stream scored as its audio comes
 
     def new_stream(self, sample_rate: int) -> VADStream:
         return FakeVADStream(sample_rate, self.threshold)
