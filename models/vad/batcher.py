@@ -7,7 +7,7 @@ at a time (``benchmarks/vad_batch.py``, 2-core Intel Xeon). So a stream's chunks
 ``max_wait_s`` for other streams' chunks, and all that wait are scored together (a stream with several waiting
 goes through several rounds, one chunk a round: its state carries from each to the next). Each stream's state
 and context stay its own, so a chunk's probability does not depend on what it was batched with (within float
-rounding, about 1e-6: ``tests/test_vad.py``).
+rounding: within 1e-5 in ``tests/test_vad.py``).
 
 ``max_wait_s`` is added to the moment the VAD hears a pause, so to a final's latency (at most; on average half
 of it): 20 ms against endpointing's 500. With ``max_wait_s`` 0, or outside a running event loop, chunks are
