@@ -137,5 +137,7 @@ def test_without_a_running_event_loop_audio_is_scored_as_it_comes(vad: SileroVAD
     from models.vad import VADBatcher
 
     batcher, stream, scored = VADBatcher(vad, max_wait_s=0.02), vad.new_stream(8000), []
+    other = vad.new_stream(8000)
+    batcher.submit(other, np.zeros(0, dtype=np.float32), scored.extend)  # live: in a loop, stream would wait for it
     batcher.submit(stream, np.zeros(800, dtype=np.float32), scored.extend)
     assert len(scored) == 3 and not stream.waiting

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from itertools import groupby
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -83,13 +82,14 @@ class VADBatcher:
             self._timer = None
         waiting, self._waiting = self._waiting, {}
         scored: dict[VADStream, list[VADChunk]] = {stream: [] for stream in waiting}
-        streams = list(waiting)
-        while streams:
-            for _rate, group in groupby(sorted(streams, key=lambda s: s.rate), key=lambda s: s.rate):
-                members = list(group)
-                for start in range(0, len(members), self.max_batch):
-                    self._run(members[start : start + self.max_batch], scored)
-            streams = [s for s in streams if s.waiting]
+        by_rate: dict[int, list[VADStream]] = {}
+        for stream in waiting:
+            by_rate.setdefault(stream.rate, []).append(stream)
+        for streams in by_rate.values():
+            while streams:
+                for start in range(0, len(streams), self.max_batch):
+                    self._run(streams[start : start + self.max_batch], scored)
+                streams = [s for s in streams if s.waiting]
         for stream, deliver in waiting.items():
             self._deliver(deliver, scored[stream])
 
