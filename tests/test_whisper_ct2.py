@@ -128,9 +128,9 @@ def test_an_interim_that_repeats_itself_is_shown_trimmed_without_a_second_decode
     windows: list[int] = []
     real = engine._decode
 
-    def spy(items: Any, window: int) -> Any:
+    def spy(items: Any, window: int, length_penalty: float = 0.0) -> Any:
         windows.append(window)
-        return real(items, window)
+        return real(items, window, length_penalty)
 
     def ones(text: str) -> int:  # "1 1 1", "1-1-1", "111 111" or "one, one"
         return text.count("1") + re.findall(r"\bone\b", text.lower()).count("one")
@@ -180,15 +180,34 @@ def test_loops_over_silence_and_noise_give_nothing(engine: WhisperCT2Engine) -> 
     assert normalise(hypothesis.text) == "thank you", hypothesis.text
 
 
-def test_a_final_whose_beam_skipped_a_sentence_gets_it_back(engine: WhisperCT2Engine) -> None:
+def test_a_final_whose_beam_skipped_a_sentence_gets_it_back(
+    engine: WhisperCT2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A customer's turn from a scripted call (flite's slt voice, 8 kHz): "Eight account executives and four
-    development reps. We are hiring six more by September." The beam decodes it as "We are hiring six more by
-    September.", the skipped sentence's 3.5 s of voice under "We" and "are" (no word takes a second to say); the
-    final is decoded again, as offline decoding does, and keeps both sentences."""
+    development reps. We are hiring six more by September." The beam (its score not normalised by length: it
+    favours a short transcript) decodes it as "We are hiring six more by September.", the skipped sentence's 3.5 s
+    of voice under "We" and "are" (no word takes a second to say); the final is decoded again by the same beam
+    with Whisper's own length normalisation and keeps both sentences, in the words offline decoding finds
+    ("executives and four development reps"; the offline-style decode of this turn alone says "county objectives
+    and for development reps": the startup_quick_discovery row of the README's "Conversations")."""
     rec = read_wav(SPEECH_DIR / "flite8k" / "skipped_sentence.8k.wav")
     audio = resample(int16_to_float32(rec.channels[0]), rec.sample_rate, 16000)
+    real = engine.model
+    penalties: list[float] = []
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def generate(self, features: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
+            penalties.append(kwargs["length_penalty"])
+            return real.generate(features, prompts, **kwargs)
+
+    monkeypatch.setattr(engine, "model", Spy())
     text = normalise(engine.decode_batch([DecodeRequest(audio=audio, final=True)])[0].text)
-    assert "development reps" in text and text.endswith("we are hiring six more by september"), text
+    assert "executives and four development reps" in text, text
+    assert text.endswith("we are hiring six more by september"), text
+    assert penalties[:2] == [0.0, 1.0], penalties  # the beam, then the normalised beam
 
 
 def test_a_card_turn_whose_beam_stopped_after_three_words_gets_its_card_sentence_back(

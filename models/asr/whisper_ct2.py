@@ -16,10 +16,11 @@ too long for its audio or too repetitive, or empty over seconds of voice, is dec
 window; a run of repeats keeps as many as the audio holds (real repetitions and digits stay, loops go). An
 interim is shown trimmed so, and gets the full window only where its trimmed text still repeats itself.
 Without timestamps Whisper may also end its transcript early: a decode goes on from its last word when
-voice follows it, and a final with far too few words for its voice is decoded again as offline decoding does
-(timestamps, seeking on) and greedily, kept where it says more; a ``segmented`` request (a long turn's
-cut) is decoded the offline way only, and its hypothesis says where each of Whisper's segments starts. A result
-always depends only on its own audio, window, prompt and prefix, never on what else was in the batch.
+voice follows it, and a final with far too few words for its voice is decoded again by the beam with length
+normalisation (Whisper's own; finals are otherwise decoded without it), or where that too leaves speech out, as
+offline decoding does (timestamps, seeking on), and greedily, kept where it says more; a ``segmented`` request
+(a long turn's cut) is decoded the offline way only, and its hypothesis says where each of Whisper's segments
+starts. A result always depends only on its own audio, window, prompt and prefix, never on what else was in the batch.
 
 faster-whisper is the toolkit (feature extractor, tokenizer, alignment); CTranslate2 runs int8 on the
 CPU and float16 or int8_float16 on CUDA.
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 FRAMES_PER_SECOND = 100  # mel frames
 WINDOWS = (1000, 1500, 3000)  # mel frames tried, shortest first; 3000 is Whisper's own 30 s window
 FINAL_BEAM_SIZE = 5  # finals: beam search (as Whisper's own transcribe); interims stay greedy
+# A beam's score is the sum of its tokens' log-probabilities, not normalised by length (with normalisation the beam
+# cut twelve spoken "one"s to seven); a final that left speech out is decoded again with Whisper's own
+# normalisation (the sum divided by the length), which does not favour ending early.
+LENGTH_NORMALISED = 1.0
 WINDOW_MARGIN_FRAMES = 50  # an utterance must leave this much of its window empty
 MAX_PROMPT_TOKENS = 120  # keyterms + previous text, kept short so that the decoder has room (Whisper allows 223)
 MAX_HOTWORD_TOKENS = 80  # the keyterms' share of it; previous text gets the rest
@@ -143,18 +148,30 @@ class WhisperCT2Engine:
         ]
         if collapsed:
             log.debug("%d final(s) left speech out: decoding them again", len(collapsed))
-            # Decoded again two ways, the offline way (timestamps, 30 s window) and greedily (as an interim), and
-            # kept where one says more: on one CPU the offline way lost a card number's sentence that the greedy
-            # decode keeps. A final that said nothing is not decoded greedily (over a burst of noise it says "You").
+            # First by the same beam with Whisper's own length normalisation: without it the beam favours a short
+            # transcript, and that is how a final leaves speech out ("Eight account executives and four
+            # development reps. We are hiring ..." as "We are hiring ..."); normalised, it says the whole turn in
+            # the words offline decoding finds. Kept unless it left speech out too.
             spoken = [i for i in collapsed if results[i].words]
+            normed = self._decode_once([requests[i] for i in spoken], LENGTH_NORMALISED) if spoken else []
+            recovered: set[int] = set()
+            for i, hypothesis in zip(spoken, normed, strict=True):
+                if not _collapsed(requests[i], hypothesis):
+                    results[i] = hypothesis
+                    recovered.add(i)
+            # Else decoded again two ways, the offline way (timestamps, 30 s window) and greedily (as an
+            # interim), and kept where one says more: on one CPU the offline way lost a card number's sentence
+            # that the greedy decode keeps. A final that said nothing is not decoded greedily (over a burst of
+            # noise it says "You").
             greedy = self._decode_once([replace(requests[i], final=False) for i in spoken]) if spoken else []
             seconds = dict(zip(spoken, greedy, strict=True))
             for i in collapsed:
-                # Kept where it says more: a card number read out slowly stretches its digits, and a second decode
-                # wrote one digit fewer.
-                again = self._transcribe(requests[i], speech_only=not results[i].words)
-                if _said(again.text) > _said(results[i].text):
-                    results[i] = again
+                if i not in recovered:
+                    # Kept where it says more: a card number read out slowly stretches its digits, and a second
+                    # decode wrote one digit fewer.
+                    again = self._transcribe(requests[i], speech_only=not results[i].words)
+                    if _said(again.text) > _said(results[i].text):
+                        results[i] = again
                 # The greedy decode only where it says a good deal more (a sentence): on slow digits it repeats
                 # some ("0343 43", "8005550199" as "80055501919"), and on the conversations it did nothing else.
                 if i in seconds and _said(seconds[i].text) >= _said(results[i].text) + GREEDY_MORE_WORDS:
@@ -193,7 +210,7 @@ class WhisperCT2Engine:
                 words.append(Word(w.word.strip(), round(start, 3), round(end, 3), round(w.probability, 4)))
         return Hypothesis(text=" ".join(t for t in texts if t), words=tuple(words), segments=tuple(starts))
 
-    def _decode_once(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+    def _decode_once(self, requests: Sequence[DecodeRequest], length_penalty: float = 0.0) -> list[Hypothesis]:
         items = []
         for i, request in enumerate(requests):
             features = self.whisper.feature_extractor(request.audio)[..., :-1]
@@ -203,7 +220,8 @@ class WhisperCT2Engine:
         items.sort(key=_batch_key)
         for (window, _final), group in groupby(items, key=_batch_key):
             members = list(group)
-            for item, (hypothesis, suspicious) in zip(members, self._decode(members, window), strict=True):
+            decoded = self._decode(members, window, length_penalty)
+            for item, (hypothesis, suspicious) in zip(members, decoded, strict=True):
                 if suspicious and window < 3000:
                     item.window = 3000
                     retry.append(item)
@@ -213,7 +231,8 @@ class WhisperCT2Engine:
             again = [item for item in retry if item.request.final is final]
             if again:
                 log.debug("re-decoding %d item(s) in the full window", len(again))
-                for item, (hypothesis, _suspicious) in zip(again, self._decode(again, 3000), strict=True):
+                decoded = self._decode(again, 3000, length_penalty)
+                for item, (hypothesis, _suspicious) in zip(again, decoded, strict=True):
                     results[item.index] = hypothesis
         return [r if r is not None else Hypothesis(text="") for r in results]
 
@@ -223,7 +242,7 @@ class WhisperCT2Engine:
                 return window
         return self.windows[-1]
 
-    def _decode(self, items: list[_Item], window: int) -> list[tuple[Hypothesis, bool]]:
+    def _decode(self, items: list[_Item], window: int, length_penalty: float = 0.0) -> list[tuple[Hypothesis, bool]]:
         """Items of one window, all finals or all interims: finals are decoded with a beam of
         ``final_beam_size`` (conversations, streamed: mixed channels 11.9 -> 10.8 % WER in-process, at a few
         per cent more decode time: tiny.en's decoder is small beside its encoder), interims greedily."""
@@ -236,7 +255,7 @@ class WhisperCT2Engine:
             encoded,
             prompts,
             beam_size=self.final_beam_size if items[0].request.final else 1,
-            length_penalty=0.0,  # no length normalisation: with it the beam cut twelve spoken "one"s to seven
+            length_penalty=length_penalty,  # none by default: with it the beam cut twelve spoken "one"s to seven
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
