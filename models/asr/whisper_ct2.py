@@ -184,7 +184,13 @@ class WhisperCT2Engine:
         where a sentence starts), and a final whose transcript holds a fraction of the words its voiced audio
         must have (the decoder ended early and its word times are no guide where). ``speech_only``: a final
         decoded as nothing, where only segments that Whisper holds to be speech count (a burst of noise comes out
-        as "You", no-speech probability 0.8)."""
+        as "You", no-speech probability 0.8).
+
+        Greedy at temperature 0 only, without faster-whisper's fallback to sampling where a window's text
+        compresses too well or scores low: a sentence said twice compresses well, and the sampled text that
+        replaced it lost sentences (a turn of four utterances, two of them said twice, came out as three
+        sentences one time in ten). A run of repeats at the end is judged by the audio instead, as in every
+        other decode (``_unsupported_loop_trimmed``)."""
         segments, _info = self.whisper.transcribe(
             request.audio,
             language=self.language if self.model.is_multilingual else None,
@@ -193,6 +199,7 @@ class WhisperCT2Engine:
             vad_filter=False,
             word_timestamps=True,
             hotwords=" ".join(request.hotwords) or None,
+            temperature=0.0,
         )
         duration = request.audio.size / MODEL_SAMPLE_RATE
         words: list[Word] = []
@@ -208,6 +215,13 @@ class WhisperCT2Engine:
             for w in said:
                 start, end = min(w.start, duration), min(w.end, duration)
                 words.append(Word(w.word.strip(), round(start, 3), round(end, 3), round(w.probability, 4)))
+        kept = _words_loop_trimmed(words, request.audio)
+        if len(kept) < len(words):
+            log.debug("a loop trimmed from an offline-style decode: %d of %d words kept", len(kept), len(words))
+            last = kept[-1].end if kept else 0.0
+            return Hypothesis(
+                text=" ".join(w.word for w in kept), words=tuple(kept), segments=tuple(t for t in starts if t < last)
+            )
         return Hypothesis(text=" ".join(t for t in texts if t), words=tuple(words), segments=tuple(starts))
 
     def _decode_once(self, requests: Sequence[DecodeRequest], length_penalty: float = 0.0) -> list[Hypothesis]:
@@ -516,6 +530,17 @@ def _unsupported_loop_trimmed(
 
 def _norm_word(word: str) -> str:
     return word.strip().strip(".,!?;:-'\"")
+
+
+def _words_loop_trimmed(words: list[Word], audio: np.ndarray) -> list[Word]:
+    """``_unsupported_loop_trimmed`` for a transcript in words (the offline-style decode's): each word one token."""
+    ids: dict[str, int] = {}
+    tokens = [ids.setdefault(_norm_word(w.word).lower(), len(ids)) for w in words]
+    alignment = [
+        {"word": w.word, "start": w.start, "end": w.end, "tokens": [t]} for w, t in zip(words, tokens, strict=True)
+    ]
+    kept, _alignment = _unsupported_loop_trimmed(tokens, alignment, audio, lambda _part: "")
+    return words[: len(kept)]
 
 
 def _voiced(audio: np.ndarray, hop: int = 320) -> np.ndarray:
