@@ -8,7 +8,6 @@ resampled to 16 kHz first. One ``SileroVAD`` holds the ONNX session and is share
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +54,6 @@ class SileroVAD:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         self.path = path
-        self._lock = threading.Lock()
         self.batcher = VADBatcher(self, batch_wait_s) if batch_wait_s > 0 else None
 
     def new_stream(self, sample_rate: int) -> VADStream:
